@@ -1,0 +1,94 @@
+"""sweeper: ``sweep STEP --trials N --parallel 2 ... --json --store DIR``, run in-process.
+
+The CLI is called exactly as the ``sweep`` console script would call it. Ray is started
+first with sweeper's own :func:`sweeper.cluster.connect.connect` (which the sweep then
+reuses, as it does for any already-initialized Ray) so that the Ray start-up time can be
+reported apart from the sweep itself. Set ``BENCH_PROFILE=FILE`` to write a cProfile of
+the driver's sweep to FILE.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import cProfile
+import io
+import json
+import os
+
+from benchmarks.contenders.common import Clock, parse_args, write_report
+from benchmarks.paths import CONFIG
+
+
+def main() -> None:
+    """Run the sweep and write the report."""
+    clock = Clock()
+    args = parse_args(__doc__ or "")
+    from sweeper.cli.main import main as sweep_main
+    from sweeper.cluster.connect import connect, shutdown
+
+    clock.mark("imports")
+    connect(None)
+    clock.mark("ray_init")
+    store = args.workdir / "store"
+    argv = [
+        args.step,
+        "--trials", str(args.trials),
+        "--parallel", str(args.parallel),
+        "--runtime", args.runtime,
+        "--metric", args.metric,
+        "--direction", args.direction,
+        "--sampler", args.sampler,
+        "--json",
+        "--store", str(store),
+        "-f", str(CONFIG),
+    ]  # fmt: skip
+    if args.seed is not None:
+        argv += ["--seed", str(args.seed)]
+    profile_path = os.environ.get("BENCH_PROFILE")
+    profiler = cProfile.Profile() if profile_path else None
+    stdout = io.StringIO()
+    exit_code = 0
+    with contextlib.redirect_stdout(stdout):
+        if profiler is not None:
+            profiler.enable()
+        try:
+            sweep_main(argv)
+        except SystemExit as exc:
+            exit_code = exc.code if isinstance(exc.code, int) else 1
+        finally:
+            if profiler is not None:
+                profiler.disable()
+    clock.mark("sweep")
+    if profiler is not None and profile_path:
+        profiler.dump_stats(profile_path)
+    shutdown()
+    clock.mark("ray_shutdown")
+    summary = json.loads(stdout.getvalue().strip().splitlines()[-1]) if stdout.getvalue().strip() else {}
+    values = trial_values(str(store), args.metric)
+    write_report(
+        args,
+        values,
+        clock,
+        exit_code=exit_code,
+        summary=summary,
+        store=str(store),
+        ray_init_s=clock.between("imports", "ray_init"),
+        loop_s=clock.between("ray_init", "sweep"),
+    )
+
+
+def trial_values(store_path: str, metric: str) -> list[float]:
+    """The metric of every complete execution in the store, in creation order."""
+    from sweeper.store import Store
+
+    table = Store.open(store_path).read_dataset("executions")
+    column = f"metric.{metric}"
+    if table.num_rows == 0 or column not in table.column_names:
+        return []
+    frame = table.to_pandas().sort_values("created_at")
+    frame = frame[frame["status"] == "complete"]
+    return [float(v) for v in frame[column].dropna()]
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""The ``sweep`` command line."""

@@ -1,0 +1,175 @@
+"""Commands about pipelines: ``sweep pipeline run | ls | show | resume``.
+
+\b
+sweep pipeline run train-pipeline --runtime local
+sweep pipeline run train-pipeline -p train.epochs=10 --input preprocess.dataset=data/x.csv
+sweep pipeline show latest --json
+sweep pipeline resume RUN_ID
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+
+from sweeper.cli import output
+from sweeper.cli.commands_exec import DEFAULT_RUNTIME, RUNTIMES, config_option, store_option
+from sweeper.cli.project import project_from
+from sweeper.errors import StoreError
+from sweeper.execution.spec import parse_assignments
+from sweeper.pipeline import PipelineOptions, PipelineRunner, PipelineState, latest_runs
+
+
+def _echo_event(text: str) -> None:
+    click.echo(f"sweep: {text}", err=True)
+
+
+def _print(summary: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(summary, default=str))
+        return
+    rows = []
+    for name, node in summary["nodes"].items():
+        ids = node.get("execution_ids") or ([node["execution_id"]] if node.get("execution_id") else [])
+        rows.append([name, node["status"], node.get("execution_id") or "-", str(len(ids)), node.get("reused_from") or "-", node.get("error") or ""])
+    output.table(
+        ["node", "status", "execution", "executions", "reused from", "error"],
+        rows,
+        title=f"pipeline run {summary['pipeline_run_id']} ({summary.get('pipeline')}): {summary['status']}",
+    )
+
+
+def _exit(summary: dict[str, Any]) -> None:
+    sys.exit(0 if summary["status"] == "complete" else 1)
+
+
+def _resolve_run(store: Any, ref: str) -> str:
+    if ref != "latest":
+        return ref
+    runs = latest_runs(store)
+    if not runs:
+        raise StoreError(f"no pipeline run in the store {store.location}")
+    return str(runs[0]["pipeline_run_id"])
+
+
+@click.group(name="pipeline")
+def pipeline_group() -> None:
+    """Run valohai.yaml pipelines as a DAG on Ray, list and inspect their runs."""
+
+
+@pipeline_group.command(name="run")
+@click.argument("name")
+@click.option("-p", "--parameter", "params", multiple=True, metavar="NAME=VALUE|NODE.PARAM=VALUE", help="A pipeline parameter or a node's parameter (repeat for a list; a list on a task node adds a grid axis).")
+@click.option("--input", "inputs", multiple=True, metavar="NODE.INPUT=URI", help="An input URI of a node (repeat for several files).")
+@click.option("-e", "--env", "env", multiple=True, metavar="NAME=VALUE", help="An environment variable for every execution.")
+@click.option("--reuse", is_flag=True, help="Reuse completed executions with an identical spec (as reuse-executions: true).")
+@click.option("--runtime", type=RUNTIMES, default=DEFAULT_RUNTIME, show_default=True, help="Run executions as local processes or in the steps' Docker images.")
+@click.option("--pull", "pull_policy", type=click.Choice(["missing", "always", "never"]), default="missing", show_default=True)
+@click.option("--max-retries", type=int, default=1, show_default=True, help="Retries of a node with on-error: retry.")
+@click.option("--address", help="Ray cluster: auto, HOST:PORT or ray://HOST:PORT (default: embedded local Ray).")
+@click.option("--json", "as_json", is_flag=True, help="Print only the final summary as JSON on stdout.")
+@config_option
+@store_option
+def run_command(
+    name: str,
+    params: tuple[str, ...],
+    inputs: tuple[str, ...],
+    env: tuple[str, ...],
+    reuse: bool,
+    runtime: str,
+    pull_policy: str,
+    max_retries: int,
+    address: str | None,
+    as_json: bool,
+    config_path: str | None,
+    store: str | None,
+) -> None:
+    """Run pipeline NAME; exit 0 when every node completed."""
+    project = project_from(config_path, store)
+    config = project.config
+    options = PipelineOptions(
+        pipeline=name,
+        parameters=parse_assignments(params, "-p"),
+        inputs=parse_assignments(inputs, "--input"),
+        environment={k: v[-1] for k, v in parse_assignments(env, "-e").items()},
+        reuse=reuse,
+        runtime=runtime,
+        address=address,
+        pull_policy=pull_policy,
+        max_retries=max_retries,
+    )
+    opened = project.open_store(create=True)
+    version, archive = project.snapshot_code(opened)
+    runner = PipelineRunner(
+        config=config,
+        config_text=project.config_path.read_text(encoding="utf-8"),
+        store=opened,
+        project_dir=project.directory,
+        options=options,
+        code_version=version,
+        code_archive=archive,
+    )
+    summary = runner.run(on_event=_echo_event)
+    _print(summary, as_json)
+    _exit(summary)
+
+
+@pipeline_group.command(name="resume")
+@click.argument("run_id")
+@click.option("--address", help="Ray cluster to resume on (default: the one it was started with).")
+@click.option("--json", "as_json", is_flag=True, help="Print only the final summary as JSON on stdout.")
+@config_option
+@store_option
+def resume_command(run_id: str, address: str | None, as_json: bool, config_path: str | None, store: str | None) -> None:
+    """Continue pipeline run RUN_ID (or latest): completed nodes are not run again."""
+    opened = project_from(config_path, store).open_store()
+    runner = PipelineRunner.for_resume(opened, _resolve_run(opened, run_id), address=address)
+    summary = runner.run(on_event=_echo_event)
+    _print(summary, as_json)
+    _exit(summary)
+
+
+@pipeline_group.command(name="show")
+@click.argument("run_id")
+@click.option("--json", "as_json", is_flag=True, help="Print the run as JSON.")
+@config_option
+@store_option
+def show_command(run_id: str, as_json: bool, config_path: str | None, store: str | None) -> None:
+    """Show one pipeline run (an id or latest) and its nodes."""
+    opened = project_from(config_path, store).open_store()
+    _print(PipelineState.load(opened, _resolve_run(opened, run_id)).summary(), as_json)
+
+
+@pipeline_group.command(name="ls")
+@click.option("--json", "as_json", is_flag=True, help="Print the runs as JSON.")
+@config_option
+@store_option
+def ls_command(as_json: bool, config_path: str | None, store: str | None) -> None:
+    """List pipeline runs, newest first."""
+    runs = latest_runs(project_from(config_path, store).open_store())
+    if as_json:
+        click.echo(json.dumps([{**r, "nodes": json.loads(r["nodes"]) if isinstance(r.get("nodes"), str) else r.get("nodes")} for r in runs], default=str))
+        return
+    rows = []
+    for r in runs:
+        nodes = json.loads(r["nodes"]) if isinstance(r.get("nodes"), str) else (r.get("nodes") or {})
+        states = ", ".join(f"{n}:{v.get('status')}" for n, v in nodes.items())
+        rows.append([r["pipeline_run_id"], r.get("pipeline") or "-", r.get("status") or "-", str(r.get("created_at")), states])
+    output.table(["run", "pipeline", "status", "created", "nodes"], rows)
+
+
+COMMANDS = [pipeline_group]
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the ``pipeline`` group on its own (``python -m sweeper.cli.commands_pipeline``)."""
+    from sweeper.cli.main import _guarded
+
+    _guarded(pipeline_group.main)(args=argv, prog_name="sweep pipeline", standalone_mode=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,3 @@
+"""Commands about results: ls, compare, lineage, plot, compact, doctor."""
+
+COMMANDS: list = []

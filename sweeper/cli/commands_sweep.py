@@ -1,0 +1,296 @@
+"""Commands about sweeps: sweep, resume, status, submit, jobs."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from sweeper.cli import output
+from sweeper.cli.commands_exec import DEFAULT_RUNTIME, RUNTIMES, config_option, store_option
+from sweeper.cli.project import Project, project_from
+from sweeper.errors import ClusterError, SweeperError
+from sweeper.execution.spec import parse_assignments
+from sweeper.sweep import Progress, SweepOptions, SweepRunner, summarize
+from sweeper.sweep.samplers import PRUNERS, SAMPLERS
+from sweeper.sweep.state import load_study
+
+SPACE_HELP = """Sweep STEP: run N trials, Optuna suggesting parameters, each trial one execution on a
+Ray actor that holds the step's CPUs/GPUs.
+
+\b
+Search space (-p, repeatable; CLI specs win over --task, which wins over the step):
+  -p lr=log:1e-5..1e-1      float range on a log scale
+  -p dropout=0.1..0.5       float range (float:0..1:0.1 adds a step)
+  -p layers=int:1..4        integer range (logint:8..512 on a log scale)
+  -p act=relu,tanh          one of these values
+  -p epochs=5               a fixed value
+Without -p and --task: float/integer parameters with min and max become ranges (log
+scale when min > 0 and max/min >= 100), choices and flags become categorical, the
+rest stay at their defaults.
+
+\b
+Examples:
+  sweep train-model --trials 50 --metric accuracy --direction maximize
+  sweep train-model --task tune-learning-rate
+  sweep train-model --trials 200 --parallel 4 -p learning_rate=log:1e-4..1 --sampler tpe
+"""
+
+
+def _sweep_options(func: Any) -> Any:
+    options = [
+        click.option("--trials", type=int, help="How many trials to finish (a grid defaults to its size)."),
+        click.option("--parallel", type=int, help="Trials in flight at once (default: as many as fit)."),
+        click.option("--metric", "metrics", multiple=True, help="The metric to optimize (repeat for multi-objective)."),
+        click.option("--direction", "directions", multiple=True, type=click.Choice(["minimize", "maximize"]), help="One per --metric (default: minimize for *loss*/*error*, else maximize)."),
+        click.option("--sampler", type=click.Choice(SAMPLERS), help="Optuna sampler (default tpe; grid for a grid task)."),
+        click.option("--pruner", type=click.Choice(PRUNERS), default="none", show_default=True, help="Stop unpromising trials early."),
+        click.option("--seed", type=int, help="Seed the sampler: same suggestions in the same order."),
+        click.option("-p", "--parameter", "params", multiple=True, metavar="NAME=VALUE|NAME=SPACE", help="A fixed value or a search space (see above)."),
+        click.option("--task", help="Use a valohai.yaml task block as the search space."),
+        click.option("--gpus-per-trial", type=float, help="GPUs each trial reserves (0.5 packs two per GPU)."),
+        click.option("--cpus-per-trial", type=float, help="CPUs each trial reserves (default: the step's resources.cpu, else 1)."),
+        click.option("--runtime", type=RUNTIMES, default=DEFAULT_RUNTIME, show_default=True, help="Run trials as local processes or in the step's Docker image."),
+        click.option("--pull", "pull_policy", type=click.Choice(["missing", "always", "never"]), default="missing", show_default=True),
+        click.option("--input", "inputs", multiple=True, metavar="NAME=URI", help="An input URI for every trial."),
+        click.option("-e", "--env", "env", multiple=True, metavar="NAME=VALUE", help="An environment variable for every trial."),
+        click.option("--address", help="Ray cluster: auto, HOST:PORT or ray://HOST:PORT (default: embedded local Ray)."),
+        click.option("--storage", help="Optuna storage URL for the study (default: a journal file in the store)."),
+        click.option("--reuse", is_flag=True, help="Answer a trial identical to a completed execution from the store."),
+        click.option("--max-failures", type=int, help="Stop the sweep after more than F failed trials."),
+        click.option("--max-retries", type=int, default=2, show_default=True, help="Retries of a trial after an infrastructure failure."),
+        click.option("--fresh-actors", is_flag=True, help="A new Ray actor per trial instead of reusing actors."),
+        click.option("--json", "as_json", is_flag=True, help="Print only the final summary as JSON on stdout."),
+        config_option,
+        store_option,
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def run_sweep(runner: SweepRunner, *, as_json: bool) -> dict[str, Any]:
+    """Run a sweep with a live progress bar, then print its summary."""
+    options = runner.options
+    if not as_json:
+        output.table(["parameter", "space"], runner.space.describe(), title=f"sweep {runner.sweep_id} of {runner.step.name}: {options.trials} trials, {options.sampler}, {' '.join(f'{d} {m}' for m, d in zip(options.metrics, options.directions))}", console=output.stderr)
+    else:
+        output.stderr.print(f"sweep {runner.sweep_id}: {runner.space.describe()}", highlight=False)
+    progress = output.SweepProgress(options.trials or 0)
+
+    def on_progress(state: Progress) -> None:
+        progress.update(state.done, state.counts, state.best_value)
+
+    with progress:
+        summary = runner.run(on_progress=on_progress)
+    if as_json:
+        click.echo(json.dumps(summary, default=str))
+    else:
+        _print_results(runner, summary)
+    return summary
+
+
+def _print_results(runner: SweepRunner, summary: dict[str, Any]) -> None:
+    study = runner._study()
+    metrics = runner.options.metrics
+    complete = [t for t in study.get_trials(deepcopy=False) if t.values and t.user_attrs.get("outcome") == "complete"]
+    reverse = runner.options.directions[0] == "maximize"
+    complete.sort(key=lambda t: t.values[0], reverse=reverse)
+    names = sorted({k for t in complete for k in t.params})
+    rows = [[t.number, t.user_attrs.get("execution_id"), *[output.format_value(v) for v in t.values], *[output.format_value(t.params.get(n)) for n in names]] for t in complete[:10]]
+    output.table(["trial", "execution", *metrics, *names], rows, title="top trials")
+    counts = summary["trials"]
+    click.echo(f"sweep {summary['sweep_id']}: {counts['complete']} complete, {counts['error']} failed, {counts['pruned']} pruned")
+    best = summary.get("best")
+    if isinstance(best, dict):
+        click.echo(f"best: {output.format_value(best['value'])} (trial {best['trial_number']}, execution {best['execution_id']})")
+        click.echo("best parameters: " + json.dumps(best["parameters"], default=str))
+    elif isinstance(best, list):
+        click.echo(f"Pareto front: {len(best)} trials")
+
+
+def _runner(project: Project, options: SweepOptions, *, sweep_id: str | None = None, resume: bool = False, code: tuple[str, str | None] | None = None) -> SweepRunner:
+    store = project.open_store(create=True)
+    version, archive = code or project.snapshot_code(store)
+    return SweepRunner(
+        config=project.config,
+        store=store,
+        project_dir=project.directory,
+        options=options,
+        code_version=version,
+        code_archive=archive,
+        sweep_id=sweep_id,
+        resume=resume,
+    )
+
+
+@click.command(name="sweep", help=SPACE_HELP)
+@click.argument("step")
+@_sweep_options
+def sweep_command(step: str, **kw: Any) -> None:
+    project = project_from(kw.pop("config_path"), kw.pop("store"))
+    as_json = kw.pop("as_json")
+    options = SweepOptions(
+        step=step,
+        trials=kw["trials"],
+        parallel=kw["parallel"],
+        metrics=list(kw["metrics"]),
+        directions=list(kw["directions"]),
+        sampler=kw["sampler"],
+        pruner=kw["pruner"],
+        seed=kw["seed"],
+        specs=parse_assignments(kw["params"], "-p"),
+        task=kw["task"],
+        gpus_per_trial=kw["gpus_per_trial"],
+        cpus_per_trial=kw["cpus_per_trial"],
+        runtime=kw["runtime"],
+        address=kw["address"],
+        storage=kw["storage"],
+        reuse=kw["reuse"],
+        max_failures=kw["max_failures"],
+        max_retries=kw["max_retries"],
+        fresh_actors=kw["fresh_actors"],
+        inputs=parse_assignments(kw["inputs"], "--input"),
+        environment={k: v[-1] for k, v in parse_assignments(kw["env"], "-e").items()},
+        pull_policy=kw["pull_policy"],
+    )
+    summary = run_sweep(_runner(project, options), as_json=as_json)
+    sys.exit(0 if summary["trials"]["complete"] else 1)
+
+
+def _latest_sweep(store: Any, *, unfinished: bool = False) -> str:
+    local = store.local_path
+    if local is None:
+        raise SweeperError("name the sweep: SWEEP_ID")
+    candidates = []
+    for path in (Path(local) / "sweeps").glob("*/sweep.json"):
+        data = json.loads(path.read_text())
+        if unfinished and data.get("status") == "complete":
+            continue
+        candidates.append((data.get("created_at", ""), data["sweep_id"]))
+    if not candidates:
+        raise SweeperError(f"no {'unfinished ' if unfinished else ''}sweep in the store {store.location}")
+    return max(candidates)[1]
+
+
+def _saved(store: Any, sweep_id: str) -> dict[str, Any]:
+    data = store.read_json(f"sweeps/{sweep_id}/sweep.json")
+    if not data:
+        raise SweeperError(f'unknown sweep "{sweep_id}" in the store {store.location}')
+    return data
+
+
+@click.command()
+@click.argument("sweep_id", required=False)
+@click.option("--address", help="Ray cluster to resume on (default: the one it was started with).")
+@click.option("--json", "as_json", is_flag=True, help="Print only the final summary as JSON on stdout.")
+@config_option
+@store_option
+def resume(sweep_id: str | None, address: str | None, as_json: bool, config_path: str | None, store: str | None) -> None:
+    """Continue a sweep to exactly its number of trials (default: the latest unfinished one)."""
+    project = project_from(config_path, store)
+    opened = project.open_store()
+    sweep_id = sweep_id or _latest_sweep(opened, unfinished=True)
+    saved = _saved(opened, sweep_id)
+    options = SweepOptions(**saved["options"])
+    if address:
+        options.address = address
+    runner = _runner(project, options, sweep_id=sweep_id, resume=True, code=(saved["code_version"], saved.get("code_archive")))
+    summary = run_sweep(runner, as_json=as_json)
+    sys.exit(0 if summary["trials"]["complete"] else 1)
+
+
+@click.command()
+@click.argument("sweep_id", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@config_option
+@store_option
+def status(sweep_id: str | None, as_json: bool, config_path: str | None, store: str | None) -> None:
+    """Show a sweep's progress, also while it runs (default: the latest sweep)."""
+    opened = project_from(config_path, store).open_store()
+    sweep_id = sweep_id or _latest_sweep(opened)
+    saved = _saved(opened, sweep_id)
+    options = saved["options"]
+    study = load_study(opened, sweep_id, options.get("storage"))
+    summary = summarize(study, sweep_id, options["metrics"])
+    summary["status"] = saved.get("status")
+    summary["trials_asked"] = options.get("trials")
+    if as_json:
+        click.echo(json.dumps(summary, default=str))
+        return
+    counts = summary["trials"]
+    click.echo(f"sweep {sweep_id} ({saved.get('status')}): step {options['step']}, {options.get('trials')} trials asked")
+    click.echo(f"  complete {counts['complete']}, failed {counts['error']}, pruned {counts['pruned']}, running {counts['running']}")
+    best = summary.get("best")
+    if isinstance(best, dict):
+        click.echo(f"  best {output.format_value(best['value'])}: {json.dumps(best['parameters'], default=str)}")
+
+
+@click.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.option("--address", required=True, help="The Ray dashboard address, e.g. http://HEAD:8265.")
+@click.option("--follow", is_flag=True, help="Stream the job's logs until it ends.")
+@config_option
+@click.argument("args", nargs=-1, type=click.UNPROCESSED, required=True)
+def submit(address: str, follow: bool, config_path: str | None, args: tuple[str, ...]) -> None:
+    """Submit `sweep ARGS...` as a Ray job with the project folder as its working directory.
+
+    \b
+    sweep submit --address http://HEAD:8265 --follow -- train-model --trials 200 --store s3://bucket/store
+    """
+    project = project_from(config_path, None)
+    client = _job_client(address)
+    entrypoint = "sweep " + shlex.join(args)
+    runtime_env = {"working_dir": str(project.directory), "excludes": [".sweeper/", ".git/"]}
+    try:
+        job_id = client.submit_job(entrypoint=entrypoint, runtime_env=runtime_env)
+    except Exception as exc:
+        raise ClusterError(f"the Ray job server at {address} refused the job: {str(exc).splitlines()[0]}") from None
+    click.echo(job_id)
+    if follow:
+        import asyncio
+
+        async def tail() -> None:
+            async for lines in client.tail_job_logs(job_id):
+                sys.stdout.write(lines)
+                sys.stdout.flush()
+
+        asyncio.run(tail())
+        state = client.get_job_status(job_id)
+        click.echo(f"job {job_id}: {state}", err=True)
+        sys.exit(0 if str(state).endswith("SUCCEEDED") else 1)
+
+
+def _job_client(address: str) -> Any:
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    from ray.job_submission import JobSubmissionClient
+
+    try:
+        return JobSubmissionClient(address)
+    except Exception as exc:
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ClusterError(
+            f"could not reach the Ray job server at {address}: {message}. Check the dashboard "
+            "address (http://HEAD:8265) and, for a token-protected head, RAY_AUTH_MODE=token"
+        ) from None
+
+
+@click.command()
+@click.option("--address", required=True, help="The Ray dashboard address, e.g. http://HEAD:8265.")
+@click.option("--json", "as_json", is_flag=True)
+def jobs(address: str, as_json: bool) -> None:
+    """List the Ray jobs of a cluster."""
+    client = _job_client(address)
+    listed = client.list_jobs()
+    rows = [[j.submission_id or j.job_id, str(j.status), j.entrypoint] for j in listed]
+    if as_json:
+        click.echo(json.dumps([dict(zip(["job_id", "status", "entrypoint"], r)) for r in rows]))
+    else:
+        output.table(["job", "status", "entrypoint"], rows)
+
+
+COMMANDS = [sweep_command, resume, status, submit, jobs]

@@ -1,0 +1,119 @@
+"""Tables, records and progress as people read them (rich on a terminal, plain otherwise)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+stdout = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 160)
+stderr = Console(stderr=True, soft_wrap=True, width=None if sys.stderr.isatty() else 160)
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], *, title: str | None = None, console: Console | None = None) -> None:
+    """Print rows as a table."""
+    view = Table(title=title, show_lines=False, header_style="bold")
+    for header in headers:
+        view.add_column(str(header), overflow="fold")
+    for row in rows:
+        view.add_row(*("" if v is None else str(v) for v in row))
+    (console or stdout).print(view)
+
+
+def format_value(value: Any) -> str:
+    """A short human form of a parameter or metric value."""
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, (dict, list)):
+        return json.dumps(value)
+    return str(value)
+
+
+def execution_summary(record: dict[str, Any]) -> None:
+    """One paragraph about a finished execution (on stderr, after its log)."""
+    metrics = ", ".join(f"{k}={format_value(v)}" for k, v in (record.get("metrics") or {}).items())
+    status = record.get("status")
+    line = f"execution #{record.get('counter')} {record.get('id')}: {status}"
+    if record.get("duration_s") is not None:
+        line += f" in {record['duration_s']:.2f}s"
+    if record.get("reused_from"):
+        line += f" (reused {record['reused_from']})"
+    if record.get("error"):
+        line += f" ({record['error']})"
+    stderr.print(line, highlight=False)
+    if metrics:
+        stderr.print(f"  metrics: {metrics}", highlight=False)
+    for item in record.get("outputs") or []:
+        stderr.print(f"  output: {item['path']} {item['size']} B {item['uri']}", highlight=False)
+
+
+def execution_details(record: dict[str, Any]) -> None:
+    """The record of one execution as a two-column table."""
+    rows: list[list[Any]] = []
+    for key in ("id", "counter", "step", "status", "exit_code", "error", "runtime", "image", "image_digest",
+                "code_version", "created_at", "started_at", "ended_at", "duration_s", "sweep_id",
+                "trial_number", "pipeline_run_id", "node", "attempt", "reused_from", "gpu_ids", "spec_hash"):
+        if record.get(key) not in (None, [], ""):
+            rows.append([key, format_value(record[key])])
+    rows.append(["command", "\n".join(record.get("command") or [])])
+    for name, value in (record.get("parameters") or {}).items():
+        rows.append([f"param.{name}", format_value(value)])
+    for name, value in (record.get("metrics") or {}).items():
+        rows.append([f"metric.{name}", format_value(value)])
+    for name, value in (record.get("environment") or {}).items():
+        rows.append([f"env.{name}", value])
+    for item in record.get("inputs") or []:
+        rows.append([f"input.{item['name']}", f"{item['path']} {item['size']} B sha256:{item['sha256'][:12]} <- {item['uri']}"])
+    for item in record.get("outputs") or []:
+        rows.append([f"output.{item['path']}", f"{item['size']} B {item['uri']}"])
+    table(["field", "value"], rows)
+
+
+class SweepProgress:
+    """A live bar: done/total, running, failed, pruned, best value and ETA (on stderr)."""
+
+    def __init__(self, total: int, *, enabled: bool = True) -> None:
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        self.enabled = enabled and sys.stderr.isatty()
+        self.plain = enabled and not self.enabled
+        self._last_plain = 0.0
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total}"),
+            TextColumn("{task.fields[status]}"),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=stderr,
+            transient=False,
+        )
+        self.task = self.progress.add_task("sweep", total=total, status="")
+
+    def __enter__(self) -> SweepProgress:
+        if self.enabled:
+            self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.enabled:
+            self.progress.stop()
+
+    def update(self, done: int, counts: dict[str, int], best: Any) -> None:
+        """Show the latest counts."""
+        best_text = format_value(best) if best is not None else "-"
+        status = (
+            f"running {counts.get('running', 0)}  failed {counts.get('error', 0)}  "
+            f"pruned {counts.get('pruned', 0)}  best {best_text}"
+        )
+        if self.enabled:
+            self.progress.update(self.task, completed=done, status=status)
+        elif self.plain and (time.monotonic() - self._last_plain > 5 or done == self.progress.tasks[0].total):
+            self._last_plain = time.monotonic()
+            stderr.print(f"sweep: {done}/{self.progress.tasks[0].total} done, {status}", highlight=False)

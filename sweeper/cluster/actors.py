@@ -1,0 +1,171 @@
+"""The Ray actor that runs executions, and the pool that reuses actors of one shape.
+
+An actor reserves the CPUs/GPUs a step asks for and runs one execution at a time through
+:class:`sweeper.execution.Executor`. Starting a Ray worker costs about a second, so the pool
+hands a finished actor the next execution of the same resource shape (as Ray Tune's
+``reuse_actors`` does); ``fresh_actors=True`` gives every execution a new actor instead.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import ray
+
+from sweeper.execution.runner import ExecutionContext, Executor, StopToken
+from sweeper.execution.spec import ExecutionSpec
+from sweeper.runtime import get_runtime
+from sweeper.store import Store
+
+
+class ExecutionActor:
+    """Holds a trial's resources and runs executions in them, one at a time.
+
+    Threaded (``max_concurrency`` > 1) so that the driver can collect metric events and
+    stop the execution while ``run`` is busy.
+    """
+
+    def __init__(self, store_location: str, runtime: str) -> None:
+        self.executor = Executor(Store.open(store_location, create=True), get_runtime(runtime))
+        self._lock = threading.Lock()
+        self._events: list[dict[str, Any]] = []
+        self._stop: StopToken | None = None
+
+    def run(
+        self, spec: ExecutionSpec, execution_id: str, context: ExecutionContext, reuse: bool
+    ) -> dict[str, Any]:
+        """Run one execution to its end and return its record."""
+        runtime_context = ray.get_runtime_context()
+        gpu_ids = runtime_context.get_accelerator_ids().get("GPU", [])
+        context.gpu_ids = tuple(str(g) for g in gpu_ids)
+        context.ray_node = runtime_context.get_node_id()
+        with self._lock:
+            self._events = []
+            self._stop = StopToken()
+            stop = self._stop
+        return self.executor.execute(
+            spec,
+            execution_id=execution_id,
+            context=context,
+            reuse=reuse,
+            stop=stop,
+            on_metrics=self._on_metrics,
+        )
+
+    def _on_metrics(self, event: dict[str, Any]) -> None:
+        with self._lock:
+            self._events.append(event)
+
+    def take_events(self) -> list[dict[str, Any]]:
+        """The metric events printed since the last call (for pruning)."""
+        with self._lock:
+            events, self._events = self._events, []
+        return events
+
+    def stop(self, reason: str = "stopped") -> None:
+        """Stop the running execution; ``reason`` (``stopped``/``pruned``) becomes its status."""
+        with self._lock:
+            if self._stop is not None:
+                self._stop.stop(reason)
+
+    def node_id(self) -> str:
+        """The Ray node this actor lives on."""
+        return ray.get_runtime_context().get_node_id()
+
+
+RemoteExecutionActor = ray.remote(max_concurrency=4)(ExecutionActor)
+
+
+@dataclass(frozen=True)
+class ResourceShape:
+    """What one execution reserves; actors are reused only within one shape."""
+
+    cpus: float
+    gpus: float
+    memory_mb: int | None = None
+
+
+@dataclass
+class TrialHandle:
+    """One execution in flight: its actor, its result ref and what the driver knows of it."""
+
+    key: Any
+    execution_id: str
+    spec: ExecutionSpec
+    context: ExecutionContext
+    actor: Any
+    shape: ResourceShape
+    ref: Any
+    started: float = field(default_factory=time.monotonic)
+    reported_steps: int = 0
+    stopping: bool = False
+
+
+class ActorPool:
+    """Creates, reuses and kills execution actors."""
+
+    def __init__(self, store_location: str, runtime: str, *, fresh_actors: bool = False) -> None:
+        self.store_location = store_location
+        self.runtime = runtime
+        self.fresh_actors = fresh_actors
+        self._idle: dict[ResourceShape, list[Any]] = {}
+        self._all: list[Any] = []
+
+    def _actor(self, shape: ResourceShape) -> Any:
+        idle = self._idle.get(shape)
+        if idle:
+            return idle.pop()
+        options: dict[str, Any] = {"num_cpus": shape.cpus, "num_gpus": shape.gpus}
+        if shape.memory_mb:
+            options["memory"] = int(shape.memory_mb) * 1024 * 1024
+        actor = RemoteExecutionActor.options(**options).remote(self.store_location, self.runtime)
+        self._all.append(actor)
+        return actor
+
+    def submit(
+        self,
+        key: Any,
+        spec: ExecutionSpec,
+        execution_id: str,
+        context: ExecutionContext,
+        *,
+        reuse: bool,
+        shape: ResourceShape,
+    ) -> TrialHandle:
+        """Start ``spec`` on an actor of ``shape``; the handle's ``ref`` resolves to the record."""
+        actor = self._actor(shape)
+        ref = actor.run.remote(spec, execution_id, context, reuse)
+        return TrialHandle(key, execution_id, spec, context, actor, shape, ref)
+
+    def release(self, handle: TrialHandle, *, healthy: bool = True) -> None:
+        """Give the actor back for the next execution, or kill it (fresh mode or after a failure)."""
+        if self.fresh_actors or not healthy:
+            self._kill(handle.actor)
+        else:
+            self._idle.setdefault(handle.shape, []).append(handle.actor)
+
+    def trim(self, keep: int) -> None:
+        """Kill idle actors beyond ``keep`` so that unused resources go back to the cluster."""
+        idle = [a for actors in self._idle.values() for a in actors]
+        for actor in idle[keep:]:
+            for actors in self._idle.values():
+                if actor in actors:
+                    actors.remove(actor)
+            self._kill(actor)
+
+    def _kill(self, actor: Any) -> None:
+        try:
+            ray.kill(actor)
+        except Exception:  # already dead: nothing to free
+            pass
+        if actor in self._all:
+            self._all.remove(actor)
+
+    def shutdown(self) -> None:
+        """Kill every actor of the pool."""
+        for actor in list(self._all):
+            self._kill(actor)
+        self._idle.clear()

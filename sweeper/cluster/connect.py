@@ -1,0 +1,102 @@
+"""Starting an embedded Ray or joining an existing cluster, with clear errors."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from sweeper.errors import ClusterError
+
+
+@dataclass(frozen=True)
+class ClusterInfo:
+    """What the cluster offers: the largest node's resources decide what one trial may ask."""
+
+    address: str
+    embedded: bool
+    nodes: list[dict[str, float]] = field(default_factory=list)
+
+    def largest(self, resource: str) -> float:
+        """The most of ``resource`` (``CPU``, ``GPU``) any single alive node has."""
+        return max((n.get(resource, 0.0) for n in self.nodes), default=0.0)
+
+    def check_fits(self, cpus: float, gpus: float, memory_mb: float | None = None) -> None:
+        """Fail fast when no node could ever hold one trial (instead of waiting forever)."""
+        if cpus > self.largest("CPU"):
+            raise ClusterError(
+                f"a trial asks for {cpus:g} CPUs but the largest node of the cluster at "
+                f"{self.address} has {self.largest('CPU'):g}: lower --cpus-per-trial or "
+                "the step's resources.cpu, or add a bigger node"
+            )
+        if gpus > self.largest("GPU"):
+            raise ClusterError(
+                f"a trial asks for {gpus:g} GPUs but the largest node of the cluster at "
+                f"{self.address} has {self.largest('GPU'):g}: lower --gpus-per-trial or the "
+                "step's nvidia.com/gpu device count, or add a GPU node"
+            )
+
+
+def _nodes() -> list[dict[str, float]]:
+    import ray
+
+    return [dict(n["Resources"]) for n in ray.nodes() if n.get("Alive")]
+
+
+def connect(
+    address: str | None = None,
+    *,
+    num_cpus: int | None = None,
+    num_gpus: float | None = None,
+    runtime_env: dict[str, Any] | None = None,
+) -> ClusterInfo:
+    """Join ``address`` (``auto``, ``host:port``, ``ray://host:port``) or start a local Ray.
+
+    With neither ``address`` nor ``RAY_ADDRESS`` an embedded Ray is started on loopback,
+    sized to this machine, and never joins a stale cluster left by a killed process.
+    """
+    import ray
+
+    if ray.is_initialized():
+        return ClusterInfo(address=address or "local", embedded=address is None, nodes=_nodes())
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    options: dict[str, Any] = {
+        "logging_level": logging.WARNING,
+        "log_to_driver": False,
+        "configure_logging": True,
+        "runtime_env": runtime_env,
+    }
+    if address is None:
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+        try:
+            ray.init(
+                address="local",
+                num_cpus=num_cpus,
+                num_gpus=num_gpus,
+                include_dashboard=False,
+                **options,
+            )
+        except Exception as exc:
+            raise ClusterError(f"could not start a local Ray: {exc}") from None
+        return ClusterInfo(address="local", embedded=True, nodes=_nodes())
+    try:
+        ray.init(address=address, **options)
+    except Exception as exc:
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ClusterError(
+            f"could not reach the Ray cluster at {address}: {message}. Check that the head is "
+            "running (`ray status`), that the address is right, and for a token-protected "
+            "head that RAY_AUTH_MODE=token is set; or leave out --address to run on an "
+            "embedded local Ray"
+        ) from None
+    return ClusterInfo(address=address, embedded=False, nodes=_nodes())
+
+
+def shutdown() -> None:
+    """Disconnect from (and, when embedded, stop) Ray."""
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()

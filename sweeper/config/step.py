@@ -1,0 +1,379 @@
+"""Steps: what to run (image, command), with which parameters, inputs and resources.
+
+Command rendering lives here because the step owns its parameters; it reproduces
+valohai-yaml's ``Step.build_command`` exactly (see :meth:`Step.build_command`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from shlex import quote
+from typing import Any
+
+from sweeper.config.duration import parse_duration
+from sweeper.config.environment import EnvironmentVariable
+from sweeper.config.expressions import Expression, ExpressionError, parse_expression
+from sweeper.config.fields import Fields
+from sweeper.config.input import Input
+from sweeper.config.loader import YamlList, YamlMap
+from sweeper.config.mount import Mount
+from sweeper.config.output import Output
+from sweeper.config.parameter import Parameter
+from sweeper.config.problems import Problems, quoted
+from sweeper.config.resources import Resources
+from sweeper.errors import ConfigError, ParameterValueError
+
+_KEYS = (
+    "name",
+    "image",
+    "command",
+    "parameters",
+    "inputs",
+    "outputs",
+    "mounts",
+    "environment",
+    "environment-variables",
+    "environment-variable-groups",
+    "time-limit",
+    "no-output-timeout",
+    "resources",
+    "source-path",
+    "description",
+    "icon",
+    "category",
+    "upload-store",
+    "stop-condition",
+    "cache-volumes",
+    "runtime-config-preset",
+    "autorestart",
+)
+#: What Valohai interpolates in commands: ``{anything}`` on one line, matched lazily.
+_INTERPOLATION_RE = re.compile(r"{(.+?)}")
+
+
+def parse_optional_expression(f: Fields, key: str) -> Expression | None:
+    """Parse ``key`` as an :class:`Expression`, reporting malformed ones."""
+    text = f.string(key)
+    if text is None:
+        return None
+    try:
+        return parse_expression(text)
+    except ExpressionError as exc:
+        f.error(key, f"{key} {quoted(text)} is not a valid expression: {exc}")
+        return None
+
+
+def _unique(
+    items: Sequence[Any], kind: str, problems: Problems, prefix: str = ""
+) -> tuple[Any, ...]:
+    """Drop (and report) items whose name repeats an earlier one."""
+    seen: dict[str, Any] = {}
+    for item in items:
+        if item.name in seen:
+            first = seen[item.name].line
+            problems.error(
+                item.line,
+                f"{prefix}{kind} {quoted(item.name)} is defined more than once (first at line {first})",
+            )
+            continue
+        seen[item.name] = item
+    return tuple(seen.values())
+
+
+@dataclass(frozen=True, kw_only=True)
+class Step:
+    """A step of a valohai.yaml: an image, one or more commands, and what they take.
+
+    ``time_limit`` and ``no_output_timeout`` are in seconds (``None``: not set); the
+    ``command`` is a tuple of shell lines (a single string in the YAML becomes one line, and
+    ``command_is_list`` remembers the original shape for :meth:`serialize`).
+    """
+
+    name: str
+    image: str
+    command: tuple[str, ...]
+    parameters: tuple[Parameter, ...] = ()
+    inputs: tuple[Input, ...] = ()
+    outputs: tuple[Output, ...] = ()
+    mounts: tuple[Mount, ...] = ()
+    environment: str | None = None
+    environment_variables: tuple[EnvironmentVariable, ...] = ()
+    environment_variable_groups: tuple[str, ...] = ()
+    time_limit: int | None = None
+    no_output_timeout: int | None = None
+    resources: Resources = field(default_factory=Resources)
+    source_path: str | None = None
+    description: str | None = None
+    icon: str | None = None
+    category: str | None = None
+    upload_store: str | None = None
+    stop_condition: Expression | None = None
+    cache_volumes: tuple[str, ...] = ()
+    runtime_config_preset: str | None = None
+    autorestart: bool | None = None
+    command_is_list: bool = field(default=True, compare=False, repr=False)
+    line: int | None = field(default=None, compare=False, repr=False)
+
+    # --- parsing -------------------------------------------------------------------------
+
+    @classmethod
+    def parse(cls, data: YamlMap, problems: Problems) -> Step | None:
+        """Parse the mapping under a top-level ``step`` key; ``None`` if it cannot be used."""
+        label = quoted(data["name"]) if isinstance(data.get("name"), str) else "(unnamed)"
+        f = Fields(data, problems, prefix=f"step {label}: ", allowed=_KEYS)
+        name = f.name()
+        image = f.string("image", required=True)
+        if image is not None and not image.strip():
+            f.error("image", "image must not be empty")
+        command, command_is_list = _parse_command(f)
+        parameters = _unique(
+            [p for _, item in f.items("parameters") if (p := Parameter.parse(item, problems))],
+            "parameter",
+            problems,
+        )
+        inputs = _unique(
+            [i for _, item in f.items("inputs") if (i := Input.parse(item, problems))],
+            "input",
+            problems,
+        )
+        outputs = _unique(
+            [o for _, item in f.items("outputs") if (o := Output.parse(item, problems))],
+            "output",
+            problems,
+        )
+        env_vars = _unique(
+            [
+                e
+                for _, item in f.items("environment-variables")
+                if (e := EnvironmentVariable.parse(item, problems))
+            ],
+            "environment variable",
+            problems,
+        )
+        mounts: list[Mount] = []
+        raw_mounts = f.sequence("mounts")
+        for index, item in enumerate(raw_mounts or []):
+            assert raw_mounts is not None
+            mount = Mount.parse(item, raw_mounts.line_of(index), problems)
+            if mount is not None:
+                mounts.append(mount)
+        time_limit = _duration(f, "time-limit")
+        no_output_timeout = _duration(f, "no-output-timeout")
+        raw_resources = f.mapping("resources")
+        resources = (
+            Resources.parse(raw_resources, problems) if raw_resources is not None else Resources()
+        )
+        environment = f.string("environment")
+        runtime_config_preset = f.string("runtime-config-preset")
+        autorestart = f.boolean("autorestart", False) if "autorestart" in f else None
+        if runtime_config_preset and not environment:
+            f.error("runtime-config-preset", "runtime-config-preset needs an environment as well")
+        if autorestart and not environment:
+            f.error("autorestart", "autorestart needs a (spot instance) environment as well")
+        environment_variable_groups = f.string_list("environment-variable-groups")
+        source_path = f.string("source-path")
+        description = f.string("description")
+        icon = f.string("icon")
+        category = f.string("category")
+        upload_store = f.string("upload-store", max_length=64)
+        stop_condition = parse_optional_expression(f, "stop-condition")
+        cache_volumes = f.string_list("cache-volumes")
+        if name is None or image is None or command is None:
+            return None
+        return cls(
+            name=name,
+            image=image,
+            command=command,
+            parameters=parameters,
+            inputs=inputs,
+            outputs=outputs,
+            mounts=tuple(mounts),
+            environment=environment,
+            environment_variables=env_vars,
+            time_limit=time_limit,
+            no_output_timeout=no_output_timeout,
+            resources=resources,
+            runtime_config_preset=runtime_config_preset,
+            autorestart=autorestart,
+            command_is_list=command_is_list,
+            line=f.line,
+            environment_variable_groups=environment_variable_groups,
+            source_path=source_path,
+            description=description,
+            icon=icon,
+            category=category,
+            upload_store=upload_store,
+            stop_condition=stop_condition,
+            cache_volumes=cache_volumes,
+        )
+
+    # --- lookups and values --------------------------------------------------------------
+
+    def get_parameter(self, name: str) -> Parameter:
+        """The parameter called ``name``; :class:`ConfigError` naming the known ones otherwise."""
+        for parameter in self.parameters:
+            if parameter.name == name:
+                return parameter
+        known = ", ".join(p.name for p in self.parameters) or "(none)"
+        raise ConfigError(
+            f"step {quoted(self.name)} has no parameter {quoted(name)}; known parameters: {known}"
+        )
+
+    def get_input(self, name: str) -> Input:
+        """The input called ``name``; :class:`ConfigError` naming the known ones otherwise."""
+        for input_ in self.inputs:
+            if input_.name == name:
+                return input_
+        known = ", ".join(i.name for i in self.inputs) or "(none)"
+        raise ConfigError(
+            f"step {quoted(self.name)} has no input {quoted(name)}; known inputs: {known}"
+        )
+
+    def default_parameter_values(self) -> dict[str, Any]:
+        """Every parameter's default (flags included), leaving out parameters without one."""
+        return {
+            p.name: list(p.default) if isinstance(p.default, tuple) else p.default
+            for p in self.parameters
+            if p.default is not None
+        }
+
+    def parse_parameter_values(self, raw: Mapping[str, Sequence[str]]) -> dict[str, Any]:
+        """Parse text values (e.g. from ``-p name=value``, repeated for multiple) into typed values.
+
+        Each is parsed by the parameter's type and checked against its min, max and choices;
+        unknown names are errors. All problems are reported in one :class:`ParameterValueError`.
+        """
+        by_name = {p.name: p for p in self.parameters}
+        values: dict[str, Any] = {}
+        messages: list[str] = []
+        for name, texts in raw.items():
+            parameter = by_name.get(name)
+            if parameter is None:
+                known = ", ".join(by_name) or "(none)"
+                messages.append(
+                    f"unknown parameter {quoted(name)} for step {quoted(self.name)}; known parameters: {known}"
+                )
+                continue
+            try:
+                values[name] = parameter.parse_values(texts)
+            except ParameterValueError as exc:
+                messages.append(str(exc))
+        if messages:
+            raise ParameterValueError("; ".join(messages))
+        return values
+
+    def build_command(self, values: Mapping[str, Any] | None = None) -> list[str]:
+        """Render the command lines with ``values`` overlaid on the parameter defaults.
+
+        This is Valohai's rendering (valohai-yaml ``Step.build_command``):
+
+        * defaults are used for parameters not in ``values`` -- except flags, whose default
+          is ignored: a flag appears only when ``values`` sets it;
+        * a value of ``None`` leaves its parameter out;
+        * ``{parameters}`` and ``{params}`` become every parameter in declaration order,
+          ``{parameter:NAME}`` one parameter, ``{parameter-value:NAME}`` its bare value and
+          ``{source-path}`` the step's ``source-path``, each argument shell-quoted;
+        * any other ``{...}`` (and ``${VAR}``) is left as written;
+        * each line is stripped, and one line per command is returned.
+        """
+        merged: dict[str, Any] = {
+            p.name: (list(p.default) if isinstance(p.default, tuple) else p.default)
+            for p in self.parameters
+            if p.default is not None and p.type != "flag"
+        }
+        merged.update(values or {})
+        by_name = {p.name: p for p in self.parameters}
+        special = {"source-path": self.source_path} if self.source_path is not None else {}
+
+        def arguments(name: str) -> list[str]:
+            return by_name[name].format_cli(merged.get(name)) or []
+
+        def replace(match: re.Match[str]) -> str:
+            key = match.group(1)
+            if key in special:
+                return quote(special[key])
+            if key in ("parameters", "params"):
+                return " ".join(quote(arg) for p in self.parameters for arg in arguments(p.name))
+            if key.startswith("parameter:"):
+                name = key.split(":", 1)[1]
+                if name in by_name:
+                    return " ".join(quote(arg) for arg in arguments(name))
+            if key.startswith("parameter-value:"):
+                name = key.split(":", 1)[1]
+                if merged.get(name) is not None:
+                    return quote(str(merged[name]))
+            return match.group(0)
+
+        return [_INTERPOLATION_RE.sub(replace, line).strip() for line in self.command]
+
+    # --- serialization -------------------------------------------------------------------
+
+    def serialize(self) -> dict[str, Any]:
+        """This step as valohai.yaml data, keys in Valohai's order, defaults left out."""
+        data: dict[str, Any] = {
+            "name": self.name,
+            "image": self.image,
+            "command": list(self.command) if self.command_is_list else self.command[0],
+        }
+        optional: list[tuple[str, Any]] = [
+            ("parameters", [p.serialize() for p in self.parameters]),
+            ("inputs", [i.serialize() for i in self.inputs]),
+            ("mounts", [m.serialize() for m in self.mounts]),
+            ("cache-volumes", list(self.cache_volumes)),
+            ("outputs", [o.serialize() for o in self.outputs]),
+            ("environment", self.environment),
+            ("autorestart", self.autorestart),
+            ("runtime-config-preset", self.runtime_config_preset),
+            ("environment-variables", [e.serialize() for e in self.environment_variables]),
+            ("environment-variable-groups", list(self.environment_variable_groups)),
+            ("description", self.description),
+            ("time-limit", self.time_limit),
+            ("no-output-timeout", self.no_output_timeout),
+            ("icon", self.icon),
+            ("category", self.category),
+            ("source-path", self.source_path),
+            ("resources", self.resources.serialize()),
+            ("stop-condition", self.stop_condition.text if self.stop_condition else None),
+            ("upload-store", self.upload_store),
+        ]
+        for key, value in optional:
+            if value is not None and value != [] and value != {}:
+                data[key] = value
+        return data
+
+
+def _parse_command(f: Fields) -> tuple[tuple[str, ...] | None, bool]:
+    if not f.require("command"):
+        return None, True
+    raw = f.raw("command")
+    if isinstance(raw, str):
+        return (raw,), False
+    if isinstance(raw, YamlList):
+        lines = f.string_list("command")
+        if len(lines) != len(raw):
+            return None, True
+        if not lines:
+            f.error("command", "command must not be an empty list")
+            return None, True
+        return lines, True
+    f.error("command", "command must be a string or a list of strings")
+    return None, True
+
+
+def _duration(f: Fields, key: str) -> int | None:
+    raw = f.raw(key)
+    if raw is None:
+        return None
+    if isinstance(raw, str) and not raw.strip():
+        return None
+    try:
+        seconds = parse_duration(raw)
+    except ValueError as exc:
+        f.error(key, f"{key} {exc}")
+        return None
+    return seconds or None
+
+
+__all__ = ["Step", "parse_optional_expression"]

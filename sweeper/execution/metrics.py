@@ -1,0 +1,83 @@
+"""Valohai's metadata rule: every stdout line that is a JSON object is a metrics event.
+
+The latest value of each key is the execution's summary. Lines that are not JSON, invalid
+JSON, huge or deeply nested lines never fail the run; events beyond a per-second cap are
+counted as dropped instead of growing memory without bound.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+MAX_METRIC_LINE_BYTES = 256 * 1024
+
+
+def parse_metric_line(line: str) -> dict[str, Any] | None:
+    """Return the JSON object a line holds, or None when the line is not one."""
+    text = line.strip()
+    if not text.startswith("{") or not text.endswith("}") or len(text) > MAX_METRIC_LINE_BYTES:
+        return None
+    try:
+        value = json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def json_safe(value: Any) -> Any:
+    """Turn NaN and infinities into strings so records stay valid JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [json_safe(v) for v in value]
+    return value
+
+
+@dataclass
+class MetricsCollector:
+    """Collects metrics events in order, keeps the latest value per key, caps the rate."""
+
+    max_events_per_second: int = 1000
+    events: list[dict[str, Any]] = field(default_factory=list)
+    summary: dict[str, Any] = field(default_factory=dict)
+    dropped: int = 0
+    _window_start: float = 0.0
+    _window_count: int = 0
+
+    def feed(self, line: str) -> dict[str, Any] | None:
+        """Parse one output line; return the event it produced, if any."""
+        values = parse_metric_line(line)
+        if values is None:
+            return None
+        now = time.monotonic()
+        if now - self._window_start >= 1.0:
+            self._window_start, self._window_count = now, 0
+        self._window_count += 1
+        if self._window_count > self.max_events_per_second:
+            self.dropped += 1
+            return None
+        values = json_safe(values)
+        event = {
+            "seq": len(self.events),
+            "time": datetime.now(timezone.utc).isoformat(),
+            "values": values,
+        }
+        self.events.append(event)
+        self.summary.update(values)
+        return event
+
+    def series(self, key: str) -> list[float]:
+        """The numeric values of one key, in the order they were printed."""
+        out = []
+        for event in self.events:
+            value = event["values"].get(key)
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                out.append(float(value))
+        return out

@@ -1,0 +1,166 @@
+"""The immutable, content-addressed description of one execution.
+
+A spec is everything needed to run a step again exactly: the step definition as resolved,
+the image, the rendered commands, typed parameter values, requested input URIs, the
+environment, resources and the code snapshot. Checksums of the inputs and the image
+digest are added when the execution runs; ``spec_hash`` over all of it identifies
+identical runs for ``--reuse``.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from sweeper.errors import SweeperError
+
+#: Environment variable names whose values never appear in records or logs.
+SECRET_PATTERNS = ("*TOKEN*", "*SECRET*", "*PASSWORD*")
+MASK = "****"
+
+
+def is_secret_name(name: str, declared: frozenset[str] = frozenset()) -> bool:
+    """True when a variable's value must be masked: declared secret or a secret-looking name."""
+    upper = name.upper()
+    return name in declared or any(fnmatch.fnmatchcase(upper, p) for p in SECRET_PATTERNS)
+
+
+@dataclass(frozen=True)
+class ExecutionSpec:
+    """One run of one step, fully resolved (see the module docstring)."""
+
+    step: str
+    step_definition: Mapping[str, Any]
+    image: str | None
+    commands: tuple[str, ...]
+    parameters: Mapping[str, Any]
+    inputs: Mapping[str, tuple[str, ...]]
+    environment: Mapping[str, str]
+    code_version: str
+    code_archive: str | None
+    project_dir: str
+    runtime: str = "local"
+    secret_names: frozenset[str] = frozenset()
+    cpus: float | None = None
+    memory_mb: int | None = None
+    gpus: float = 0.0
+    time_limit_s: float | None = None
+    no_output_timeout_s: float | None = None
+    pull_policy: str = "missing"
+    step_stop_condition: str | None = None
+    step_inputs: tuple[Any, ...] = field(default=(), compare=False)
+
+    def masked_environment(self) -> dict[str, str]:
+        """The environment as records show it: secret values replaced by ``****``."""
+        return {
+            k: (MASK if is_secret_name(k, self.secret_names) else v)
+            for k, v in self.environment.items()
+        }
+
+    def secret_values(self) -> list[str]:
+        """Values to scrub from logs (only non-trivial ones, to avoid masking noise)."""
+        return [
+            v
+            for k, v in self.environment.items()
+            if is_secret_name(k, self.secret_names) and len(v) >= 4
+        ]
+
+    def resources(self) -> dict[str, Any]:
+        """The resources an actor reserves for this execution."""
+        return {"cpus": self.cpus, "memory_mb": self.memory_mb, "gpus": self.gpus}
+
+    def to_record(self) -> dict[str, Any]:
+        """A JSON-able form with secrets masked (what records and Parquet keep)."""
+        data = asdict(self)
+        data.pop("step_inputs", None)
+        data["environment"] = self.masked_environment()
+        data["secret_names"] = sorted(self.secret_names)
+        data["inputs"] = {k: list(v) for k, v in self.inputs.items()}
+        data["commands"] = list(self.commands)
+        return data
+
+    def spec_hash(self, input_checksums: Sequence[tuple[str, str, str]], image_digest: str | None) -> str:
+        """Identity of a run: same code, image, command, parameters and input contents."""
+        identity = {
+            "step": self.step_definition,
+            "image": image_digest or self.image if self.runtime == "docker" else None,
+            "commands": list(self.commands),
+            "parameters": dict(self.parameters),
+            "inputs": sorted(input_checksums),
+            "environment": self.masked_environment(),
+            "code_version": self.code_version,
+            "runtime": self.runtime,
+        }
+        text = json.dumps(identity, sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()
+
+
+def parse_assignments(pairs: Sequence[str], what: str) -> dict[str, list[str]]:
+    """Turn repeated ``NAME=VALUE`` options into ``{name: [values...]}`` in the given order."""
+    out: dict[str, list[str]] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.strip():
+            raise SweeperError(f'{what} "{pair}" is not of the form NAME=VALUE')
+        out.setdefault(name.strip(), []).append(value)
+    return out
+
+
+def build_spec(
+    step: Any,
+    *,
+    parameters: Mapping[str, Any],
+    inputs: Mapping[str, Sequence[str]],
+    code_version: str,
+    code_archive: str | None,
+    project_dir: str,
+    runtime: str = "local",
+    environment: Mapping[str, str] | None = None,
+    cpus: float | None = None,
+    gpus: float | None = None,
+    pull_policy: str = "missing",
+) -> ExecutionSpec:
+    """Resolve a :class:`sweeper.config.Step` and typed values into an :class:`ExecutionSpec`.
+
+    ``parameters`` are typed values (already validated); step defaults fill the rest.
+    ``inputs`` are the URIs per input name after defaults were applied.
+    """
+    values = dict(step.default_parameter_values())
+    values.update(parameters)
+    env: dict[str, str] = {}
+    secrets: set[str] = set()
+    for variable in step.environment_variables:
+        if variable.default is not None:
+            env[variable.name] = str(variable.default)
+        if getattr(variable, "secret", False):
+            secrets.add(variable.name)
+    env.update(environment or {})
+    resources = step.resources
+    step_gpus = float(resources.gpus or 0)
+    stop_condition = getattr(step, "stop_condition", None)
+    return ExecutionSpec(
+        step=step.name,
+        step_definition=step.serialize(),
+        image=step.image,
+        commands=tuple(step.build_command(values)),
+        parameters=values,
+        inputs={k: tuple(v) for k, v in inputs.items()},
+        environment=env,
+        secret_names=frozenset(secrets),
+        code_version=code_version,
+        code_archive=code_archive,
+        project_dir=project_dir,
+        runtime=runtime,
+        cpus=cpus if cpus is not None else (resources.cpu_min or None),
+        memory_mb=resources.memory_max or resources.memory_min or None,
+        gpus=float(gpus) if gpus is not None else step_gpus,
+        time_limit_s=step.time_limit or None,
+        no_output_timeout_s=step.no_output_timeout or None,
+        pull_policy=pull_policy,
+        step_stop_condition=str(stop_condition) if stop_condition is not None else None,
+        step_inputs=tuple(step.inputs),
+    )

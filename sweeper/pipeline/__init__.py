@@ -1,0 +1,19 @@
+"""Pipelines: valohai.yaml nodes and edges run as a DAG on Ray.
+
+:class:`PipelineGraph` checks a pipeline and resolves what flows along its edges;
+:class:`PipelineRunner` runs (or resumes) a pipeline run; :class:`PipelineState` is the
+run's durable record in the store (``pipelines/<run_id>/run.json`` and ``pipeline_runs``).
+"""
+
+from sweeper.pipeline.graph import PipelineError, PipelineGraph
+from sweeper.pipeline.runner import PipelineOptions, PipelineRunner
+from sweeper.pipeline.state import PipelineState, latest_runs
+
+__all__ = [
+    "PipelineError",
+    "PipelineGraph",
+    "PipelineOptions",
+    "PipelineRunner",
+    "PipelineState",
+    "latest_runs",
+]

@@ -1,0 +1,475 @@
+"""A pipeline as a checked DAG, and what flows along its edges.
+
+:meth:`PipelineGraph.build` resolves every node of a valohai.yaml pipeline to the step it
+runs (with the node's ``override`` applied) and checks the whole graph before anything
+runs: unknown nodes, steps, tasks, inputs and parameters, edge types that cannot be
+joined, cycles, required inputs nothing feeds, and features this engine refuses
+(deployment nodes, ``require-approval``, nodes pinned to another commit). Every problem is
+one :class:`PipelineError` naming the pipeline, the node and the edge.
+
+Edges, as Valohai defines them (``[source, target]``, each ``node.type.key``):
+
+=====================================================  ====================================
+``[a.output.model*, b.input.model]``                   files of ``a`` matching the glob
+``[a.input.data, b.input.data]``                       the files ``a`` got as input ``data``
+``[a.parameter.lr, b.parameter.lr]``                   ``a``'s parameter value
+``[a.metadata.acc, b.parameter.threshold]``            the latest value ``a`` printed
+``[a.metadata.acc, b.environment-variable.ACC]``       the same, as an environment variable
+``[a.dependency.x, b.dependency.x]``                   ordering only
+=====================================================  ====================================
+
+Output files are passed as ``execution://<id>/outputs/<path>`` URIs, which the inputs layer
+resolves from the store (by sha256) and records with ``producer_execution_id``: lineage.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from sweeper.errors import SweeperError
+
+#: Which source types each target type accepts.
+EDGE_RULES: dict[str, tuple[str, ...]] = {
+    "input": ("output", "file", "input"),
+    "parameter": ("parameter", "metadata"),
+    "environment-variable": ("parameter", "metadata", "environment-variable"),
+}
+#: Node fields an ``override`` merges by name instead of replacing.
+_MERGED_BY_NAME = ("parameters", "inputs", "environment-variables")
+
+
+class PipelineError(SweeperError):
+    """A pipeline cannot run as written: a bad edge, a cycle, a missing node or value."""
+
+
+def describe_edge(edge: Any) -> str:
+    """An edge as the user wrote it, with its line when known."""
+    where = f" (line {edge.line})" if getattr(edge, "line", None) else ""
+    return f"edge [{edge.source}, {edge.target}]{where}"
+
+
+@dataclass(frozen=True)
+class NodePlan:
+    """One node, resolved: the step it runs (override applied) and, for a task node, its task."""
+
+    node: Any
+    step: Any
+    task: Any | None = None
+
+    @property
+    def name(self) -> str:
+        """The node's name."""
+        return str(self.node.name)
+
+    @property
+    def is_task(self) -> bool:
+        """Whether the node runs several executions (a task) rather than one."""
+        return bool(self.node.type == "task")
+
+    def input_merge_mode(self, input_name: str) -> str:
+        """``replace`` or ``append``: the input's own edge-merge-mode, else the node's."""
+        for item in self.step.inputs:
+            if item.name == input_name and item.edge_merge_mode:
+                return str(item.edge_merge_mode)
+        return str(self.node.edge_merge_mode or "replace")
+
+
+def apply_override(step: Any, override: Mapping[str, Any], *, label: str) -> Any:
+    """The step with a node's ``override`` applied.
+
+    ``image``, ``command`` and ``environment`` replace the step's; ``parameters``, ``inputs``
+    and ``environment-variables`` are merged by name (an override item's keys replace the
+    step item's keys, so ``{name: lr, default: 0.1}`` changes only the default).
+    """
+    if not override:
+        return step
+    from sweeper.config import parse_config
+
+    data = dict(step.serialize())
+    for key, value in override.items():
+        if key in _MERGED_BY_NAME:
+            merged: dict[str, dict[str, Any]] = {str(i["name"]): dict(i) for i in data.get(key, [])}
+            for item in value or []:
+                merged[str(item["name"])] = {**merged.get(str(item["name"]), {}), **item}
+            data[key] = list(merged.values())
+        elif key in ("image", "command", "environment"):
+            data[key] = value
+    text = yaml.safe_dump([{"step": data}], sort_keys=False)
+    try:
+        config = parse_config(text, filename=f"{label} override")
+    except SweeperError as exc:
+        raise PipelineError(f"{label}: its override makes an invalid step: {exc}") from None
+    return next(iter(config.steps.values()))
+
+
+class PipelineGraph:
+    """The checked DAG of one pipeline (see the module docstring)."""
+
+    def __init__(self, pipeline: Any, plans: dict[str, NodePlan], order: tuple[str, ...]) -> None:
+        self.pipeline = pipeline
+        self.plans = plans
+        self.order = order
+
+    @property
+    def name(self) -> str:
+        """The pipeline's name."""
+        return str(self.pipeline.name)
+
+    def _label(self, node: str) -> str:
+        return f'pipeline "{self.name}": node "{node}"'
+
+    # -- building and checking -----------------------------------------------------------
+
+    @classmethod
+    def build(cls, config: Any, pipeline_name: str) -> PipelineGraph:
+        """Resolve and check pipeline ``pipeline_name`` of ``config``."""
+        if pipeline_name not in config.pipelines:
+            known = ", ".join(config.pipelines) or "(none)"
+            raise PipelineError(f'unknown pipeline "{pipeline_name}"; known pipelines: {known}')
+        pipeline = config.pipelines[pipeline_name]
+        prefix = f'pipeline "{pipeline.name}"'
+        plans: dict[str, NodePlan] = {}
+        for node in pipeline.nodes:
+            label = f'{prefix}: node "{node.name}"'
+            if node.type == "deployment":
+                raise PipelineError(f"{label}: deployment nodes are not supported")
+            if node.commit:
+                raise PipelineError(f"{label}: nodes pinned to another commit are not supported")
+            for action in node.actions:
+                if "require-approval" in action.then:
+                    raise PipelineError(
+                        f"{label}: the action then: require-approval is not supported "
+                        "(there is no one to approve); use stop-pipeline or remove the action"
+                    )
+            task = None
+            step_name = node.step
+            if node.task:
+                if node.task not in config.tasks:
+                    known = ", ".join(config.tasks) or "(none)"
+                    raise PipelineError(f'{label}: task "{node.task}" does not exist; known tasks: {known}')
+                task = config.tasks[node.task]
+                step_name = task.step
+            if step_name not in config.steps:
+                known = ", ".join(config.steps) or "(none)"
+                raise PipelineError(f'{label}: step "{step_name}" does not exist; known steps: {known}')
+            step = apply_override(config.steps[step_name], node.override, label=label)
+            plans[node.name] = NodePlan(node=node, step=step, task=task)
+        graph = cls(pipeline, plans, ())
+        graph._check_edges()
+        graph.order = graph._topological_order()
+        graph._check_pipeline_parameters()
+        return graph
+
+    def _check_edges(self) -> None:
+        for edge in self.pipeline.edges:
+            what = f'pipeline "{self.name}": {describe_edge(edge)}'
+            for role, node in (("source", edge.source_node), ("target", edge.target_node)):
+                if node not in self.plans:
+                    known = ", ".join(self.plans) or "(none)"
+                    raise PipelineError(f'{what}: {role} node "{node}" does not exist; known nodes: {known}')
+            if edge.source_node == edge.target_node:
+                raise PipelineError(f'{what}: connects node "{edge.source_node}" to itself')
+            if "dependency" in (edge.source_type, edge.target_type):
+                continue
+            allowed = EDGE_RULES.get(edge.target_type)
+            if allowed is None or edge.source_type not in allowed:
+                raise PipelineError(
+                    f"{what}: a {edge.source_type} cannot feed a {edge.target_type}; "
+                    + "; ".join(f"a {t} takes {' or '.join(s)}" for t, s in EDGE_RULES.items())
+                )
+            self._check_socket(what, edge.source_node, edge.source_type, edge.source_key)
+            self._check_socket(what, edge.target_node, edge.target_type, edge.target_key)
+
+    def _check_socket(self, what: str, node: str, kind: str, key: str) -> None:
+        step = self.plans[node].step
+        if kind == "input" and key not in {i.name for i in step.inputs}:
+            known = ", ".join(i.name for i in step.inputs) or "(none)"
+            raise PipelineError(f'{what}: node "{node}" (step "{step.name}") has no input "{key}"; known inputs: {known}')
+        if kind == "parameter" and key not in {p.name for p in step.parameters}:
+            known = ", ".join(p.name for p in step.parameters) or "(none)"
+            raise PipelineError(
+                f'{what}: node "{node}" (step "{step.name}") has no parameter "{key}"; known parameters: {known}'
+            )
+
+    def _check_pipeline_parameters(self) -> None:
+        for parameter in self.pipeline.parameters:
+            for target in parameter.targets:
+                node, _, name = self._split_target(target, f'pipeline parameter "{parameter.name}"')
+                step = self.plans[node].step
+                if name not in {p.name for p in step.parameters}:
+                    raise PipelineError(
+                        f'pipeline "{self.name}": pipeline parameter "{parameter.name}": target "{target}": '
+                        f'node "{node}" (step "{step.name}") has no parameter "{name}"'
+                    )
+
+    def _split_target(self, target: str, what: str) -> tuple[str, str, str]:
+        parts = target.split(".", 2)
+        if len(parts) == 2:
+            parts = [parts[0], "parameter", parts[1]]
+        if len(parts) != 3 or parts[1] != "parameter" or not all(parts):
+            raise PipelineError(f'pipeline "{self.name}": {what}: target "{target}" must look like node.parameter.name')
+        if parts[0] not in self.plans:
+            known = ", ".join(self.plans) or "(none)"
+            raise PipelineError(f'pipeline "{self.name}": {what}: target node "{parts[0]}" does not exist; known nodes: {known}')
+        return parts[0], parts[1], parts[2]
+
+    def _topological_order(self) -> tuple[str, ...]:
+        names = list(self.plans)
+        incoming = {n: set(self.predecessors(n)) for n in names}
+        order: list[str] = []
+        done: set[str] = set()
+        progress = True
+        while progress:
+            progress = False
+            for name in names:
+                if name not in done and incoming[name] <= done:
+                    order.append(name)
+                    done.add(name)
+                    progress = True
+        stuck = [n for n in names if n not in done]
+        if stuck:
+            edges = [describe_edge(e) for e in self.pipeline.edges if e.source_node in stuck and e.target_node in stuck]
+            raise PipelineError(
+                f'pipeline "{self.name}": the edges form a cycle through nodes {", ".join(stuck)} '
+                f"({'; '.join(edges)})"
+            )
+        return tuple(order)
+
+    def check_required_inputs(self, given: Mapping[str, Mapping[str, Sequence[str]]]) -> None:
+        """Fail before anything runs when a required input has no default, edge or ``--input``."""
+        for name, plan in self.plans.items():
+            fed = {e.target_key for e in self.edges_into(name) if e.target_type == "input"}
+            for item in plan.step.inputs:
+                if item.optional or item.default or item.name in fed or given.get(name, {}).get(item.name):
+                    continue
+                raise PipelineError(
+                    f'{self._label(name)}: input "{item.name}" of step "{plan.step.name}" is required '
+                    f"but has no default, no edge into it and no --input {name}.{item.name}=URI"
+                )
+
+    # -- structure -----------------------------------------------------------------------
+
+    def edges_into(self, name: str) -> tuple[Any, ...]:
+        """The edges whose target is node ``name``."""
+        return tuple(e for e in self.pipeline.edges if e.target_node == name)
+
+    def predecessors(self, name: str) -> tuple[str, ...]:
+        """Nodes with any edge (dependency included) into ``name``."""
+        return tuple(dict.fromkeys(e.source_node for e in self.edges_into(name)))
+
+    def descendants(self, name: str) -> set[str]:
+        """Every node reachable from ``name`` along edges."""
+        found: set[str] = set()
+        frontier = [name]
+        while frontier:
+            current = frontier.pop()
+            for edge in self.pipeline.edges:
+                if edge.source_node == current and edge.target_node not in found:
+                    found.add(edge.target_node)
+                    frontier.append(edge.target_node)
+        return found
+
+    # -- values --------------------------------------------------------------------------
+
+    def parameter_values(
+        self,
+        cli: Mapping[str, Sequence[str]],
+    ) -> dict[str, dict[str, Any]]:
+        """Typed parameter values per node from pipeline parameters and ``-p`` options.
+
+        ``cli`` maps ``NAME`` (a pipeline parameter) or ``NODE.PARAM`` to the texts given;
+        pipeline parameter defaults apply where ``-p`` gives nothing. Node values win over
+        pipeline parameters. A list value (a pipeline parameter default list, or ``-p``
+        repeated) aimed at a task node becomes one of its variant axes.
+        """
+        values: dict[str, dict[str, Any]] = {n: {} for n in self.plans}
+        by_name = {p.name: p for p in self.pipeline.parameters}
+        for name in cli:
+            if name not in by_name and "." not in name:
+                known = ", ".join(by_name) or "(none)"
+                raise PipelineError(
+                    f'pipeline "{self.name}": -p {name}: no pipeline parameter "{name}" '
+                    f"(known: {known}); set a node's parameter with -p NODE.PARAMETER=VALUE"
+                )
+        for parameter in self.pipeline.parameters:
+            for target in parameter.targets:
+                node, _, pname = self._split_target(target, f'pipeline parameter "{parameter.name}"')
+                step_parameter = self.plans[node].step.get_parameter(pname)
+                texts = cli.get(parameter.name)
+                what = f'pipeline parameter "{parameter.name}" -> {target}'
+                if texts is not None:
+                    values[node][pname] = self._typed_texts(node, step_parameter, texts, what)
+                elif parameter.default is not None:
+                    values[node][pname] = self._typed(node, step_parameter, parameter.default, what)
+        for name, texts in cli.items():
+            if name in by_name:
+                continue
+            node, _, pname = self._split_target(name, f"-p {name}")
+            plan = self.plans[node]
+            if pname not in {p.name for p in plan.step.parameters}:
+                known = ", ".join(p.name for p in plan.step.parameters) or "(none)"
+                raise PipelineError(
+                    f'{self._label(node)}: -p {name}: step "{plan.step.name}" has no parameter "{pname}"; known parameters: {known}'
+                )
+            values[node][pname] = self._typed_texts(node, plan.step.get_parameter(pname), texts, f"-p {name}")
+        return values
+
+    def _typed_texts(self, node: str, parameter: Any, texts: Sequence[str], what: str) -> Any:
+        try:
+            if self.plans[node].is_task and len(texts) > 1 and parameter.multiple in (None, "none"):
+                return [parameter.parse_value(t) for t in texts]
+            return parameter.parse_values(list(texts))
+        except SweeperError as exc:
+            raise PipelineError(f"{self._label(node)}: {what}: {exc}") from None
+
+    def _typed(self, node: str, parameter: Any, value: Any, what: str) -> Any:
+        try:
+            if isinstance(value, (list, tuple)) and parameter.multiple in (None, "none"):
+                return [parameter.validate(v) for v in value]
+            return parameter.validate(list(value) if isinstance(value, tuple) else value)
+        except SweeperError as exc:
+            raise PipelineError(f"{self._label(node)}: {what}: {exc}") from None
+
+    def node_inputs(self, cli: Mapping[str, Sequence[str]]) -> dict[str, dict[str, list[str]]]:
+        """``--input NODE.INPUT=URI`` options per node, checked against the node's step."""
+        out: dict[str, dict[str, list[str]]] = {n: {} for n in self.plans}
+        for key, uris in cli.items():
+            node, sep, name = key.partition(".")
+            if not sep or node not in self.plans:
+                known = ", ".join(self.plans)
+                raise PipelineError(f'pipeline "{self.name}": --input {key}: use NODE.INPUT=URI with a node of: {known}')
+            step = self.plans[node].step
+            if name not in {i.name for i in step.inputs}:
+                known = ", ".join(i.name for i in step.inputs) or "(none)"
+                raise PipelineError(f'{self._label(node)}: --input {key}: step "{step.name}" has no input "{name}"; known inputs: {known}')
+            out[node][name] = list(uris)
+        return out
+
+
+@dataclass
+class NodeOutcome:
+    """What a finished node offers downstream: its execution records and the best one."""
+
+    records: list[dict[str, Any]] = field(default_factory=list)
+    best: dict[str, Any] | None = None
+
+    def flowing(self, mode: str) -> list[dict[str, Any]]:
+        """The records whose outputs flow: the best one, or every complete one for ``append``."""
+        if mode == "append":
+            complete = [r for r in self.records if r.get("status") == "complete"]
+            return complete or self.records
+        if self.best is not None:
+            return [self.best]
+        return self.records[-1:]
+
+
+@dataclass
+class EdgeValues:
+    """What a node's incoming edges give it."""
+
+    parameters: dict[str, Any] = field(default_factory=dict)
+    inputs: dict[str, list[str]] = field(default_factory=dict)
+    environment: dict[str, str] = field(default_factory=dict)
+
+
+def matching_outputs(record: Mapping[str, Any], pattern: str) -> list[dict[str, Any]]:
+    """Outputs of an execution whose path (or file name) matches the glob ``pattern``."""
+    found = []
+    for item in record.get("outputs") or []:
+        path = str(item.get("path") or item.get("name") or "")
+        if fnmatch.fnmatchcase(path, pattern) or fnmatch.fnmatchcase(path.rsplit("/", 1)[-1], pattern):
+            found.append(dict(item))
+    return found
+
+
+def _env_text(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def resolve_edges(graph: PipelineGraph, name: str, outcomes: Mapping[str, NodeOutcome]) -> EdgeValues:
+    """The parameters, input URIs and environment variables the edges into ``name`` carry.
+
+    Raises :class:`PipelineError` naming the node and the edge when a source has no output
+    matching the glob, or never printed the metadata key.
+    """
+    plan = graph.plans[name]
+    values = EdgeValues()
+    for edge in graph.edges_into(name):
+        if "dependency" in (edge.source_type, edge.target_type):
+            continue
+        what = f'pipeline "{graph.name}": node "{name}": {describe_edge(edge)}'
+        outcome = outcomes.get(edge.source_node)
+        if outcome is None or not outcome.records:
+            raise PipelineError(f'{what}: node "{edge.source_node}" has no execution to take it from')
+        if edge.target_type == "input":
+            mode = plan.input_merge_mode(edge.target_key)
+            uris = values.inputs.setdefault(edge.target_key, [])
+            for record in outcome.flowing(mode):
+                uris += _edge_files(what, edge, record)
+            continue
+        record = outcome.best or outcome.records[-1]
+        value = _edge_value(what, edge, record)
+        if edge.target_type == "parameter":
+            try:
+                values.parameters[edge.target_key] = plan.step.get_parameter(edge.target_key).validate(value)
+            except SweeperError as exc:
+                raise PipelineError(f"{what}: the value {value!r} does not fit: {exc}") from None
+        else:
+            values.environment[edge.target_key] = _env_text(value)
+    return values
+
+
+def _edge_files(what: str, edge: Any, record: Mapping[str, Any]) -> list[str]:
+    if edge.source_type == "input":
+        files = [i for i in record.get("inputs") or [] if i.get("name") == edge.source_key]
+        return [str(f["uri"]) for f in files]
+    found = matching_outputs(record, edge.source_key)
+    if not found:
+        have = ", ".join(str(o.get("path")) for o in record.get("outputs") or []) or "none"
+        raise PipelineError(
+            f'{what}: execution {record.get("id")} of node "{edge.source_node}" has no output '
+            f'matching "{edge.source_key}" (its outputs: {have})'
+        )
+    return [f"execution://{record['id']}/outputs/{o['path']}" for o in found]
+
+
+def _edge_value(what: str, edge: Any, record: Mapping[str, Any]) -> Any:
+    if edge.source_type == "metadata":
+        metrics = record.get("metrics") or {}
+        if edge.source_key not in metrics:
+            printed = ", ".join(sorted(metrics)) or "nothing"
+            raise PipelineError(
+                f'{what}: node "{edge.source_node}" (execution {record.get("id")}) never printed the '
+                f'metadata key "{edge.source_key}" (it printed: {printed})'
+            )
+        return metrics[edge.source_key]
+    if edge.source_type == "environment-variable":
+        environment = record.get("environment") or {}
+        if edge.source_key not in environment:
+            raise PipelineError(f'{what}: node "{edge.source_node}" has no environment variable "{edge.source_key}"')
+        return environment[edge.source_key]
+    parameters = record.get("parameters") or {}
+    if edge.source_key not in parameters:
+        raise PipelineError(f'{what}: node "{edge.source_node}" has no value for parameter "{edge.source_key}"')
+    return parameters[edge.source_key]
+
+
+def merge_inputs(
+    plan: NodePlan, given: Mapping[str, Sequence[str]], from_edges: Mapping[str, Sequence[str]]
+) -> dict[str, list[str]]:
+    """Input URIs of a node: ``--input`` (else the default), replaced or extended by edges."""
+    merged: dict[str, list[str]] = {}
+    for item in plan.step.inputs:
+        base = list(given[item.name]) if item.name in given else list(item.default)
+        if item.name in from_edges:
+            edge_uris = list(from_edges[item.name])
+            merged[item.name] = base + edge_uris if plan.input_merge_mode(item.name) == "append" else edge_uris
+        else:
+            merged[item.name] = base
+    return merged

@@ -1,0 +1,99 @@
+"""The executions of a task node: its parameter variants, and which execution is best.
+
+A task node runs its step once per variant. Variants come from the node's task blueprint
+(``task: NAME``: grid, random or manual parameter sets, as ``sweep --task`` reads them) and
+from list values the pipeline gives the node's parameters (``-p NODE.PARAM=a -p
+NODE.PARAM=b``, or a pipeline parameter whose default is a list), which add grid axes.
+``bayesian_tpe`` tasks are run as random searches of ``execution-count`` draws.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from sweeper.errors import SweeperError
+from sweeper.pipeline.graph import NodePlan, PipelineError
+
+
+def _is_axis(value: Any, parameter: Any) -> bool:
+    return isinstance(value, list) and parameter.multiple in (None, "none")
+
+
+def task_variants(plan: NodePlan, fixed: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Every parameter combination the task node runs, in order (at least one)."""
+    label = f'node "{plan.name}"'
+    step = plan.step
+    base: dict[str, Any] = {}
+    axes: dict[str, list[Any]] = {}
+    for name, value in fixed.items():
+        if _is_axis(value, step.get_parameter(name)):
+            axes[name] = list(value)
+        else:
+            base[name] = value
+    task = plan.task
+    sets: list[dict[str, Any]] = []
+    if task is not None:
+        try:
+            if task.parameter_sets:
+                sets = [{k: step.get_parameter(k).validate(v) for k, v in s.items()} for s in task.parameter_sets]
+            random_like = task.type in ("random_search", "bayesian_tpe")
+            draws: dict[str, list[Any]] = {}
+            for variant in task.parameters:
+                if variant.name in axes or variant.name in base:
+                    continue  # the pipeline's value wins over the blueprint
+                parameter = step.get_parameter(variant.name)
+                if random_like and variant.style == "random":
+                    count = int(task.execution_count or variant.value_count())
+                    draws[variant.name] = [parameter.validate(v) for v in variant.sample(count, seed=variant.rules.get("seed"))]
+                else:
+                    axes[variant.name] = [parameter.validate(v) for v in variant.values()]
+        except SweeperError as exc:
+            raise PipelineError(f'{label}: task "{task.name}": {exc}') from None
+        if draws:
+            count = max(len(v) for v in draws.values())
+            drawn = [{k: v[i % len(v)] for k, v in draws.items()} for i in range(count)]
+            sets = [{**s, **d} for s in (sets or [{}]) for d in drawn]
+    grid = [dict(zip(axes, combo)) for combo in itertools.product(*axes.values())] if axes else [{}]
+    variants = [{**base, **s, **g} for s in (sets or [{}]) for g in grid]
+    if task is not None and task.execution_count and task.type not in ("grid_search", "manual_search"):
+        variants = variants[: int(task.execution_count)]
+    return variants
+
+
+def target_metric(plan: NodePlan) -> tuple[str | None, str]:
+    """The metric that picks a task's best execution and its direction."""
+    metric = plan.task.optimization_target_metric if plan.task is not None else None
+    if not metric:
+        return None, "maximize"
+    lowered = metric.lower()
+    return metric, "minimize" if ("loss" in lowered or "error" in lowered) else "maximize"
+
+
+def best_record(plan: NodePlan, records: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
+    """The best complete execution of a task node.
+
+    With ``optimization-target-value`` the one closest to it, else the highest (lowest for
+    ``*loss*``/``*error*``) ``optimization-target-metric``; without a metric, the last
+    complete one.
+    """
+    complete = [dict(r) for r in records if r.get("status") == "complete"]
+    if not complete:
+        return None
+    metric, direction = target_metric(plan)
+    if metric is None:
+        return complete[-1]
+    scored = []
+    for record in complete:
+        value = (record.get("metrics") or {}).get(metric)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(float(value)):
+            scored.append((float(value), record))
+    if not scored:
+        return None
+    target = plan.task.optimization_target_value if plan.task is not None else None
+    if target is not None:
+        return min(scored, key=lambda item: abs(item[0] - float(target)))[1]
+    pick = min if direction == "minimize" else max
+    return pick(scored, key=lambda item: item[0])[1]

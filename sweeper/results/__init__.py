@@ -1,0 +1,13 @@
+"""The notebook API over a sweeper store::
+
+import sweeper.results
+results = sweeper.results.open(".sweeper")
+results.executions(sweep_id=...)      # pandas.DataFrame
+results.best(sweep_id, k=5)
+results.lineage("datum://<sha256>").to_dict()
+"""
+
+from ._lineage import Lineage, LineageEdge, LineageNode
+from ._results import Results, open
+
+__all__ = ["Lineage", "LineageEdge", "LineageNode", "Results", "open"]

@@ -1,0 +1,198 @@
+"""The notebook API: pandas DataFrames over a store's datasets."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+
+from sweeper.errors import StoreError
+from sweeper.store import Store, parse_blob_uri
+from sweeper.store._schema import ID_COLUMNS, METRIC_PREFIX, PARAM_PREFIX
+
+from ._lineage import Lineage, build_lineage, datum_id
+
+_DIRECTIONS = {"minimize": True, "min": True, "maximize": False, "max": False}
+
+
+def open(store: str | os.PathLike[str] | Store) -> Results:  # noqa: A001 - mirrors io.open
+    """Results of the store at a path or URI (or of an open :class:`Store`).
+
+    Example::
+
+        import sweeper.results
+        results = sweeper.results.open(".sweeper")
+        results.best("sweep-01J...", k=5)
+    """
+    return Results(store if isinstance(store, Store) else Store.open(store))
+
+
+def _decode(text: Any) -> Any:
+    if not isinstance(text, str):
+        return text
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+class Results:
+    """Read-only views of a store; each call reads the store afresh."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def to_arrow(self, name: str) -> pa.Table:
+        """A dataset as an Arrow table (every row, as stored)."""
+        return self.store.read_dataset(name)
+
+    def _frame(self, name: str) -> pd.DataFrame:
+        return self.store.read_dataset(name).to_pandas()
+
+    def executions(
+        self, sweep_id: str | None = None, step: str | None = None, status: str | None = None
+    ) -> pd.DataFrame:
+        """One row per execution (the last row written for an id), ordered by counter."""
+        df = self._frame("executions").drop_duplicates("execution_id", keep="last")
+        if sweep_id is not None:
+            df = df[df["sweep_id"] == sweep_id]
+            if df.empty and self._sweep(sweep_id) is None:
+                raise StoreError(f"unknown sweep {sweep_id!r} in store {self.store.location}")
+        if step is not None:
+            df = df[df["step"] == step]
+        if status is not None:
+            df = df[df["status"] == status]
+        return df.sort_values("counter", kind="stable").reset_index(drop=True)
+
+    def metrics(self, execution_id: str | None = None) -> pd.DataFrame:
+        """Metric events, one row per key (``value`` numeric, ``value_json`` any value)."""
+        df = self._frame("metrics")
+        if execution_id is not None:
+            full_id = self.store.find_execution(execution_id)["id"]
+            df = df[df["execution_id"] == full_id]
+        return df.reset_index(drop=True)
+
+    def artifacts(self, execution_id: str | None = None) -> pd.DataFrame:
+        """Inputs and outputs of executions, one row each."""
+        df = self._frame("artifacts")
+        if execution_id is not None:
+            full_id = self.store.find_execution(execution_id)["id"]
+            df = df[df["execution_id"] == full_id]
+        return df.reset_index(drop=True)
+
+    def _latest(self, dataset: str) -> pd.DataFrame:
+        df = self._frame(dataset)
+        if df.empty:
+            return df
+        df = df.sort_values("updated_at", kind="stable")
+        df = df.drop_duplicates(ID_COLUMNS[dataset], keep="last")
+        return df.sort_values("created_at", kind="stable").reset_index(drop=True)
+
+    def sweeps(self) -> pd.DataFrame:
+        """One row per sweep (its latest status); metrics, directions, search_space decoded."""
+        df = self._latest("sweeps")
+        for column in ("metrics", "directions", "search_space"):
+            df[column] = df[column].map(_decode).astype(object)
+        return df
+
+    def pipeline_runs(self) -> pd.DataFrame:
+        """One row per pipeline run (its latest status); nodes decoded."""
+        df = self._latest("pipeline_runs")
+        df["nodes"] = df["nodes"].map(_decode).astype(object)
+        return df
+
+    def _sweep(self, sweep_id: str) -> dict[str, Any] | None:
+        df = self.sweeps()
+        rows = df[df["sweep_id"] == sweep_id]
+        return None if rows.empty else rows.iloc[-1].to_dict()
+
+    def best(
+        self,
+        sweep_id: str,
+        k: int = 10,
+        metric: str | None = None,
+        direction: str | None = None,
+    ) -> pd.DataFrame:
+        """The ``k`` best complete executions of a sweep by a metric.
+
+        ``metric`` and ``direction`` default to the sweep's first objective.
+        """
+        sweep = self._sweep(sweep_id)
+        objectives = list(sweep["metrics"] or []) if sweep else []
+        directions = list(sweep["directions"] or []) if sweep else []
+        if metric is None:
+            if not objectives:
+                raise StoreError(
+                    f"sweep {sweep_id!r} has no recorded objective: pass metric= and direction="
+                )
+            metric = str(objectives[0])
+        if direction is None:
+            if metric in objectives and objectives.index(metric) < len(directions):
+                direction = str(directions[objectives.index(metric)])
+            else:
+                raise StoreError(f"pass direction='minimize' or 'maximize' for metric {metric!r}")
+        ascending = _DIRECTIONS.get(direction.lower())
+        if ascending is None:
+            raise StoreError(f"direction must be 'minimize' or 'maximize', not {direction!r}")
+        df = self.executions(sweep_id=sweep_id, status="complete")
+        if df.empty:
+            return df
+        column = METRIC_PREFIX + metric
+        if column not in df.columns or df[column].isna().all():
+            known = sorted(
+                c[len(METRIC_PREFIX) :] for c in df.columns if c.startswith(METRIC_PREFIX)
+            )
+            raise StoreError(
+                f"no complete execution of sweep {sweep_id!r} reported metric {metric!r}; "
+                f"known metrics: {', '.join(known) or 'none'}"
+            )
+        key = pd.to_numeric(df[column], errors="coerce")
+        df = df.assign(_key=key)[key.notna()]
+        df = df.sort_values("_key", ascending=ascending, kind="stable").drop(columns="_key")
+        return df.head(k).reset_index(drop=True)
+
+    def compare(self, ids: Iterable[str]) -> pd.DataFrame:
+        """Parameters and metrics side by side: one column per execution, one row per name."""
+        records = [self.store.find_execution(ref) for ref in ids]
+        records = list({r["id"]: r for r in records}.values())
+        names: dict[str, None] = {}
+        for record in records:
+            names.update({PARAM_PREFIX + k: None for k in record.get("parameters") or {}})
+        for record in records:
+            names.update({METRIC_PREFIX + k: None for k in record.get("metrics") or {}})
+        columns = {}
+        for record in records:
+            values: dict[str, Any] = {
+                "counter": record.get("counter"),
+                "step": record.get("step"),
+                "status": record.get("status"),
+            }
+            params, metrics = record.get("parameters") or {}, record.get("metrics") or {}
+            for name in names:
+                source = params if name.startswith(PARAM_PREFIX) else metrics
+                prefix = PARAM_PREFIX if name.startswith(PARAM_PREFIX) else METRIC_PREFIX
+                values[name] = source.get(name[len(prefix) :])
+            columns[str(record["id"])] = pd.Series(values, dtype=object)
+        return pd.DataFrame(columns, index=["counter", "step", "status", *names])
+
+    def lineage(self, ref: str) -> Lineage:
+        """Upstream producers and downstream consumers of an execution or a ``datum://`` URI."""
+        artifacts = self.to_arrow("artifacts").to_pylist()
+        sha = parse_blob_uri(ref) if ref.startswith("datum://") else None
+        if sha is not None:
+            root, kind = ref, "datum"
+            if not any(datum_id(r) == root for r in artifacts) and not self.store.has_blob(sha):
+                raise StoreError(f"unknown datum {ref!r} in store {self.store.location}")
+        else:
+            root, kind = str(self.store.find_execution(ref)["id"]), "execution"
+        table = self.store.read_dataset(
+            "executions", columns=["execution_id", "counter", "step", "status"]
+        )
+        attrs = {
+            row.pop("execution_id"): row for row in table.to_pylist() if row.get("execution_id")
+        }
+        return build_lineage(root, kind, artifacts, attrs)

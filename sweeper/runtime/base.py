@@ -1,0 +1,151 @@
+"""The runtime interface: what to run (:class:`RunRequest`), how it ended (:class:`RunResult`).
+
+A runtime runs the rendered commands of one execution in a work folder and reports its output
+line by line. :class:`~sweeper.runtime.LocalRuntime` and :class:`~sweeper.runtime.DockerRuntime`
+implement the same contract, so a step that uses the ``VH_*`` variables behaves the same in
+both.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from sweeper.errors import SweeperError
+
+#: Statuses a run can end with.
+COMPLETE = "complete"
+ERROR = "error"
+STOPPED = "stopped"
+CRASHED = "crashed"
+
+PULL_POLICIES = ("missing", "always", "never")
+
+#: The folders of a work folder, by the ``VH_*`` variable that points at them.
+WORKDIR_FOLDERS = {
+    "VH_REPOSITORY_DIR": "repository",
+    "VH_INPUTS_DIR": "inputs",
+    "VH_OUTPUTS_DIR": "outputs",
+    "VH_CONFIG_DIR": "config",
+}
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """Everything a runtime needs to run one execution.
+
+    ``commands`` are rendered shell lines (values already shell-quoted) run by ``/bin/sh -e``
+    in order: the first failing one ends the run with its exit code. ``workdir`` holds
+    ``repository/``, ``inputs/``, ``outputs/`` and ``config/``; the step runs in
+    ``repository/``. ``environment`` holds the user's variables with real secret values; the
+    runtime adds the ``VH_*`` variables, which win over user values of the same name.
+    """
+
+    execution_id: str
+    commands: tuple[str, ...]
+    workdir: Path
+    environment: Mapping[str, str] = field(default_factory=dict)
+    image: str | None = None
+    cpus: float | None = None
+    memory_mb: int | None = None
+    gpu_ids: tuple[str, ...] = ()
+    time_limit_s: float | None = None
+    no_output_timeout_s: float | None = None
+    pull_policy: str = "missing"
+    job_id: str | None = None
+
+    def script(self) -> str:
+        """The commands as one ``sh -e`` script: newlines keep multi-line commands intact."""
+        return "\n".join(self.commands)
+
+    def vh_environment(self, root: str | Path) -> dict[str, str]:
+        """The ``VH_*`` variables for a work folder seen at ``root`` by the step."""
+        env = {name: f"{root}/{folder}" for name, folder in WORKDIR_FOLDERS.items()}
+        env["VH_EXECUTION_ID"] = self.execution_id
+        env["VH_JOB_ID"] = self.job_id or self.execution_id
+        return env
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """How a run ended.
+
+    ``status`` is ``complete`` (exit code 0), ``error`` (non-zero exit, a time limit, a
+    no-output timeout or the OOM killer; ``reason`` says which), ``stopped`` (the stop event
+    was set) or ``crashed`` (the infrastructure failed: a Docker error, the container was
+    killed or removed from outside). ``exit_code`` follows the shell: 128 + N when a signal
+    N ended the step.
+    """
+
+    status: str
+    exit_code: int | None
+    reason: str | None
+    started_at: datetime
+    ended_at: datetime
+    image_digest: str | None = None
+    host: str | None = None
+
+
+class Runtime(ABC):
+    """Runs one execution's commands; one instance may serve many runs, one at a time or not."""
+
+    name: str
+
+    @abstractmethod
+    def run(
+        self, request: RunRequest, on_output: Callable[[str], None], stop: threading.Event
+    ) -> RunResult:
+        """Run ``request`` and block until it ends.
+
+        ``on_output`` is called on the calling thread with each output line (stdout and
+        stderr merged, without the newline) as soon as it is printed; setting ``stop`` from
+        it or from another thread stops the run. An exception raised by ``on_output``
+        stops the run and propagates; nothing is left running either way.
+
+        Raises :class:`~sweeper.errors.RuntimeUnavailableError` when the run cannot start
+        at all (Docker unreachable, image missing); failures after that are a ``crashed``
+        result.
+        """
+
+    @abstractmethod
+    def resolve_image(self, image: str, pull_policy: str) -> str | None:
+        """Make ``image`` available as ``pull_policy`` says and return its digest.
+
+        ``None`` where the runtime ignores images. Raises
+        :class:`~sweeper.errors.RuntimeUnavailableError` when the image cannot be had.
+        """
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware UTC."""
+    return datetime.now(timezone.utc)
+
+
+def format_seconds(seconds: float) -> str:
+    """``5`` -> ``"5s"``, ``0.5`` -> ``"0.5s"``: how limits appear in reasons."""
+    return f"{seconds:g}s"
+
+
+def exit_reason(exit_code: int) -> str:
+    """The reason for a non-zero exit code, naming the signal for the shell's 128 + N codes."""
+    if exit_code > 128:
+        try:
+            return (
+                f"killed by signal {signal.Signals(exit_code - 128).name} (exit code {exit_code})"
+            )
+        except ValueError:
+            pass
+    return f"exit code {exit_code}"
+
+
+def check_pull_policy(pull_policy: str) -> None:
+    """Raise :class:`SweeperError` naming the value unless it is a known pull policy."""
+    if pull_policy not in PULL_POLICIES:
+        raise SweeperError(
+            f"unknown pull policy {pull_policy!r}: use one of {', '.join(PULL_POLICIES)}"
+        )

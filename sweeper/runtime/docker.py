@@ -1,0 +1,419 @@
+"""Running an execution in a Docker container through the Docker SDK."""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from typing import Any
+
+import docker
+import docker.errors
+import requests.exceptions
+from docker.types import DeviceRequest
+
+from sweeper.errors import RuntimeUnavailableError, SweeperError
+from sweeper.runtime.base import (
+    COMPLETE,
+    CRASHED,
+    ERROR,
+    STOPPED,
+    RunRequest,
+    RunResult,
+    Runtime,
+    check_pull_policy,
+    exit_reason,
+    format_seconds,
+    utcnow,
+)
+from sweeper.runtime.output import LineSplitter
+
+#: The label every container carries, so leftovers of a crashed sweeper can be found.
+EXECUTION_LABEL = "sweeper.execution_id"
+#: A label unique to one run, to find a container whose creation was interrupted.
+RUN_LABEL = "sweeper.run"
+#: Where the work folder appears inside the container.
+MOUNT_POINT = "/valohai"
+DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
+STOP_CHECK_S = 0.05
+
+_DOCKER_ERRORS = (docker.errors.DockerException, requests.exceptions.RequestException)
+_END = object()
+
+
+class DockerRuntime(Runtime):
+    """Runs the commands with ``/bin/sh -e`` in a fresh container of the step's image.
+
+    The work folder is bind-mounted read-write at ``/valohai`` (its only mount) and the step
+    runs in ``/valohai/repository``. The container runs detached under Docker's init (tini,
+    told to signal the whole process group, so a stop reaches the step and not just the
+    shell), with ``no-new-privileges``, never privileged, with the request's CPU, memory
+    (swap included) and GPU limits, labelled ``sweeper.execution_id``. A stop or a time limit
+    is ``docker stop`` with ``stop_grace_s``, then ``docker kill``; the container is removed
+    on every path out of :meth:`run`.
+
+    ``base_url`` is the daemon's address (default: ``DOCKER_HOST`` or the local socket).
+    ``output_owner`` (uid, gid) is given the files in ``/valohai/outputs`` when the step ends,
+    so a root container does not leave files the host user cannot remove; by default the
+    host user when that is not root, else nobody.
+
+    >>> runtime = DockerRuntime(stop_grace_s=2)
+    >>> # runtime.resolve_image("python:3.12", "missing") -> "python@sha256:..."
+    """
+
+    name = "docker"
+
+    def __init__(
+        self,
+        *,
+        base_url: str | None = None,
+        stop_grace_s: float = 5.0,
+        output_owner: tuple[int, int] | None = None,
+        api_timeout_s: float = 60.0,
+        init: bool = True,
+    ) -> None:
+        self.base_url = base_url
+        self.stop_grace_s = stop_grace_s
+        if output_owner is None and os.getuid() != 0:
+            output_owner = (os.getuid(), os.getgid())
+        self.output_owner = output_owner
+        self.api_timeout_s = api_timeout_s
+        self.init = init
+        self._client: Any = None
+        self._host: str | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def address(self) -> str:
+        """The daemon address used, for messages."""
+        return self.base_url or os.environ.get("DOCKER_HOST") or DEFAULT_DOCKER_HOST
+
+    def client(self) -> Any:
+        """The connected ``docker.DockerClient``; raises RuntimeUnavailableError if unreachable."""
+        with self._lock:
+            if self._client is None:
+                try:
+                    if self.base_url is None:
+                        client = docker.from_env(timeout=int(self.api_timeout_s))
+                    else:
+                        client = docker.DockerClient(
+                            base_url=self.base_url, timeout=int(self.api_timeout_s)
+                        )
+                    self._host = client.info().get("Name")
+                except _DOCKER_ERRORS as exc:
+                    raise RuntimeUnavailableError(
+                        f"Docker daemon is not reachable at {self.address}: start it or use "
+                        f"--runtime local ({exc})"
+                    ) from exc
+                self._client = client
+            return self._client
+
+    def resolve_image(self, image: str, pull_policy: str) -> str | None:
+        """Ensure ``image`` is present per ``pull_policy``; return its RepoDigest or image id."""
+        return _digest(self._image(image, pull_policy))
+
+    def _image(self, image: str, pull_policy: str) -> Any:
+        check_pull_policy(pull_policy)
+        client = self.client()
+        if pull_policy != "always":
+            try:
+                return client.images.get(image)
+            except docker.errors.ImageNotFound:
+                if pull_policy == "never":
+                    raise RuntimeUnavailableError(
+                        f"image {image!r} is not present on the Docker host at {self.address} "
+                        f"and the pull policy is 'never': pull or build it first, or use "
+                        f"pull policy 'missing'"
+                    ) from None
+            except _DOCKER_ERRORS as exc:
+                raise RuntimeUnavailableError(f"cannot inspect image {image!r}: {exc}") from exc
+        try:
+            return client.images.pull(image)
+        except _DOCKER_ERRORS as exc:
+            raise RuntimeUnavailableError(
+                f"cannot pull image {image!r} (pull policy {pull_policy!r}): {_explain(exc)}"
+            ) from exc
+
+    def container_options(self, request: RunRequest, image_id: str, run_token: str) -> dict:
+        """The keyword arguments for ``containers.create``: everything the container gets."""
+        environment = {"PYTHONUNBUFFERED": "1", **request.environment}
+        environment.update(request.vh_environment(MOUNT_POINT))
+        # tini forwards signals to the whole process group, not just the shell.
+        environment["TINI_KILL_PROCESS_GROUP"] = "1"
+        options: dict[str, Any] = {
+            "image": image_id,
+            "command": ["/bin/sh", "-e", "-c", self._script(request)],
+            "working_dir": f"{MOUNT_POINT}/repository",
+            "environment": environment,
+            "volumes": {str(request.workdir.resolve()): {"bind": MOUNT_POINT, "mode": "rw"}},
+            "labels": {EXECUTION_LABEL: request.execution_id, RUN_LABEL: run_token},
+            "detach": True,
+            "init": self.init,
+            "privileged": False,
+            "security_opt": ["no-new-privileges"],
+            "stdin_open": False,
+            "tty": False,
+        }
+        if request.cpus is not None:
+            options["nano_cpus"] = int(request.cpus * 1e9)
+        if request.memory_mb is not None:
+            options["mem_limit"] = f"{request.memory_mb}m"
+            options["memswap_limit"] = f"{request.memory_mb}m"
+        if request.gpu_ids:
+            options["device_requests"] = [
+                DeviceRequest(device_ids=list(request.gpu_ids), capabilities=[["gpu"]])
+            ]
+            environment["NVIDIA_VISIBLE_DEVICES"] = ",".join(request.gpu_ids)
+            # Inside the container the granted GPUs are numbered from 0.
+            environment["CUDA_VISIBLE_DEVICES"] = ",".join(
+                str(index) for index in range(len(request.gpu_ids))
+            )
+        return options
+
+    def _script(self, request: RunRequest) -> str:
+        # One stream keeps stdout and stderr in the order they were printed. On SIGTERM the
+        # shell waits for the command it runs to finish (its whole group got the signal too)
+        # instead of dying at once: when the shell exits, tini exits and the kernel kills
+        # everything left in the container, mid-cleanup.
+        lines = ["exec 2>&1", "trap 'exit 143' TERM"]
+        if self.output_owner is not None:
+            uid, gid = self.output_owner
+            lines.append(
+                f"trap 'chown -R {uid}:{gid} {MOUNT_POINT}/outputs >/dev/null 2>&1 || true' EXIT"
+            )
+        lines.extend(request.commands)
+        return "\n".join(lines)
+
+    def run(
+        self, request: RunRequest, on_output: Callable[[str], None], stop: threading.Event
+    ) -> RunResult:
+        """Run the commands in a container; see :meth:`Runtime.run`."""
+        if request.image is None:
+            raise SweeperError(
+                f"execution {request.execution_id} has no image: the Docker runtime needs "
+                f"one (set 'image' on the step) or use --runtime local"
+            )
+        client = self.client()
+        image = self._image(request.image, request.pull_policy)
+        digest = _digest(image)
+        started_at = utcnow()
+        if stop.is_set():
+            return self._result(STOPPED, None, "stopped before it started", started_at, digest)
+        run = _ContainerRun(self, client, request, image.id, on_output, stop)
+        try:
+            status, exit_code, reason = run.run()
+        except _DOCKER_ERRORS as exc:
+            status, exit_code, reason = CRASHED, None, f"Docker error: {_explain(exc)}"
+        finally:
+            run.cleanup()
+        return self._result(status, exit_code, reason, run.started_at or started_at, digest)
+
+    def _result(
+        self,
+        status: str,
+        exit_code: int | None,
+        reason: str | None,
+        started_at: datetime,
+        digest: str | None,
+    ) -> RunResult:
+        return RunResult(status, exit_code, reason, started_at, utcnow(), digest, self._host)
+
+
+class _ContainerRun:
+    """One container's life: create, start, stream, enforce limits, inspect, remove."""
+
+    def __init__(
+        self,
+        runtime: DockerRuntime,
+        client: Any,
+        request: RunRequest,
+        image_id: str,
+        on_output: Callable[[str], None],
+        stop: threading.Event,
+    ) -> None:
+        self.runtime = runtime
+        self.client = client
+        self.request = request
+        self.image_id = image_id
+        self.stop = stop
+        self.splitter = LineSplitter(on_output)
+        self.token = uuid.uuid4().hex
+        self.container: Any = None
+        self.creating = False
+        self.stream: Any = None
+        self.reader: threading.Thread | None = None
+        self.started_at: datetime | None = None
+        self.verdict: tuple[str, str] | None = None
+
+    def run(self) -> tuple[str, int | None, str | None]:
+        options = self.runtime.container_options(self.request, self.image_id, self.token)
+        self.creating = True
+        self.container = self.client.containers.create(**options)
+        self.creating = False
+        self.started_at = utcnow()
+        self.container.start()
+        self.stream = self.container.logs(stream=True, follow=True)
+        chunks: queue.SimpleQueue[object] = queue.SimpleQueue()
+        self.reader = threading.Thread(
+            target=_pump, args=(self.stream, chunks), name="sweeper-docker-logs", daemon=True
+        )
+        self.reader.start()
+        self._supervise(chunks)
+        return self._outcome()
+
+    def _supervise(self, chunks: queue.SimpleQueue[object]) -> None:
+        request = self.request
+        now = time.monotonic()
+        deadline = now + request.time_limit_s if request.time_limit_s is not None else None
+        silence = request.no_output_timeout_s
+        last_output = now
+        kill_at: float | None = None
+        while True:
+            wait = STOP_CHECK_S
+            if self.verdict is None:
+                if deadline is not None:
+                    wait = min(wait, deadline - now)
+                if silence is not None:
+                    wait = min(wait, last_output + silence - now)
+            elif kill_at is not None:
+                wait = min(wait, kill_at - now)
+            try:
+                item = chunks.get(timeout=max(wait, 0.0))
+            except queue.Empty:
+                item = None
+            if item is _END:
+                break
+            now = time.monotonic()
+            if isinstance(item, bytes):
+                last_output = now
+                self.splitter.feed(item)
+            if self.verdict is None:
+                verdict = self._check_limits(now, deadline, last_output)
+                if verdict is not None:
+                    # docker stop, without blocking the output: the stop signal now,
+                    # SIGKILL after the grace period.
+                    self.verdict = verdict
+                    kill_at = now + self.runtime.stop_grace_s
+                    self._signal(self.container.attrs.get("Config", {}).get("StopSignal"))
+            elif kill_at is not None and now >= kill_at:
+                kill_at = None
+                self._signal("SIGKILL")
+        self.splitter.close()
+
+    def _check_limits(
+        self, now: float, deadline: float | None, last_output: float
+    ) -> tuple[str, str] | None:
+        request = self.request
+        if self.stop.is_set():
+            return STOPPED, "stopped"
+        if deadline is not None and now >= deadline:
+            assert request.time_limit_s is not None
+            return ERROR, f"time limit of {format_seconds(request.time_limit_s)} exceeded"
+        silence = request.no_output_timeout_s
+        if silence is not None and now - last_output >= silence:
+            return ERROR, f"no output for {format_seconds(silence)}"
+        return None
+
+    def _signal(self, signal_name: str | None) -> None:
+        try:
+            self.container.kill(signal=signal_name or "SIGTERM")
+        except _DOCKER_ERRORS:
+            pass  # it has exited already, or is gone: the log stream ends either way
+
+    def _outcome(self) -> tuple[str, int | None, str | None]:
+        try:
+            exit_code = self.container.wait(timeout=self.runtime.api_timeout_s)["StatusCode"]
+            self.container.reload()
+        except docker.errors.NotFound:
+            if self.verdict is not None:
+                return self.verdict[0], None, self.verdict[1]
+            return CRASHED, None, "container vanished: it was removed from outside"
+        state = self.container.attrs.get("State", {})
+        if state.get("OOMKilled"):
+            limit = self.request.memory_mb
+            memory = f"memory limit {limit} MB" if limit is not None else "no memory limit set"
+            return ERROR, exit_code, f"killed by the OOM killer ({memory})"
+        if self.verdict is not None:
+            return self.verdict[0], exit_code, self.verdict[1]
+        if exit_code == 0:
+            return COMPLETE, 0, None
+        signal_name = self._killed_from_outside() if exit_code > 128 else None
+        if signal_name is not None:
+            return CRASHED, exit_code, f"container killed from outside (signal {signal_name})"
+        return ERROR, exit_code, exit_reason(exit_code)
+
+    def _killed_from_outside(self) -> str | None:
+        """The signal of a ``docker kill``/``stop`` we did not send, from the daemon's events."""
+        assert self.started_at is not None
+        events = self.client.events(
+            since=int(self.started_at.timestamp()) - 1,
+            until=f"{time.time():.6f}",
+            filters={"container": self.container.id, "event": "kill"},
+            decode=True,
+        )
+        try:
+            for event in events:
+                number = event.get("Actor", {}).get("Attributes", {}).get("signal")
+                if number is not None:
+                    return _signal_name(number)
+        finally:
+            events.close()
+        return None
+
+    def cleanup(self) -> None:
+        """Remove the container (found by label if its creation was interrupted); never raises."""
+        containers = [self.container] if self.container is not None else []
+        if self.container is None and self.creating:
+            try:
+                containers = self.client.containers.list(
+                    all=True, filters={"label": f"{RUN_LABEL}={self.token}"}
+                )
+            except _DOCKER_ERRORS:
+                containers = []
+        for container in containers:
+            try:
+                container.remove(force=True)
+            except docker.errors.NotFound:
+                pass
+            except _DOCKER_ERRORS:
+                pass  # the label lets a later cleanup find it
+        if self.stream is not None:
+            try:
+                self.stream.close()
+            except Exception:  # noqa: BLE001 - closing a dead socket may fail any way
+                pass
+        if self.reader is not None:
+            self.reader.join(timeout=5)
+
+
+def _pump(stream: Iterator[bytes], chunks: queue.SimpleQueue[object]) -> None:
+    # Blocking reads on their own thread; the caller's thread handles lines and limits.
+    try:
+        for chunk in stream:
+            chunks.put(chunk)
+    except Exception:  # noqa: BLE001 - a broken stream ends the run; the outcome explains it
+        pass
+    finally:
+        chunks.put(_END)
+
+
+def _digest(image: Any) -> str:
+    digests = image.attrs.get("RepoDigests") or []
+    return str(digests[0]) if digests else str(image.id)
+
+
+def _signal_name(value: str) -> str:
+    try:
+        return signal.Signals(int(value)).name
+    except ValueError:
+        return value
+
+
+def _explain(exc: BaseException) -> str:
+    explanation = getattr(exc, "explanation", None)
+    return str(explanation or exc)

@@ -1,0 +1,250 @@
+"""Running an execution as a local process group."""
+
+from __future__ import annotations
+
+import math
+import os
+import select
+import signal
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime
+
+from sweeper.runtime.base import (
+    COMPLETE,
+    CRASHED,
+    ERROR,
+    STOPPED,
+    RunRequest,
+    RunResult,
+    Runtime,
+    exit_reason,
+    format_seconds,
+    utcnow,
+)
+from sweeper.runtime.output import LineSplitter
+
+#: How often the stop event is checked while nothing else happens.
+STOP_CHECK_S = 0.05
+#: How long to wait for output still in flight after the step's shell has exited and its
+#: process group is gone; only a process that left the group can hold the pipe that long.
+DRAIN_S = 1.0
+_READ_SIZE = 64 * 1024
+
+
+class LocalRuntime(Runtime):
+    """Runs the commands with ``/bin/sh -e`` in a new process group on this machine.
+
+    The step inherits this process's environment (``PATH`` and all) plus
+    ``PYTHONUNBUFFERED=1``, the user's variables and the ``VH_*`` variables pointing at the
+    work folder's subfolders. A stop or a time limit sends SIGTERM to the whole process group
+    and SIGKILL ``stop_grace_s`` seconds later; when the shell exits, whatever it left running
+    in its group is killed, as Docker does when a container's main process exits. The image
+    is ignored.
+
+    >>> import threading
+    >>> from pathlib import Path
+    >>> runtime = LocalRuntime(stop_grace_s=2)
+    >>> # runtime.run(RunRequest("e1", ("python train.py",), Path("work")), print, threading.Event())
+    """
+
+    name = "local"
+
+    def __init__(self, *, stop_grace_s: float = 5.0, shell: str = "/bin/sh") -> None:
+        self.stop_grace_s = stop_grace_s
+        self.shell = shell
+        self._host = socket.gethostname()
+
+    def resolve_image(self, image: str, pull_policy: str) -> str | None:
+        """Local runs ignore images: always ``None``."""
+        return None
+
+    def environment(self, request: RunRequest) -> dict[str, str]:
+        """The step's environment: inherited, then user variables, then ``VH_*``."""
+        env = dict(os.environ)
+        env["PYTHONUNBUFFERED"] = "1"
+        env.update(request.environment)
+        env.update(request.vh_environment(request.workdir.resolve()))
+        if request.gpu_ids:
+            env["CUDA_VISIBLE_DEVICES"] = ",".join(request.gpu_ids)
+        return env
+
+    def run(
+        self, request: RunRequest, on_output: Callable[[str], None], stop: threading.Event
+    ) -> RunResult:
+        """Run the commands locally; see :meth:`Runtime.run`."""
+        started_at = utcnow()
+        if stop.is_set():
+            return self._result(STOPPED, None, "stopped before it started", started_at)
+        try:
+            process = subprocess.Popen(
+                [self.shell, "-e", "-c", request.script()],
+                cwd=request.workdir / "repository",
+                env=self.environment(request),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                bufsize=0,
+            )
+        except OSError as exc:
+            return self._result(CRASHED, None, f"cannot start the process: {exc}", started_at)
+        try:
+            status, reason = _Supervisor(process, request, on_output, stop, self.stop_grace_s).run()
+        finally:
+            if process.returncode is None:
+                _kill_group(process.pid, signal.SIGKILL)
+                process.wait()
+            assert process.stdout is not None
+            process.stdout.close()
+        exit_code = process.returncode
+        if exit_code < 0:
+            exit_code = 128 - exit_code
+        if status is None:
+            status, reason = (COMPLETE, None) if exit_code == 0 else (ERROR, exit_reason(exit_code))
+        return self._result(status, exit_code, reason, started_at)
+
+    def _result(
+        self, status: str, exit_code: int | None, reason: str | None, started_at: datetime
+    ) -> RunResult:
+        return RunResult(status, exit_code, reason, started_at, utcnow(), host=self._host)
+
+
+class _Supervisor:
+    """One run's event loop: read output, watch the process, enforce stop and limits.
+
+    Everything happens on the calling thread with ``poll``: the output pipe and a pidfd wake
+    it at once; the short timeout only serves the stop event and the deadlines.
+    """
+
+    def __init__(
+        self,
+        process: subprocess.Popen[bytes],
+        request: RunRequest,
+        on_output: Callable[[str], None],
+        stop: threading.Event,
+        grace_s: float,
+    ) -> None:
+        self.process = process
+        self.request = request
+        self.stop = stop
+        self.grace_s = grace_s
+        self.splitter = LineSplitter(on_output)
+        now = time.monotonic()
+        limit = request.time_limit_s
+        self.deadline = now + limit if limit is not None else None
+        self.last_output = now
+        # Set when we end the run ourselves: the status and reason to report.
+        self.verdict: tuple[str, str] | None = None
+        self.kill_at = math.inf
+        self.hard_killed = False
+        self.drain_until: float | None = None
+
+    def run(self) -> tuple[str | None, str | None]:
+        process = self.process
+        assert process.stdout is not None
+        out = process.stdout.fileno()
+        pidfd = _pidfd_open(process.pid)
+        poller = select.poll()
+        poller.register(out, select.POLLIN)
+        if pidfd is not None:
+            poller.register(pidfd, select.POLLIN)
+        exited = eof = False
+        try:
+            while not (eof and exited):
+                timeout_ms = math.ceil(self._wait_s(time.monotonic()) * 1000)
+                for fd, _ in poller.poll(timeout_ms):
+                    if fd == out:
+                        data = os.read(out, _READ_SIZE)
+                        if data:
+                            self.last_output = time.monotonic()
+                            self.splitter.feed(data)
+                        else:
+                            eof = True
+                            poller.unregister(out)
+                    elif fd == pidfd:
+                        exited = True
+                        poller.unregister(pidfd)
+                if not exited and pidfd is None:
+                    exited = _has_exited(process.pid)
+                now = time.monotonic()
+                if exited:
+                    if self.drain_until is None:
+                        # The shell is done. Unless the group is still handling our SIGTERM,
+                        # take down what it left behind, as Docker does.
+                        if self.verdict is None or eof or self.hard_killed or now >= self.kill_at:
+                            self._kill()
+                            self.drain_until = now + DRAIN_S
+                    elif now >= self.drain_until:
+                        break  # only a process that left the group can still hold the pipe
+                elif self.verdict is None:
+                    self._check_limits(now)
+                elif not self.hard_killed and now >= self.kill_at:
+                    self._kill()
+            self.splitter.close()
+        finally:
+            if pidfd is not None:
+                os.close(pidfd)
+        process.wait()
+        return self.verdict if self.verdict is not None else (None, None)
+
+    def _check_limits(self, now: float) -> None:
+        request = self.request
+        if self.stop.is_set():
+            self._terminate(STOPPED, "stopped", now)
+        elif self.deadline is not None and now >= self.deadline:
+            assert request.time_limit_s is not None
+            limit = format_seconds(request.time_limit_s)
+            self._terminate(ERROR, f"time limit of {limit} exceeded", now)
+        elif (
+            request.no_output_timeout_s is not None
+            and now - self.last_output >= request.no_output_timeout_s
+        ):
+            silence = format_seconds(request.no_output_timeout_s)
+            self._terminate(ERROR, f"no output for {silence}", now)
+
+    def _wait_s(self, now: float) -> float:
+        wait = STOP_CHECK_S
+        if self.verdict is None:
+            if self.deadline is not None:
+                wait = min(wait, self.deadline - now)
+            if self.request.no_output_timeout_s is not None:
+                wait = min(wait, self.last_output + self.request.no_output_timeout_s - now)
+        elif not self.hard_killed:
+            wait = min(wait, self.kill_at - now)
+        if self.drain_until is not None:
+            wait = min(wait, self.drain_until - now)
+        return max(wait, 0.0)
+
+    def _terminate(self, status: str, reason: str, now: float) -> None:
+        self.verdict = (status, reason)
+        self.kill_at = now + self.grace_s
+        _kill_group(self.process.pid, signal.SIGTERM)
+
+    def _kill(self) -> None:
+        self.hard_killed = True
+        _kill_group(self.process.pid, signal.SIGKILL)
+
+
+def _kill_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _pidfd_open(pid: int) -> int | None:
+    try:
+        return os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        return None
+
+
+def _has_exited(pid: int) -> bool:
+    # WNOWAIT leaves the zombie in place, so the process group id cannot be reused before
+    # we have killed the group.
+    info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    return info is not None

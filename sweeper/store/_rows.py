@@ -1,0 +1,183 @@
+"""Turn execution records, metric events and generic rows into typed Arrow tables.
+
+The record is nested (parameters, metrics, inputs, outputs); the datasets are flat. Fixed
+columns get the types in :mod:`._schema`; ``param.<name>`` and ``metric.<name>`` columns
+get a type inferred from their value (bool, int64, float64, string, or JSON text for
+anything else).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime, timezone
+from typing import Any
+
+import pyarrow as pa
+
+from ._schema import (
+    ARTIFACTS,
+    EXECUTIONS,
+    METRIC_PREFIX,
+    METRICS,
+    PARAM_PREFIX,
+    TIMESTAMP,
+    schema_for,
+)
+
+JSON_COLUMNS = {
+    "executions": {"command", "parameters", "metrics", "gpu_ids"},
+    "sweeps": {"metrics", "directions", "search_space"},
+    "pipeline_runs": {"nodes"},
+}
+"""Columns that hold a Python object as JSON text."""
+
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
+
+def to_json(value: Any) -> str:
+    """JSON text for any value; NaN and infinities as JSON5-style NaN/Infinity, others via str."""
+    return json.dumps(value, default=str, sort_keys=False)
+
+
+def parse_time(value: Any, column: str = "time") -> datetime | None:
+    """A UTC datetime from an ISO 8601 string or a datetime (naive ones are taken as UTC)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        text = value.strip()
+        if text.endswith("Z"):
+            text = text[:-1] + "+00:00"
+        try:
+            value = datetime.fromisoformat(text)
+        except ValueError as exc:
+            raise ValueError(f"column {column!r}: not an ISO 8601 time: {value!r}") from exc
+    if not isinstance(value, datetime):
+        raise ValueError(f"column {column!r}: not a time: {value!r}")
+    if value.tzinfo is None:
+        return value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc)
+
+
+def finite_float(value: Any) -> float | None:
+    """The value as a float when it is a finite number (not a bool), else None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        result = float(value)
+    except OverflowError:
+        return None
+    return result if math.isfinite(result) else None
+
+
+def _convert(value: Any, type_: pa.DataType, column: str, json_column: bool) -> Any:
+    if value is None:
+        return None
+    if json_column:
+        return to_json(value)
+    if pa.types.is_timestamp(type_):
+        return parse_time(value, column)
+    if pa.types.is_string(type_):
+        return value if isinstance(value, str) else to_json(value)
+    if pa.types.is_integer(type_):
+        return int(value)
+    if pa.types.is_floating(type_):
+        return float(value)
+    return value
+
+
+def _infer(values: list[Any], *, numeric_as_float: bool) -> tuple[pa.DataType, list[Any]]:
+    """The narrowest Arrow type that holds every value, and the values converted for it."""
+    present = [v for v in values if v is not None]
+    if present and all(isinstance(v, bool) for v in present):
+        return pa.bool_(), values
+    if present and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in present):
+        ints = all(isinstance(v, int) for v in present)
+        if ints and not numeric_as_float and all(_INT64_MIN <= v <= _INT64_MAX for v in present):
+            return pa.int64(), values
+        try:
+            return pa.float64(), [None if v is None else float(v) for v in values]
+        except OverflowError:
+            pass
+    if present and all(isinstance(v, datetime) for v in present):
+        return TIMESTAMP, [parse_time(v) for v in values]
+    if all(isinstance(v, str) for v in present):
+        return pa.string(), values
+    return pa.string(), [v if isinstance(v, str) or v is None else to_json(v) for v in values]
+
+
+def rows_to_table(dataset: str, rows: Sequence[Mapping[str, Any]]) -> pa.Table:
+    """A table with the dataset's fixed columns first (typed), then every other column seen."""
+    schema = schema_for(dataset)
+    json_columns = JSON_COLUMNS.get(dataset, set())
+    known = set(schema.names)
+    extra: list[str] = []
+    for row in rows:
+        for key in row:
+            if key not in known and key not in extra:
+                extra.append(key)
+    arrays: list[pa.Array] = []
+    fields: list[pa.Field] = []
+    for field in schema:
+        values = [
+            _convert(row.get(field.name), field.type, field.name, field.name in json_columns)
+            for row in rows
+        ]
+        arrays.append(pa.array(values, type=field.type))
+        fields.append(field)
+    for name in extra:
+        type_, values = _infer(
+            [row.get(name) for row in rows], numeric_as_float=name.startswith(METRIC_PREFIX)
+        )
+        arrays.append(pa.array(values, type=type_))
+        fields.append(pa.field(name, type_))
+    return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+
+
+def execution_row(record: Mapping[str, Any]) -> dict[str, Any]:
+    """The executions row of one record: fixed columns plus param.* and metric.* columns."""
+    row: dict[str, Any] = {name: record.get(name) for name in EXECUTIONS.names}
+    row["execution_id"] = record["id"]
+    for name, value in (record.get("parameters") or {}).items():
+        row[PARAM_PREFIX + str(name)] = value
+    for name, value in (record.get("metrics") or {}).items():
+        row[METRIC_PREFIX + str(name)] = value
+    return row
+
+
+def metric_rows(execution_id: str, events: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """One metrics row per key of each event, numbers in ``value``, everything in ``value_json``."""
+    rows = []
+    for position, event in enumerate(events):
+        seq = event.get("seq", position)
+        time = event.get("time")
+        for key, value in (event.get("values") or {}).items():
+            rows.append(
+                {
+                    "execution_id": execution_id,
+                    "seq": seq,
+                    "time": time,
+                    "key": str(key),
+                    "value": finite_float(value),
+                    "value_json": to_json(value),
+                }
+            )
+    return rows
+
+
+def artifact_rows(record: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """One artifacts row per input and per output of the record."""
+    rows = []
+    for direction, key in (("input", "inputs"), ("output", "outputs")):
+        for item in record.get(key) or []:
+            row = {name: item.get(name) for name in ARTIFACTS.names}
+            row["execution_id"] = record["id"]
+            row["direction"] = direction
+            rows.append(row)
+    return rows
+
+
+def metrics_table(rows: Sequence[Mapping[str, Any]]) -> pa.Table:
+    """The metrics rows as a table with exactly the metrics schema."""
+    return rows_to_table("metrics", rows).select(METRICS.names)

@@ -1,0 +1,120 @@
+"""The store's format: the marker, the datasets and their Arrow schemas.
+
+Bump :data:`SCHEMA_VERSION` (and document it in docs/store.md) for any change a reader of
+an older version would misread. Adding a ``param.*``/``metric.*`` column is not a change:
+those columns differ between executions by design.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+FORMAT = "sweeper-store"
+SCHEMA_VERSION = 1
+MARKER = "sweeper-store.json"
+
+PARAM_PREFIX = "param."
+METRIC_PREFIX = "metric."
+
+TIMESTAMP = pa.timestamp("us", tz="UTC")
+
+EXECUTIONS = pa.schema(
+    [
+        ("execution_id", pa.string()),
+        ("counter", pa.int64()),
+        ("sweep_id", pa.string()),
+        ("pipeline_run_id", pa.string()),
+        ("node", pa.string()),
+        ("trial_number", pa.int64()),
+        ("step", pa.string()),
+        ("status", pa.string()),
+        ("exit_code", pa.int64()),
+        ("error", pa.string()),
+        ("image", pa.string()),
+        ("image_digest", pa.string()),
+        ("code_version", pa.string()),
+        ("command", pa.string()),
+        ("parameters", pa.string()),
+        ("metrics", pa.string()),
+        ("created_at", TIMESTAMP),
+        ("started_at", TIMESTAMP),
+        ("ended_at", TIMESTAMP),
+        ("duration_s", pa.float64()),
+        ("runtime", pa.string()),
+        ("ray_node", pa.string()),
+        ("gpu_ids", pa.string()),
+        ("attempt", pa.int64()),
+        ("reused_from", pa.string()),
+        ("spec_hash", pa.string()),
+    ]
+)
+
+METRICS = pa.schema(
+    [
+        ("execution_id", pa.string()),
+        ("seq", pa.int64()),
+        ("time", TIMESTAMP),
+        ("key", pa.string()),
+        ("value", pa.float64()),
+        ("value_json", pa.string()),
+    ]
+)
+
+ARTIFACTS = pa.schema(
+    [
+        ("execution_id", pa.string()),
+        ("direction", pa.string()),
+        ("name", pa.string()),
+        ("path", pa.string()),
+        ("uri", pa.string()),
+        ("sha256", pa.string()),
+        ("size", pa.int64()),
+        ("producer_execution_id", pa.string()),
+    ]
+)
+
+SWEEPS = pa.schema(
+    [
+        ("sweep_id", pa.string()),
+        ("step", pa.string()),
+        ("sampler", pa.string()),
+        ("pruner", pa.string()),
+        ("metrics", pa.string()),
+        ("directions", pa.string()),
+        ("search_space", pa.string()),
+        ("seed", pa.int64()),
+        ("trials_asked", pa.int64()),
+        ("status", pa.string()),
+        ("best_execution_id", pa.string()),
+        ("created_at", TIMESTAMP),
+        ("updated_at", TIMESTAMP),
+    ]
+)
+
+PIPELINE_RUNS = pa.schema(
+    [
+        ("pipeline_run_id", pa.string()),
+        ("pipeline", pa.string()),
+        ("status", pa.string()),
+        ("nodes", pa.string()),
+        ("created_at", TIMESTAMP),
+        ("updated_at", TIMESTAMP),
+    ]
+)
+
+SCHEMAS: dict[str, pa.Schema] = {
+    "executions": EXECUTIONS,
+    "metrics": METRICS,
+    "artifacts": ARTIFACTS,
+    "sweeps": SWEEPS,
+    "pipeline_runs": PIPELINE_RUNS,
+}
+"""The datasets every store has; :meth:`Store.write_rows` may add others."""
+
+ID_COLUMNS = {"sweeps": "sweep_id", "pipeline_runs": "pipeline_run_id"}
+"""Datasets that log a row per status change; readers keep the latest row per id."""
+
+
+def schema_for(dataset: str) -> pa.Schema:
+    """The base schema of a dataset (an empty one for a dataset the store does not know)."""
+    return SCHEMAS.get(dataset, pa.schema([]))

@@ -1,0 +1,245 @@
+"""The :class:`Store` facade: one object that the execution, sweep and results layers use."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import posixpath
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from sweeper.errors import StoreError
+
+from . import _counter, _lookup
+from ._backend import Backend, open_backend
+from ._blobs import Blobs
+from ._compact import compact_dataset
+from ._parts import Parts, check_dataset_name
+from ._rows import artifact_rows, execution_row, metric_rows, metrics_table, rows_to_table
+from ._schema import FORMAT, ID_COLUMNS, MARKER, SCHEMA_VERSION, SCHEMAS
+
+
+def _check_relpath(relpath: str) -> str:
+    path = posixpath.normpath(relpath.replace("\\", "/"))
+    if path.startswith("/") or path == ".." or path.startswith("../") or path == ".":
+        raise ValueError(f"not a path inside the store: {relpath!r}")
+    return path
+
+
+class Store:
+    """A sweeper store: datasets, blobs and execution folders under one root.
+
+    Open with :meth:`open`; every method is safe to call from many processes (and, for an
+    object store, many machines) at once. Example::
+
+        store = Store.open(".sweeper", create=True)
+        sha, size = store.put_file(Path("model.pkl"))
+        store.write_execution(record, events)
+        store.read_dataset("executions").to_pandas()
+    """
+
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+        self.blobs = Blobs(backend)
+
+    # -- opening ---------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, location: str | os.PathLike[str], *, create: bool = False) -> Store:
+        """Open the store at a local path or URI; ``create`` makes a new one if none is there."""
+        backend = open_backend(location)
+        where = backend.location
+        raw = backend.read_bytes(MARKER)
+        if raw is None:
+            state = backend.root_state()
+            if state == "nonempty":
+                raise StoreError(f"{where} is not a sweeper store")
+            if not create:
+                raise StoreError(
+                    f"no sweeper store at {where}: run a sweep/run first or pass --store"
+                )
+            marker = {"format": FORMAT, "schema_version": SCHEMA_VERSION}
+            backend.write_bytes(MARKER, (json.dumps(marker) + "\n").encode())
+            return cls(backend)
+        try:
+            marker = json.loads(raw)
+        except ValueError:
+            raise StoreError(f"{where} is not a sweeper store: {MARKER} is not JSON") from None
+        if not isinstance(marker, dict) or marker.get("format") != FORMAT:
+            raise StoreError(f"{where} is not a sweeper store")
+        version = marker.get("schema_version")
+        if not isinstance(version, int) or version > SCHEMA_VERSION:
+            raise StoreError(
+                f"store {where} has schema_version {version!r}; this sweeper reads "
+                f"version {SCHEMA_VERSION} and older: upgrade sweeper"
+            )
+        return cls(backend)
+
+    @property
+    def location(self) -> str:
+        """The path or URI the store was opened with."""
+        return self.backend.location
+
+    @property
+    def local_path(self) -> Path | None:
+        """The store's folder when it is local, else None."""
+        return self.backend.local_path
+
+    def __repr__(self) -> str:
+        return f"Store({self.location!r})"
+
+    # -- counter and blobs -----------------------------------------------------------------
+
+    def allocate_counter(self) -> int:
+        """The next execution number of this store (see ``_counter`` for the guarantees)."""
+        return _counter.allocate(self.backend, self._max_counter)
+
+    def _max_counter(self) -> int:
+        table = self.read_dataset("executions", columns=["counter"])
+        value = pc.max(table["counter"]).as_py() if table.num_rows else None
+        return int(value or 0)
+
+    def put_file(self, path: str | os.PathLike[str]) -> tuple[str, int]:
+        """Store a file's content once; (sha256, size)."""
+        return self.blobs.put_file(Path(path))
+
+    def put_bytes(self, data: bytes) -> str:
+        """Store bytes once; their sha256."""
+        return self.blobs.put_bytes(data)
+
+    def has_blob(self, sha256: str) -> bool:
+        """Whether a blob with this digest is stored."""
+        return self.blobs.has(sha256)
+
+    def fetch_blob(self, sha256: str, dest: str | os.PathLike[str]) -> None:
+        """Copy a blob to a local file (StoreError when unknown or corrupt)."""
+        self.blobs.fetch(sha256, Path(dest))
+
+    def blob_local_path(self, sha256: str) -> Path | None:
+        """The blob's own file, for a local store (read it, never write it)."""
+        return self.blobs.local_path(sha256)
+
+    # -- files -----------------------------------------------------------------------------
+
+    def write_json(self, relpath: str, obj: Any) -> None:
+        """Write JSON atomically at a path inside the store."""
+        text = json.dumps(obj, indent=2, default=str, sort_keys=False) + "\n"
+        self.backend.write_bytes(_check_relpath(relpath), text.encode())
+
+    def read_json(self, relpath: str) -> Any | None:
+        """The parsed JSON file, or None when it does not exist."""
+        raw = self.backend.read_bytes(_check_relpath(relpath))
+        return None if raw is None else json.loads(raw)
+
+    def upload_file(self, local: str | os.PathLike[str], relpath: str) -> None:
+        """Copy a local file into the store atomically."""
+        self.backend.upload(Path(local), _check_relpath(relpath))
+
+    def download_file(self, relpath: str, dest: str | os.PathLike[str]) -> None:
+        """Copy a file of the store to a local path."""
+        rel = _check_relpath(relpath)
+        if not self.backend.exists(rel):
+            raise StoreError(f"no {relpath} in store {self.location}")
+        self.backend.download(rel, Path(dest))
+
+    def read_text(self, relpath: str) -> str | None:
+        """A text file's content, or None when it does not exist."""
+        raw = self.backend.read_bytes(_check_relpath(relpath))
+        return None if raw is None else raw.decode("utf-8", errors="replace")
+
+    def open_text(self, relpath: str) -> io.StringIO:
+        """A text file of the store, opened for reading (StoreError when missing)."""
+        text = self.read_text(relpath)
+        if text is None:
+            raise StoreError(f"no {relpath} in store {self.location}")
+        return io.StringIO(text)
+
+    def exists(self, relpath: str) -> bool:
+        """Whether a file exists at a path inside the store."""
+        return self.backend.exists(_check_relpath(relpath))
+
+    def execution_dir(self, execution_id: str) -> str:
+        """The execution's folder, relative to the store root."""
+        if not execution_id or "/" in execution_id or execution_id.startswith("."):
+            raise ValueError(f"invalid execution id {execution_id!r}")
+        return f"executions/{execution_id}"
+
+    # -- datasets --------------------------------------------------------------------------
+
+    def write_execution(
+        self, record: Mapping[str, Any], events: Iterable[Mapping[str, Any]]
+    ) -> None:
+        """Record one execution: execution.json, then its metrics, artifacts and executions rows.
+
+        The executions row goes last, so an execution visible there has its other rows too.
+        """
+        execution_id = str(record["id"])
+        self.write_json(f"{self.execution_dir(execution_id)}/execution.json", dict(record))
+        metrics = metric_rows(execution_id, events)
+        if metrics:
+            Parts(self.backend, "metrics").write(metrics_table(metrics))
+        artifacts = artifact_rows(record)
+        if artifacts:
+            self.write_rows("artifacts", artifacts)
+        self.write_rows("executions", [execution_row(record)])
+
+    def write_rows(self, dataset: str, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Append rows to a dataset as one new part (``updated_at`` defaults to now)."""
+        check_dataset_name(dataset)
+        if not rows:
+            return
+        if dataset in ID_COLUMNS:
+            now = datetime.now(timezone.utc)
+            rows = [r if r.get("updated_at") else {**r, "updated_at": now} for r in rows]
+        Parts(self.backend, dataset).write(rows_to_table(dataset, list(rows)))
+
+    def read_dataset(self, name: str, columns: list[str] | None = None) -> pa.Table:
+        """Every row of a dataset, damaged parts reported and skipped."""
+        return Parts(self.backend, name).table(columns)
+
+    def datasets(self) -> list[str]:
+        """The datasets this store has (the standard ones, plus any written)."""
+        return sorted(set(SCHEMAS) | set(self.backend.list_dirs("datasets")))
+
+    def damaged_parts(self) -> list[str]:
+        """Paths (relative to the root) of part files that cannot be read."""
+        damaged = []
+        for name in self.datasets():
+            parts = Parts(self.backend, name)
+            damaged += [parts.rel(n) for n in parts.read(report=False).damaged]
+        return damaged
+
+    def doctor(self, quarantine: bool = False) -> list[str]:
+        """The damaged part files; with ``quarantine``, moved to ``quarantine/`` too."""
+        damaged = self.damaged_parts()
+        if quarantine:
+            for rel in damaged:
+                self.backend.move(rel, f"quarantine/{rel}")
+        return damaged
+
+    def compact(self, dataset: str | None = None) -> int:
+        """Merge small parts (of one dataset, or all); the number of part files removed."""
+        names = [check_dataset_name(dataset)] if dataset else self.datasets()
+        return sum(compact_dataset(self.backend, name) for name in names)
+
+    # -- lookups ---------------------------------------------------------------------------
+
+    def find_execution(self, ref: str) -> dict[str, Any]:
+        """The record of an execution: full id, unique prefix, ``#12`` or ``latest``."""
+        return _lookup.find_execution(self, ref)
+
+    def find_completed(self, spec_hash: str) -> dict[str, Any] | None:
+        """The latest ``complete`` execution with this spec hash (for ``--reuse``)."""
+        return _lookup.latest_completed(self, [spec_hash]).get(spec_hash)
+
+    def latest_records_by_spec_hash(
+        self, spec_hashes: Iterable[str] | None = None
+    ) -> dict[str, dict[str, Any]]:
+        """For each spec hash (all when None), the record of its latest complete execution."""
+        return _lookup.latest_completed(self, spec_hashes)

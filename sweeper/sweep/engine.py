@@ -1,0 +1,478 @@
+"""The sweep loop: Optuna asks, Ray actors run executions, metrics go back to Optuna.
+
+K trials are in flight at once; each runs as one execution on a Ray actor that holds the
+trial's resources. The Optuna study lives in a journal file inside the store, and every
+trial's execution is written to the store by the actor that ran it, so a killed driver
+loses nothing: ``resume`` re-tells finished executions the driver never heard about and
+re-runs, with the same parameters, what was running.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.distributions import CategoricalDistribution
+from optuna.trial import TrialState
+
+from sweeper.cluster.actors import ActorPool, ResourceShape, TrialHandle
+from sweeper.cluster.connect import ClusterInfo, connect
+from sweeper.errors import SweeperError
+from sweeper.execution.ids import new_execution_id
+from sweeper.execution.runner import ExecutionContext
+from sweeper.execution.spec import ExecutionSpec, build_spec
+from sweeper.sweep.samplers import make_pruner, make_sampler
+from sweeper.sweep.space import SearchSpace, resolve_space
+from sweeper.sweep.state import (
+    COUNTED_OUTCOMES,
+    SweepState,
+    load_study,
+    outcome_counts,
+    study_storage,
+)
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+@dataclass
+class SweepOptions:
+    """Everything a sweep was started with (saved with it, so ``resume`` needs only the id)."""
+
+    step: str
+    trials: int | None = None
+    parallel: int | None = None
+    metrics: list[str] = field(default_factory=list)
+    directions: list[str] = field(default_factory=list)
+    sampler: str | None = None
+    pruner: str = "none"
+    seed: int | None = None
+    specs: dict[str, list[str]] = field(default_factory=dict)
+    task: str | None = None
+    gpus_per_trial: float | None = None
+    cpus_per_trial: float | None = None
+    runtime: str = "local"
+    address: str | None = None
+    storage: str | None = None
+    reuse: bool = False
+    max_failures: int | None = None
+    max_retries: int = 2
+    fresh_actors: bool = False
+    inputs: dict[str, list[str]] = field(default_factory=dict)
+    environment: dict[str, str] = field(default_factory=dict)
+    pull_policy: str = "missing"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form (environment values of secrets are not kept)."""
+        return asdict(self)
+
+
+@dataclass
+class Progress:
+    """A snapshot of a sweep for progress bars and ``sweep status``."""
+
+    sweep_id: str
+    total: int
+    counts: dict[str, int]
+    best_value: Any
+    started: float
+
+    @property
+    def done(self) -> int:
+        """Trials that count towards the total."""
+        return sum(self.counts.get(k, 0) for k in COUNTED_OUTCOMES)
+
+
+def _objective_values(record: dict[str, Any], metrics: list[str]) -> list[float] | None:
+    values = []
+    for name in metrics:
+        value = record.get("metrics", {}).get(name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return None
+        if not math.isfinite(float(value)):
+            return None
+        values.append(float(value))
+    return values
+
+
+class SweepRunner:
+    """Runs (or resumes) one sweep of one step against a store and a Ray cluster."""
+
+    def __init__(
+        self,
+        *,
+        config: Any,
+        store: Any,
+        project_dir: Path,
+        options: SweepOptions,
+        code_version: str,
+        code_archive: str | None,
+        sweep_id: str | None = None,
+        resume: bool = False,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.project_dir = project_dir
+        self.options = options
+        self.code_version = code_version
+        self.code_archive = code_archive
+        self.step = config.get_step(options.step)
+        task = config.get_task(options.task) if options.task else None
+        self.task = task
+        if task is not None and task.step != self.step.name:
+            raise SweeperError(f'task "{task.name}" is for step "{task.step}", not "{self.step.name}"')
+        if not options.metrics and task is not None and task.optimization_target_metric:
+            options.metrics = [task.optimization_target_metric]
+        if not options.metrics:
+            raise SweeperError(
+                "name the metric to optimize with --metric NAME (a key of the JSON lines the "
+                "step prints), or set optimization-target-metric in the task"
+            )
+        if not options.directions:
+            options.directions = ["minimize" if "loss" in m or "error" in m else "maximize" for m in options.metrics]
+        if len(options.directions) != len(options.metrics):
+            raise SweeperError(
+                f"{len(options.metrics)} --metric but {len(options.directions)} --direction: give one direction per metric"
+            )
+        for direction in options.directions:
+            if direction not in ("minimize", "maximize"):
+                raise SweeperError(f'--direction must be minimize or maximize, not "{direction}"')
+        self.space: SearchSpace = resolve_space(self.step, options.specs, task)
+        if options.trials is None:
+            if self.space.grid_size is not None:
+                options.trials = self.space.grid_size
+            elif self.space.parameter_sets:
+                options.trials = len(self.space.parameter_sets)
+            elif task is not None and task.execution_count:
+                options.trials = int(task.execution_count)
+            else:
+                raise SweeperError("say how many trials to run with --trials N")
+        if options.trials < 1:
+            raise SweeperError("--trials must be at least 1")
+        if options.sampler is None:
+            options.sampler = "grid" if self.space.grid is not None else "tpe"
+        self.sampler = make_sampler(options.sampler, self.space, seed=options.seed, objectives=len(options.metrics))
+        self.pruner = make_pruner(options.pruner, objectives=len(options.metrics))
+        self.resume = resume
+        self.sweep_id = sweep_id or new_execution_id()
+        self.state = SweepState(store, self.sweep_id)
+        self.stop_condition = task.stop_condition if task is not None else None
+        self._interrupted = False
+
+    # -- study -------------------------------------------------------------------------
+
+    def _study(self) -> optuna.Study:
+        storage = study_storage(self.store, self.sweep_id, self.options.storage)
+        directions = self.options.directions
+        return optuna.create_study(
+            study_name=self.sweep_id,
+            storage=storage,
+            sampler=self.sampler,
+            pruner=self.pruner,
+            directions=directions,
+            load_if_exists=True,
+        )
+
+    def _sweep_row(self, status: str, best_execution_id: str | None = None) -> dict[str, Any]:
+        return {
+            "sweep_id": self.sweep_id,
+            "step": self.step.name,
+            "sampler": self.options.sampler,
+            "pruner": self.options.pruner,
+            "metrics": list(self.options.metrics),
+            "directions": list(self.options.directions),
+            "search_space": self.space.to_json(),
+            "seed": self.options.seed,
+            "trials_asked": self.options.trials,
+            "status": status,
+            "best_execution_id": best_execution_id,
+            "created_at": self.state.created_at,
+            "updated_at": datetime.now(timezone.utc).isoformat(),
+        }
+
+    # -- specs -------------------------------------------------------------------------
+
+    def _spec(self, params: dict[str, Any]) -> ExecutionSpec:
+        inputs: dict[str, list[str]] = {i.name: list(i.default) for i in self.step.inputs}
+        inputs.update(self.options.inputs)
+        return build_spec(
+            self.step,
+            parameters=params,
+            inputs=inputs,
+            code_version=self.code_version,
+            code_archive=self.code_archive,
+            project_dir=str(self.project_dir),
+            runtime=self.options.runtime,
+            environment=self.options.environment,
+            cpus=self.options.cpus_per_trial,
+            gpus=self.options.gpus_per_trial,
+            pull_policy=self.options.pull_policy,
+        )
+
+    def _shape(self, spec: ExecutionSpec) -> ResourceShape:
+        return ResourceShape(cpus=float(spec.cpus if spec.cpus is not None else 1), gpus=float(spec.gpus or 0), memory_mb=None)
+
+    # -- the loop ----------------------------------------------------------------------
+
+    def run(
+        self,
+        *,
+        on_progress: Callable[[Progress], None] | None = None,
+        on_start: Callable[[ClusterInfo], None] | None = None,
+    ) -> dict[str, Any]:
+        """Run until ``trials`` trials have finished; return the summary (``sweep --json``)."""
+        options = self.options
+        assert options.trials is not None
+        cluster = connect(options.address)
+        probe = self._spec({})
+        shape = self._shape(probe)
+        cluster.check_fits(shape.cpus, shape.gpus)
+        parallel = options.parallel or max(1, int(cluster.largest("CPU") // max(shape.cpus, 1e-9)) if shape.cpus else 1)
+        if not self.resume:
+            self.state.create(options.to_dict(), self.code_version, self.code_archive, self.space.to_json())
+        study = self._study()
+        if not self.resume:
+            for params in self.space.parameter_sets:
+                study.enqueue_trial(params)
+        self.store.write_rows("sweeps", [self._sweep_row("running")])
+        if on_start is not None:
+            on_start(cluster)
+        self._recover(study)
+        pool = ActorPool(self.store.location, options.runtime, fresh_actors=options.fresh_actors)
+        in_flight: dict[Any, TrialHandle] = {}
+        retries: dict[int, int] = {}
+        started = time.monotonic()
+        stop_all = False
+        status = "complete"
+        try:
+            while True:
+                counts = outcome_counts(study)
+                done = sum(counts.get(k, 0) for k in COUNTED_OUTCOMES)
+                failures = counts.get("error", 0)
+                if options.max_failures is not None and failures > options.max_failures:
+                    status = "failed"
+                    stop_all = True
+                while not stop_all and len(in_flight) < parallel and done + len(in_flight) < options.trials:
+                    handle = self._launch(study, pool, retries)
+                    in_flight[handle.ref] = handle
+                if on_progress is not None:
+                    on_progress(Progress(self.sweep_id, options.trials, {**counts, "running": len(in_flight)}, self._best_value(study), started))
+                if not in_flight:
+                    break
+                import ray
+
+                ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=0.25 if options.pruner != "none" else 1.0)
+                if options.pruner != "none":
+                    self._report_intermediate(study, in_flight.values())
+                for ref in ready:
+                    handle = in_flight.pop(ref)
+                    stop_all = self._finish(study, pool, handle, retries) or stop_all
+                if stop_all:
+                    for handle in in_flight.values():
+                        handle.actor.stop.remote("stopped")
+        except KeyboardInterrupt:
+            status = "interrupted"
+            for handle in in_flight.values():
+                try:
+                    handle.actor.stop.remote("stopped")
+                except Exception:
+                    pass
+            import ray
+
+            try:
+                ray.wait(list(in_flight), num_returns=len(in_flight), timeout=30)
+            except Exception:
+                pass
+            raise
+        finally:
+            pool.shutdown()
+            summary = self.summary(study)
+            self.state.update(status=status)
+            best = summary.get("best")
+            best_id = best.get("execution_id") if isinstance(best, dict) else None
+            self.store.write_rows("sweeps", [self._sweep_row(status, best_id)])
+        return summary
+
+    def _launch(self, study: optuna.Study, pool: ActorPool, retries: dict[int, int]) -> TrialHandle:
+        distributions = dict(self.space.distributions)
+        for name, values in (self.space.grid or {}).items():
+            distributions[name] = CategoricalDistribution(values)
+        trial = study.ask(distributions)
+        params = {**self.space.fixed, **trial.params}
+        retry_of = trial.user_attrs.get("retry_of")
+        attempt = int(trial.user_attrs.get("attempt", 1))
+        spec = self._spec(params)
+        execution_id = new_execution_id()
+        trial.set_user_attr("execution_id", execution_id)
+        trial.set_user_attr("attempt", attempt)
+        if retry_of is not None:
+            trial.set_user_attr("retry_of", retry_of)
+        context = ExecutionContext(sweep_id=self.sweep_id, trial_number=trial.number, attempt=attempt)
+        handle = pool.submit(trial, spec, execution_id, context, reuse=self.options.reuse, shape=self._shape(spec))
+        return handle
+
+    def _report_intermediate(self, study: optuna.Study, handles: Any) -> None:
+        import ray
+
+        pending = [(h, h.actor.take_events.remote()) for h in handles if not h.stopping]
+        metric = self.options.metrics[0]
+        for handle, ref in pending:
+            try:
+                events = ray.get(ref, timeout=5)
+            except Exception:
+                continue
+            trial: optuna.Trial = handle.key
+            for event in events:
+                value = event["values"].get(metric)
+                if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                    continue
+                trial.report(float(value), handle.reported_steps)
+                handle.reported_steps += 1
+            if handle.reported_steps and trial.should_prune():
+                handle.stopping = True
+                handle.actor.stop.remote("pruned")
+
+    def _finish(self, study: optuna.Study, pool: ActorPool, handle: TrialHandle, retries: dict[int, int]) -> bool:
+        """Tell Optuna how a trial ended; return True when the sweep must stop."""
+        import ray
+
+        trial: optuna.Trial = handle.key
+        try:
+            record = ray.get(handle.ref)
+            pool.release(handle)
+        except Exception as exc:  # the actor or its node died: an infrastructure failure
+            pool.release(handle, healthy=False)
+            record = self.state.mark_crashed(handle.execution_id, f"the Ray actor running it died: {type(exc).__name__}")
+        status = record.get("status")
+        if status == "crashed":
+            used = retries.get(trial.number, 0)
+            if used < self.options.max_retries:
+                retries[trial.number] = used + 1
+                self._tell(study, trial, TrialState.FAIL, "crashed", record)
+                study.enqueue_trial(
+                    trial.params,
+                    user_attrs={"retry_of": trial.number, "attempt": int(trial.user_attrs.get("attempt", 1)) + 1},
+                )
+                return False
+            self._tell(study, trial, TrialState.FAIL, "error", record, reason=f"crashed {used + 1} times: {record.get('error')}")
+            return False
+        if status == "pruned":
+            self._tell(study, trial, TrialState.PRUNED, "pruned", record)
+            return False
+        if status != "complete":
+            self._tell(study, trial, TrialState.FAIL, "error" if status == "error" else status or "error", record)
+            return False
+        values = _objective_values(record, self.options.metrics)
+        if values is None:
+            missing = [m for m in self.options.metrics if not isinstance(record.get("metrics", {}).get(m), (int, float))]
+            reason = f'the step never printed the metric {", ".join(missing) or self.options.metrics[0]} as a finite number'
+            self._tell(study, trial, TrialState.FAIL, "error", record, reason=reason)
+            return False
+        self._tell(study, trial, TrialState.COMPLETE, "complete", record, values=values)
+        if self.stop_condition is not None:
+            try:
+                return bool(self.stop_condition.evaluate(record.get("metrics", {}), record.get("parameters", {})))
+            except Exception:
+                return False
+        return False
+
+    def _tell(
+        self,
+        study: optuna.Study,
+        trial: optuna.Trial,
+        state: TrialState,
+        outcome: str,
+        record: dict[str, Any],
+        *,
+        values: list[float] | None = None,
+        reason: str | None = None,
+    ) -> None:
+        trial.set_user_attr("outcome", outcome)
+        trial.set_user_attr("execution_id", record.get("id"))
+        if reason or record.get("error"):
+            trial.set_user_attr("reason", str(reason or record.get("error"))[:500])
+        if state == TrialState.COMPLETE:
+            study.tell(trial, values)
+        else:
+            study.tell(trial, state=state)
+
+    # -- recovery ----------------------------------------------------------------------
+
+    def _recover(self, study: optuna.Study) -> None:
+        """Settle trials left RUNNING by a killed driver: re-tell finished ones, re-run the rest."""
+        for frozen in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            execution_id = frozen.user_attrs.get("execution_id")
+            record = self.store.read_json(f"{self.store.execution_dir(execution_id)}/execution.json") if execution_id else None
+            trial = optuna.Trial(study, frozen._trial_id)
+            if record is not None and record.get("status") in ("complete", "error", "pruned", "stopped"):
+                values = _objective_values(record, self.options.metrics) if record.get("status") == "complete" else None
+                if values is not None:
+                    self._tell(study, trial, TrialState.COMPLETE, "complete", record, values=values)
+                elif record.get("status") == "pruned":
+                    self._tell(study, trial, TrialState.PRUNED, "pruned", record)
+                else:
+                    reason = None if record.get("status") != "complete" else "the step never printed the metric"
+                    self._tell(study, trial, TrialState.FAIL, "error", record, reason=reason)
+                continue
+            if record is not None:
+                self.state.mark_crashed(execution_id, "the sweep driver stopped while it ran; re-run on resume")
+            trial.set_user_attr("outcome", "interrupted")
+            study.tell(trial, state=TrialState.FAIL)
+            study.enqueue_trial(
+                frozen.params,
+                user_attrs={"retry_of": frozen.number, "attempt": int(frozen.user_attrs.get("attempt", 1)) + 1},
+            )
+
+    # -- results -----------------------------------------------------------------------
+
+    def _best_value(self, study: optuna.Study) -> Any:
+        try:
+            if len(self.options.metrics) == 1:
+                return study.best_value
+            return len(study.best_trials)
+        except ValueError:
+            return None
+
+    def summary(self, study: optuna.Study | None = None) -> dict[str, Any]:
+        """The ``--json`` summary of the sweep."""
+        study = study or load_study(self.store, self.sweep_id, self.options.storage)
+        return summarize(study, self.sweep_id, self.options.metrics)
+
+
+def _trial_summary(trial: optuna.trial.FrozenTrial, metrics: list[str]) -> dict[str, Any]:
+    values = trial.values or []
+    return {
+        "execution_id": trial.user_attrs.get("execution_id"),
+        "trial_number": trial.number,
+        "value": values[0] if len(values) == 1 else None,
+        "values": dict(zip(metrics, values)),
+        "parameters": dict(trial.params),
+    }
+
+
+def summarize(study: optuna.Study, sweep_id: str, metrics: list[str]) -> dict[str, Any]:
+    """Counts and best trial(s) of a study, in the ``sweep --json`` shape."""
+    counts = outcome_counts(study)
+    best: Any = None
+    try:
+        if len(metrics) <= 1:
+            best = _trial_summary(study.best_trial, metrics)
+        else:
+            best = [_trial_summary(t, metrics) for t in study.best_trials]
+    except ValueError:
+        best = None if len(metrics) <= 1 else []
+    return {
+        "sweep_id": sweep_id,
+        "trials": {
+            "complete": counts.get("complete", 0),
+            "error": counts.get("error", 0),
+            "pruned": counts.get("pruned", 0),
+            "running": counts.get("running", 0),
+        },
+        "best": best,
+    }

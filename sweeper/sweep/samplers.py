@@ -1,0 +1,66 @@
+"""Optuna samplers and pruners by the names the CLI accepts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import optuna
+
+from sweeper.errors import SweeperError
+from sweeper.sweep.space import SearchSpace
+
+SAMPLERS = ("tpe", "random", "grid", "cmaes", "gp", "nsga2", "qmc")
+PRUNERS = ("none", "median", "hyperband", "asha")
+
+
+def make_sampler(name: str, space: SearchSpace, *, seed: int | None, objectives: int) -> optuna.samplers.BaseSampler:
+    """Build the sampler ``name``; parallel TPE uses the constant liar to avoid duplicates."""
+    name = name.lower()
+    if name == "tpe":
+        return optuna.samplers.TPESampler(seed=seed, constant_liar=True, multivariate=True)
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if name == "grid":
+        grid: dict[str, list[Any]] = dict(space.grid or {})
+        for pname, dist in space.distributions.items():
+            choices = getattr(dist, "choices", None)
+            if choices is None:
+                raise SweeperError(
+                    f'the grid sampler needs a list of values for "{pname}", not a range: '
+                    f"give -p {pname}=a,b,c or use a grid_search task"
+                )
+            grid[pname] = list(choices)
+        if not grid:
+            raise SweeperError("the grid sampler needs at least one parameter with several values")
+        return optuna.samplers.GridSampler(grid, seed=seed)
+    if name == "cmaes":
+        if objectives > 1:
+            raise SweeperError("the cmaes sampler cannot be used with several metrics: use nsga2 or tpe")
+        return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
+    if name == "gp":
+        try:
+            import torch  # noqa: F401
+        except ImportError:
+            raise SweeperError("the gp sampler needs PyTorch: pip install torch, or use tpe") from None
+        return optuna.samplers.GPSampler(seed=seed)
+    if name == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed)
+    if name == "qmc":
+        return optuna.samplers.QMCSampler(seed=seed, warn_independent_sampling=False)
+    raise SweeperError(f'unknown sampler "{name}"; choose one of {", ".join(SAMPLERS)}')
+
+
+def make_pruner(name: str, *, objectives: int) -> optuna.pruners.BasePruner:
+    """Build the pruner ``name`` (``none`` never prunes)."""
+    name = name.lower()
+    if name == "none":
+        return optuna.pruners.NopPruner()
+    if objectives > 1:
+        raise SweeperError(f'the {name} pruner cannot be used with several metrics: use --pruner none')
+    if name == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1)
+    if name == "hyperband":
+        return optuna.pruners.HyperbandPruner()
+    if name == "asha":
+        return optuna.pruners.SuccessiveHalvingPruner()
+    raise SweeperError(f'unknown pruner "{name}"; choose one of {", ".join(PRUNERS)}')

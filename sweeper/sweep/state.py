@@ -1,0 +1,108 @@
+"""A sweep's durable state: its options and code in the store, its Optuna study in a journal.
+
+``sweeps/<sweep_id>/sweep.json`` keeps what the sweep was started with; the study lives in
+``sweeps/<sweep_id>/optuna.journal`` (Optuna's append-only journal file, safe against a
+killed writer) unless ``--storage`` names a database URL.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.storages import JournalStorage
+from optuna.storages.journal import JournalFileBackend
+from optuna.trial import TrialState
+
+from sweeper.errors import StoreError
+
+#: Outcomes that count towards a sweep's ``--trials``.
+COUNTED_OUTCOMES = ("complete", "error", "pruned")
+
+
+def journal_path(store: Any, sweep_id: str) -> Path:
+    """Where the sweep's Optuna journal lives (a local store only)."""
+    local = store.local_path
+    if local is None:
+        raise StoreError(
+            f"the store {store.location} is not a local folder: give the sweep's study a "
+            "database with --storage (e.g. postgresql://...) so that it survives the driver"
+        )
+    path = Path(local) / "sweeps" / sweep_id / "optuna.journal"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def study_storage(store: Any, sweep_id: str, storage_url: str | None) -> Any:
+    """The Optuna storage of a sweep: ``--storage`` when given, else a journal in the store."""
+    if storage_url:
+        return storage_url
+    return JournalStorage(JournalFileBackend(str(journal_path(store, sweep_id))))
+
+
+def load_study(store: Any, sweep_id: str, storage_url: str | None = None) -> optuna.Study:
+    """Open an existing sweep's study (for status, resume and plots)."""
+    try:
+        return optuna.load_study(study_name=sweep_id, storage=study_storage(store, sweep_id, storage_url))
+    except KeyError:
+        raise StoreError(f'unknown sweep "{sweep_id}" in {store.location}') from None
+
+
+def outcome_counts(study: optuna.Study) -> dict[str, int]:
+    """How many trials ended each way (complete, error, pruned, interrupted) or are running."""
+    counts: Counter[str] = Counter()
+    for trial in study.get_trials(deepcopy=False):
+        if trial.state == TrialState.RUNNING:
+            counts["running"] += 1
+        elif trial.state == TrialState.WAITING:
+            counts["waiting"] += 1
+        else:
+            counts[str(trial.user_attrs.get("outcome", trial.state.name.lower()))] += 1
+    return dict(counts)
+
+
+class SweepState:
+    """Reads and writes ``sweeps/<sweep_id>/sweep.json``."""
+
+    def __init__(self, store: Any, sweep_id: str) -> None:
+        self.store = store
+        self.sweep_id = sweep_id
+        self.path = f"sweeps/{sweep_id}/sweep.json"
+        existing = store.read_json(self.path)
+        self.data: dict[str, Any] = existing or {}
+        self.created_at: str = self.data.get("created_at") or datetime.now(timezone.utc).isoformat()
+
+    def create(self, options: dict[str, Any], code_version: str, code_archive: str | None, space_json: str) -> None:
+        """Record a new sweep before its first trial starts."""
+        self.data = {
+            "sweep_id": self.sweep_id,
+            "options": options,
+            "code_version": code_version,
+            "code_archive": code_archive,
+            "search_space": space_json,
+            "status": "running",
+            "created_at": self.created_at,
+        }
+        self.store.write_json(self.path, self.data)
+
+    def update(self, **changes: Any) -> None:
+        """Change fields of the saved state (e.g. the status at the end)."""
+        self.data.update(changes, updated_at=datetime.now(timezone.utc).isoformat())
+        self.store.write_json(self.path, self.data)
+
+    def mark_crashed(self, execution_id: str, reason: str) -> dict[str, Any]:
+        """Finish the record of an execution whose actor or driver died, as ``crashed``."""
+        relpath = f"{self.store.execution_dir(execution_id)}/execution.json"
+        record = self.store.read_json(relpath) or {"id": execution_id, "sweep_id": self.sweep_id}
+        if record.get("status") in ("complete", "error", "stopped", "crashed", "pruned"):
+            return record
+        now = datetime.now(timezone.utc).isoformat()
+        record.update(status="crashed", error=reason, ended_at=now)
+        if record.get("counter") is None:
+            record["counter"] = self.store.allocate_counter()
+        self.store.write_json(relpath, record)
+        self.store.write_execution(record, [])
+        return record

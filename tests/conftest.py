@@ -1,0 +1,81 @@
+"""Shared fixtures: a copy of the bundled example project, a store, a real local Ray."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLE = REPO / "configs"
+
+
+@pytest.fixture
+def example_project(tmp_path: Path) -> Path:
+    """A private copy of configs/ (the bundled example project), outside git."""
+    dest = tmp_path / "project"
+    shutil.copytree(EXAMPLE, dest, ignore=shutil.ignore_patterns(".sweeper", "__pycache__"))
+    return dest
+
+
+@pytest.fixture
+def make_project(tmp_path: Path):
+    """Write a project folder from a valohai.yaml text and extra files."""
+
+    def make(yaml_text: str, files: dict[str, str] | None = None, name: str = "proj") -> Path:
+        root = tmp_path / name
+        root.mkdir(parents=True, exist_ok=True)
+        (root / "valohai.yaml").write_text(yaml_text)
+        for rel, text in (files or {}).items():
+            path = root / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+        return root
+
+    return make
+
+
+@pytest.fixture(scope="module")
+def local_ray() -> Iterator[None]:
+    """A real local Ray (4 logical CPUs, 2 fake GPUs) shared by one test module."""
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()
+    ray.init(address="local", num_cpus=4, num_gpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def sweep_cli(*args: str, cwd: Path | None = None, timeout: float = 300, env: dict[str, str] | None = None,
+              check: bool = False) -> subprocess.CompletedProcess[str]:
+    """Run the real ``sweep`` command in a subprocess."""
+    full_env = {**os.environ, **(env or {})}
+    proc = subprocess.run(
+        [sys.executable, "-m", "sweeper.cli.main", *args],
+        cwd=cwd, capture_output=True, text=True, timeout=timeout, env=full_env,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"sweep {' '.join(args)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def run_main(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    """Run ``sweep`` in this process (sharing its Ray); return (exit code, stdout, stderr)."""
+    from sweeper.cli.main import main
+
+    try:
+        main(args)
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err

@@ -1,0 +1,70 @@
+"""Fixtures for the runtime tests: work folders, both runtimes, a real Docker daemon."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from runtime_support import (
+    BUSYBOX,
+    PYTHON,
+    Harness,
+    containers_labelled,
+    docker_client,
+    make_harness,
+)
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    """A work folder laid out as the execution layer lays it out."""
+    for folder in ("repository", "inputs", "outputs", "config"):
+        (tmp_path / folder).mkdir()
+    return tmp_path
+
+
+@pytest.fixture
+def execution_id() -> str:
+    return f"test-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture(scope="session")
+def docker_available() -> None:
+    """Skip without a daemon and the offline test images; SWEEPER_REQUIRE_DOCKER=1 fails instead."""
+    try:
+        client = docker_client()
+        client.images.get(BUSYBOX)
+        client.images.get(PYTHON)
+    except Exception as exc:  # noqa: BLE001
+        if os.environ.get("SWEEPER_REQUIRE_DOCKER") == "1":
+            raise
+        pytest.skip(f"no Docker daemon with the test images (scripts/build-test-images): {exc}")
+
+
+@pytest.fixture
+def no_leftovers(execution_id: str) -> Iterator[None]:
+    """Fail the test if a container labelled with its execution id survives it."""
+    yield
+    left = containers_labelled(execution_id)
+    for container in left:
+        container.remove(force=True)
+    assert not left, f"containers left behind: {[c.name for c in left]}"
+
+
+@pytest.fixture(params=["local", pytest.param("docker", marks=pytest.mark.docker)])
+def harness(request: pytest.FixtureRequest, workdir: Path, execution_id: str) -> Harness:
+    """The same test in both runtimes; the Docker one checks no container is left behind."""
+    if request.param == "docker":
+        request.getfixturevalue("docker_available")
+        request.getfixturevalue("no_leftovers")
+    return make_harness(request.param, workdir, execution_id, stop_grace_s=1.0)
+
+
+@pytest.fixture
+def docker_harness(
+    workdir: Path, execution_id: str, docker_available: None, no_leftovers: None
+) -> Harness:
+    return make_harness("docker", workdir, execution_id, stop_grace_s=1.0)

@@ -1,0 +1,214 @@
+"""What only the Docker runtime does: images, limits, isolation, the daemon's view."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from runtime_support import (
+    BUSYBOX,
+    PYTHON,
+    Harness,
+    Output,
+    containers_labelled,
+    docker_client,
+    make_harness,
+)
+
+from sweeper.errors import RuntimeUnavailableError, SweeperError
+from sweeper.runtime import DockerRuntime, RunRequest
+from sweeper.runtime.docker import EXECUTION_LABEL
+
+pytestmark = pytest.mark.docker
+
+
+def run_with(harness: Harness, on_started: Any, *commands: str, **options: Any) -> Any:
+    """Run, calling ``on_started(container)`` (on another thread) when the step prints 'started'."""
+    threads: list[threading.Thread] = []
+    output = Output()
+
+    def on_output(line: str) -> None:
+        output(line)
+        if line == "started":
+            (container,) = containers_labelled(harness.execution_id)
+            thread = threading.Thread(target=on_started, args=(container,))
+            thread.start()
+            threads.append(thread)
+
+    result = harness.runtime.run(
+        harness.request(*commands, **options), on_output, threading.Event()
+    )
+    for thread in threads:
+        thread.join()
+    return result, output
+
+
+def test_image_digest_is_the_image_run(docker_harness: Harness) -> None:
+    result, _ = docker_harness.run("true", image=BUSYBOX)
+    assert result.image_digest == docker_client().images.get(BUSYBOX).id
+    assert result.host == docker_client().info()["Name"]
+
+
+def test_cpu_and_memory_limits_reach_the_container(docker_harness: Harness) -> None:
+    result, output = docker_harness.run(
+        "cat /sys/fs/cgroup/memory.max 2>/dev/null || cat /sys/fs/cgroup/memory/memory.limit_in_bytes",
+        "cat /sys/fs/cgroup/cpu.max 2>/dev/null || cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us",
+        image=BUSYBOX,
+        cpus=0.5,
+        memory_mb=64,
+    )
+    assert result.status == "complete", output.lines
+    assert output.lines[0] == str(64 * 1024 * 1024)
+    assert output.lines[1].split()[0] == "50000"
+
+
+def test_container_is_confined(docker_harness: Harness) -> None:
+    seen: dict[str, Any] = {}
+
+    def inspect(container: Any) -> None:
+        seen.update(container.attrs)
+
+    result, output = run_with(
+        docker_harness,
+        inspect,
+        "grep -E '^(NoNewPrivs|CapEff)' /proc/self/status",
+        "echo started",
+        "sleep 1",
+        image=BUSYBOX,
+    )
+    assert result.status == "complete"
+    status = dict(line.split(":\t") for line in output.lines[:2])
+    assert status["NoNewPrivs"] == "1"
+    assert int(status["CapEff"], 16) & (1 << 21) == 0  # no CAP_SYS_ADMIN: not privileged
+    host_config = seen["HostConfig"]
+    assert host_config["Privileged"] is False
+    assert host_config["SecurityOpt"] == ["no-new-privileges"]
+    assert [(m["Source"], m["Destination"], m["RW"]) for m in seen["Mounts"]] == [
+        (str(docker_harness.workdir.resolve()), "/valohai", True)
+    ]
+    assert seen["Config"]["Labels"][EXECUTION_LABEL] == docker_harness.execution_id
+
+
+def test_memory_limit_exceeded_is_reported_as_oom(docker_harness: Harness) -> None:
+    result, _ = docker_harness.run(
+        "echo allocating", "python3 -c \"x = b'x' * (512 * 1024 * 1024)\"", memory_mb=48
+    )
+    assert result.status == "error"
+    assert result.reason == "killed by the OOM killer (memory limit 48 MB)"
+
+
+def test_container_killed_from_outside(docker_harness: Harness) -> None:
+    result, output = run_with(
+        docker_harness, lambda container: container.kill(), "echo started", "sleep 30"
+    )
+    assert result.status == "crashed"
+    assert result.reason == "container killed from outside (signal SIGKILL)"
+    assert result.exit_code == 137
+
+
+def test_container_removed_from_outside(docker_harness: Harness) -> None:
+    result, _ = run_with(
+        docker_harness, lambda container: container.remove(force=True), "echo started", "sleep 30"
+    )
+    assert result.status == "crashed"
+    # Removal kills first: whichever the daemon shows us first, the reason blames outsiders.
+    assert "from outside" in (result.reason or "")
+
+
+def test_exit_code_137_from_the_step_is_not_blamed_on_outsiders(docker_harness: Harness) -> None:
+    result, _ = docker_harness.run("exit 137", image=BUSYBOX)
+    assert (result.status, result.exit_code) == ("error", 137)
+    assert "outside" not in (result.reason or "")
+
+
+def test_outputs_are_given_to_the_host_user(docker_harness: Harness) -> None:
+    runtime = DockerRuntime(output_owner=(1234, 2345))
+    result = runtime.run(
+        docker_harness.request(
+            "mkdir $VH_OUTPUTS_DIR/sub", "echo x > $VH_OUTPUTS_DIR/sub/file", image=BUSYBOX
+        ),
+        Output(),
+        threading.Event(),
+    )
+    assert result.status == "complete"
+    stat = (docker_harness.workdir / "outputs" / "sub" / "file").stat()
+    assert (stat.st_uid, stat.st_gid) == (1234, 2345)
+
+
+def test_pull_policy_never_with_a_missing_image(docker_harness: Harness) -> None:
+    image = "sweeper-test/does-not-exist:latest"
+    with pytest.raises(RuntimeUnavailableError, match=r"does-not-exist.*'never'"):
+        docker_harness.run("true", image=image, pull_policy="never")
+    with pytest.raises(RuntimeUnavailableError, match="'never'"):
+        docker_harness.runtime.resolve_image(image, "never")
+
+
+def test_pull_failure_is_unavailable(docker_harness: Harness) -> None:
+    with pytest.raises(RuntimeUnavailableError, match="cannot pull image 'localhost:1/nope:1'"):
+        docker_harness.runtime.resolve_image("localhost:1/nope:1", "missing")
+
+
+def test_present_image_resolves_without_pulling(docker_harness: Harness) -> None:
+    assert (
+        docker_harness.runtime.resolve_image(PYTHON, "never")
+        == docker_client().images.get(PYTHON).id
+    )
+
+
+def test_unknown_pull_policy(docker_harness: Harness) -> None:
+    with pytest.raises(SweeperError, match="'sometimes'"):
+        docker_harness.runtime.resolve_image(PYTHON, "sometimes")
+
+
+def test_unreachable_daemon(tmp_path: Path) -> None:
+    runtime = DockerRuntime(base_url=f"unix://{tmp_path}/no-docker.sock")
+    expected = (
+        rf"not reachable at unix://{tmp_path}/no-docker.sock: start it or use --runtime local"
+    )
+    begin = time.monotonic()
+    with pytest.raises(RuntimeUnavailableError, match=expected):
+        runtime.run(RunRequest("e", ("true",), tmp_path, image=BUSYBOX), print, threading.Event())
+    with pytest.raises(RuntimeUnavailableError, match=expected):
+        runtime.resolve_image(BUSYBOX, "missing")
+    assert time.monotonic() - begin < 5
+
+
+def test_a_request_without_image_is_refused(docker_harness: Harness) -> None:
+    with pytest.raises(SweeperError, match="no image"):
+        docker_harness.run("true", image=None)
+
+
+def test_gpu_request_options(docker_harness: Harness) -> None:
+    runtime = DockerRuntime()
+    request = docker_harness.request("true", gpu_ids=("2", "5"), cpus=1.5, memory_mb=100)
+    options = runtime.container_options(request, "sha256:x", "token")
+    (device_request,) = options["device_requests"]
+    assert device_request["DeviceIDs"] == ["2", "5"]
+    assert device_request["Capabilities"] == [["gpu"]]
+    assert options["environment"]["NVIDIA_VISIBLE_DEVICES"] == "2,5"
+    assert options["environment"]["CUDA_VISIBLE_DEVICES"] == "0,1"
+    assert options["nano_cpus"] == 1_500_000_000
+    assert options["mem_limit"] == options["memswap_limit"] == "100m"
+
+
+def test_gpu_request_on_a_daemon_without_gpus_is_a_crash(docker_harness: Harness) -> None:
+    if "nvidia" in docker_client().info().get("Runtimes", {}):
+        pytest.skip("this daemon has the NVIDIA runtime")
+    result, _ = docker_harness.run("true", image=BUSYBOX, gpu_ids=("0",))
+    assert result.status == "crashed"
+    assert "gpu" in (result.reason or "").lower()
+
+
+def test_a_stopped_container_is_removed(
+    workdir: Path, execution_id: str, no_leftovers: None
+) -> None:
+    harness = make_harness("docker", workdir, execution_id, stop_grace_s=0.5)
+    stop = threading.Event()
+    timer = threading.Timer(0.5, stop.set)
+    timer.start()
+    result, _ = harness.run("sleep 30", stop=stop, image=BUSYBOX)
+    assert result.status == "stopped"
+    assert containers_labelled(execution_id) == []

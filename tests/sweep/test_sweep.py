@@ -1,0 +1,196 @@
+"""Sweeps on a real Ray with real processes and containers, real Optuna, real Parquet."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sweeper.cli.project import project_from
+from sweeper.store import Store
+from sweeper.sweep import SweepOptions, SweepRunner
+from tests.conftest import sweep_cli
+
+PROBE_STEP = """
+- step:
+    name: probe
+    image: sweeper-test/python:latest
+    command: python3 ./probe.py {parameters}
+    parameters:
+      - name: x
+        type: float
+        min: 0
+        max: 1
+        default: 0.5
+      - name: sleep
+        type: float
+        default: 0.0
+      - name: epochs
+        type: integer
+        default: 1
+    time-limit: 120
+- task:
+    name: until-good
+    step: probe
+    type: random_search
+    execution-count: 30
+    parameters:
+      - name: x
+        style: random
+        rules: {min: 0, max: 1, count: 30, seed: 1}
+    optimization-target-metric: score
+    stop-condition: metadata.score > 0.5
+"""
+
+PROBE_PY = """
+import json, os, socket, sys, time, argparse
+p = argparse.ArgumentParser()
+p.add_argument("--x", type=float); p.add_argument("--sleep", type=float); p.add_argument("--epochs", type=int)
+a = p.parse_args()
+if a.x > 0.9:
+    print("x too large", file=sys.stderr); sys.exit(4)
+gpus = os.environ.get("CUDA_VISIBLE_DEVICES", "")
+for epoch in range(a.epochs):
+    time.sleep(a.sleep)
+    print(json.dumps({"epoch": epoch, "loss": (a.x - 0.3) ** 2 + 1.0 / (epoch + 1), "score": a.x, "gpus": gpus}), flush=True)
+"""
+
+
+@pytest.fixture
+def probe_project(make_project) -> Path:
+    return make_project(PROBE_STEP, {"probe.py": PROBE_PY})
+
+
+def make_runner(project: Path, **options: Any) -> SweepRunner:
+    proj = project_from(str(project / "valohai.yaml"), None)
+    store = proj.open_store(create=True)
+    version, archive = proj.snapshot_code(store)
+    return SweepRunner(
+        config=proj.config, store=store, project_dir=proj.directory,
+        options=SweepOptions(**options), code_version=version, code_archive=archive,
+    )
+
+
+def executions(project: Path, sweep_id: str) -> list[dict[str, Any]]:
+    rows = Store.open(project / ".sweeper").read_dataset("executions").to_pylist()
+    return [r for r in rows if r["sweep_id"] == sweep_id]
+
+
+def test_cli_sweep_of_bundled_example(example_project: Path) -> None:
+    proc = sweep_cli(
+        "train-model", "--trials", "6", "--parallel", "2", "--metric", "loss", "--runtime", "local",
+        "--seed", "3", "-p", "epochs=5", "--json", cwd=example_project, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
+    assert summary["trials"] == {"complete": 6, "error": 0, "pruned": 0, "running": 0}
+    best = summary["best"]
+    rows = executions(example_project, summary["sweep_id"])
+    assert len(rows) == 6 and {r["status"] for r in rows} == {"complete"}
+    by_id = {r["execution_id"]: r for r in rows}
+    assert best["value"] == min(r["metric.loss"] for r in rows)
+    assert by_id[best["execution_id"]]["metric.loss"] == best["value"]
+    assert sorted(r["trial_number"] for r in rows) == list(range(6))
+    status = json.loads(sweep_cli("status", "--json", cwd=example_project, check=True).stdout)
+    assert status["sweep_id"] == summary["sweep_id"] and status["trials"]["complete"] == 6
+
+
+def test_failures_are_recorded_and_the_sweep_goes_on(probe_project: Path, local_ray: None) -> None:
+    runner = make_runner(probe_project, step="probe", trials=6, parallel=2, metrics=["loss"], sampler="grid",
+                         specs={"x": ["0.1,0.2,0.95,0.4,0.99,0.6"]}, runtime="local")
+    summary = runner.run()
+    assert summary["trials"]["complete"] == 4 and summary["trials"]["error"] == 2
+    rows = executions(probe_project, summary["sweep_id"])
+    failed = [r for r in rows if r["status"] == "error"]
+    assert sorted(r["param.x"] for r in failed) == [0.95, 0.99]
+    assert all(r["exit_code"] == 4 for r in failed)
+
+
+def test_missing_metric_fails_the_trial_with_that_reason(probe_project: Path, local_ray: None) -> None:
+    runner = make_runner(probe_project, step="probe", trials=2, parallel=2, metrics=["accuracy"], runtime="local")
+    summary = runner.run()
+    assert summary["trials"]["error"] == 2 and summary["best"] is None
+    study = runner._study()
+    assert all("never printed the metric accuracy" in t.user_attrs["reason"] for t in study.trials)
+
+
+def test_stop_condition_ends_the_sweep_early(probe_project: Path, local_ray: None) -> None:
+    runner = make_runner(probe_project, step="probe", task="until-good", parallel=1, runtime="local", seed=0)
+    summary = runner.run()
+    done = summary["trials"]["complete"] + summary["trials"]["error"]
+    assert done < 30
+    rows = executions(probe_project, summary["sweep_id"])
+    assert max(r["metric.score"] for r in rows if r["status"] == "complete") > 0.5
+
+
+def test_seeded_sequential_sweeps_replay_the_same_suggestions(probe_project: Path, local_ray: None) -> None:
+    params = []
+    for _ in range(2):
+        runner = make_runner(probe_project, step="probe", trials=5, parallel=1, metrics=["loss"], seed=11,
+                             sampler="tpe", runtime="local", specs={"x": ["0..0.9"]})
+        summary = runner.run()
+        params.append([t.params["x"] for t in runner._study().trials])
+        assert summary["trials"]["complete"] == 5
+    assert params[0] == params[1]
+
+
+def test_tpe_beats_random_on_the_bundled_example(example_project: Path, local_ray: None) -> None:
+    def best(sampler: str, seed: int) -> float:
+        runner = make_runner(example_project, step="train-model", trials=30, parallel=2, metrics=["loss"],
+                             sampler=sampler, seed=seed, runtime="local", specs={"epochs": ["10"]})
+        return float(runner.run()["best"]["value"])
+
+    seeds = [1, 2, 3]
+    tpe = statistics.median(best("tpe", s) for s in seeds)
+    rnd = statistics.median(best("random", s) for s in seeds)
+    assert tpe < rnd, (tpe, rnd)
+
+
+@pytest.mark.docker
+def test_pruning_kills_running_containers(probe_project: Path, local_ray: None) -> None:
+    runner = make_runner(probe_project, step="probe", trials=8, parallel=2, metrics=["loss"], sampler="grid",
+                         pruner="median", runtime="docker",
+                         specs={"x": ["0.3,0.31,0.29,0.32,0.85,0.8,0.75,0.7"], "epochs": ["12"], "sleep": ["0.4"]})
+    summary = runner.run()
+    assert summary["trials"]["pruned"] >= 1
+    rows = executions(probe_project, summary["sweep_id"])
+    pruned = [r for r in rows if r["status"] == "pruned"]
+    assert pruned and all(r["param.x"] >= 0.7 for r in pruned)
+    assert all(r["duration_s"] < 12 * 0.4 for r in pruned)
+    leftover = subprocess.run(["docker", "ps", "-aq", "--filter", "label=sweeper.execution_id"],
+                              capture_output=True, text=True, check=True).stdout.split()
+    assert leftover == []
+
+
+def test_kill_9_then_resume_finishes_exactly_n(probe_project: Path) -> None:
+    args = [sys.executable, "-m", "sweeper.cli.main", "probe", "--trials", "8", "--parallel", "2",
+            "--metric", "loss", "--runtime", "local", "--seed", "5", "-p", "sleep=0.5", "-p", "x=0..0.8",
+            "--json", "-f", str(probe_project / "valohai.yaml")]
+    driver = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    store_dir = probe_project / ".sweeper"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        done = list((store_dir / "datasets" / "executions").glob("*.parquet")) if store_dir.exists() else []
+        if len(done) >= 3:
+            break
+        time.sleep(0.1)
+    os.killpg(driver.pid, signal.SIGKILL)
+    driver.wait()
+    resumed = sweep_cli("resume", "--json", "-f", str(probe_project / "valohai.yaml"), timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    summary = json.loads(resumed.stdout)
+    assert summary["trials"]["complete"] == 8
+    rows = executions(probe_project, summary["sweep_id"])
+    complete = [r for r in rows if r["status"] == "complete"]
+    assert len(complete) == 8
+    assert len({r["execution_id"] for r in rows}) == len(rows)
+    assert len({r["trial_number"] for r in complete}) == 8
+    assert all(r["metric.loss"] is not None for r in complete)

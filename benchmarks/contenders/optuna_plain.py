@@ -25,7 +25,9 @@ def main() -> None:
     clock = Clock()
     args: Args = parse_args(__doc__ or "")
     space = SPACES[args.step]
-    study = optuna.create_study(direction=args.direction, sampler=make_sampler(args.sampler, args.seed))
+    study = optuna.create_study(
+        direction=args.direction, sampler=make_sampler(args.sampler, args.seed)
+    )
 
     def objective(trial: optuna.Trial) -> float:
         params = {n: trial.suggest_float(n, lo, hi, log=log) for n, (lo, hi, log) in space.items()}

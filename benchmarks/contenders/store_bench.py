@@ -82,7 +82,12 @@ def grow(store: Any, start: int, count: int, rng: random.Random) -> float:
     base = datetime.now(timezone.utc)
     for offset in range(0, count, CHUNK):
         n = min(CHUNK, count - offset)
-        rows = [execution_row(record(start + offset + i, rng, base + timedelta(milliseconds=offset + i))) for i in range(n)]
+        rows = [
+            execution_row(
+                record(start + offset + i, rng, base + timedelta(milliseconds=offset + i))
+            )
+            for i in range(n)
+        ]
         store.write_rows("executions", rows)
     return time.perf_counter() - t
 
@@ -149,8 +154,14 @@ def main() -> None:
     rows = store.read_dataset("executions", columns=["execution_id"]).num_rows
     report = {
         "rows": rows,
-        "append_first_ms": {"median": statistics.median(first) * 1000, "p95": sorted(first)[int(0.95 * len(first))] * 1000},
-        "append_last_ms": {"median": statistics.median(last) * 1000, "p95": sorted(last)[int(0.95 * len(last))] * 1000},
+        "append_first_ms": {
+            "median": statistics.median(first) * 1000,
+            "p95": sorted(first)[int(0.95 * len(first))] * 1000,
+        },
+        "append_last_ms": {
+            "median": statistics.median(last) * 1000,
+            "p95": sorted(last)[int(0.95 * len(last))] * 1000,
+        },
         "grow_s": grow_s,
         "query_api_s": api_s,
         "query_cli_s": cli_s,

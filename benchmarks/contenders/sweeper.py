@@ -63,7 +63,9 @@ def main() -> None:
         profiler.dump_stats(profile_path)
     shutdown()
     clock.mark("ray_shutdown")
-    summary = json.loads(stdout.getvalue().strip().splitlines()[-1]) if stdout.getvalue().strip() else {}
+    summary = (
+        json.loads(stdout.getvalue().strip().splitlines()[-1]) if stdout.getvalue().strip() else {}
+    )
     values = trial_values(str(store), args.metric)
     write_report(
         args,

@@ -26,7 +26,9 @@ def main() -> None:
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     clock.mark("imports")
-    ray.init(address="local", include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+    ray.init(
+        address="local", include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING
+    )
     clock.mark("ray_init")
     step, metric = args.step, args.metric
     mode = "min" if args.direction == "minimize" else "max"

@@ -82,22 +82,25 @@ def _run_with_ctrl_c(func: Callable[[StopToken], dict[str, Any]]) -> dict[str, A
     stop = StopToken()
     result: dict[str, Any] = {}
     failure: list[BaseException] = []
+    done = threading.Event()
 
     def target() -> None:
         try:
             result.update(func(stop))
         except BaseException as exc:  # re-raised in the main thread below
             failure.append(exc)
+        finally:
+            done.set()
 
-    thread = threading.Thread(target=target, name="sweeper-execution", daemon=True)
-    thread.start()
+    # Waiting on an Event, not Thread.join: an interrupted join can return early.
+    threading.Thread(target=target, name="sweeper-execution", daemon=True).start()
     try:
-        while thread.is_alive():
-            thread.join(0.2)
+        while not done.wait(0.2):
+            pass
     except KeyboardInterrupt:
         click.echo("sweep: stopping the execution (Ctrl-C again to force)...", err=True)
         stop.stop("stopped")
-        thread.join()
+        done.wait()
     if failure:
         raise failure[0]
     return result

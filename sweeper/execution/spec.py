@@ -61,6 +61,19 @@ class ExecutionSpec:
             for k, v in self.environment.items()
         }
 
+    def masked_step_definition(self) -> dict[str, Any]:
+        """The step definition with default values of secret variables masked."""
+        definition = dict(self.step_definition)
+        variables = definition.get("environment-variables")
+        if isinstance(variables, list):
+            definition["environment-variables"] = [
+                {**v, "default": MASK}
+                if isinstance(v, dict) and "default" in v and is_secret_name(str(v.get("name")), self.secret_names)
+                else v
+                for v in variables
+            ]
+        return definition
+
     def secret_values(self) -> list[str]:
         """Values to scrub from logs (only non-trivial ones, to avoid masking noise)."""
         return [
@@ -78,6 +91,7 @@ class ExecutionSpec:
         data = asdict(self)
         data.pop("step_inputs", None)
         data["environment"] = self.masked_environment()
+        data["step_definition"] = self.masked_step_definition()
         data["secret_names"] = sorted(self.secret_names)
         data["inputs"] = {k: list(v) for k, v in self.inputs.items()}
         data["commands"] = list(self.commands)

@@ -41,6 +41,15 @@ def to_json(value: Any) -> str:
     return json.dumps(value, default=str, sort_keys=False)
 
 
+def _is_json(text: str) -> bool:
+    """Whether a string is already JSON text (callers may pass ``json.dumps`` output)."""
+    try:
+        json.loads(text)
+    except ValueError:
+        return False
+    return True
+
+
 def parse_time(value: Any, column: str = "time") -> datetime | None:
     """A UTC datetime from an ISO 8601 string or a datetime (naive ones are taken as UTC)."""
     if value is None:
@@ -75,7 +84,7 @@ def _convert(value: Any, type_: pa.DataType, column: str, json_column: bool) -> 
     if value is None:
         return None
     if json_column:
-        return to_json(value)
+        return value if isinstance(value, str) and _is_json(value) else to_json(value)
     if pa.types.is_timestamp(type_):
         return parse_time(value, column)
     if pa.types.is_string(type_):

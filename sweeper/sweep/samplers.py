@@ -9,6 +9,17 @@ import optuna
 from sweeper.errors import SweeperError
 from sweeper.sweep.space import SearchSpace
 
+class AskTellGridSampler(optuna.samplers.GridSampler):
+    """Optuna's grid sampler for an ask/tell loop.
+
+    ``GridSampler.after_trial`` calls ``study.stop()`` once the grid is exhausted, which
+    only works inside ``study.optimize``; our loop stops by counting trials instead.
+    """
+
+    def after_trial(self, study: Any, trial: Any, state: Any, values: Any) -> None:
+        """Nothing to do: the sweep loop knows the grid size."""
+
+
 SAMPLERS = ("tpe", "random", "grid", "cmaes", "gp", "nsga2", "qmc")
 PRUNERS = ("none", "median", "hyperband", "asha")
 
@@ -32,7 +43,7 @@ def make_sampler(name: str, space: SearchSpace, *, seed: int | None, objectives:
             grid[pname] = list(choices)
         if not grid:
             raise SweeperError("the grid sampler needs at least one parameter with several values")
-        return optuna.samplers.GridSampler(grid, seed=seed)
+        return AskTellGridSampler(grid, seed=seed)
     if name == "cmaes":
         if objectives > 1:
             raise SweeperError("the cmaes sampler cannot be used with several metrics: use nsga2 or tpe")

@@ -175,9 +175,9 @@ def space_from_task(step: Any, task: Any) -> SearchSpace:
         parameter = _parameter(step, variant.name)
         style = variant.style
         if kind in ("random_search", "bayesian_tpe") and style == "random":
-            low, high, distribution = variant.random_range()
-            log = str(distribution).lower() in ("loguniform", "log_uniform", "log")
-            if parameter.type == "integer":
+            search = variant.search_range()
+            low, high, log = search.low, search.high, search.log
+            if parameter.type == "integer" or search.integer:
                 space.distributions[variant.name] = IntDistribution(int(low), int(high), log=log)
             else:
                 space.distributions[variant.name] = FloatDistribution(float(low), float(high), log=log)

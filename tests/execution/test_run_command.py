@@ -201,4 +201,4 @@ def test_ctrl_c_stops_cleanly(echo_project: Path) -> None:
 def test_dry_run_prints_only_commands(echo_project: Path) -> None:
     proc = sweep_cli("run", "echo", "--dry-run", "-p", "message=it's", "-f", str(echo_project / "valohai.yaml"))
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout == "python3 ./echo.py --message='it'\"'\"'s' --count=2\n"
+    assert proc.stdout == "python3 ./echo.py '--message=it'\"'\"'s' --count=2\n"

@@ -180,8 +180,15 @@ def test_write_rows_for_sweeps(store: Store) -> None:
         ],
     )
     store.write_rows("sweeps", [])
+    store.write_rows(
+        "sweeps",
+        [{"sweep_id": "s2", "metrics": "loss", "search_space": json.dumps({"lr": [1, 2]})}],
+    )
+    second = {r["sweep_id"]: r for r in store.read_dataset("sweeps").to_pylist()}["s2"]
+    assert json.loads(second["metrics"]) == "loss"
+    assert json.loads(second["search_space"]) == {"lr": [1, 2]}
     row = store.read_dataset("sweeps").to_pylist()[0]
-    assert json.loads(row["metrics"]) == ["loss"]
+    assert row["sweep_id"] == "s1" and json.loads(row["metrics"]) == ["loss"]
     assert json.loads(row["search_space"])["lr"]["log"] is True
     assert row["updated_at"] is not None and row["seed"] == 3
     with pytest.raises(ValueError):

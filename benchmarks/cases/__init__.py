@@ -1,0 +1,17 @@
+"""The benchmark cases, by name, in the order they run."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from benchmarks.cases import containers, overhead, parallel, quality, scale, store
+from benchmarks.cases.base import CaseResult, Settings
+
+CASES: dict[str, Callable[[Settings], CaseResult]] = {
+    "overhead": overhead.run,
+    "containers": containers.run,
+    "parallel": parallel.run,
+    "scale": scale.run,
+    "quality": quality.run,
+    "store": store.run,
+}

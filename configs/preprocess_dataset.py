@@ -25,5 +25,11 @@ order = np.random.default_rng(args.seed).permutation(len(x))
 n_test = int(len(x) * args.test_fraction)
 test, train = order[:n_test], order[n_test:]
 os.makedirs(outputs, exist_ok=True)
-np.savez(os.path.join(outputs, "preprocessed.npz"), x_train=x[train], y_train=y[train], x_test=x[test], y_test=y[test])
+np.savez(
+    os.path.join(outputs, "preprocessed.npz"),
+    x_train=x[train],
+    y_train=y[train],
+    x_test=x[test],
+    y_test=y[test],
+)
 print(json.dumps({"train_rows": int(len(train)), "test_rows": int(n_test)}))

@@ -55,16 +55,27 @@ def local_ray() -> Iterator[None]:
     ray.shutdown()
 
 
-def sweep_cli(*args: str, cwd: Path | None = None, timeout: float = 300, env: dict[str, str] | None = None,
-              check: bool = False) -> subprocess.CompletedProcess[str]:
+def sweep_cli(
+    *args: str,
+    cwd: Path | None = None,
+    timeout: float = 300,
+    env: dict[str, str] | None = None,
+    check: bool = False,
+) -> subprocess.CompletedProcess[str]:
     """Run the real ``sweep`` command in a subprocess."""
     full_env = {**os.environ, **(env or {})}
     proc = subprocess.run(
         [sys.executable, "-m", "sweeper.cli.main", *args],
-        cwd=cwd, capture_output=True, text=True, timeout=timeout, env=full_env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=full_env,
     )
     if check and proc.returncode != 0:
-        raise AssertionError(f"sweep {' '.join(args)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+        raise AssertionError(
+            f"sweep {' '.join(args)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+        )
     return proc
 
 

@@ -30,7 +30,11 @@ DEFAULT_RUNTIME = os.environ.get("SWEEPER_RUNTIME", "docker")
 def config_option(func: Callable[..., Any]) -> Callable[..., Any]:
     """``-f/--config PATH``: the valohai.yaml (default ``./valohai.yaml``)."""
     return click.option(
-        "-f", "--config", "config_path", metavar="PATH", help="The valohai.yaml (default: ./valohai.yaml)."
+        "-f",
+        "--config",
+        "config_path",
+        metavar="PATH",
+        help="The valohai.yaml (default: ./valohai.yaml).",
     )(func)
 
 
@@ -68,7 +72,9 @@ def steps(config_path: str | None) -> None:
         res = step.resources
         resources = []
         if res.cpu_min or res.cpu_max:
-            resources.append(f"cpu {res.cpu_min or ''}..{res.cpu_max or ''}".replace(" ..", " ").rstrip("."))
+            resources.append(
+                f"cpu {res.cpu_min or ''}..{res.cpu_max or ''}".replace(" ..", " ").rstrip(".")
+            )
         if res.gpus:
             resources.append(f"gpu {res.gpus:g}")
         if res.memory_min or res.memory_max:
@@ -127,7 +133,9 @@ def execute_spec(
 
     def on_record(record: dict[str, Any]) -> None:
         if record["status"] == "queued":
-            click.echo(f"sweep: execution #{record['counter']} {record['id']} ({spec.step})", err=True)
+            click.echo(
+                f"sweep: execution #{record['counter']} {record['id']} ({spec.step})", err=True
+            )
 
     record = _run_with_ctrl_c(
         lambda stop: executor.execute(
@@ -143,14 +151,55 @@ def execute_spec(
 
 @click.command()
 @click.argument("step")
-@click.option("-p", "--parameter", "params", multiple=True, metavar="NAME=VALUE", help="A parameter value (repeat for multiple).")
-@click.option("--input", "inputs", multiple=True, metavar="NAME=URI", help="An input URI (repeat for several files).")
-@click.option("-e", "--env", "env", multiple=True, metavar="NAME=VALUE", help="An environment variable for the step.")
-@click.option("--runtime", type=RUNTIMES, default=DEFAULT_RUNTIME, show_default=True, help="Where the command runs.")
-@click.option("--pull", "pull_policy", type=click.Choice(["missing", "always", "never"]), default="missing", show_default=True, help="Docker image pull policy.")
-@click.option("--json", "as_json", is_flag=True, help="Logs to stderr; the final record as JSON on stdout.")
-@click.option("--reuse", is_flag=True, help="Return a completed execution with the identical spec instead of running.")
-@click.option("--dry-run", is_flag=True, help="Print the rendered command(s), one per line, and exit.")
+@click.option(
+    "-p",
+    "--parameter",
+    "params",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="A parameter value (repeat for multiple).",
+)
+@click.option(
+    "--input",
+    "inputs",
+    multiple=True,
+    metavar="NAME=URI",
+    help="An input URI (repeat for several files).",
+)
+@click.option(
+    "-e",
+    "--env",
+    "env",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="An environment variable for the step.",
+)
+@click.option(
+    "--runtime",
+    type=RUNTIMES,
+    default=DEFAULT_RUNTIME,
+    show_default=True,
+    help="Where the command runs.",
+)
+@click.option(
+    "--pull",
+    "pull_policy",
+    type=click.Choice(["missing", "always", "never"]),
+    default="missing",
+    show_default=True,
+    help="Docker image pull policy.",
+)
+@click.option(
+    "--json", "as_json", is_flag=True, help="Logs to stderr; the final record as JSON on stdout."
+)
+@click.option(
+    "--reuse",
+    is_flag=True,
+    help="Return a completed execution with the identical spec instead of running.",
+)
+@click.option(
+    "--dry-run", is_flag=True, help="Print the rendered command(s), one per line, and exit."
+)
 @config_option
 @store_option
 def run(
@@ -174,7 +223,9 @@ def run(
         for command in step_obj.build_command(values):
             click.echo(command)
         return
-    uris = resolve_inputs(step_obj.inputs, parse_assignments(inputs, "--input"), project_dir=project.directory)
+    uris = resolve_inputs(
+        step_obj.inputs, parse_assignments(inputs, "--input"), project_dir=project.directory
+    )
     environment = {k: v[-1] for k, v in parse_assignments(env, "-e").items()}
     opened = project.open_store(create=True)
     version, archive = project.snapshot_code(opened)
@@ -197,7 +248,10 @@ def _step_from_record(record: dict[str, Any]) -> Any:
     definition = record.get("spec", {}).get("step_definition")
     if not definition:
         raise SweeperError(f"execution {record['id']} has no step definition to re-run")
-    config = parse_config(yaml.safe_dump([{"step": definition}], sort_keys=False), filename=f"execution {record['id']}")
+    config = parse_config(
+        yaml.safe_dump([{"step": definition}], sort_keys=False),
+        filename=f"execution {record['id']}",
+    )
     return next(iter(config.steps.values()))
 
 
@@ -246,9 +300,11 @@ def rerun(execution: str, as_json: bool, config_path: str | None, store: str | N
         step_inputs=tuple(step_obj.inputs),
     )
     new = execute_spec(project, spec, as_json=as_json, reuse=False)
-    for old, now in zip(record.get("inputs", []), new.get("inputs", [])):
+    for old, now in zip(record.get("inputs", []), new.get("inputs", []), strict=False):
         if old["sha256"] != now["sha256"]:
-            raise SweeperError(f'input "{old["name"]}" changed since {record["id"]}: {old["uri"]} has a different checksum')
+            raise SweeperError(
+                f'input "{old["name"]}" changed since {record["id"]}: {old["uri"]} has a different checksum'
+            )
     sys.exit(_exit_status(new))
 
 
@@ -306,7 +362,9 @@ def logs(execution: str, follow: bool, config_path: str | None, store: str | Non
 @click.option("-d", "--dir", "directory", metavar="DIR", help="Download the outputs into DIR.")
 @config_option
 @store_option
-def outputs(execution: str, directory: str | None, config_path: str | None, store: str | None) -> None:
+def outputs(
+    execution: str, directory: str | None, config_path: str | None, store: str | None
+) -> None:
     """List (or download with -d) the outputs of one execution."""
     opened = project_from(config_path, store).open_store()
     record = opened.find_execution(execution)

@@ -33,8 +33,19 @@ def _print(summary: dict[str, Any], as_json: bool) -> None:
         return
     rows = []
     for name, node in summary["nodes"].items():
-        ids = node.get("execution_ids") or ([node["execution_id"]] if node.get("execution_id") else [])
-        rows.append([name, node["status"], node.get("execution_id") or "-", str(len(ids)), node.get("reused_from") or "-", node.get("error") or ""])
+        ids = node.get("execution_ids") or (
+            [node["execution_id"]] if node.get("execution_id") else []
+        )
+        rows.append(
+            [
+                name,
+                node["status"],
+                node.get("execution_id") or "-",
+                str(len(ids)),
+                node.get("reused_from") or "-",
+                node.get("error") or "",
+            ]
+        )
     output.table(
         ["node", "status", "execution", "executions", "reused from", "error"],
         rows,
@@ -62,15 +73,62 @@ def pipeline_group() -> None:
 
 @pipeline_group.command(name="run")
 @click.argument("name")
-@click.option("-p", "--parameter", "params", multiple=True, metavar="NAME=VALUE|NODE.PARAM=VALUE", help="A pipeline parameter or a node's parameter (repeat for a list; a list on a task node adds a grid axis).")
-@click.option("--input", "inputs", multiple=True, metavar="NODE.INPUT=URI", help="An input URI of a node (repeat for several files).")
-@click.option("-e", "--env", "env", multiple=True, metavar="NAME=VALUE", help="An environment variable for every execution.")
-@click.option("--reuse", is_flag=True, help="Reuse completed executions with an identical spec (as reuse-executions: true).")
-@click.option("--runtime", type=RUNTIMES, default=DEFAULT_RUNTIME, show_default=True, help="Run executions as local processes or in the steps' Docker images.")
-@click.option("--pull", "pull_policy", type=click.Choice(["missing", "always", "never"]), default="missing", show_default=True)
-@click.option("--max-retries", type=int, default=1, show_default=True, help="Retries of a node with on-error: retry.")
-@click.option("--address", help="Ray cluster: auto, HOST:PORT or ray://HOST:PORT (default: embedded local Ray).")
-@click.option("--json", "as_json", is_flag=True, help="Print only the final summary as JSON on stdout.")
+@click.option(
+    "-p",
+    "--parameter",
+    "params",
+    multiple=True,
+    metavar="NAME=VALUE|NODE.PARAM=VALUE",
+    help="A pipeline parameter or a node's parameter (repeat for a list; a list on a task node adds a grid axis).",
+)
+@click.option(
+    "--input",
+    "inputs",
+    multiple=True,
+    metavar="NODE.INPUT=URI",
+    help="An input URI of a node (repeat for several files).",
+)
+@click.option(
+    "-e",
+    "--env",
+    "env",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="An environment variable for every execution.",
+)
+@click.option(
+    "--reuse",
+    is_flag=True,
+    help="Reuse completed executions with an identical spec (as reuse-executions: true).",
+)
+@click.option(
+    "--runtime",
+    type=RUNTIMES,
+    default=DEFAULT_RUNTIME,
+    show_default=True,
+    help="Run executions as local processes or in the steps' Docker images.",
+)
+@click.option(
+    "--pull",
+    "pull_policy",
+    type=click.Choice(["missing", "always", "never"]),
+    default="missing",
+    show_default=True,
+)
+@click.option(
+    "--max-retries",
+    type=int,
+    default=1,
+    show_default=True,
+    help="Retries of a node with on-error: retry.",
+)
+@click.option(
+    "--address",
+    help="Ray cluster: auto, HOST:PORT or ray://HOST:PORT (default: embedded local Ray).",
+)
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print only the final summary as JSON on stdout."
+)
 @config_option
 @store_option
 def run_command(
@@ -120,10 +178,14 @@ def run_command(
 @pipeline_group.command(name="resume")
 @click.argument("run_id")
 @click.option("--address", help="Ray cluster to resume on (default: the one it was started with).")
-@click.option("--json", "as_json", is_flag=True, help="Print only the final summary as JSON on stdout.")
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print only the final summary as JSON on stdout."
+)
 @config_option
 @store_option
-def resume_command(run_id: str, address: str | None, as_json: bool, config_path: str | None, store: str | None) -> None:
+def resume_command(
+    run_id: str, address: str | None, as_json: bool, config_path: str | None, store: str | None
+) -> None:
     """Continue pipeline run RUN_ID (or latest): completed nodes are not run again."""
     opened = project_from(config_path, store).open_store()
     runner = PipelineRunner.for_resume(opened, _resolve_run(opened, run_id), address=address)
@@ -151,13 +213,36 @@ def ls_command(as_json: bool, config_path: str | None, store: str | None) -> Non
     """List pipeline runs, newest first."""
     runs = latest_runs(project_from(config_path, store).open_store())
     if as_json:
-        click.echo(json.dumps([{**r, "nodes": json.loads(r["nodes"]) if isinstance(r.get("nodes"), str) else r.get("nodes")} for r in runs], default=str))
+        click.echo(
+            json.dumps(
+                [
+                    {
+                        **r,
+                        "nodes": json.loads(r["nodes"])
+                        if isinstance(r.get("nodes"), str)
+                        else r.get("nodes"),
+                    }
+                    for r in runs
+                ],
+                default=str,
+            )
+        )
         return
     rows = []
     for r in runs:
-        nodes = json.loads(r["nodes"]) if isinstance(r.get("nodes"), str) else (r.get("nodes") or {})
+        nodes = (
+            json.loads(r["nodes"]) if isinstance(r.get("nodes"), str) else (r.get("nodes") or {})
+        )
         states = ", ".join(f"{n}:{v.get('status')}" for n, v in nodes.items())
-        rows.append([r["pipeline_run_id"], r.get("pipeline") or "-", r.get("status") or "-", str(r.get("created_at")), states])
+        rows.append(
+            [
+                r["pipeline_run_id"],
+                r.get("pipeline") or "-",
+                r.get("status") or "-",
+                str(r.get("created_at")),
+                states,
+            ]
+        )
     output.table(["run", "pipeline", "status", "created", "nodes"], rows)
 
 

@@ -1,3 +1,249 @@
 """Commands about results: ls, compare, lineage, plot, compact, doctor."""
 
-COMMANDS: list = []
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from sweeper.cli import output
+from sweeper.cli.commands_exec import config_option, store_option
+from sweeper.cli.project import project_from
+from sweeper.errors import SweeperError
+from sweeper.results import Results
+
+#: Columns `sweep ls` shows in a table before the parameters and metrics.
+LS_COLUMNS = ["counter", "execution_id", "step", "status", "trial_number", "duration_s"]
+
+
+def _results(config_path: str | None, store: str | None) -> Results:
+    return Results(project_from(config_path, store).open_store())
+
+
+def _latest_sweep_id(results: Results) -> str:
+    sweeps = results.sweeps()
+    if sweeps.empty:
+        raise SweeperError(f"no sweep in the store {results.store.location}")
+    return str(sweeps.sort_values("created_at").iloc[-1]["sweep_id"])
+
+
+def _plain(value: Any) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    if hasattr(value, "item"):
+        return value.item()
+    return value
+
+
+@click.command(name="ls")
+@click.option(
+    "--sweep",
+    "sweep_id",
+    is_flag=False,
+    flag_value="latest",
+    default=None,
+    metavar="[ID]",
+    help="Only this sweep's executions (no value or `latest`: the latest sweep).",
+)
+@click.option("--step", help="Only executions of this step.")
+@click.option("--status", help="Only executions with this status.")
+@click.option(
+    "--sort",
+    "sort_key",
+    metavar="[-]COLUMN",
+    help="Sort by a column, e.g. -metric.accuracy (descending).",
+)
+@click.option("--limit", type=int, help="At most N rows.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "csv", "json"]),
+    default="table",
+    show_default=True,
+)
+@config_option
+@store_option
+def ls(
+    sweep_id: str | None,
+    step: str | None,
+    status: str | None,
+    sort_key: str | None,
+    limit: int | None,
+    fmt: str,
+    config_path: str | None,
+    store: str | None,
+) -> None:
+    """List executions, with their parameters (param.*) and summary metrics (metric.*)."""
+    results = _results(config_path, store)
+    if sweep_id == "latest":
+        sweep_id = _latest_sweep_id(results)
+    df = results.executions(sweep_id=sweep_id, step=step, status=status)
+    if sort_key:
+        column = sort_key.lstrip("-+")
+        if column not in df.columns:
+            known = (
+                ", ".join(c for c in df.columns if c.startswith(("metric.", "param."))) or "none"
+            )
+            raise SweeperError(
+                f'cannot sort by "{column}": no such column (metric and parameter columns: {known})'
+            )
+        df = df.sort_values(
+            column, ascending=not sort_key.startswith("-"), na_position="last", kind="stable"
+        )
+    if limit is not None:
+        df = df.head(limit)
+    if fmt == "json":
+        rows = [{k: _plain(v) for k, v in row.items()} for row in df.to_dict(orient="records")]
+        click.echo(json.dumps(rows, default=str))
+        return
+    extra = [c for c in df.columns if c.startswith("param.")] + [
+        c for c in df.columns if c.startswith("metric.")
+    ]
+    columns = [c for c in LS_COLUMNS if c in df.columns] + extra
+    if fmt == "csv":
+        df[columns].to_csv(sys.stdout, index=False)
+        return
+    cells = [
+        [output.format_value(_plain(row[c])) if _plain(row[c]) is not None else "" for c in columns]
+        for _, row in df.iterrows()
+    ]
+    output.table(columns, cells)
+
+
+@click.command()
+@click.argument("executions", nargs=-1, required=True)
+@click.option("--json", "as_json", is_flag=True)
+@config_option
+@store_option
+def compare(
+    executions: tuple[str, ...], as_json: bool, config_path: str | None, store: str | None
+) -> None:
+    """Parameters and metrics of executions side by side; differences highlighted."""
+    df = _results(config_path, store).compare(list(executions))
+    if as_json:
+        click.echo(
+            json.dumps(
+                {col: {k: _plain(v) for k, v in df[col].items()} for col in df.columns}, default=str
+            )
+        )
+        return
+    rows = []
+    for name, values in df.iterrows():
+        cells = [output.format_value(_plain(v)) for v in values]
+        differs = len(set(cells)) > 1 and name not in ("counter",)
+        rows.append(
+            [
+                f"[bold yellow]{name}[/]" if differs else str(name),
+                *[f"[yellow]{c}[/]" if differs else c for c in cells],
+            ]
+        )
+    output.table(["", *[str(c)[:12] for c in df.columns]], rows)
+
+
+@click.command()
+@click.argument("ref")
+@click.option("--json", "as_json", is_flag=True)
+@config_option
+@store_option
+def lineage(ref: str, as_json: bool, config_path: str | None, store: str | None) -> None:
+    """The lineage of an execution or a datum://: who produced its inputs, who used its outputs."""
+    graph = _results(config_path, store).lineage(ref)
+    if as_json:
+        click.echo(json.dumps(graph.to_dict(), default=str))
+        return
+    from rich.markup import escape
+    from rich.tree import Tree
+
+    def label(node_id: str) -> str:
+        node = graph.nodes[node_id]
+        if node.kind == "execution":
+            attrs = node.attrs
+            return escape(
+                f"execution #{attrs.get('counter')} {node_id} {attrs.get('step', '')} [{attrs.get('status', '')}]"
+            )
+        return escape(node_id)
+
+    def grow(tree: Tree, node_id: str, direction: str, seen: set[str]) -> None:
+        for edge in graph.edges:
+            nxt = edge.source if direction == "up" else edge.target
+            here = edge.target if direction == "up" else edge.source
+            if here != node_id or nxt in seen:
+                continue
+            name = f" ({edge.kind} {edge.name})" if edge.name else f" ({edge.kind})"
+            branch = tree.add(label(nxt) + name)
+            grow(branch, nxt, direction, seen | {nxt})
+
+    root = Tree(f"[bold]{label(graph.root)}[/]")
+    up = root.add("upstream (what it used)")
+    grow(up, graph.root, "up", {graph.root})
+    down = root.add("downstream (what used it)")
+    grow(down, graph.root, "down", {graph.root})
+    output.stdout.print(root)
+
+
+@click.command()
+@click.argument("sweep_id", required=False)
+@click.option(
+    "-o",
+    "--output",
+    "out_dir",
+    default="plots",
+    show_default=True,
+    help="Folder for the PNG files.",
+)
+@click.option(
+    "--top", type=int, default=5, show_default=True, help="Metric curves of this many best trials."
+)
+@config_option
+@store_option
+def plot(
+    sweep_id: str | None, out_dir: str, top: int, config_path: str | None, store: str | None
+) -> None:
+    """Write PNG plots of a sweep: history, importances, parallel coordinates, top-trial curves."""
+    from sweeper.results.plots import plot_sweep
+
+    project = project_from(config_path, store)
+    opened = project.open_store()
+    results = Results(opened)
+    sweep_id = sweep_id or _latest_sweep_id(results)
+    written = plot_sweep(opened, results, sweep_id, Path(out_dir), top=top)
+    for path in written:
+        click.echo(str(path))
+
+
+@click.command()
+@click.option(
+    "--dataset", help="Only this dataset (executions, metrics, artifacts, sweeps, pipeline_runs)."
+)
+@config_option
+@store_option
+def compact(dataset: str | None, config_path: str | None, store: str | None) -> None:
+    """Merge small Parquet parts into one, without changing what readers see."""
+    merged = project_from(config_path, store).open_store().compact(dataset)
+    click.echo(f"merged {merged} part files")
+
+
+@click.command()
+@click.option("--quarantine", is_flag=True, help="Move damaged part files to quarantine/.")
+@config_option
+@store_option
+def doctor(quarantine: bool, config_path: str | None, store: str | None) -> None:
+    """List damaged (truncated or corrupt) part files; exit 1 when there are any."""
+    damaged = project_from(config_path, store).open_store().doctor(quarantine=quarantine)
+    for path in damaged:
+        click.echo(f"{path}: damaged" + (" (quarantined)" if quarantine else ""))
+    if damaged and not quarantine:
+        sys.exit(1)
+    if not damaged:
+        click.echo("store ok", err=True)
+
+
+COMMANDS = [ls, compare, lineage, plot, compact, doctor]

@@ -44,28 +44,120 @@ Examples:
 
 def _sweep_options(func: Any) -> Any:
     options = [
-        click.option("--trials", type=int, help="How many trials to finish (a grid defaults to its size)."),
-        click.option("--parallel", type=int, help="Trials in flight at once (default: as many as fit)."),
-        click.option("--metric", "metrics", multiple=True, help="The metric to optimize (repeat for multi-objective)."),
-        click.option("--direction", "directions", multiple=True, type=click.Choice(["minimize", "maximize"]), help="One per --metric (default: minimize for *loss*/*error*, else maximize)."),
-        click.option("--sampler", type=click.Choice(SAMPLERS), help="Optuna sampler (default tpe; grid for a grid task)."),
-        click.option("--pruner", type=click.Choice(PRUNERS), default="none", show_default=True, help="Stop unpromising trials early."),
-        click.option("--seed", type=int, help="Seed the sampler: same suggestions in the same order."),
-        click.option("-p", "--parameter", "params", multiple=True, metavar="NAME=VALUE|NAME=SPACE", help="A fixed value or a search space (see above)."),
+        click.option(
+            "--trials", type=int, help="How many trials to finish (a grid defaults to its size)."
+        ),
+        click.option(
+            "--parallel", type=int, help="Trials in flight at once (default: as many as fit)."
+        ),
+        click.option(
+            "--metric",
+            "metrics",
+            multiple=True,
+            help="The metric to optimize (repeat for multi-objective).",
+        ),
+        click.option(
+            "--direction",
+            "directions",
+            multiple=True,
+            type=click.Choice(["minimize", "maximize"]),
+            help="One per --metric (default: minimize for *loss*/*error*, else maximize).",
+        ),
+        click.option(
+            "--sampler",
+            type=click.Choice(SAMPLERS),
+            help="Optuna sampler (default tpe; grid for a grid task).",
+        ),
+        click.option(
+            "--pruner",
+            type=click.Choice(PRUNERS),
+            default="none",
+            show_default=True,
+            help="Stop unpromising trials early.",
+        ),
+        click.option(
+            "--seed", type=int, help="Seed the sampler: same suggestions in the same order."
+        ),
+        click.option(
+            "-p",
+            "--parameter",
+            "params",
+            multiple=True,
+            metavar="NAME=VALUE|NAME=SPACE",
+            help="A fixed value or a search space (see above).",
+        ),
         click.option("--task", help="Use a valohai.yaml task block as the search space."),
-        click.option("--gpus-per-trial", type=float, help="GPUs each trial reserves (0.5 packs two per GPU)."),
-        click.option("--cpus-per-trial", type=float, help="CPUs each trial reserves (default: the step's resources.cpu, else 1)."),
-        click.option("--runtime", type=RUNTIMES, default=DEFAULT_RUNTIME, show_default=True, help="Run trials as local processes or in the step's Docker image."),
-        click.option("--pull", "pull_policy", type=click.Choice(["missing", "always", "never"]), default="missing", show_default=True),
-        click.option("--input", "inputs", multiple=True, metavar="NAME=URI", help="An input URI for every trial."),
-        click.option("-e", "--env", "env", multiple=True, metavar="NAME=VALUE", help="An environment variable for every trial."),
-        click.option("--address", help="Ray cluster: auto, HOST:PORT or ray://HOST:PORT (default: embedded local Ray)."),
-        click.option("--storage", help="Optuna storage URL for the study (default: a journal file in the store)."),
-        click.option("--reuse", is_flag=True, help="Answer a trial identical to a completed execution from the store."),
-        click.option("--max-failures", type=int, help="Stop the sweep after more than F failed trials."),
-        click.option("--max-retries", type=int, default=2, show_default=True, help="Retries of a trial after an infrastructure failure."),
-        click.option("--fresh-actors", is_flag=True, help="A new Ray actor per trial instead of reusing actors."),
-        click.option("--json", "as_json", is_flag=True, help="Print only the final summary as JSON on stdout."),
+        click.option(
+            "--gpus-per-trial", type=float, help="GPUs each trial reserves (0.5 packs two per GPU)."
+        ),
+        click.option(
+            "--cpus-per-trial",
+            type=float,
+            help="CPUs each trial reserves (default: the step's resources.cpu, else 1).",
+        ),
+        click.option(
+            "--runtime",
+            type=RUNTIMES,
+            default=DEFAULT_RUNTIME,
+            show_default=True,
+            help="Run trials as local processes or in the step's Docker image.",
+        ),
+        click.option(
+            "--pull",
+            "pull_policy",
+            type=click.Choice(["missing", "always", "never"]),
+            default="missing",
+            show_default=True,
+        ),
+        click.option(
+            "--input",
+            "inputs",
+            multiple=True,
+            metavar="NAME=URI",
+            help="An input URI for every trial.",
+        ),
+        click.option(
+            "-e",
+            "--env",
+            "env",
+            multiple=True,
+            metavar="NAME=VALUE",
+            help="An environment variable for every trial.",
+        ),
+        click.option(
+            "--address",
+            help="Ray cluster: auto, HOST:PORT or ray://HOST:PORT (default: embedded local Ray).",
+        ),
+        click.option(
+            "--storage",
+            help="Optuna storage URL for the study (default: a journal file in the store).",
+        ),
+        click.option(
+            "--reuse",
+            is_flag=True,
+            help="Answer a trial identical to a completed execution from the store.",
+        ),
+        click.option(
+            "--max-failures", type=int, help="Stop the sweep after more than F failed trials."
+        ),
+        click.option(
+            "--max-retries",
+            type=int,
+            default=2,
+            show_default=True,
+            help="Retries of a trial after an infrastructure failure.",
+        ),
+        click.option(
+            "--fresh-actors",
+            is_flag=True,
+            help="A new Ray actor per trial instead of reusing actors.",
+        ),
+        click.option(
+            "--json",
+            "as_json",
+            is_flag=True,
+            help="Print only the final summary as JSON on stdout.",
+        ),
         config_option,
         store_option,
     ]
@@ -78,7 +170,12 @@ def run_sweep(runner: SweepRunner, *, as_json: bool) -> dict[str, Any]:
     """Run a sweep with a live progress bar, then print its summary."""
     options = runner.options
     if not as_json:
-        output.table(["parameter", "space"], runner.space.describe(), title=f"sweep {runner.sweep_id} of {runner.step.name}: {options.trials} trials, {options.sampler}, {' '.join(f'{d} {m}' for m, d in zip(options.metrics, options.directions))}", console=output.stderr)
+        output.table(
+            ["parameter", "space"],
+            runner.space.describe(),
+            title=f"sweep {runner.sweep_id} of {runner.step.name}: {options.trials} trials, {options.sampler}, {' '.join(f'{d} {m}' for m, d in zip(options.metrics, options.directions, strict=True))}",
+            console=output.stderr,
+        )
     else:
         output.stderr.print(f"sweep {runner.sweep_id}: {runner.space.describe()}", highlight=False)
     progress = output.SweepProgress(options.trials or 0)
@@ -98,23 +195,46 @@ def run_sweep(runner: SweepRunner, *, as_json: bool) -> dict[str, Any]:
 def _print_results(runner: SweepRunner, summary: dict[str, Any]) -> None:
     study = runner._study()
     metrics = runner.options.metrics
-    complete = [t for t in study.get_trials(deepcopy=False) if t.values and t.user_attrs.get("outcome") == "complete"]
+    complete = [
+        t
+        for t in study.get_trials(deepcopy=False)
+        if t.values and t.user_attrs.get("outcome") == "complete"
+    ]
     reverse = runner.options.directions[0] == "maximize"
     complete.sort(key=lambda t: t.values[0], reverse=reverse)
     names = sorted({k for t in complete for k in t.params})
-    rows = [[t.number, t.user_attrs.get("execution_id"), *[output.format_value(v) for v in t.values], *[output.format_value(t.params.get(n)) for n in names]] for t in complete[:10]]
+    rows = [
+        [
+            t.number,
+            t.user_attrs.get("execution_id"),
+            *[output.format_value(v) for v in t.values],
+            *[output.format_value(t.params.get(n)) for n in names],
+        ]
+        for t in complete[:10]
+    ]
     output.table(["trial", "execution", *metrics, *names], rows, title="top trials")
     counts = summary["trials"]
-    click.echo(f"sweep {summary['sweep_id']}: {counts['complete']} complete, {counts['error']} failed, {counts['pruned']} pruned")
+    click.echo(
+        f"sweep {summary['sweep_id']}: {counts['complete']} complete, {counts['error']} failed, {counts['pruned']} pruned"
+    )
     best = summary.get("best")
     if isinstance(best, dict):
-        click.echo(f"best: {output.format_value(best['value'])} (trial {best['trial_number']}, execution {best['execution_id']})")
+        click.echo(
+            f"best: {output.format_value(best['value'])} (trial {best['trial_number']}, execution {best['execution_id']})"
+        )
         click.echo("best parameters: " + json.dumps(best["parameters"], default=str))
     elif isinstance(best, list):
         click.echo(f"Pareto front: {len(best)} trials")
 
 
-def _runner(project: Project, options: SweepOptions, *, sweep_id: str | None = None, resume: bool = False, code: tuple[str, str | None] | None = None) -> SweepRunner:
+def _runner(
+    project: Project,
+    options: SweepOptions,
+    *,
+    sweep_id: str | None = None,
+    resume: bool = False,
+    code: tuple[str, str | None] | None = None,
+) -> SweepRunner:
     store = project.open_store(create=True)
     version, archive = code or project.snapshot_code(store)
     return SweepRunner(
@@ -174,7 +294,9 @@ def _latest_sweep(store: Any, *, unfinished: bool = False) -> str:
             continue
         candidates.append((data.get("created_at", ""), data["sweep_id"]))
     if not candidates:
-        raise SweeperError(f"no {'unfinished ' if unfinished else ''}sweep in the store {store.location}")
+        raise SweeperError(
+            f"no {'unfinished ' if unfinished else ''}sweep in the store {store.location}"
+        )
     return max(candidates)[1]
 
 
@@ -188,10 +310,18 @@ def _saved(store: Any, sweep_id: str) -> dict[str, Any]:
 @click.command()
 @click.argument("sweep_id", required=False)
 @click.option("--address", help="Ray cluster to resume on (default: the one it was started with).")
-@click.option("--json", "as_json", is_flag=True, help="Print only the final summary as JSON on stdout.")
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print only the final summary as JSON on stdout."
+)
 @config_option
 @store_option
-def resume(sweep_id: str | None, address: str | None, as_json: bool, config_path: str | None, store: str | None) -> None:
+def resume(
+    sweep_id: str | None,
+    address: str | None,
+    as_json: bool,
+    config_path: str | None,
+    store: str | None,
+) -> None:
     """Continue a sweep to exactly its number of trials (default: the latest unfinished one)."""
     project = project_from(config_path, store)
     opened = project.open_store()
@@ -200,7 +330,13 @@ def resume(sweep_id: str | None, address: str | None, as_json: bool, config_path
     options = SweepOptions(**saved["options"])
     if address:
         options.address = address
-    runner = _runner(project, options, sweep_id=sweep_id, resume=True, code=(saved["code_version"], saved.get("code_archive")))
+    runner = _runner(
+        project,
+        options,
+        sweep_id=sweep_id,
+        resume=True,
+        code=(saved["code_version"], saved.get("code_archive")),
+    )
     summary = run_sweep(runner, as_json=as_json)
     sys.exit(0 if summary["trials"]["complete"] else 1)
 
@@ -224,11 +360,17 @@ def status(sweep_id: str | None, as_json: bool, config_path: str | None, store: 
         click.echo(json.dumps(summary, default=str))
         return
     counts = summary["trials"]
-    click.echo(f"sweep {sweep_id} ({saved.get('status')}): step {options['step']}, {options.get('trials')} trials asked")
-    click.echo(f"  complete {counts['complete']}, failed {counts['error']}, pruned {counts['pruned']}, running {counts['running']}")
+    click.echo(
+        f"sweep {sweep_id} ({saved.get('status')}): step {options['step']}, {options.get('trials')} trials asked"
+    )
+    click.echo(
+        f"  complete {counts['complete']}, failed {counts['error']}, pruned {counts['pruned']}, running {counts['running']}"
+    )
     best = summary.get("best")
     if isinstance(best, dict):
-        click.echo(f"  best {output.format_value(best['value'])}: {json.dumps(best['parameters'], default=str)}")
+        click.echo(
+            f"  best {output.format_value(best['value'])}: {json.dumps(best['parameters'], default=str)}"
+        )
 
 
 @click.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
@@ -249,7 +391,9 @@ def submit(address: str, follow: bool, config_path: str | None, args: tuple[str,
     try:
         job_id = client.submit_job(entrypoint=entrypoint, runtime_env=runtime_env)
     except Exception as exc:
-        raise ClusterError(f"the Ray job server at {address} refused the job: {str(exc).splitlines()[0]}") from None
+        raise ClusterError(
+            f"the Ray job server at {address} refused the job: {str(exc).splitlines()[0]}"
+        ) from None
     click.echo(job_id)
     if follow:
         import asyncio
@@ -288,7 +432,11 @@ def jobs(address: str, as_json: bool) -> None:
     listed = client.list_jobs()
     rows = [[j.submission_id or j.job_id, str(j.status), j.entrypoint] for j in listed]
     if as_json:
-        click.echo(json.dumps([dict(zip(["job_id", "status", "entrypoint"], r)) for r in rows]))
+        click.echo(
+            json.dumps(
+                [dict(zip(["job_id", "status", "entrypoint"], r, strict=True)) for r in rows]
+            )
+        )
     else:
         output.table(["job", "status", "entrypoint"], rows)
 

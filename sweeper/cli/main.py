@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from sweeper.cli import commands_exec, commands_results, commands_sweep
+from sweeper.cli import commands_exec, commands_pipeline, commands_results, commands_sweep
 from sweeper.errors import SweeperError
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -38,10 +38,11 @@ def cli() -> None:
     sweep run STEP -p lr=0.1            run one execution
     sweep STEP --trials 50              sweep a step (same as: sweep sweep STEP ...)
     sweep ls --sweep latest             list executions
+    sweep pipeline run NAME             run a valohai.yaml pipeline
     """
 
 
-for module in (commands_exec, commands_sweep, commands_results):
+for module in (commands_exec, commands_sweep, commands_results, commands_pipeline):
     for command in module.COMMANDS:
         cli.add_command(command)
 

@@ -11,11 +11,18 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-stdout = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 160)
-stderr = Console(stderr=True, soft_wrap=True, width=None if sys.stderr.isatty() else 160)
+# Off a terminal (pipes, files, CI logs) tables keep their natural width instead of wrapping.
+stdout = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 1000)
+stderr = Console(stderr=True, soft_wrap=True, width=None if sys.stderr.isatty() else 1000)
 
 
-def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], *, title: str | None = None, console: Console | None = None) -> None:
+def table(
+    headers: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    *,
+    title: str | None = None,
+    console: Console | None = None,
+) -> None:
     """Print rows as a table."""
     view = Table(title=title, show_lines=False, header_style="bold")
     for header in headers:
@@ -55,9 +62,30 @@ def execution_summary(record: dict[str, Any]) -> None:
 def execution_details(record: dict[str, Any]) -> None:
     """The record of one execution as a two-column table."""
     rows: list[list[Any]] = []
-    for key in ("id", "counter", "step", "status", "exit_code", "error", "runtime", "image", "image_digest",
-                "code_version", "created_at", "started_at", "ended_at", "duration_s", "sweep_id",
-                "trial_number", "pipeline_run_id", "node", "attempt", "reused_from", "gpu_ids", "spec_hash"):
+    for key in (
+        "id",
+        "counter",
+        "step",
+        "status",
+        "exit_code",
+        "error",
+        "runtime",
+        "image",
+        "image_digest",
+        "code_version",
+        "created_at",
+        "started_at",
+        "ended_at",
+        "duration_s",
+        "sweep_id",
+        "trial_number",
+        "pipeline_run_id",
+        "node",
+        "attempt",
+        "reused_from",
+        "gpu_ids",
+        "spec_hash",
+    ):
         if record.get(key) not in (None, [], ""):
             rows.append([key, format_value(record[key])])
     rows.append(["command", "\n".join(record.get("command") or [])])
@@ -68,7 +96,12 @@ def execution_details(record: dict[str, Any]) -> None:
     for name, value in (record.get("environment") or {}).items():
         rows.append([f"env.{name}", value])
     for item in record.get("inputs") or []:
-        rows.append([f"input.{item['name']}", f"{item['path']} {item['size']} B sha256:{item['sha256'][:12]} <- {item['uri']}"])
+        rows.append(
+            [
+                f"input.{item['name']}",
+                f"{item['path']} {item['size']} B sha256:{item['sha256'][:12]} <- {item['uri']}",
+            ]
+        )
     for item in record.get("outputs") or []:
         rows.append([f"output.{item['path']}", f"{item['size']} B {item['uri']}"])
     table(["field", "value"], rows)
@@ -78,7 +111,13 @@ class SweepProgress:
     """A live bar: done/total, running, failed, pruned, best value and ETA (on stderr)."""
 
     def __init__(self, total: int, *, enabled: bool = True) -> None:
-        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+        from rich.progress import (
+            BarColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
 
         self.enabled = enabled and sys.stderr.isatty()
         self.plain = enabled and not self.enabled
@@ -114,6 +153,10 @@ class SweepProgress:
         )
         if self.enabled:
             self.progress.update(self.task, completed=done, status=status)
-        elif self.plain and (time.monotonic() - self._last_plain > 5 or done == self.progress.tasks[0].total):
+        elif self.plain and (
+            time.monotonic() - self._last_plain > 5 or done == self.progress.tasks[0].total
+        ):
             self._last_plain = time.monotonic()
-            stderr.print(f"sweep: {done}/{self.progress.tasks[0].total} done, {status}", highlight=False)
+            stderr.print(
+                f"sweep: {done}/{self.progress.tasks[0].total} done, {status}", highlight=False
+            )

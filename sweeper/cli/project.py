@@ -38,7 +38,11 @@ class Project:
     @property
     def store_path(self) -> str:
         """The store location: ``--store`` or ``.sweeper/`` in the project folder."""
-        return self.store_location or os.environ.get("SWEEPER_STORE") or str(self.directory / ".sweeper")
+        return (
+            self.store_location
+            or os.environ.get("SWEEPER_STORE")
+            or str(self.directory / ".sweeper")
+        )
 
     def open_store(self, *, create: bool = False) -> Store:
         """Open (or create) the store."""

@@ -76,7 +76,7 @@ class ExecutionActor:
         return ray.get_runtime_context().get_node_id()
 
 
-RemoteExecutionActor = ray.remote(max_concurrency=4)(ExecutionActor)
+RemoteExecutionActor = ray.remote(max_concurrency=4)(ExecutionActor)  # type: ignore[call-overload]
 
 
 @dataclass(frozen=True)

@@ -48,7 +48,7 @@ def connect(
     address: str | None = None,
     *,
     num_cpus: int | None = None,
-    num_gpus: float | None = None,
+    num_gpus: int | None = None,
     runtime_env: dict[str, Any] | None = None,
 ) -> ClusterInfo:
     """Join ``address`` (``auto``, ``host:port``, ``ray://host:port``) or start a local Ray.

@@ -23,7 +23,8 @@ DISTRIBUTIONS = ("uniform", "loguniform")
 #: A variant parameter may not expand to more values than this.
 MAX_VALUES = 10_000
 #: Keys of a task that Valohai uses only for Bayesian optimization.
-BAYESIAN_ONLY = ("engine", "optimization-target-metric", "optimization-target-value")
+# sweeper uses optimization-target-metric/-value for every task type (the metric to rank by).
+BAYESIAN_ONLY = ("engine",)
 
 _KEYS = (
     "name",

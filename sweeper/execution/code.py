@@ -20,8 +20,20 @@ from pathlib import Path
 
 #: Folders never part of a project's code: version control, stores, caches, environments.
 IGNORED_DIRS = frozenset(
-    {".git", ".hg", ".svn", ".sweeper", "__pycache__", ".venv", "venv", "node_modules",
-     ".mypy_cache", ".ruff_cache", ".pytest_cache", ".ipynb_checkpoints"}
+    {
+        ".git",
+        ".hg",
+        ".svn",
+        ".sweeper",
+        "__pycache__",
+        ".venv",
+        "venv",
+        "node_modules",
+        ".mypy_cache",
+        ".ruff_cache",
+        ".pytest_cache",
+        ".ipynb_checkpoints",
+    }
 )
 
 

@@ -282,7 +282,9 @@ class Executor:
             digest = self.runtime.resolve_image(spec.image, spec.pull_policy)
         return files, digest
 
-    def _save(self, record: dict[str, Any], on_record: Callable[[dict[str, Any]], None] | None) -> None:
+    def _save(
+        self, record: dict[str, Any], on_record: Callable[[dict[str, Any]], None] | None
+    ) -> None:
         self.store.write_json(f"{self.store.execution_dir(record['id'])}/execution.json", record)
         if on_record is not None:
             on_record(dict(record))
@@ -314,7 +316,7 @@ class Executor:
             exit_code=previous.get("exit_code", 0),
             metrics=dict(previous.get("metrics") or {}),
             outputs=list(previous.get("outputs") or []),
-            reused_from=previous["id"],
+            reused_from=previous.get("reused_from") or previous["id"],
             started_at=now,
             ended_at=now,
             duration_s=0.0,
@@ -368,7 +370,9 @@ class Executor:
         if refused:
             with open(log_path, "a", encoding="utf-8") as handle:
                 for path in refused:
-                    handle.write(f"sweeper: output {path} refused: it points outside the outputs folder\n")
+                    handle.write(
+                        f"sweeper: output {path} refused: it points outside the outputs folder\n"
+                    )
         if remote_log is not None:
             self.store.upload_file(log_path, remote_log)
         record.update(
@@ -395,7 +399,9 @@ class Executor:
         path.parent.mkdir(parents=True, exist_ok=True)
         return path, relpath
 
-    def _collect_outputs(self, execution_id: str, outputs: Path) -> tuple[list[dict[str, Any]], list[str]]:
+    def _collect_outputs(
+        self, execution_id: str, outputs: Path
+    ) -> tuple[list[dict[str, Any]], list[str]]:
         collected: list[dict[str, Any]] = []
         refused: list[str] = []
         root = outputs.resolve()

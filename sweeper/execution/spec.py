@@ -68,7 +68,9 @@ class ExecutionSpec:
         if isinstance(variables, list):
             definition["environment-variables"] = [
                 {**v, "default": MASK}
-                if isinstance(v, dict) and "default" in v and is_secret_name(str(v.get("name")), self.secret_names)
+                if isinstance(v, dict)
+                and "default" in v
+                and is_secret_name(str(v.get("name")), self.secret_names)
                 else v
                 for v in variables
             ]
@@ -97,7 +99,9 @@ class ExecutionSpec:
         data["commands"] = list(self.commands)
         return data
 
-    def spec_hash(self, input_checksums: Sequence[tuple[str, str, str]], image_digest: str | None) -> str:
+    def spec_hash(
+        self, input_checksums: Sequence[tuple[str, str, str]], image_digest: str | None
+    ) -> str:
         """Identity of a run: same code, image, command, parameters and input contents."""
         identity = {
             "step": self.step_definition,

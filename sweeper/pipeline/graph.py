@@ -152,12 +152,16 @@ class PipelineGraph:
             if node.task:
                 if node.task not in config.tasks:
                     known = ", ".join(config.tasks) or "(none)"
-                    raise PipelineError(f'{label}: task "{node.task}" does not exist; known tasks: {known}')
+                    raise PipelineError(
+                        f'{label}: task "{node.task}" does not exist; known tasks: {known}'
+                    )
                 task = config.tasks[node.task]
                 step_name = task.step
             if step_name not in config.steps:
                 known = ", ".join(config.steps) or "(none)"
-                raise PipelineError(f'{label}: step "{step_name}" does not exist; known steps: {known}')
+                raise PipelineError(
+                    f'{label}: step "{step_name}" does not exist; known steps: {known}'
+                )
             step = apply_override(config.steps[step_name], node.override, label=label)
             plans[node.name] = NodePlan(node=node, step=step, task=task)
         graph = cls(pipeline, plans, ())
@@ -172,7 +176,9 @@ class PipelineGraph:
             for role, node in (("source", edge.source_node), ("target", edge.target_node)):
                 if node not in self.plans:
                     known = ", ".join(self.plans) or "(none)"
-                    raise PipelineError(f'{what}: {role} node "{node}" does not exist; known nodes: {known}')
+                    raise PipelineError(
+                        f'{what}: {role} node "{node}" does not exist; known nodes: {known}'
+                    )
             if edge.source_node == edge.target_node:
                 raise PipelineError(f'{what}: connects node "{edge.source_node}" to itself')
             if "dependency" in (edge.source_type, edge.target_type):
@@ -190,7 +196,9 @@ class PipelineGraph:
         step = self.plans[node].step
         if kind == "input" and key not in {i.name for i in step.inputs}:
             known = ", ".join(i.name for i in step.inputs) or "(none)"
-            raise PipelineError(f'{what}: node "{node}" (step "{step.name}") has no input "{key}"; known inputs: {known}')
+            raise PipelineError(
+                f'{what}: node "{node}" (step "{step.name}") has no input "{key}"; known inputs: {known}'
+            )
         if kind == "parameter" and key not in {p.name for p in step.parameters}:
             known = ", ".join(p.name for p in step.parameters) or "(none)"
             raise PipelineError(
@@ -213,10 +221,14 @@ class PipelineGraph:
         if len(parts) == 2:
             parts = [parts[0], "parameter", parts[1]]
         if len(parts) != 3 or parts[1] != "parameter" or not all(parts):
-            raise PipelineError(f'pipeline "{self.name}": {what}: target "{target}" must look like node.parameter.name')
+            raise PipelineError(
+                f'pipeline "{self.name}": {what}: target "{target}" must look like node.parameter.name'
+            )
         if parts[0] not in self.plans:
             known = ", ".join(self.plans) or "(none)"
-            raise PipelineError(f'pipeline "{self.name}": {what}: target node "{parts[0]}" does not exist; known nodes: {known}')
+            raise PipelineError(
+                f'pipeline "{self.name}": {what}: target node "{parts[0]}" does not exist; known nodes: {known}'
+            )
         return parts[0], parts[1], parts[2]
 
     def _topological_order(self) -> tuple[str, ...]:
@@ -234,7 +246,11 @@ class PipelineGraph:
                     progress = True
         stuck = [n for n in names if n not in done]
         if stuck:
-            edges = [describe_edge(e) for e in self.pipeline.edges if e.source_node in stuck and e.target_node in stuck]
+            edges = [
+                describe_edge(e)
+                for e in self.pipeline.edges
+                if e.source_node in stuck and e.target_node in stuck
+            ]
             raise PipelineError(
                 f'pipeline "{self.name}": the edges form a cycle through nodes {", ".join(stuck)} '
                 f"({'; '.join(edges)})"
@@ -246,7 +262,12 @@ class PipelineGraph:
         for name, plan in self.plans.items():
             fed = {e.target_key for e in self.edges_into(name) if e.target_type == "input"}
             for item in plan.step.inputs:
-                if item.optional or item.default or item.name in fed or given.get(name, {}).get(item.name):
+                if (
+                    item.optional
+                    or item.default
+                    or item.name in fed
+                    or given.get(name, {}).get(item.name)
+                ):
                     continue
                 raise PipelineError(
                     f'{self._label(name)}: input "{item.name}" of step "{plan.step.name}" is required '
@@ -299,7 +320,9 @@ class PipelineGraph:
                 )
         for parameter in self.pipeline.parameters:
             for target in parameter.targets:
-                node, _, pname = self._split_target(target, f'pipeline parameter "{parameter.name}"')
+                node, _, pname = self._split_target(
+                    target, f'pipeline parameter "{parameter.name}"'
+                )
                 step_parameter = self.plans[node].step.get_parameter(pname)
                 texts = cli.get(parameter.name)
                 what = f'pipeline parameter "{parameter.name}" -> {target}'
@@ -317,7 +340,9 @@ class PipelineGraph:
                 raise PipelineError(
                     f'{self._label(node)}: -p {name}: step "{plan.step.name}" has no parameter "{pname}"; known parameters: {known}'
                 )
-            values[node][pname] = self._typed_texts(node, plan.step.get_parameter(pname), texts, f"-p {name}")
+            values[node][pname] = self._typed_texts(
+                node, plan.step.get_parameter(pname), texts, f"-p {name}"
+            )
         return values
 
     def _typed_texts(self, node: str, parameter: Any, texts: Sequence[str], what: str) -> Any:
@@ -343,11 +368,15 @@ class PipelineGraph:
             node, sep, name = key.partition(".")
             if not sep or node not in self.plans:
                 known = ", ".join(self.plans)
-                raise PipelineError(f'pipeline "{self.name}": --input {key}: use NODE.INPUT=URI with a node of: {known}')
+                raise PipelineError(
+                    f'pipeline "{self.name}": --input {key}: use NODE.INPUT=URI with a node of: {known}'
+                )
             step = self.plans[node].step
             if name not in {i.name for i in step.inputs}:
                 known = ", ".join(i.name for i in step.inputs) or "(none)"
-                raise PipelineError(f'{self._label(node)}: --input {key}: step "{step.name}" has no input "{name}"; known inputs: {known}')
+                raise PipelineError(
+                    f'{self._label(node)}: --input {key}: step "{step.name}" has no input "{name}"; known inputs: {known}'
+                )
             out[node][name] = list(uris)
         return out
 
@@ -383,7 +412,9 @@ def matching_outputs(record: Mapping[str, Any], pattern: str) -> list[dict[str, 
     found = []
     for item in record.get("outputs") or []:
         path = str(item.get("path") or item.get("name") or "")
-        if fnmatch.fnmatchcase(path, pattern) or fnmatch.fnmatchcase(path.rsplit("/", 1)[-1], pattern):
+        if fnmatch.fnmatchcase(path, pattern) or fnmatch.fnmatchcase(
+            path.rsplit("/", 1)[-1], pattern
+        ):
             found.append(dict(item))
     return found
 
@@ -392,7 +423,9 @@ def _env_text(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value)
 
 
-def resolve_edges(graph: PipelineGraph, name: str, outcomes: Mapping[str, NodeOutcome]) -> EdgeValues:
+def resolve_edges(
+    graph: PipelineGraph, name: str, outcomes: Mapping[str, NodeOutcome]
+) -> EdgeValues:
     """The parameters, input URIs and environment variables the edges into ``name`` carry.
 
     Raises :class:`PipelineError` naming the node and the edge when a source has no output
@@ -406,7 +439,9 @@ def resolve_edges(graph: PipelineGraph, name: str, outcomes: Mapping[str, NodeOu
         what = f'pipeline "{graph.name}": node "{name}": {describe_edge(edge)}'
         outcome = outcomes.get(edge.source_node)
         if outcome is None or not outcome.records:
-            raise PipelineError(f'{what}: node "{edge.source_node}" has no execution to take it from')
+            raise PipelineError(
+                f'{what}: node "{edge.source_node}" has no execution to take it from'
+            )
         if edge.target_type == "input":
             mode = plan.input_merge_mode(edge.target_key)
             uris = values.inputs.setdefault(edge.target_key, [])
@@ -417,7 +452,9 @@ def resolve_edges(graph: PipelineGraph, name: str, outcomes: Mapping[str, NodeOu
         value = _edge_value(what, edge, record)
         if edge.target_type == "parameter":
             try:
-                values.parameters[edge.target_key] = plan.step.get_parameter(edge.target_key).validate(value)
+                values.parameters[edge.target_key] = plan.step.get_parameter(
+                    edge.target_key
+                ).validate(value)
             except SweeperError as exc:
                 raise PipelineError(f"{what}: the value {value!r} does not fit: {exc}") from None
         else:
@@ -452,11 +489,15 @@ def _edge_value(what: str, edge: Any, record: Mapping[str, Any]) -> Any:
     if edge.source_type == "environment-variable":
         environment = record.get("environment") or {}
         if edge.source_key not in environment:
-            raise PipelineError(f'{what}: node "{edge.source_node}" has no environment variable "{edge.source_key}"')
+            raise PipelineError(
+                f'{what}: node "{edge.source_node}" has no environment variable "{edge.source_key}"'
+            )
         return environment[edge.source_key]
     parameters = record.get("parameters") or {}
     if edge.source_key not in parameters:
-        raise PipelineError(f'{what}: node "{edge.source_node}" has no value for parameter "{edge.source_key}"')
+        raise PipelineError(
+            f'{what}: node "{edge.source_node}" has no value for parameter "{edge.source_key}"'
+        )
     return parameters[edge.source_key]
 
 
@@ -469,7 +510,9 @@ def merge_inputs(
         base = list(given[item.name]) if item.name in given else list(item.default)
         if item.name in from_edges:
             edge_uris = list(from_edges[item.name])
-            merged[item.name] = base + edge_uris if plan.input_merge_mode(item.name) == "append" else edge_uris
+            merged[item.name] = (
+                base + edge_uris if plan.input_merge_mode(item.name) == "append" else edge_uris
+            )
         else:
             merged[item.name] = base
     return merged

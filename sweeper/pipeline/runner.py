@@ -116,7 +116,9 @@ class PipelineRunner:
         options = PipelineOptions(**data["options"])
         if address:
             options.address = address
-        config = parse_config(data["config_text"], filename=data.get("config_filename", "valohai.yaml"))
+        config = parse_config(
+            data["config_text"], filename=data.get("config_filename", "valohai.yaml")
+        )
         return cls(
             config=config,
             config_text=data["config_text"],
@@ -167,16 +169,22 @@ class PipelineRunner:
                     "code_version": self.code_version,
                     "code_archive": self.code_archive,
                 },
-                {name: NodeState(name=name, type=plan.node.type) for name, plan in self.graph.plans.items()},
+                {
+                    name: NodeState(name=name, type=plan.node.type)
+                    for name, plan in self.graph.plans.items()
+                },
             )
         self._event(f"pipeline run {self.run_id} of {self.graph.name}")
-        pool = ActorPool(self.store.location, self.options.runtime, fresh_actors=self.options.fresh_actors)
+        pool = ActorPool(
+            self.store.location, self.options.runtime, fresh_actors=self.options.fresh_actors
+        )
         status: str | None = None
         try:
             while True:
                 if self._halted is None:
                     self._start_ready()
                 self._submit(pool)
+                pool.trim(0)  # idle actors would hold CPUs another shape may need
                 if not self._in_flight:
                     break
                 ready, _ = ray.wait(list(self._in_flight), num_returns=1, timeout=1.0)
@@ -228,7 +236,10 @@ class PipelineRunner:
                 pred_state = self.state.nodes[pred]
                 if pred_state.status == "complete":
                     continue
-                if pred_state.status == "error" and self.graph.plans[pred].node.on_error == "continue":
+                if (
+                    pred_state.status == "error"
+                    and self.graph.plans[pred].node.on_error == "continue"
+                ):
                     continue
                 if pred_state.status in ("error", "stopped", "skipped"):
                     blocked = pred
@@ -246,7 +257,9 @@ class PipelineRunner:
         node.started_at = node.started_at or utc_now()
         node.error = None
         try:
-            edges = resolve_edges(self.graph, name, {p: self._outcome(p) for p in self.graph.predecessors(name)})
+            edges = resolve_edges(
+                self.graph, name, {p: self._outcome(p) for p in self.graph.predecessors(name)}
+            )
             parameters = {**self.values[name], **edges.parameters}
             inputs = merge_inputs(plan, self.cli_inputs[name], edges.inputs)
             if not node.children:
@@ -260,13 +273,24 @@ class PipelineRunner:
         limit = 1
         if plan.is_task:
             task = plan.task
-            cap = (task.maximum_queued_executions or task.execution_batch_size) if task is not None else None
+            cap = (
+                (task.maximum_queued_executions or task.execution_batch_size)
+                if task is not None
+                else None
+            )
             limit = int(cap or max(1, self._cpus // max(self._shape(plan.step).cpus, 1e-9)))
-        self._contexts[name] = _NodeContext(inputs, {**self.options.environment, **edges.environment}, limit)
+        self._contexts[name] = _NodeContext(
+            inputs, {**self.options.environment, **edges.environment}, limit
+        )
         kind = f"task of {len(node.children)} executions" if plan.is_task else "execution"
         self._event(f"node {name}: starting ({kind} of step {plan.step.name})")
         self._save()
-        if self._act(name, "node-starting", {}, {k: v for k, v in parameters.items() if not isinstance(v, list)}):
+        if self._act(
+            name,
+            "node-starting",
+            {},
+            {k: v for k, v in parameters.items() if not isinstance(v, list)},
+        ):
             return  # _halt marked this node stopped
         if all(c.status == "complete" for c in node.children):
             self._node_done(name)  # finished while a killed driver was away
@@ -276,7 +300,9 @@ class PipelineRunner:
             node = self.state.nodes[name]
             records = [r for r in (self._record(i) for i in node.execution_ids) if r is not None]
             best = self._record(node.best_execution_id) if node.best_execution_id else None
-            self._outcomes[name] = NodeOutcome(records, best or (records[-1] if records and node.type == "execution" else None))
+            self._outcomes[name] = NodeOutcome(
+                records, best or (records[-1] if records and node.type == "execution" else None)
+            )
         return self._outcomes[name]
 
     def _record(self, execution_id: str) -> dict[str, Any] | None:
@@ -341,7 +367,12 @@ class PipelineRunner:
             trial_number=child.index if plan.is_task else None,
         )
         return pool.submit(
-            (name, child.index), spec, child.execution_id, execution_context, reuse=self.reuse, shape=self._shape(plan.step)
+            (name, child.index),
+            spec,
+            child.execution_id,
+            execution_context,
+            reuse=self.reuse,
+            shape=self._shape(plan.step),
         )
 
     def _collect(self, pool: ActorPool, handle: TrialHandle) -> None:
@@ -353,7 +384,11 @@ class PipelineRunner:
             pool.release(handle, healthy=False)
             reason = f"the Ray actor running it died: {type(exc).__name__}: {str(exc)[:300]}"
             self.state.mark_crashed(handle.execution_id, reason)
-            record = self.state.read_record(handle.execution_id) or {"id": handle.execution_id, "status": "crashed", "error": reason}
+            record = self.state.read_record(handle.execution_id) or {
+                "id": handle.execution_id,
+                "status": "crashed",
+                "error": reason,
+            }
         self._records[handle.execution_id] = record
         node = self.state.nodes[name]
         child = node.children[index]
@@ -382,7 +417,11 @@ class PipelineRunner:
         stop = False
         if child.status == "complete" and task.stop_condition is not None:
             try:
-                stop = bool(task.stop_condition.evaluate(record.get("metrics") or {}, record.get("parameters") or {}))
+                stop = bool(
+                    task.stop_condition.evaluate(
+                        record.get("metrics") or {}, record.get("parameters") or {}
+                    )
+                )
             except Exception:
                 stop = False
         if child.status != "complete" and task.on_child_error == "stop-all-and-error":
@@ -421,7 +460,11 @@ class PipelineRunner:
             best = records[-1] if records else None
             last = node.children[-1] if node.children else None
             status = "complete" if last is not None and last.status == "complete" else "error"
-            error = None if status == "complete" else (last.error if last else None) or "the execution failed"
+            error = (
+                None
+                if status == "complete"
+                else (last.error if last else None) or "the execution failed"
+            )
             if last is not None and last.status == "stopped" and self._halted is not None:
                 status = "stopped"
         node.best_execution_id = best.get("id") if best else None
@@ -437,14 +480,20 @@ class PipelineRunner:
             if self._act(name, "node-error", metadata, parameters):
                 return
             on_error = plan.node.on_error
+            if on_error != "continue" and not self.state.data.get("error"):
+                self.state.data["error"] = f'node "{name}" failed: {error}'
             if on_error == "stop-next":
                 for descendant in self.graph.descendants(name):
                     if self.state.nodes[descendant].status == "pending":
-                        self._finish_node(descendant, "skipped", f'node "{name}" failed (on-error: stop-next)')
+                        self._finish_node(
+                            descendant, "skipped", f'node "{name}" failed (on-error: stop-next)'
+                        )
             elif on_error != "continue":
                 self._halt("error", f'node "{name}" failed: {error}')
 
-    def _task_result(self, name: str, records: list[dict[str, Any]]) -> tuple[str, str | None, dict[str, Any] | None]:
+    def _task_result(
+        self, name: str, records: list[dict[str, Any]]
+    ) -> tuple[str, str | None, dict[str, Any] | None]:
         plan = self.graph.plans[name]
         task = plan.task
         complete = [r for r in records if r.get("status") == "complete"]
@@ -457,8 +506,16 @@ class PipelineRunner:
         if best is None:
             metric, _ = target_metric(plan)
             return "error", f'none of its executions printed the metric "{metric}"', None
-        if failed and task is not None and task.on_child_error in ("continue-and-error", "stop-all-and-error"):
-            return "error", f"{len(failed)} of its executions failed (on-child-error: {task.on_child_error})", best
+        if (
+            failed
+            and task is not None
+            and task.on_child_error in ("continue-and-error", "stop-all-and-error")
+        ):
+            return (
+                "error",
+                f"{len(failed)} of its executions failed (on-child-error: {task.on_child_error})",
+                best,
+            )
         return "complete", None, best
 
     def _finish_node(self, name: str, status: str, error: str | None) -> None:
@@ -469,7 +526,9 @@ class PipelineRunner:
         self._event(f"node {name}: {status}" + (f" ({error})" if error else ""))
         self._save(row=True)
 
-    def _act(self, name: str, when: str, metadata: dict[str, Any], parameters: dict[str, Any]) -> bool:
+    def _act(
+        self, name: str, when: str, metadata: dict[str, Any], parameters: dict[str, Any]
+    ) -> bool:
         """Run the node's actions for ``when``; True when one stopped the pipeline."""
         for action in self.graph.plans[name].node.actions:
             if when not in action.when:

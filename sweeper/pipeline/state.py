@@ -58,7 +58,9 @@ class NodeState:
     def from_dict(cls, data: dict[str, Any]) -> NodeState:
         """Read a node back from ``run.json``."""
         children = [Child(**c) for c in data.get("children", [])]
-        fields = {k: v for k, v in data.items() if k in cls.__dataclass_fields__ and k != "children"}
+        fields = {
+            k: v for k, v in data.items() if k in cls.__dataclass_fields__ and k != "children"
+        }
         return cls(children=children, **fields)
 
     @property
@@ -110,7 +112,13 @@ class PipelineState:
     def create(self, data: dict[str, Any], nodes: dict[str, NodeState]) -> None:
         """Record a new run before any node starts."""
         now = utc_now()
-        self.data = {"pipeline_run_id": self.run_id, "status": "running", "created_at": now, "updated_at": now, **data}
+        self.data = {
+            "pipeline_run_id": self.run_id,
+            "status": "running",
+            "created_at": now,
+            "updated_at": now,
+            **data,
+        }
         self.nodes = nodes
         self.save(row=True)
 

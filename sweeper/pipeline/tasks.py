@@ -38,7 +38,10 @@ def task_variants(plan: NodePlan, fixed: Mapping[str, Any]) -> list[dict[str, An
     if task is not None:
         try:
             if task.parameter_sets:
-                sets = [{k: step.get_parameter(k).validate(v) for k, v in s.items()} for s in task.parameter_sets]
+                sets = [
+                    {k: step.get_parameter(k).validate(v) for k, v in s.items()}
+                    for s in task.parameter_sets
+                ]
             random_like = task.type in ("random_search", "bayesian_tpe")
             draws: dict[str, list[Any]] = {}
             for variant in task.parameters:
@@ -47,7 +50,10 @@ def task_variants(plan: NodePlan, fixed: Mapping[str, Any]) -> list[dict[str, An
                 parameter = step.get_parameter(variant.name)
                 if random_like and variant.style == "random":
                     count = int(task.execution_count or variant.value_count())
-                    draws[variant.name] = [parameter.validate(v) for v in variant.sample(count, seed=variant.rules.get("seed"))]
+                    draws[variant.name] = [
+                        parameter.validate(v)
+                        for v in variant.sample(count, seed=variant.rules.get("seed"))
+                    ]
                 else:
                     axes[variant.name] = [parameter.validate(v) for v in variant.values()]
         except SweeperError as exc:
@@ -56,9 +62,17 @@ def task_variants(plan: NodePlan, fixed: Mapping[str, Any]) -> list[dict[str, An
             count = max(len(v) for v in draws.values())
             drawn = [{k: v[i % len(v)] for k, v in draws.items()} for i in range(count)]
             sets = [{**s, **d} for s in (sets or [{}]) for d in drawn]
-    grid = [dict(zip(axes, combo)) for combo in itertools.product(*axes.values())] if axes else [{}]
+    grid = (
+        [dict(zip(axes, combo, strict=True)) for combo in itertools.product(*axes.values())]
+        if axes
+        else [{}]
+    )
     variants = [{**base, **s, **g} for s in (sets or [{}]) for g in grid]
-    if task is not None and task.execution_count and task.type not in ("grid_search", "manual_search"):
+    if (
+        task is not None
+        and task.execution_count
+        and task.type not in ("grid_search", "manual_search")
+    ):
         variants = variants[: int(task.execution_count)]
     return variants
 
@@ -88,7 +102,11 @@ def best_record(plan: NodePlan, records: Sequence[Mapping[str, Any]]) -> dict[st
     scored = []
     for record in complete:
         value = (record.get("metrics") or {}).get(metric)
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(float(value)):
+        if (
+            isinstance(value, (int, float))
+            and not isinstance(value, bool)
+            and math.isfinite(float(value))
+        ):
             scored.append((float(value), record))
     if not scored:
         return None

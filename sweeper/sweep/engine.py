@@ -125,7 +125,9 @@ class SweepRunner:
         task = config.get_task(options.task) if options.task else None
         self.task = task
         if task is not None and task.step != self.step.name:
-            raise SweeperError(f'task "{task.name}" is for step "{task.step}", not "{self.step.name}"')
+            raise SweeperError(
+                f'task "{task.name}" is for step "{task.step}", not "{self.step.name}"'
+            )
         if not options.metrics and task is not None and task.optimization_target_metric:
             options.metrics = [task.optimization_target_metric]
         if not options.metrics:
@@ -134,7 +136,9 @@ class SweepRunner:
                 "step prints), or set optimization-target-metric in the task"
             )
         if not options.directions:
-            options.directions = ["minimize" if "loss" in m or "error" in m else "maximize" for m in options.metrics]
+            options.directions = [
+                "minimize" if "loss" in m or "error" in m else "maximize" for m in options.metrics
+            ]
         if len(options.directions) != len(options.metrics):
             raise SweeperError(
                 f"{len(options.metrics)} --metric but {len(options.directions)} --direction: give one direction per metric"
@@ -156,7 +160,9 @@ class SweepRunner:
             raise SweeperError("--trials must be at least 1")
         if options.sampler is None:
             options.sampler = "grid" if self.space.grid is not None else "tpe"
-        self.sampler = make_sampler(options.sampler, self.space, seed=options.seed, objectives=len(options.metrics))
+        self.sampler = make_sampler(
+            options.sampler, self.space, seed=options.seed, objectives=len(options.metrics)
+        )
         self.pruner = make_pruner(options.pruner, objectives=len(options.metrics))
         self.resume = resume
         self.sweep_id = sweep_id or new_execution_id()
@@ -174,7 +180,7 @@ class SweepRunner:
             storage=storage,
             sampler=self.sampler,
             pruner=self.pruner,
-            directions=directions,
+            directions=directions,  # type: ignore[arg-type]
             load_if_exists=True,
         )
 
@@ -215,7 +221,11 @@ class SweepRunner:
         )
 
     def _shape(self, spec: ExecutionSpec) -> ResourceShape:
-        return ResourceShape(cpus=float(spec.cpus if spec.cpus is not None else 1), gpus=float(spec.gpus or 0), memory_mb=None)
+        return ResourceShape(
+            cpus=float(spec.cpus if spec.cpus is not None else 1),
+            gpus=float(spec.gpus or 0),
+            memory_mb=None,
+        )
 
     # -- the loop ----------------------------------------------------------------------
 
@@ -232,9 +242,13 @@ class SweepRunner:
         probe = self._spec({})
         shape = self._shape(probe)
         cluster.check_fits(shape.cpus, shape.gpus)
-        parallel = options.parallel or max(1, int(cluster.largest("CPU") // max(shape.cpus, 1e-9)) if shape.cpus else 1)
+        parallel = options.parallel or max(
+            1, int(cluster.largest("CPU") // max(shape.cpus, 1e-9)) if shape.cpus else 1
+        )
         if not self.resume:
-            self.state.create(options.to_dict(), self.code_version, self.code_archive, self.space.to_json())
+            self.state.create(
+                options.to_dict(), self.code_version, self.code_archive, self.space.to_json()
+            )
         study = self._study()
         if not self.resume:
             for params in self.space.parameter_sets:
@@ -257,16 +271,32 @@ class SweepRunner:
                 if options.max_failures is not None and failures > options.max_failures:
                     status = "failed"
                     stop_all = True
-                while not stop_all and len(in_flight) < parallel and done + len(in_flight) < options.trials:
+                while (
+                    not stop_all
+                    and len(in_flight) < parallel
+                    and done + len(in_flight) < options.trials
+                ):
                     handle = self._launch(study, pool, retries)
                     in_flight[handle.ref] = handle
                 if on_progress is not None:
-                    on_progress(Progress(self.sweep_id, options.trials, {**counts, "running": len(in_flight)}, self._best_value(study), started))
+                    on_progress(
+                        Progress(
+                            self.sweep_id,
+                            options.trials,
+                            {**counts, "running": len(in_flight)},
+                            self._best_value(study),
+                            started,
+                        )
+                    )
                 if not in_flight:
                     break
                 import ray
 
-                ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=0.25 if options.pruner != "none" else 1.0)
+                ready, _ = ray.wait(
+                    list(in_flight),
+                    num_returns=1,
+                    timeout=0.25 if options.pruner != "none" else 1.0,
+                )
                 if options.pruner != "none":
                     self._report_intermediate(study, in_flight.values())
                 for ref in ready:
@@ -312,8 +342,12 @@ class SweepRunner:
         trial.set_user_attr("attempt", attempt)
         if retry_of is not None:
             trial.set_user_attr("retry_of", retry_of)
-        context = ExecutionContext(sweep_id=self.sweep_id, trial_number=trial.number, attempt=attempt)
-        handle = pool.submit(trial, spec, execution_id, context, reuse=self.options.reuse, shape=self._shape(spec))
+        context = ExecutionContext(
+            sweep_id=self.sweep_id, trial_number=trial.number, attempt=attempt
+        )
+        handle = pool.submit(
+            trial, spec, execution_id, context, reuse=self.options.reuse, shape=self._shape(spec)
+        )
         return handle
 
     def _report_intermediate(self, study: optuna.Study, handles: Any) -> None:
@@ -329,7 +363,11 @@ class SweepRunner:
             trial: optuna.Trial = handle.key
             for event in events:
                 value = event["values"].get(metric)
-                if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                if (
+                    isinstance(value, bool)
+                    or not isinstance(value, (int, float))
+                    or not math.isfinite(value)
+                ):
                     continue
                 trial.report(float(value), handle.reported_steps)
                 handle.reported_steps += 1
@@ -337,7 +375,9 @@ class SweepRunner:
                 handle.stopping = True
                 handle.actor.stop.remote("pruned")
 
-    def _finish(self, study: optuna.Study, pool: ActorPool, handle: TrialHandle, retries: dict[int, int]) -> bool:
+    def _finish(
+        self, study: optuna.Study, pool: ActorPool, handle: TrialHandle, retries: dict[int, int]
+    ) -> bool:
         """Tell Optuna how a trial ended; return True when the sweep must stop."""
         import ray
 
@@ -347,7 +387,9 @@ class SweepRunner:
             pool.release(handle)
         except Exception as exc:  # the actor or its node died: an infrastructure failure
             pool.release(handle, healthy=False)
-            record = self.state.mark_crashed(handle.execution_id, f"the Ray actor running it died: {type(exc).__name__}")
+            record = self.state.mark_crashed(
+                handle.execution_id, f"the Ray actor running it died: {type(exc).__name__}"
+            )
         status = record.get("status")
         if status == "crashed":
             used = retries.get(trial.number, 0)
@@ -356,27 +398,51 @@ class SweepRunner:
                 self._tell(study, trial, TrialState.FAIL, "crashed", record)
                 study.enqueue_trial(
                     trial.params,
-                    user_attrs={"retry_of": trial.number, "attempt": int(trial.user_attrs.get("attempt", 1)) + 1},
+                    user_attrs={
+                        "retry_of": trial.number,
+                        "attempt": int(trial.user_attrs.get("attempt", 1)) + 1,
+                    },
                 )
                 return False
-            self._tell(study, trial, TrialState.FAIL, "error", record, reason=f"crashed {used + 1} times: {record.get('error')}")
+            self._tell(
+                study,
+                trial,
+                TrialState.FAIL,
+                "error",
+                record,
+                reason=f"crashed {used + 1} times: {record.get('error')}",
+            )
             return False
         if status == "pruned":
             self._tell(study, trial, TrialState.PRUNED, "pruned", record)
             return False
         if status != "complete":
-            self._tell(study, trial, TrialState.FAIL, "error" if status == "error" else status or "error", record)
+            self._tell(
+                study,
+                trial,
+                TrialState.FAIL,
+                "error" if status == "error" else status or "error",
+                record,
+            )
             return False
         values = _objective_values(record, self.options.metrics)
         if values is None:
-            missing = [m for m in self.options.metrics if not isinstance(record.get("metrics", {}).get(m), (int, float))]
-            reason = f'the step never printed the metric {", ".join(missing) or self.options.metrics[0]} as a finite number'
+            missing = [
+                m
+                for m in self.options.metrics
+                if not isinstance(record.get("metrics", {}).get(m), (int, float))
+            ]
+            reason = f"the step never printed the metric {', '.join(missing) or self.options.metrics[0]} as a finite number"
             self._tell(study, trial, TrialState.FAIL, "error", record, reason=reason)
             return False
         self._tell(study, trial, TrialState.COMPLETE, "complete", record, values=values)
         if self.stop_condition is not None:
             try:
-                return bool(self.stop_condition.evaluate(record.get("metrics", {}), record.get("parameters", {})))
+                return bool(
+                    self.stop_condition.evaluate(
+                        record.get("metrics", {}), record.get("parameters", {})
+                    )
+                )
             except Exception:
                 return False
         return False
@@ -407,25 +473,47 @@ class SweepRunner:
         """Settle trials left RUNNING by a killed driver: re-tell finished ones, re-run the rest."""
         for frozen in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             execution_id = frozen.user_attrs.get("execution_id")
-            record = self.store.read_json(f"{self.store.execution_dir(execution_id)}/execution.json") if execution_id else None
+            record = (
+                self.store.read_json(f"{self.store.execution_dir(execution_id)}/execution.json")
+                if execution_id
+                else None
+            )
             trial = optuna.Trial(study, frozen._trial_id)
-            if record is not None and record.get("status") in ("complete", "error", "pruned", "stopped"):
-                values = _objective_values(record, self.options.metrics) if record.get("status") == "complete" else None
+            if record is not None and record.get("status") in (
+                "complete",
+                "error",
+                "pruned",
+                "stopped",
+            ):
+                values = (
+                    _objective_values(record, self.options.metrics)
+                    if record.get("status") == "complete"
+                    else None
+                )
                 if values is not None:
                     self._tell(study, trial, TrialState.COMPLETE, "complete", record, values=values)
                 elif record.get("status") == "pruned":
                     self._tell(study, trial, TrialState.PRUNED, "pruned", record)
                 else:
-                    reason = None if record.get("status") != "complete" else "the step never printed the metric"
+                    reason = (
+                        None
+                        if record.get("status") != "complete"
+                        else "the step never printed the metric"
+                    )
                     self._tell(study, trial, TrialState.FAIL, "error", record, reason=reason)
                 continue
-            if record is not None:
-                self.state.mark_crashed(execution_id, "the sweep driver stopped while it ran; re-run on resume")
+            if record is not None and execution_id:
+                self.state.mark_crashed(
+                    execution_id, "the sweep driver stopped while it ran; re-run on resume"
+                )
             trial.set_user_attr("outcome", "interrupted")
             study.tell(trial, state=TrialState.FAIL)
             study.enqueue_trial(
                 frozen.params,
-                user_attrs={"retry_of": frozen.number, "attempt": int(frozen.user_attrs.get("attempt", 1)) + 1},
+                user_attrs={
+                    "retry_of": frozen.number,
+                    "attempt": int(frozen.user_attrs.get("attempt", 1)) + 1,
+                },
             )
 
     # -- results -----------------------------------------------------------------------
@@ -450,7 +538,7 @@ def _trial_summary(trial: optuna.trial.FrozenTrial, metrics: list[str]) -> dict[
         "execution_id": trial.user_attrs.get("execution_id"),
         "trial_number": trial.number,
         "value": values[0] if len(values) == 1 else None,
-        "values": dict(zip(metrics, values)),
+        "values": dict(zip(metrics, values, strict=False)),
         "parameters": dict(trial.params),
     }
 

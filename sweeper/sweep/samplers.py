@@ -9,6 +9,7 @@ import optuna
 from sweeper.errors import SweeperError
 from sweeper.sweep.space import SearchSpace
 
+
 class AskTellGridSampler(optuna.samplers.GridSampler):
     """Optuna's grid sampler for an ask/tell loop.
 
@@ -24,7 +25,9 @@ SAMPLERS = ("tpe", "random", "grid", "cmaes", "gp", "nsga2", "qmc")
 PRUNERS = ("none", "median", "hyperband", "asha")
 
 
-def make_sampler(name: str, space: SearchSpace, *, seed: int | None, objectives: int) -> optuna.samplers.BaseSampler:
+def make_sampler(
+    name: str, space: SearchSpace, *, seed: int | None, objectives: int
+) -> optuna.samplers.BaseSampler:
     """Build the sampler ``name``; parallel TPE uses the constant liar to avoid duplicates."""
     name = name.lower()
     if name == "tpe":
@@ -46,13 +49,17 @@ def make_sampler(name: str, space: SearchSpace, *, seed: int | None, objectives:
         return AskTellGridSampler(grid, seed=seed)
     if name == "cmaes":
         if objectives > 1:
-            raise SweeperError("the cmaes sampler cannot be used with several metrics: use nsga2 or tpe")
+            raise SweeperError(
+                "the cmaes sampler cannot be used with several metrics: use nsga2 or tpe"
+            )
         return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
     if name == "gp":
         try:
             import torch  # noqa: F401
         except ImportError:
-            raise SweeperError("the gp sampler needs PyTorch: pip install torch, or use tpe") from None
+            raise SweeperError(
+                "the gp sampler needs PyTorch: pip install torch, or use tpe"
+            ) from None
         return optuna.samplers.GPSampler(seed=seed)
     if name == "nsga2":
         return optuna.samplers.NSGAIISampler(seed=seed)
@@ -67,7 +74,9 @@ def make_pruner(name: str, *, objectives: int) -> optuna.pruners.BasePruner:
     if name == "none":
         return optuna.pruners.NopPruner()
     if objectives > 1:
-        raise SweeperError(f'the {name} pruner cannot be used with several metrics: use --pruner none')
+        raise SweeperError(
+            f"the {name} pruner cannot be used with several metrics: use --pruner none"
+        )
     if name == "median":
         return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1)
     if name == "hyperband":

@@ -33,7 +33,9 @@ from optuna.distributions import (
 
 from sweeper.errors import SweeperError
 
-_RANGE = re.compile(r"^(?:(?P<kind>log|float|int|logint):)?(?P<low>[^.:][^:]*?)\.\.(?P<high>[^:]+?)(?::(?P<step>[^:]+))?$")
+_RANGE = re.compile(
+    r"^(?:(?P<kind>log|float|int|logint):)?(?P<low>[^.:][^:]*?)\.\.(?P<high>[^:]+?)(?::(?P<step>[^:]+))?$"
+)
 
 
 @dataclass
@@ -77,7 +79,9 @@ class SearchSpace:
         return json.dumps(
             {
                 "source": self.source,
-                "distributions": {k: json.loads(distribution_to_json(v)) for k, v in self.distributions.items()},
+                "distributions": {
+                    k: json.loads(distribution_to_json(v)) for k, v in self.distributions.items()
+                },
                 "fixed": self.fixed,
                 "grid": self.grid,
                 "parameter_sets": self.parameter_sets,
@@ -153,13 +157,20 @@ def space_from_step(step: Any) -> SearchSpace:
             space.distributions[parameter.name] = CategoricalDistribution(list(parameter.choices))
         elif parameter.type == "flag":
             space.distributions[parameter.name] = CategoricalDistribution([True, False])
-        elif parameter.type in ("integer", "float") and parameter.min is not None and parameter.max is not None and parameter.min < parameter.max:
+        elif (
+            parameter.type in ("integer", "float")
+            and parameter.min is not None
+            and parameter.max is not None
+            and parameter.min < parameter.max
+        ):
             low, high = parameter.min, parameter.max
             log = low > 0 and high / low >= 100
             if parameter.type == "integer":
                 space.distributions[parameter.name] = IntDistribution(int(low), int(high), log=log)
             else:
-                space.distributions[parameter.name] = FloatDistribution(float(low), float(high), log=log)
+                space.distributions[parameter.name] = FloatDistribution(
+                    float(low), float(high), log=log
+                )
         elif parameter.default is not None:
             space.fixed[parameter.name] = parameter.default
     return space
@@ -180,7 +191,9 @@ def space_from_task(step: Any, task: Any) -> SearchSpace:
             if parameter.type == "integer" or search.integer:
                 space.distributions[variant.name] = IntDistribution(int(low), int(high), log=log)
             else:
-                space.distributions[variant.name] = FloatDistribution(float(low), float(high), log=log)
+                space.distributions[variant.name] = FloatDistribution(
+                    float(low), float(high), log=log
+                )
             continue
         values = [parameter.validate(v) for v in variant.values()]
         if len(values) == 1:
@@ -191,7 +204,11 @@ def space_from_task(step: Any, task: Any) -> SearchSpace:
         else:
             space.distributions[variant.name] = CategoricalDistribution(values)
     for parameter in step.parameters:
-        known = parameter.name in space.distributions or parameter.name in space.fixed or (space.grid and parameter.name in space.grid)
+        known = (
+            parameter.name in space.distributions
+            or parameter.name in space.fixed
+            or (space.grid and parameter.name in space.grid)
+        )
         if not known and parameter.default is not None:
             space.fixed[parameter.name] = parameter.default
     return space
@@ -205,9 +222,13 @@ def resolve_space(
     for name, texts in cli_specs.items():
         parameter = _parameter(step, name)
         if len(texts) > 1 or parameter.multiple not in (None, "none"):
-            value: Any = [parameter.parse_value(t) for t in texts] if parameter.multiple not in (None, "none") else None
+            value: Any = (
+                [parameter.parse_value(t) for t in texts]
+                if parameter.multiple not in (None, "none")
+                else None
+            )
             if value is None:
-                raise SweeperError(f'-p {name} is given {len(texts)} times; give it once')
+                raise SweeperError(f"-p {name} is given {len(texts)} times; give it once")
             result: Any = value
         else:
             result = parse_cli_spec(step, name, texts[0])

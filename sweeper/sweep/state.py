@@ -46,7 +46,9 @@ def study_storage(store: Any, sweep_id: str, storage_url: str | None) -> Any:
 def load_study(store: Any, sweep_id: str, storage_url: str | None = None) -> optuna.Study:
     """Open an existing sweep's study (for status, resume and plots)."""
     try:
-        return optuna.load_study(study_name=sweep_id, storage=study_storage(store, sweep_id, storage_url))
+        return optuna.load_study(
+            study_name=sweep_id, storage=study_storage(store, sweep_id, storage_url)
+        )
     except KeyError:
         raise StoreError(f'unknown sweep "{sweep_id}" in {store.location}') from None
 
@@ -75,7 +77,9 @@ class SweepState:
         self.data: dict[str, Any] = existing or {}
         self.created_at: str = self.data.get("created_at") or datetime.now(timezone.utc).isoformat()
 
-    def create(self, options: dict[str, Any], code_version: str, code_archive: str | None, space_json: str) -> None:
+    def create(
+        self, options: dict[str, Any], code_version: str, code_archive: str | None, space_json: str
+    ) -> None:
         """Record a new sweep before its first trial starts."""
         self.data = {
             "sweep_id": self.sweep_id,

@@ -200,12 +200,12 @@ def test_bayesian_only_keys_and_parameter_sets_warn() -> None:
         "- task:\n"
         "    name: t\n"
         "    step: train\n"
-        "    optimization-target-metric: loss\n"
+        "    engine: optuna\n"
         "    parameter-sets: [{x: 1}]\n"
         "    parameters: [{name: x, style: single, rules: {value: 1}}]\n"
     )
     assert problems(text) == [
-        'valohai.yaml:9: warning: task "t": optimization-target-metric only makes sense for bayesian_tpe tasks',
+        'valohai.yaml:9: warning: task "t": engine only makes sense for bayesian_tpe tasks',
         'valohai.yaml:10: warning: task "t": parameter-sets only make sense with type manual_search',
     ]
 

@@ -70,12 +70,29 @@ def echo_project(make_project):
 
 
 def _run(project: Path, *args: str, runtime: str = "local", timeout: float = 120):
-    return sweep_cli("run", *args, "--runtime", runtime, "--json", "-f", str(project / "valohai.yaml"), timeout=timeout)
+    return sweep_cli(
+        "run",
+        *args,
+        "--runtime",
+        runtime,
+        "--json",
+        "-f",
+        str(project / "valohai.yaml"),
+        timeout=timeout,
+    )
 
 
 @pytest.mark.parametrize("runtime", ["local", pytest.param("docker", marks=pytest.mark.docker)])
 def test_run_records_metrics_inputs_outputs(echo_project: Path, runtime: str) -> None:
-    proc = _run(echo_project, "echo", "-p", "count=3", "-p", "message=x; touch /tmp/sweeper-owned", runtime=runtime)
+    proc = _run(
+        echo_project,
+        "echo",
+        "-p",
+        "count=3",
+        "-p",
+        "message=x; touch /tmp/sweeper-owned",
+        runtime=runtime,
+    )
     assert proc.returncode == 0, proc.stderr
     record = json.loads(proc.stdout)
     assert record["status"] == "complete" and record["exit_code"] == 0
@@ -134,7 +151,9 @@ def test_time_limit_stops_and_says_why(echo_project: Path) -> None:
         (["echo", "--input", "data=ftp://example.com/x"], "ftp"),
     ],
 )
-def test_bad_input_one_message_no_traceback_nothing_left(echo_project: Path, args: list[str], message: str) -> None:
+def test_bad_input_one_message_no_traceback_nothing_left(
+    echo_project: Path, args: list[str], message: str
+) -> None:
     proc = _run(echo_project, *args)
     assert proc.returncode != 0
     assert message in proc.stderr
@@ -146,7 +165,11 @@ def test_bad_input_one_message_no_traceback_nothing_left(echo_project: Path, arg
 
 @pytest.mark.docker
 def test_missing_image_under_pull_never(echo_project: Path) -> None:
-    text = (echo_project / "valohai.yaml").read_text().replace("sweeper-test/python:latest", "sweeper-test/absent:1", 1)
+    text = (
+        (echo_project / "valohai.yaml")
+        .read_text()
+        .replace("sweeper-test/python:latest", "sweeper-test/absent:1", 1)
+    )
     (echo_project / "valohai.yaml").write_text(text)
     proc = _run(echo_project, "echo", "--pull", "never", runtime="docker")
     assert proc.returncode != 0
@@ -181,9 +204,21 @@ def test_reuse_show_logs_outputs_rerun(echo_project: Path, tmp_path: Path) -> No
 
 def test_ctrl_c_stops_cleanly(echo_project: Path) -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "sweeper.cli.main", "run", "slow", "--runtime", "local", "--json",
-         "-f", str(echo_project / "valohai.yaml")],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "sweeper.cli.main",
+            "run",
+            "slow",
+            "--runtime",
+            "local",
+            "--json",
+            "-f",
+            str(echo_project / "valohai.yaml"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     deadline = time.monotonic() + 30
     logs = echo_project / ".sweeper" / "executions"
@@ -199,6 +234,8 @@ def test_ctrl_c_stops_cleanly(echo_project: Path) -> None:
 
 
 def test_dry_run_prints_only_commands(echo_project: Path) -> None:
-    proc = sweep_cli("run", "echo", "--dry-run", "-p", "message=it's", "-f", str(echo_project / "valohai.yaml"))
+    proc = sweep_cli(
+        "run", "echo", "--dry-run", "-p", "message=it's", "-f", str(echo_project / "valohai.yaml")
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == "python3 ./echo.py '--message=it'\"'\"'s' --count=2\n"

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-PROBE_PY = r'''
+PROBE_PY = r"""
 import argparse, glob, json, os, sys, time
 p = argparse.ArgumentParser()
 p.add_argument("--x", type=float)
@@ -30,7 +30,7 @@ with open(os.path.join(outputs, f"model-{a.x}.txt"), "w") as handle:
     handle.write(f"model x={a.x}\n")
 got = sorted(os.path.relpath(f, inputs) for f in glob.glob(os.path.join(inputs, "*", "*")))
 print(json.dumps({"score": a.x, "threshold": a.threshold, "n_inputs": len(got), "best_x": os.environ.get("BEST_X", "")}))
-'''
+"""
 
 PROBE_STEP = """
 - step:
@@ -47,7 +47,9 @@ PROBE_STEP = """
       - {name: model, optional: true}
 """
 
-PIPELINES = PROBE_STEP + """
+PIPELINES = (
+    PROBE_STEP
+    + """
 - task:
     name: sweep-x
     step: probe
@@ -151,6 +153,7 @@ PIPELINES = PROBE_STEP + """
       - [first.output.model*, second.input.model]
       - [second.output.model*, third.input.model]
 """
+)
 
 
 def pipeline_main(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
@@ -166,7 +169,9 @@ def pipeline_main(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[
     return code, captured.out, captured.err
 
 
-def run_json(project: Path, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, dict[str, Any]]:
+def run_json(
+    project: Path, capsys: pytest.CaptureFixture[str], *args: str
+) -> tuple[int, dict[str, Any]]:
     """``sweep pipeline run ARGS --runtime local --json`` in ``project``; (exit code, summary)."""
     code, out, err = pipeline_main(
         ["run", *args, "--runtime", "local", "--json", "-f", str(project / "valohai.yaml")], capsys

@@ -40,7 +40,18 @@ def test_pipeline_in_docker(make_project, capsys) -> None:
 
     project = make_project(YAML, {"check.py": CHECK_PY})
     code, out, err = pipeline_main(
-        ["run", "containers", "--runtime", "docker", "--pull", "never", "--json", "-f", str(project / "valohai.yaml")], capsys
+        [
+            "run",
+            "containers",
+            "--runtime",
+            "docker",
+            "--pull",
+            "never",
+            "--json",
+            "-f",
+            str(project / "valohai.yaml"),
+        ],
+        capsys,
     )
     assert code == 0, err
     summary = json.loads(out)

@@ -9,7 +9,13 @@ from typing import Any
 import pytest
 
 from sweeper.config import Edge, parse_config
-from sweeper.pipeline.graph import NodeOutcome, PipelineError, PipelineGraph, merge_inputs, resolve_edges
+from sweeper.pipeline.graph import (
+    NodeOutcome,
+    PipelineError,
+    PipelineGraph,
+    merge_inputs,
+    resolve_edges,
+)
 from sweeper.pipeline.tasks import best_record, task_variants
 from tests.pipeline.support import PIPELINES, PROBE_STEP
 
@@ -26,7 +32,17 @@ def with_edges(name: str, *edges: tuple[str, str]) -> Any:
     parsed = []
     for line, (source, target) in enumerate(edges, start=100):
         s, t = source.split(".", 2), target.split(".", 2)
-        parsed.append(Edge(source_node=s[0], source_type=s[1], source_key=s[2], target_node=t[0], target_type=t[1], target_key=t[2], line=line))
+        parsed.append(
+            Edge(
+                source_node=s[0],
+                source_type=s[1],
+                source_key=s[2],
+                target_node=t[0],
+                target_type=t[1],
+                target_key=t[2],
+                line=line,
+            )
+        )
     changed = dataclasses.replace(pipeline, edges=tuple(parsed))
     return SimpleNamespace(steps=CONFIG.steps, tasks=CONFIG.tasks, pipelines={name: changed})
 
@@ -39,7 +55,11 @@ def test_order_and_structure() -> None:
 
 
 def test_cycle_names_nodes_and_edges() -> None:
-    config = with_edges("slow-chain", ("first.output.m*", "second.input.model"), ("second.output.m*", "first.input.model"))
+    config = with_edges(
+        "slow-chain",
+        ("first.output.m*", "second.input.model"),
+        ("second.output.m*", "first.input.model"),
+    )
     with pytest.raises(PipelineError) as info:
         PipelineGraph.build(config, "slow-chain")
     message = str(info.value)
@@ -51,10 +71,19 @@ def test_cycle_names_nodes_and_edges() -> None:
     ("edge", "expected"),
     [
         (("first.output.m*", "ghost.input.model"), 'target node "ghost" does not exist'),
-        (("first.output.m*", "second.input.nope"), 'node "second" (step "probe") has no input "nope"; known inputs: model'),
-        (("first.metadata.acc", "second.parameter.nope"), 'node "second" (step "probe") has no parameter "nope"'),
+        (
+            ("first.output.m*", "second.input.nope"),
+            'node "second" (step "probe") has no input "nope"; known inputs: model',
+        ),
+        (
+            ("first.metadata.acc", "second.parameter.nope"),
+            'node "second" (step "probe") has no parameter "nope"',
+        ),
         (("first.output.m*", "second.parameter.x"), "a output cannot feed a parameter"),
-        (("first.parameter.nope", "second.parameter.x"), 'node "first" (step "probe") has no parameter "nope"'),
+        (
+            ("first.parameter.nope", "second.parameter.x"),
+            'node "first" (step "probe") has no parameter "nope"',
+        ),
     ],
 )
 def test_bad_edges_name_node_and_edge(edge: tuple[str, str], expected: str) -> None:
@@ -67,7 +96,9 @@ def test_bad_edges_name_node_and_edge(edge: tuple[str, str], expected: str) -> N
 
 
 def test_require_approval_is_refused() -> None:
-    text = PROBE_STEP + """
+    text = (
+        PROBE_STEP
+        + """
 - pipeline:
     name: approve
     nodes:
@@ -78,12 +109,17 @@ def test_require_approval_is_refused() -> None:
           - {when: node-complete, then: require-approval}
     edges: []
 """
-    with pytest.raises(PipelineError, match=r'node "a": the action then: require-approval is not supported'):
+    )
+    with pytest.raises(
+        PipelineError, match=r'node "a": the action then: require-approval is not supported'
+    ):
         PipelineGraph.build(parse_config(text), "approve")
 
 
 def test_unknown_pipeline_and_parameter_names() -> None:
-    with pytest.raises(PipelineError, match=r'unknown pipeline "nope"; known pipelines: task-pipeline'):
+    with pytest.raises(
+        PipelineError, match=r'unknown pipeline "nope"; known pipelines: task-pipeline'
+    ):
         PipelineGraph.build(CONFIG, "nope")
     with pytest.raises(PipelineError, match=r'no pipeline parameter "levle"'):
         graph("gate").parameter_values({"levle": ["1"]})
@@ -101,20 +137,25 @@ def test_parameter_precedence() -> None:
 
 
 def test_required_input_without_source_is_refused() -> None:
-    text = PROBE_STEP.replace("{name: model, optional: true}", "{name: model}") + """
+    text = (
+        PROBE_STEP.replace("{name: model, optional: true}", "{name: model}")
+        + """
 - pipeline:
     name: p
     nodes:
       - {name: a, type: execution, step: probe}
     edges: []
 """
+    )
     g = PipelineGraph.build(parse_config(text), "p")
     with pytest.raises(PipelineError, match=r'node "a": input "model" of step "probe" is required'):
         g.check_required_inputs({"a": {}})
     g.check_required_inputs({"a": {"model": ["x.txt"]}})
 
 
-def rec(execution_id: str, score: float, outputs: list[str], status: str = "complete") -> dict[str, Any]:
+def rec(
+    execution_id: str, score: float, outputs: list[str], status: str = "complete"
+) -> dict[str, Any]:
     return {
         "id": execution_id,
         "status": status,
@@ -126,7 +167,11 @@ def rec(execution_id: str, score: float, outputs: list[str], status: str = "comp
 
 def test_edges_from_a_task_carry_the_best_or_all() -> None:
     g = graph("task-pipeline")
-    records = [rec("e1", 0.2, ["model-0.2.txt"]), rec("e2", 0.9, ["model-0.9.txt", "other.txt"]), rec("e3", 0.5, ["model-0.5.txt"])]
+    records = [
+        rec("e1", 0.2, ["model-0.2.txt"]),
+        rec("e2", 0.9, ["model-0.9.txt", "other.txt"]),
+        rec("e3", 0.5, ["model-0.5.txt"]),
+    ]
     best = best_record(g.plans["tune"], records)
     assert best is not None and best["id"] == "e2"
     outcome = NodeOutcome(records, best)
@@ -135,9 +180,17 @@ def test_edges_from_a_task_carry_the_best_or_all() -> None:
     assert consume.parameters == {"threshold": 0.9}
     assert consume.environment == {"BEST_X": "0.9"}
     gather = resolve_edges(g, "gather", {"tune": outcome})
-    assert gather.inputs["model"] == [f"execution://{i}/outputs/model-{x}.txt" for i, x in (("e1", 0.2), ("e2", 0.9), ("e3", 0.5))]
-    assert merge_inputs(g.plans["gather"], {"model": ["seed.txt"]}, gather.inputs)["model"][0] == "seed.txt"
-    assert merge_inputs(g.plans["consume"], {"model": ["seed.txt"]}, consume.inputs)["model"] == consume.inputs["model"]
+    assert gather.inputs["model"] == [
+        f"execution://{i}/outputs/model-{x}.txt" for i, x in (("e1", 0.2), ("e2", 0.9), ("e3", 0.5))
+    ]
+    assert (
+        merge_inputs(g.plans["gather"], {"model": ["seed.txt"]}, gather.inputs)["model"][0]
+        == "seed.txt"
+    )
+    assert (
+        merge_inputs(g.plans["consume"], {"model": ["seed.txt"]}, consume.inputs)["model"]
+        == consume.inputs["model"]
+    )
 
 
 def test_missing_metadata_and_output_name_the_edge() -> None:
@@ -147,7 +200,10 @@ def test_missing_metadata_and_output_name_the_edge() -> None:
     assert 'node "b": edge [a.metadata.nope, b.parameter.threshold]' in str(info.value)
     assert 'never printed the metadata key "nope" (it printed: score)' in str(info.value)
     g = graph("slow-chain")
-    with pytest.raises(PipelineError, match=r'execution e1 of node "first" has no output matching "model\*" \(its outputs: log.txt\)'):
+    with pytest.raises(
+        PipelineError,
+        match=r'execution e1 of node "first" has no output matching "model\*" \(its outputs: log.txt\)',
+    ):
         resolve_edges(g, "second", {"first": NodeOutcome([rec("e1", 0.1, ["log.txt"])])})
 
 
@@ -158,3 +214,15 @@ def test_task_variants_grid_with_pipeline_axes() -> None:
     assert task_variants(plan, {"x": 0.3}) == [{"x": 0.3}]
     both = task_variants(plan, {"sleep": [0.0, 1.0]})
     assert len(both) == 6 and {"x": 0.9, "sleep": 1.0} in both
+
+
+def test_input_to_input_edge_passes_the_files_the_source_got() -> None:
+    config = with_edges("slow-chain", ("first.input.model", "second.input.model"))
+    g = PipelineGraph.build(config, "slow-chain")
+    source = rec("e1", 0.1, [])
+    source["inputs"] = [
+        {"name": "model", "uri": "execution://e0/outputs/m.txt", "sha256": "1" * 64},
+        {"name": "other", "uri": "data/x.csv", "sha256": "2" * 64},
+    ]
+    values = resolve_edges(g, "second", {"first": NodeOutcome([source])})
+    assert values.inputs == {"model": ["execution://e0/outputs/m.txt"]}

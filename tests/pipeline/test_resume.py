@@ -55,12 +55,30 @@ def test_resume_after_kill_9_of_the_driver(make_project, capsys) -> None:
     # (they belong to its job) while the cluster lives on, as on a real cluster.
     address = ray.get_runtime_context().gcs_address
     driver = subprocess.Popen(
-        [sys.executable, "-m", "sweeper.cli.commands_pipeline", "run", "slow-chain", "--runtime", "local",
-         "--address", address, "-f", str(project / "valohai.yaml")],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        [
+            sys.executable,
+            "-m",
+            "sweeper.cli.commands_pipeline",
+            "run",
+            "slow-chain",
+            "--runtime",
+            "local",
+            "--address",
+            address,
+            "-f",
+            str(project / "valohai.yaml"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
     )
     try:
-        wait_for(lambda: second_is_running(project) or driver.poll() is not None, 90, "node second to start")
+        wait_for(
+            lambda: second_is_running(project) or driver.poll() is not None,
+            90,
+            "node second to start",
+        )
         assert driver.poll() is None, driver.stderr.read() if driver.stderr else ""
         os.kill(driver.pid, signal.SIGKILL)
         driver.wait(timeout=30)
@@ -74,7 +92,9 @@ def test_resume_after_kill_9_of_the_driver(make_project, capsys) -> None:
     first_id = before["nodes"]["first"]["children"][0]["execution_id"]
     killed_id = before["nodes"]["second"]["children"][0]["execution_id"]
 
-    code, out, err = pipeline_main(["resume", run_id, "--json", "-f", str(project / "valohai.yaml")], capsys)
+    code, out, err = pipeline_main(
+        ["resume", run_id, "--json", "-f", str(project / "valohai.yaml")], capsys
+    )
     assert code == 0, err
     summary = json.loads(out)
     assert summary["status"] == "complete"
@@ -86,7 +106,11 @@ def test_resume_after_kill_9_of_the_driver(make_project, capsys) -> None:
     third = record(project, summary["nodes"]["third"]["execution_id"])
     assert third["inputs"][0]["producer_execution_id"] == second[1]["id"]
 
+    assert record(project, killed_id)["status"] == "crashed"  # its actor died with the driver
+
     # Resuming a complete run runs nothing.
-    code, out, _ = pipeline_main(["resume", run_id, "--json", "-f", str(project / "valohai.yaml")], capsys)
+    code, out, _ = pipeline_main(
+        ["resume", run_id, "--json", "-f", str(project / "valohai.yaml")], capsys
+    )
     assert code == 0 and json.loads(out)["nodes"] == summary["nodes"]
     assert len(node_records(project, run_id, "second")) == 2

@@ -10,7 +10,14 @@ from pathlib import Path
 import pytest
 
 from sweeper.store import Store
-from tests.pipeline.support import PIPELINES, PROBE_PY, node_records, pipeline_main, record, run_json
+from tests.pipeline.support import (
+    PIPELINES,
+    PROBE_PY,
+    node_records,
+    pipeline_main,
+    record,
+    run_json,
+)
 
 pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("local_ray")]
 
@@ -35,32 +42,47 @@ def test_example_pipeline_files_flow(example_project: Path, capsys) -> None:
     run_id = summary["pipeline_run_id"]
     nodes = summary["nodes"]
     assert set(nodes) == {"preprocess", "train", "evaluate"}
-    pre, train, evaluate = (record(example_project, nodes[n]["execution_id"]) for n in ("preprocess", "train", "evaluate"))
+    pre, train, evaluate = (
+        record(example_project, nodes[n]["execution_id"])
+        for n in ("preprocess", "train", "evaluate")
+    )
     for name, rec in (("preprocess", pre), ("train", train), ("evaluate", evaluate)):
         assert rec["status"] == "complete"
         assert (rec["pipeline_run_id"], rec["node"]) == (run_id, name)
     (npz,) = [o for o in pre["outputs"] if o["path"] == "preprocessed.npz"]
     (model,) = [o for o in train["outputs"] if o["path"] == "model.npz"]
     inputs = {i["name"]: i for i in evaluate["inputs"]}
-    assert inputs["model"]["sha256"] == model["sha256"] == blob_sha(example_project, model["sha256"])
+    assert (
+        inputs["model"]["sha256"] == model["sha256"] == blob_sha(example_project, model["sha256"])
+    )
     assert inputs["model"]["producer_execution_id"] == train["id"]
-    assert inputs["test_data"]["sha256"] == npz["sha256"] == blob_sha(example_project, npz["sha256"])
+    assert (
+        inputs["test_data"]["sha256"] == npz["sha256"] == blob_sha(example_project, npz["sha256"])
+    )
     assert inputs["test_data"]["producer_execution_id"] == pre["id"]
     (dataset,) = train["inputs"]
     assert (dataset["sha256"], dataset["producer_execution_id"]) == (npz["sha256"], pre["id"])
     assert evaluate["metrics"]["test_rows"] == pre["metrics"]["test_rows"]
 
     # The durable record and the dataset row, and show/ls agree with run.
-    saved = json.loads((example_project / ".sweeper" / "pipelines" / run_id / "run.json").read_text())
+    saved = json.loads(
+        (example_project / ".sweeper" / "pipelines" / run_id / "run.json").read_text()
+    )
     assert saved["status"] == "complete" and saved["pipeline"] == "train-pipeline"
     store = Store.open(str(example_project / ".sweeper"))
-    rows = [r for r in store.read_dataset("pipeline_runs").to_pylist() if r["pipeline_run_id"] == run_id]
+    rows = [
+        r for r in store.read_dataset("pipeline_runs").to_pylist() if r["pipeline_run_id"] == run_id
+    ]
     latest = max(rows, key=lambda r: r["updated_at"])
     assert latest["status"] == "complete"
     assert json.loads(latest["nodes"])["evaluate"]["execution_id"] == evaluate["id"]
-    code, out, _ = pipeline_main(["show", run_id, "--json", "-f", str(example_project / "valohai.yaml")], capsys)
+    code, out, _ = pipeline_main(
+        ["show", run_id, "--json", "-f", str(example_project / "valohai.yaml")], capsys
+    )
     assert code == 0 and json.loads(out)["nodes"] == nodes
-    code, out, _ = pipeline_main(["ls", "--json", "-f", str(example_project / "valohai.yaml")], capsys)
+    code, out, _ = pipeline_main(
+        ["ls", "--json", "-f", str(example_project / "valohai.yaml")], capsys
+    )
     assert [r["pipeline_run_id"] for r in json.loads(out)] == [run_id]
 
 
@@ -69,7 +91,9 @@ def test_task_node_feeds_its_best_model(probe: Path, capsys) -> None:
     assert code == 0, summary
     tune = summary["nodes"]["tune"]
     assert len(tune["execution_ids"]) == 3
-    children = {record(probe, i)["parameters"]["x"]: record(probe, i) for i in tune["execution_ids"]}
+    children = {
+        record(probe, i)["parameters"]["x"]: record(probe, i) for i in tune["execution_ids"]
+    }
     assert sorted(children) == [0.2, 0.5, 0.9]
     best = children[0.9]
     assert tune["best_execution_id"] == tune["execution_id"] == best["id"]
@@ -81,7 +105,9 @@ def test_task_node_feeds_its_best_model(probe: Path, capsys) -> None:
     assert consume["parameters"]["threshold"] == 0.9  # metadata -> parameter
     assert consume["metrics"]["best_x"] == "0.9"  # parameter -> environment variable
     gather = record(probe, summary["nodes"]["gather"]["execution_id"])  # edge-merge-mode: append
-    assert sorted(i["producer_execution_id"] for i in gather["inputs"]) == sorted(tune["execution_ids"])
+    assert sorted(i["producer_execution_id"] for i in gather["inputs"]) == sorted(
+        tune["execution_ids"]
+    )
     assert gather["metrics"]["n_inputs"] == 3
 
 
@@ -129,19 +155,29 @@ def test_on_error_retry(probe: Path, tmp_path: Path, capsys) -> None:
 def test_metadata_condition_stops_the_pipeline(probe: Path, capsys) -> None:
     code, summary = run_json(probe, capsys, "gate", "-p", "level=0.2")
     assert code == 1 and summary["status"] == "stopped"
-    assert {n: v["status"] for n, v in summary["nodes"].items()} == {"measure": "complete", "next": "skipped"}
+    assert {n: v["status"] for n, v in summary["nodes"].items()} == {
+        "measure": "complete",
+        "next": "skipped",
+    }
     assert "metadata.score < 0.5" in summary["error"]
     code, summary = run_json(probe, capsys, "gate")  # level defaults to 0.8: the condition is false
     assert code == 0 and summary["status"] == "complete"
     assert record(probe, summary["nodes"]["measure"]["execution_id"])["parameters"]["x"] == 0.8
-    code, summary = run_json(probe, capsys, "gate", "-p", "measure.x=7")  # node-starting: error-pipeline
+    # node-starting, parameter.x > 5: error-pipeline before anything runs
+    code, summary = run_json(probe, capsys, "gate", "-p", "measure.x=7")
     assert code == 1 and summary["status"] == "error"
-    assert summary["nodes"]["measure"] == {**summary["nodes"]["measure"], "status": "stopped", "execution_id": None}
+    assert summary["nodes"]["measure"] == {
+        **summary["nodes"]["measure"],
+        "status": "stopped",
+        "execution_id": None,
+    }
     assert node_records(probe, summary["pipeline_run_id"], "measure") == []
 
 
 def test_metadata_edge_without_the_key_is_one_clear_error(probe: Path, capsys) -> None:
-    code, out, err = pipeline_main(["run", "bad-metadata", "--runtime", "local", "-f", str(probe / "valohai.yaml")], capsys)
+    code, out, err = pipeline_main(
+        ["run", "bad-metadata", "--runtime", "local", "-f", str(probe / "valohai.yaml")], capsys
+    )
     assert code == 2
     assert "Traceback" not in err
     (line,) = [e for e in err.splitlines() if e.startswith("sweep: error:")]
@@ -149,7 +185,9 @@ def test_metadata_edge_without_the_key_is_one_clear_error(probe: Path, capsys) -
     assert 'never printed the metadata key "nope"' in line
     store = Store.open(str(probe / ".sweeper"))
     (run,) = [r for r in store.read_dataset("pipeline_runs").to_pylist()][-1:]
-    saved = json.loads((probe / ".sweeper" / "pipelines" / run["pipeline_run_id"] / "run.json").read_text())
+    saved = json.loads(
+        (probe / ".sweeper" / "pipelines" / run["pipeline_run_id"] / "run.json").read_text()
+    )
     assert saved["status"] == "error" and saved["nodes"]["b"]["status"] == "error"
 
 
@@ -168,13 +206,21 @@ def test_reuse_skips_unchanged_nodes(example_project: Path, capsys) -> None:
     assert code == 0
     for name, node in second["nodes"].items():
         assert node["reused_from"] == first["nodes"][name]["execution_id"], name
-    code, third = run_json(example_project, capsys, "train-pipeline", "--reuse", "-p", "train.epochs=6")
+    code, third = run_json(
+        example_project, capsys, "train-pipeline", "--reuse", "-p", "train.epochs=6"
+    )
     assert code == 0
     reused = {n: v["reused_from"] for n, v in third["nodes"].items()}
     # The latest complete execution with that spec: the first run's, or the second's reuse of it.
-    assert reused["preprocess"] in (first["nodes"]["preprocess"]["execution_id"], second["nodes"]["preprocess"]["execution_id"])
+    assert reused["preprocess"] in (
+        first["nodes"]["preprocess"]["execution_id"],
+        second["nodes"]["preprocess"]["execution_id"],
+    )
     assert reused["train"] is None and reused["evaluate"] is None
-    assert record(example_project, third["nodes"]["train"]["execution_id"])["parameters"]["epochs"] == 6
+    assert (
+        record(example_project, third["nodes"]["train"]["execution_id"])["parameters"]["epochs"]
+        == 6
+    )
 
 
 def test_reuse_executions_in_the_yaml(probe: Path, capsys) -> None:

@@ -74,8 +74,12 @@ def make_runner(project: Path, **options: Any) -> SweepRunner:
     store = proj.open_store(create=True)
     version, archive = proj.snapshot_code(store)
     return SweepRunner(
-        config=proj.config, store=store, project_dir=proj.directory,
-        options=SweepOptions(**options), code_version=version, code_archive=archive,
+        config=proj.config,
+        store=store,
+        project_dir=proj.directory,
+        options=SweepOptions(**options),
+        code_version=version,
+        code_archive=archive,
     )
 
 
@@ -86,8 +90,22 @@ def executions(project: Path, sweep_id: str) -> list[dict[str, Any]]:
 
 def test_cli_sweep_of_bundled_example(example_project: Path) -> None:
     proc = sweep_cli(
-        "train-model", "--trials", "6", "--parallel", "2", "--metric", "loss", "--runtime", "local",
-        "--seed", "3", "-p", "epochs=5", "--json", cwd=example_project, timeout=300,
+        "train-model",
+        "--trials",
+        "6",
+        "--parallel",
+        "2",
+        "--metric",
+        "loss",
+        "--runtime",
+        "local",
+        "--seed",
+        "3",
+        "-p",
+        "epochs=5",
+        "--json",
+        cwd=example_project,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
     summary = json.loads(proc.stdout)
@@ -104,8 +122,16 @@ def test_cli_sweep_of_bundled_example(example_project: Path) -> None:
 
 
 def test_failures_are_recorded_and_the_sweep_goes_on(probe_project: Path, local_ray: None) -> None:
-    runner = make_runner(probe_project, step="probe", trials=6, parallel=2, metrics=["loss"], sampler="grid",
-                         specs={"x": ["0.1,0.2,0.95,0.4,0.99,0.6"]}, runtime="local")
+    runner = make_runner(
+        probe_project,
+        step="probe",
+        trials=6,
+        parallel=2,
+        metrics=["loss"],
+        sampler="grid",
+        specs={"x": ["0.1,0.2,0.95,0.4,0.99,0.6"]},
+        runtime="local",
+    )
     summary = runner.run()
     assert summary["trials"]["complete"] == 4 and summary["trials"]["error"] == 2
     rows = executions(probe_project, summary["sweep_id"])
@@ -114,8 +140,12 @@ def test_failures_are_recorded_and_the_sweep_goes_on(probe_project: Path, local_
     assert all(r["exit_code"] == 4 for r in failed)
 
 
-def test_missing_metric_fails_the_trial_with_that_reason(probe_project: Path, local_ray: None) -> None:
-    runner = make_runner(probe_project, step="probe", trials=2, parallel=2, metrics=["accuracy"], runtime="local")
+def test_missing_metric_fails_the_trial_with_that_reason(
+    probe_project: Path, local_ray: None
+) -> None:
+    runner = make_runner(
+        probe_project, step="probe", trials=2, parallel=2, metrics=["accuracy"], runtime="local"
+    )
     summary = runner.run()
     assert summary["trials"]["error"] == 2 and summary["best"] is None
     study = runner._study()
@@ -123,7 +153,9 @@ def test_missing_metric_fails_the_trial_with_that_reason(probe_project: Path, lo
 
 
 def test_stop_condition_ends_the_sweep_early(probe_project: Path, local_ray: None) -> None:
-    runner = make_runner(probe_project, step="probe", task="until-good", parallel=1, runtime="local", seed=0)
+    runner = make_runner(
+        probe_project, step="probe", task="until-good", parallel=1, runtime="local", seed=0
+    )
     summary = runner.run()
     done = summary["trials"]["complete"] + summary["trials"]["error"]
     assert done < 30
@@ -131,11 +163,22 @@ def test_stop_condition_ends_the_sweep_early(probe_project: Path, local_ray: Non
     assert max(r["metric.score"] for r in rows if r["status"] == "complete") > 0.5
 
 
-def test_seeded_sequential_sweeps_replay_the_same_suggestions(probe_project: Path, local_ray: None) -> None:
+def test_seeded_sequential_sweeps_replay_the_same_suggestions(
+    probe_project: Path, local_ray: None
+) -> None:
     params = []
     for _ in range(2):
-        runner = make_runner(probe_project, step="probe", trials=5, parallel=1, metrics=["loss"], seed=11,
-                             sampler="tpe", runtime="local", specs={"x": ["0..0.9"]})
+        runner = make_runner(
+            probe_project,
+            step="probe",
+            trials=5,
+            parallel=1,
+            metrics=["loss"],
+            seed=11,
+            sampler="tpe",
+            runtime="local",
+            specs={"x": ["0..0.9"]},
+        )
         summary = runner.run()
         params.append([t.params["x"] for t in runner._study().trials])
         assert summary["trials"]["complete"] == 5
@@ -144,8 +187,17 @@ def test_seeded_sequential_sweeps_replay_the_same_suggestions(probe_project: Pat
 
 def test_tpe_beats_random_on_the_bundled_example(example_project: Path, local_ray: None) -> None:
     def best(sampler: str, seed: int) -> float:
-        runner = make_runner(example_project, step="train-model", trials=30, parallel=2, metrics=["loss"],
-                             sampler=sampler, seed=seed, runtime="local", specs={"epochs": ["10"]})
+        runner = make_runner(
+            example_project,
+            step="train-model",
+            trials=30,
+            parallel=2,
+            metrics=["loss"],
+            sampler=sampler,
+            seed=seed,
+            runtime="local",
+            specs={"epochs": ["10"]},
+        )
         return float(runner.run()["best"]["value"])
 
     seeds = [1, 2, 3]
@@ -156,29 +208,67 @@ def test_tpe_beats_random_on_the_bundled_example(example_project: Path, local_ra
 
 @pytest.mark.docker
 def test_pruning_kills_running_containers(probe_project: Path, local_ray: None) -> None:
-    runner = make_runner(probe_project, step="probe", trials=8, parallel=2, metrics=["loss"], sampler="grid",
-                         pruner="median", runtime="docker",
-                         specs={"x": ["0.3,0.31,0.29,0.32,0.85,0.8,0.75,0.7"], "epochs": ["12"], "sleep": ["0.4"]})
+    runner = make_runner(
+        probe_project,
+        step="probe",
+        trials=8,
+        parallel=2,
+        metrics=["loss"],
+        sampler="grid",
+        pruner="median",
+        runtime="docker",
+        specs={"x": ["0.3,0.31,0.29,0.32,0.85,0.8,0.75,0.7"], "epochs": ["12"], "sleep": ["0.4"]},
+    )
     summary = runner.run()
     assert summary["trials"]["pruned"] >= 1
     rows = executions(probe_project, summary["sweep_id"])
     pruned = [r for r in rows if r["status"] == "pruned"]
     assert pruned and all(r["param.x"] >= 0.7 for r in pruned)
     assert all(r["duration_s"] < 12 * 0.4 for r in pruned)
-    leftover = subprocess.run(["docker", "ps", "-aq", "--filter", "label=sweeper.execution_id"],
-                              capture_output=True, text=True, check=True).stdout.split()
+    leftover = subprocess.run(
+        ["docker", "ps", "-aq", "--filter", "label=sweeper.execution_id"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
     assert leftover == []
 
 
 def test_kill_9_then_resume_finishes_exactly_n(probe_project: Path) -> None:
-    args = [sys.executable, "-m", "sweeper.cli.main", "probe", "--trials", "8", "--parallel", "2",
-            "--metric", "loss", "--runtime", "local", "--seed", "5", "-p", "sleep=0.5", "-p", "x=0..0.8",
-            "--json", "-f", str(probe_project / "valohai.yaml")]
-    driver = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    args = [
+        sys.executable,
+        "-m",
+        "sweeper.cli.main",
+        "probe",
+        "--trials",
+        "8",
+        "--parallel",
+        "2",
+        "--metric",
+        "loss",
+        "--runtime",
+        "local",
+        "--seed",
+        "5",
+        "-p",
+        "sleep=0.5",
+        "-p",
+        "x=0..0.8",
+        "--json",
+        "-f",
+        str(probe_project / "valohai.yaml"),
+    ]
+    driver = subprocess.Popen(
+        args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
+    )
     store_dir = probe_project / ".sweeper"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
-        done = list((store_dir / "datasets" / "executions").glob("*.parquet")) if store_dir.exists() else []
+        done = (
+            list((store_dir / "datasets" / "executions").glob("*.parquet"))
+            if store_dir.exists()
+            else []
+        )
         if len(done) >= 3:
             break
         time.sleep(0.1)

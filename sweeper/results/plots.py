@@ -1,0 +1,100 @@
+"""PNG plots of a sweep: optimization history, parameter importances, parallel coordinates
+and the metric curves of the best trials (matplotlib, via Optuna's own plot functions)."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+from sweeper.errors import SweeperError
+
+
+def _save(axes_or_figure: Any, path: Path) -> Path:
+    figure = (
+        axes_or_figure.get_figure() if hasattr(axes_or_figure, "get_figure") else axes_or_figure
+    )
+    if hasattr(axes_or_figure, "flat"):
+        figure = axes_or_figure.flat[0].get_figure()
+    figure.set_size_inches(10, 6)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    import matplotlib.pyplot as plt
+
+    plt.close(figure)
+    return path
+
+
+def plot_sweep(
+    store: Any, results: Any, sweep_id: str, out_dir: Path, *, top: int = 5
+) -> list[Path]:
+    """Write the sweep's plots into ``out_dir``; return the files written."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from optuna.trial import TrialState
+    from optuna.visualization import matplotlib as optuna_plots
+
+    from sweeper.sweep.state import load_study
+
+    saved = store.read_json(f"sweeps/{sweep_id}/sweep.json")
+    if not saved:
+        raise SweeperError(f'unknown sweep "{sweep_id}" in the store {store.location}')
+    options = saved["options"]
+    metrics = list(options.get("metrics") or [])
+    study = load_study(store, sweep_id, options.get("storage"))
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if not complete:
+        raise SweeperError(f"sweep {sweep_id} has no complete trial to plot yet")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    target: dict[str, Any] = {}
+    if len(metrics) > 1:
+        target = {"target": lambda t: t.values[0], "target_name": metrics[0]}
+    elif metrics:
+        target = {"target_name": metrics[0]}
+    written = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        written.append(
+            _save(optuna_plots.plot_optimization_history(study, **target), out_dir / "history.png")
+        )
+        varied = {
+            k
+            for t in complete
+            for k in t.distributions
+            if len({str(x.params.get(k)) for x in complete}) > 1
+        }
+        if len(complete) >= 2 and varied:
+            written.append(
+                _save(
+                    optuna_plots.plot_param_importances(study, **target),
+                    out_dir / "importances.png",
+                )
+            )
+            written.append(
+                _save(
+                    optuna_plots.plot_parallel_coordinate(study, **target),
+                    out_dir / "parallel_coordinate.png",
+                )
+            )
+            written.append(_save(optuna_plots.plot_slice(study, **target), out_dir / "slice.png"))
+    if metrics:
+        best = results.best(sweep_id, k=top)
+        events = results.metrics()
+        figure, axes = plt.subplots()
+        for _, row in best.iterrows():
+            curve = events[
+                (events["execution_id"] == row["execution_id"]) & (events["key"] == metrics[0])
+            ]
+            if curve.empty:
+                continue
+            label = f"#{int(row['counter'])} trial {int(row['trial_number'])}: {row[f'metric.{metrics[0]}']:.4g}"
+            axes.plot(range(1, len(curve) + 1), curve["value"].to_numpy(), marker="o", label=label)
+        axes.set_xlabel("report (JSON line) number")
+        axes.set_ylabel(metrics[0])
+        axes.set_title(f"{metrics[0]} during the {len(best)} best trials of sweep {sweep_id}")
+        axes.legend()
+        axes.grid(alpha=0.3)
+        written.append(_save(figure, out_dir / "top_trials.png"))
+    return written

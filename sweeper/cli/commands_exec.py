@@ -132,7 +132,7 @@ def execute_spec(
         stream.flush()
 
     def on_record(record: dict[str, Any]) -> None:
-        if record["status"] == "queued":
+        if record["status"] == "started":
             click.echo(
                 f"sweep: execution #{record['counter']} {record['id']} ({spec.step})", err=True
             )

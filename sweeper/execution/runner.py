@@ -258,7 +258,6 @@ class Executor:
                 if previous is not None:
                     return self._reuse(record, previous, on_record)
             record["status"] = "queued"
-            self._save(record, on_record)
             self._write_config(spec, workdir, files, record)
             return self._run(spec, record, workdir, stop, on_metrics, echo, on_record)
         finally:

@@ -169,6 +169,8 @@ class SweepRunner:
         self.state = SweepState(store, self.sweep_id)
         self.stop_condition = task.stop_condition if task is not None else None
         self._interrupted = False
+        self._counts: dict[str, int] = {}
+        self._best: Any = None
 
     # -- study -------------------------------------------------------------------------
 
@@ -257,6 +259,9 @@ class SweepRunner:
         if on_start is not None:
             on_start(cluster)
         self._recover(study)
+        # Counted here rather than re-read from the study on every loop (O(trials) each time).
+        self._counts = {k: v for k, v in outcome_counts(study).items() if k != "running"}
+        self._best = self._best_value(study)
         pool = ActorPool(self.store.location, options.runtime, fresh_actors=options.fresh_actors)
         in_flight: dict[Any, TrialHandle] = {}
         retries: dict[int, int] = {}
@@ -265,7 +270,7 @@ class SweepRunner:
         status = "complete"
         try:
             while True:
-                counts = outcome_counts(study)
+                counts = self._counts
                 done = sum(counts.get(k, 0) for k in COUNTED_OUTCOMES)
                 failures = counts.get("error", 0)
                 if options.max_failures is not None and failures > options.max_failures:
@@ -284,7 +289,7 @@ class SweepRunner:
                             self.sweep_id,
                             options.trials,
                             {**counts, "running": len(in_flight)},
-                            self._best_value(study),
+                            self._best,
                             started,
                         )
                     )
@@ -334,14 +339,12 @@ class SweepRunner:
             distributions[name] = CategoricalDistribution(values)
         trial = study.ask(distributions)
         params = {**self.space.fixed, **trial.params}
-        retry_of = trial.user_attrs.get("retry_of")
         attempt = int(trial.user_attrs.get("attempt", 1))
         spec = self._spec(params)
         execution_id = new_execution_id()
+        # attempt and retry_of were set when the retry was enqueued; the execution id is what
+        # resume needs to find this trial's record.
         trial.set_user_attr("execution_id", execution_id)
-        trial.set_user_attr("attempt", attempt)
-        if retry_of is not None:
-            trial.set_user_attr("retry_of", retry_of)
         context = ExecutionContext(
             sweep_id=self.sweep_id, trial_number=trial.number, attempt=attempt
         )
@@ -459,7 +462,17 @@ class SweepRunner:
         reason: str | None = None,
     ) -> None:
         trial.set_user_attr("outcome", outcome)
-        trial.set_user_attr("execution_id", record.get("id"))
+        self._counts[outcome] = self._counts.get(outcome, 0) + 1
+        if values is not None and len(values) == 1:
+            better = self._best is None or (
+                values[0] < self._best
+                if self.options.directions[0] == "minimize"
+                else values[0] > self._best
+            )
+            if better:
+                self._best = values[0]
+        elif values is not None:
+            self._best = self._counts.get("complete", 0)
         if reason or record.get("error"):
             trial.set_user_attr("reason", str(reason or record.get("error"))[:500])
         if state == TrialState.COMPLETE:

@@ -1,0 +1,155 @@
+"""``sweep dashboard``: optuna-dashboard served live on a sweep's own Optuna study.
+
+The dashboard reads the study where the sweep writes it (``sweeps/<id>/optuna.journal`` in
+the store, or the database URL the sweep was started with ``--storage``), so its history,
+parameter importances and parallel coordinates follow a sweep while it runs. It listens on
+127.0.0.1 only. optuna-dashboard is an optional extra: ``pip install 'sweeper[dashboard]'``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+from pathlib import Path
+from socketserver import ThreadingMixIn
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+import click
+
+from sweeper.cli.commands_exec import config_option, store_option
+from sweeper.cli.project import project_from
+from sweeper.errors import SweeperError
+
+#: Where the dashboard listens: this machine only (it can tell trials and delete studies).
+HOST = "127.0.0.1"
+
+INSTALL_HINT = (
+    "sweep dashboard needs optuna-dashboard, an optional extra: pip install 'sweeper[dashboard]'"
+)
+
+
+class _ThreadingServer(ThreadingMixIn, WSGIServer):
+    """A WSGI server that answers the page's parallel API requests in threads."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+class _QuietHandler(WSGIRequestHandler):
+    """No access log line on stderr for each of the page's many polling requests."""
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - base signature
+        pass
+
+
+def latest_sweep_id(store: Any) -> str:
+    """The id of the most recently created sweep in the store."""
+    local = store.local_path
+    candidates: list[tuple[str, str]] = []
+    if local is not None:
+        for path in (Path(local) / "sweeps").glob("*/sweep.json"):
+            try:
+                data = json.loads(path.read_text())
+            except (OSError, ValueError):
+                continue
+            candidates.append((str(data.get("created_at", "")), str(data.get("sweep_id"))))
+    else:
+        from sweeper.results import Results
+
+        sweeps = Results(store).sweeps()
+        candidates = [(str(r.created_at), str(r.sweep_id)) for r in sweeps.itertuples()]
+    if not candidates:
+        raise SweeperError(f"no sweep in the store {store.location}: run one first, or name it")
+    return max(candidates)[1]
+
+
+def sweep_storage(store: Any, sweep_id: str) -> Any:
+    """The sweep's Optuna storage: its database URL (``--storage``) or its journal storage."""
+    from sweeper.sweep.state import study_storage
+
+    saved = store.read_json(f"sweeps/{sweep_id}/sweep.json")
+    if not saved:
+        raise SweeperError(f'unknown sweep "{sweep_id}" in the store {store.location}')
+    options = saved.get("options") or {}
+    return study_storage(store, sweep_id, options.get("storage"))
+
+
+def make_app(storage: Any) -> Any:
+    """The optuna-dashboard WSGI application over an Optuna storage (object or URL)."""
+    try:
+        import optuna_dashboard
+    except ImportError:
+        raise SweeperError(INSTALL_HINT) from None
+    try:
+        return optuna_dashboard.wsgi(storage)
+    except ValueError as exc:  # a storage URL optuna-dashboard cannot open
+        raise SweeperError(f"optuna-dashboard cannot open the storage {storage!r}: {exc}") from None
+
+
+def study_url(storage: Any, sweep_id: str, base: str) -> str:
+    """The dashboard page of the sweep's study; the study list for a database URL (which
+    may hold other studies too) or while the study does not exist yet."""
+    from optuna.storages import BaseStorage
+
+    if isinstance(storage, BaseStorage):
+        try:
+            return f"{base}/dashboard/studies/{storage.get_study_id_from_name(sweep_id)}"
+        except KeyError:
+            pass
+    return f"{base}/dashboard"
+
+
+def serve(app: Any, port: int) -> WSGIServer:
+    """Bind a threaded WSGI server for ``app`` on 127.0.0.1:``port`` (0: any free port)."""
+    try:
+        return make_server(
+            HOST, port, app, server_class=_ThreadingServer, handler_class=_QuietHandler
+        )
+    except OSError as exc:
+        raise SweeperError(
+            f"cannot listen on {HOST}:{port}: {exc.strerror or exc}; pick another --port"
+        ) from None
+
+
+@click.command()
+@click.argument("sweep_id", required=False)
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=8080,
+    show_default=True,
+    help="The port on 127.0.0.1 (0: any free port).",
+)
+@config_option
+@store_option
+def dashboard(sweep_id: str | None, port: int, config_path: str | None, store: str | None) -> None:
+    """Serve optuna-dashboard on a sweep's study, live while it runs (default: the latest sweep).
+
+    Needs the optional extra: pip install 'sweeper[dashboard]'.
+    """
+    opened = project_from(config_path, store).open_store()
+    sweep_id = sweep_id or latest_sweep_id(opened)
+    storage = sweep_storage(opened, sweep_id)
+    app = make_app(storage)
+    server = serve(app, port)
+    base = f"http://{HOST}:{server.server_port}"
+    storage_label = storage if isinstance(storage, str) else "its journal in the store"
+    click.echo(f"sweep {sweep_id}: optuna-dashboard on {storage_label}")
+    click.echo(study_url(storage, sweep_id, base))
+    click.echo("press Ctrl-C to stop", err=True)
+    sys.stdout.flush()
+    thread = threading.Thread(target=server.serve_forever, name="dashboard", daemon=True)
+    thread.start()
+    try:
+        while thread.is_alive():
+            thread.join(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+COMMANDS = [dashboard]

@@ -9,6 +9,9 @@ from typing import Any
 
 from benchmarks.measure import Measurement, run_contender
 
+#: How many times a failed contender run is retried.
+RETRIES = 1
+
 
 @dataclass
 class Settings:
@@ -73,25 +76,28 @@ def alternate(
 ) -> dict[str, list[Measurement]]:
     """Run every contender ``repetitions`` times, alternating the order (ABC, CBA, ABC...).
 
-    Every run gets a fresh folder. Failed runs are noted in the case and left out.
+    Every run gets a fresh folder. A failed run (e.g. Ray timing out at start-up on a loaded
+    machine) is noted in the case, left out, and retried ``RETRIES`` times.
     """
     results: dict[str, list[Measurement]] = {c.label: [] for c in contenders}
     for rep in range(repetitions):
         order = contenders if rep % 2 == 0 else list(reversed(contenders))
         for contender in order:
-            folder = workdir / f"{contender.label}-{rep}"
-            measurement = run_contender(
-                contender.module,
-                [*contender.args, "--workdir", str(folder)],
-                folder,
-                label=contender.label,
-            )
-            case.runs.append({"repetition": rep, **measurement.to_dict()})
-            if measurement.ok:
-                results[contender.label].append(measurement)
-            else:
+            for attempt in range(1 + RETRIES):
+                folder = workdir / f"{contender.label}-{rep}-{attempt}".replace(" ", "_")
+                measurement = run_contender(
+                    contender.module,
+                    [*contender.args, "--workdir", str(folder)],
+                    folder,
+                    label=contender.label.replace(" ", "_"),
+                )
+                case.runs.append({"repetition": rep, "attempt": attempt, **measurement.to_dict()})
+                if measurement.ok:
+                    results[contender.label].append(measurement)
+                    break
                 case.notes.append(
-                    f"{contender.label} failed (repetition {rep}, exit {measurement.returncode}): "
+                    f"{contender.label} failed (repetition {rep}, attempt {attempt}, exit "
+                    f"{measurement.returncode}): "
                     + (measurement.stderr_tail.strip().splitlines() or ["no stderr"])[-1]
                 )
     return results

@@ -18,7 +18,7 @@ FLOOR = "docker run --rm loop (2 threads)"
 def run(settings: Settings) -> CaseResult:
     """Run the containers case."""
     trials = 10 if settings.quick else 50
-    repetitions = 2
+    repetitions = 1 if settings.quick else 2
     case = CaseResult(
         "containers",
         f"2. Containers: {trials} trivial trials in `sweeper-test/python:latest`, parallel 2",

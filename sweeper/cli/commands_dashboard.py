@@ -9,6 +9,7 @@ parameter importances and parallel coordinates follow a sweep while it runs. It 
 from __future__ import annotations
 
 import json
+import re
 import sys
 import threading
 from pathlib import Path
@@ -42,6 +43,20 @@ class _QuietHandler(WSGIRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - base signature
         pass
+
+
+def masked(url: str) -> str:
+    """A storage URL fit to print: its password (``user:PASSWORD@``) replaced by ``***``."""
+    return re.sub(r"(://[^/:@]*:)[^/@]*@", r"\1***@", url)
+
+
+def require_dashboard() -> Any:
+    """The optuna_dashboard module, or a SweeperError that says how to install it."""
+    try:
+        import optuna_dashboard
+    except ImportError:
+        raise SweeperError(INSTALL_HINT) from None
+    return optuna_dashboard
 
 
 def latest_sweep_id(store: Any) -> str:
@@ -78,14 +93,12 @@ def sweep_storage(store: Any, sweep_id: str) -> Any:
 
 def make_app(storage: Any) -> Any:
     """The optuna-dashboard WSGI application over an Optuna storage (object or URL)."""
-    try:
-        import optuna_dashboard
-    except ImportError:
-        raise SweeperError(INSTALL_HINT) from None
+    optuna_dashboard = require_dashboard()
     try:
         return optuna_dashboard.wsgi(storage)
     except ValueError as exc:  # a storage URL optuna-dashboard cannot open
-        raise SweeperError(f"optuna-dashboard cannot open the storage {storage!r}: {exc}") from None
+        label = masked(storage) if isinstance(storage, str) else type(storage).__name__
+        raise SweeperError(f"optuna-dashboard cannot open the storage {label}: {exc}") from None
 
 
 def study_url(storage: Any, sweep_id: str, base: str) -> str:
@@ -129,13 +142,14 @@ def dashboard(sweep_id: str | None, port: int, config_path: str | None, store: s
 
     Needs the optional extra: pip install 'sweeper[dashboard]'.
     """
+    require_dashboard()
     opened = project_from(config_path, store).open_store()
     sweep_id = sweep_id or latest_sweep_id(opened)
     storage = sweep_storage(opened, sweep_id)
     app = make_app(storage)
     server = serve(app, port)
     base = f"http://{HOST}:{server.server_port}"
-    storage_label = storage if isinstance(storage, str) else "its journal in the store"
+    storage_label = masked(storage) if isinstance(storage, str) else "its journal in the store"
     click.echo(f"sweep {sweep_id}: optuna-dashboard on {storage_label}")
     click.echo(study_url(storage, sweep_id, base))
     click.echo("press Ctrl-C to stop", err=True)
@@ -153,3 +167,16 @@ def dashboard(sweep_id: str | None, port: int, config_path: str | None, store: s
 
 
 COMMANDS = [dashboard]
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m sweeper.cli.commands_dashboard``: the command on its own, errors as in ``sweep``."""
+    try:
+        dashboard.main(args=argv, prog_name="sweep dashboard", standalone_mode=True)
+    except SweeperError as exc:
+        click.echo(f"sweep: error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+
+
+if __name__ == "__main__":
+    main()

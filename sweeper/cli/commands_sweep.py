@@ -375,70 +375,176 @@ def status(sweep_id: str | None, as_json: bool, config_path: str | None, store: 
 
 @click.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
 @click.option("--address", required=True, help="The Ray dashboard address, e.g. http://HEAD:8265.")
-@click.option("--follow", is_flag=True, help="Stream the job's logs until it ends.")
+@click.option("--follow", is_flag=True, help="Stream the job's logs; exit with the job's result.")
+@click.option(
+    "--python",
+    "python",
+    metavar="PATH",
+    help="The Python on the head that has sweeper installed (default: `sweep` on the "
+    "head's PATH, else python3).",
+)
 @config_option
 @click.argument("args", nargs=-1, type=click.UNPROCESSED, required=True)
-def submit(address: str, follow: bool, config_path: str | None, args: tuple[str, ...]) -> None:
+def submit(
+    address: str, follow: bool, python: str | None, config_path: str | None, args: tuple[str, ...]
+) -> None:
     """Submit `sweep ARGS...` as a Ray job with the project folder as its working directory.
+
+    The job runs on the head and joins its cluster (Ray sets RAY_ADDRESS for it). Give
+    --store a location every node reaches (s3://..., a shared path): the job's working
+    directory is a temporary copy.
 
     \b
     sweep submit --address http://HEAD:8265 --follow -- train-model --trials 200 --store s3://bucket/store
     """
+    import time
+
+    from ray.job_submission import JobStatus
+
     project = project_from(config_path, None)
+    _ = project.config  # a missing or broken valohai.yaml fails here, not in the job
+    command = list(args)
+    if project.config_path.name != "valohai.yaml" and not any(
+        a in ("-f", "--config") or a.startswith("--config=") for a in command
+    ):
+        command += ["--config", project.config_path.name]
+    if not any(a == "--store" or a.startswith("--store=") for a in command):
+        click.echo(
+            "sweep: warning: no --store: the results stay in the job's temporary working "
+            "directory on the head; pass --store s3://BUCKET/PATH or a shared path",
+            err=True,
+        )
+    sweep_args = shlex.join(command)
+    if python:
+        entrypoint = f"{shlex.quote(python)} -m sweeper.cli.main {sweep_args}"
+    else:
+        # the console script where sweeper is installed on the head's PATH, else python3
+        entrypoint = (
+            f"if command -v sweep >/dev/null 2>&1; then exec sweep {sweep_args}; "
+            f"else exec python3 -m sweeper.cli.main {sweep_args}; fi"
+        )
     client = _job_client(address)
-    entrypoint = "sweep " + shlex.join(args)
     runtime_env = {"working_dir": str(project.directory), "excludes": [".sweeper/", ".git/"]}
-    try:
-        job_id = client.submit_job(entrypoint=entrypoint, runtime_env=runtime_env)
-    except Exception as exc:
-        raise ClusterError(
-            f"the Ray job server at {address} refused the job: {str(exc).splitlines()[0]}"
-        ) from None
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            job_id = client.submit_job(
+                entrypoint=entrypoint,
+                runtime_env=runtime_env,
+                metadata={"sweeper": "1", "sweep_args": sweep_args},
+            )
+            break
+        except Exception as exc:
+            message = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+            # a head that just started has no job agent yet: it answers 500 for a while
+            if "No available agent" in message and time.monotonic() < deadline:
+                time.sleep(2)
+                continue
+            raise ClusterError(
+                f"the Ray job server at {address} refused the job: {message.rstrip('.')}"
+            ) from None
     click.echo(job_id)
-    if follow:
-        import asyncio
+    if not follow:
+        return
+    import asyncio
 
-        async def tail() -> None:
-            async for lines in client.tail_job_logs(job_id):
-                sys.stdout.write(lines)
-                sys.stdout.flush()
+    async def tail() -> None:
+        async for lines in client.tail_job_logs(job_id):
+            sys.stdout.write(lines)
+            sys.stdout.flush()
 
-        asyncio.run(tail())
-        state = client.get_job_status(job_id)
-        click.echo(f"job {job_id}: {state}", err=True)
-        sys.exit(0 if str(state).endswith("SUCCEEDED") else 1)
+    try:
+        try:
+            asyncio.run(tail())
+        except Exception as exc:  # the log stream broke: the job goes on, wait for it
+            click.echo(f"sweep: warning: lost the job's log stream: {exc}", err=True)
+        while not (state := client.get_job_status(job_id)).is_terminal():
+            time.sleep(1)
+    except KeyboardInterrupt:
+        click.echo(
+            f"sweep: the job {job_id} keeps running: `sweep jobs --address {address}` shows it, "
+            f"`ray job stop --address {address} {job_id}` stops it",
+            err=True,
+        )
+        sys.exit(130)
+    info = client.get_job_info(job_id)
+    message = (info.message or "").strip().splitlines()
+    detail = f": {message[0]}" if state != JobStatus.SUCCEEDED and message else ""
+    click.echo(f"job {job_id}: {state.value}{detail}", err=True)
+    sys.exit(0 if state == JobStatus.SUCCEEDED else 1)
 
 
 def _job_client(address: str) -> Any:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    if address.startswith("ray://"):
+        raise ClusterError(
+            f"{address} is a Ray client address: jobs go to the dashboard, e.g. http://HEAD:8265"
+        )
+    if "://" not in address:
+        address = f"http://{address}"  # else the client would take it for a GCS address
     from ray.job_submission import JobSubmissionClient
 
     try:
         return JobSubmissionClient(address)
     except Exception as exc:
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if "authenticat" in message.lower():
+            hint = (
+                "the head requires its token: set RAY_AUTH_MODE=token and give the head's token "
+                "in RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token"
+            )
+        else:
+            hint = (
+                "check that the head is running and the dashboard address (http://HEAD:8265); "
+                "for a token-protected head set RAY_AUTH_MODE=token"
+            )
         raise ClusterError(
-            f"could not reach the Ray job server at {address}: {message}. Check the dashboard "
-            "address (http://HEAD:8265) and, for a token-protected head, RAY_AUTH_MODE=token"
+            f"could not reach the Ray job server at {address}: {message.rstrip('.')}. {hint}"
         ) from None
 
 
 @click.command()
 @click.option("--address", required=True, help="The Ray dashboard address, e.g. http://HEAD:8265.")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the jobs as JSON.")
 def jobs(address: str, as_json: bool) -> None:
-    """List the Ray jobs of a cluster."""
+    """List the Ray jobs of a cluster, oldest first (sweeps as `sweep ARGS`)."""
+    from datetime import datetime, timezone
+
     client = _job_client(address)
-    listed = client.list_jobs()
-    rows = [[j.submission_id or j.job_id, str(j.status), j.entrypoint] for j in listed]
-    if as_json:
-        click.echo(
-            json.dumps(
-                [dict(zip(["job_id", "status", "entrypoint"], r, strict=True)) for r in rows]
+    try:
+        listed = client.list_jobs()
+    except Exception as exc:
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+        raise ClusterError(
+            f"the Ray job server at {address} failed to list the jobs: {message}"
+        ) from None
+    listed.sort(key=lambda j: j.start_time or 0)
+    records = []
+    for job in listed:
+        sweep_args = (job.metadata or {}).get("sweep_args")
+        started = (
+            datetime.fromtimestamp(job.start_time / 1000, timezone.utc).isoformat(
+                timespec="seconds"
             )
+            if job.start_time
+            else None
         )
+        records.append(
+            {
+                "job_id": job.submission_id or job.job_id,
+                "status": getattr(job.status, "value", str(job.status)),
+                "started_at": started,
+                "entrypoint": f"sweep {sweep_args}" if sweep_args is not None else job.entrypoint,
+                "message": job.message,
+            }
+        )
+    if as_json:
+        click.echo(json.dumps(records))
     else:
-        output.table(["job", "status", "entrypoint"], rows)
+        output.table(
+            ["job", "status", "started", "entrypoint"],
+            [[r["job_id"], r["status"], r["started_at"] or "-", r["entrypoint"]] for r in records],
+        )
 
 
 COMMANDS = [sweep_command, resume, status, submit, jobs]

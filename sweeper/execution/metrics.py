@@ -81,3 +81,32 @@ class MetricsCollector:
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 out.append(float(value))
         return out
+
+
+def events_from_log(text: str) -> list[dict[str, Any]]:
+    """The metrics events of a saved log (when the events held in memory were lost).
+
+    The log keeps every output line, so this gives the events the execution printed, in
+    order; only their times are those of the reading.
+    """
+    collector = MetricsCollector(max_events_per_second=2**62)
+    for line in text.splitlines():
+        collector.feed(line)
+    return collector.events
+
+
+def record_missing_rows(store: Any, record: dict[str, Any]) -> None:
+    """Finish the Parquet rows of a finished execution whose writer was killed midway.
+
+    ``execution.json`` is written final before the rows; a writer killed in between (a
+    killed driver, a lost node) leaves a finished record without its executions row and
+    maybe without its metrics. This writes what is missing, the metrics events from the log.
+    """
+    execution_id = str(record["id"])
+    if store.has_rows("executions", execution_id):
+        return
+    events: list[dict[str, Any]] = []
+    if not store.has_rows("metrics", execution_id):
+        text = store.read_text(f"{store.execution_dir(execution_id)}/logs.txt") or ""
+        events = events_from_log(text)
+    store.write_execution(record, events, missing_only=True)

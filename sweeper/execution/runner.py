@@ -299,8 +299,9 @@ class Executor:
             record["counter"] = self.store.allocate_counter()
         now = utc_now()
         record.update(status=status, error=reason, started_at=now, ended_at=now, duration_s=0.0)
-        self._save(record, on_record)
         self.store.write_execution(record, [])
+        if on_record is not None:
+            on_record(dict(record))
         return record
 
     def _reuse(
@@ -320,8 +321,9 @@ class Executor:
             ended_at=now,
             duration_s=0.0,
         )
-        self._save(record, on_record)
         self.store.write_execution(record, [])
+        if on_record is not None:
+            on_record(dict(record))
         return record
 
     def _run(
@@ -383,8 +385,9 @@ class Executor:
             ended_at=utc_now(),
             duration_s=round(time.monotonic() - started, 6),
         )
-        self._save(record, on_record)
-        self.store.write_execution(record, metrics.events)
+        self.store.write_execution(record, metrics.events)  # also rewrites execution.json
+        if on_record is not None:
+            on_record(dict(record))
         return record
 
     def _log_path(self, execution_id: str) -> tuple[Path, str | None]:

@@ -15,6 +15,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from sweeper.errors import StoreError
+from sweeper.execution.metrics import record_missing_rows
 
 #: Node statuses after which a node never runs again in this run (until ``resume``).
 NODE_FINAL = frozenset({"complete", "error", "stopped", "skipped"})
@@ -167,7 +168,12 @@ class PipelineState:
     def read_record(self, execution_id: str) -> dict[str, Any] | None:
         """An execution's record, or None when it never got one."""
         record = self.store.read_json(f"{self.store.execution_dir(execution_id)}/execution.json")
-        return record if isinstance(record, dict) else None
+        if not isinstance(record, dict):
+            return None
+        if record.get("status") in EXECUTION_FINAL:
+            # a writer killed between the final record and its rows: finish the rows
+            record_missing_rows(self.store, record)
+        return record
 
     def mark_crashed(self, execution_id: str, reason: str) -> None:
         """Finish the record of an execution whose driver died while it ran, as ``crashed``."""

@@ -173,21 +173,39 @@ class Store:
     # -- datasets --------------------------------------------------------------------------
 
     def write_execution(
-        self, record: Mapping[str, Any], events: Iterable[Mapping[str, Any]]
+        self,
+        record: Mapping[str, Any],
+        events: Iterable[Mapping[str, Any]],
+        *,
+        missing_only: bool = False,
     ) -> None:
         """Record one execution: execution.json, then its metrics, artifacts and executions rows.
 
         The executions row goes last, so an execution visible there has its other rows too.
+        With ``missing_only`` (finishing the recording of an execution whose writer was
+        killed midway) execution.json is left as it is and only the datasets that have no
+        row of the execution yet are written, so nothing is written twice.
         """
         execution_id = str(record["id"])
-        self.write_json(f"{self.execution_dir(execution_id)}/execution.json", dict(record))
+        if missing_only:
+            if self.has_rows("executions", execution_id):
+                return
+        else:
+            self.write_json(f"{self.execution_dir(execution_id)}/execution.json", dict(record))
         metrics = metric_rows(execution_id, events)
-        if metrics:
+        if metrics and not (missing_only and self.has_rows("metrics", execution_id)):
             Parts(self.backend, "metrics").write(metrics_table(metrics))
         artifacts = artifact_rows(record)
-        if artifacts:
+        if artifacts and not (missing_only and self.has_rows("artifacts", execution_id)):
             self.write_rows("artifacts", artifacts)
         self.write_rows("executions", [execution_row(record)])
+
+    def has_rows(self, dataset: str, execution_id: str) -> bool:
+        """Whether a dataset holds any row of an execution."""
+        table = self.read_dataset(dataset, columns=["execution_id"])
+        if not table.num_rows:
+            return False
+        return bool(pc.any(pc.equal(table["execution_id"], execution_id)).as_py())
 
     def write_rows(self, dataset: str, rows: Sequence[Mapping[str, Any]]) -> None:
         """Append rows to a dataset as one new part (``updated_at`` defaults to now)."""

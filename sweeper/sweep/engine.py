@@ -31,6 +31,7 @@ from sweeper.sweep.samplers import make_pruner, make_sampler
 from sweeper.sweep.space import SearchSpace, resolve_space
 from sweeper.sweep.state import (
     COUNTED_OUTCOMES,
+    DEFAULT_OUTCOMES,
     SweepState,
     load_study,
     outcome_counts,
@@ -38,6 +39,9 @@ from sweeper.sweep.state import (
 )
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+#: Sweeps at least this long compact the store's datasets when they end.
+COMPACT_AFTER_TRIALS = 50
 
 
 @dataclass
@@ -331,7 +335,17 @@ class SweepRunner:
             best = summary.get("best")
             best_id = best.get("execution_id") if isinstance(best, dict) else None
             self.store.write_rows("sweeps", [self._sweep_row(status, best_id)])
+            if options.trials >= COMPACT_AFTER_TRIALS:
+                self._compact()
         return summary
+
+    def _compact(self) -> None:
+        """Merge the sweep's many small part files so that queries stay fast (readers see no change)."""
+        for dataset in ("executions", "metrics", "artifacts"):
+            try:
+                self.store.compact(dataset)
+            except SweeperError:
+                pass  # another process is compacting it; its result serves us as well
 
     def _launch(self, study: optuna.Study, pool: ActorPool, retries: dict[int, int]) -> TrialHandle:
         distributions = dict(self.space.distributions)
@@ -461,7 +475,8 @@ class SweepRunner:
         values: list[float] | None = None,
         reason: str | None = None,
     ) -> None:
-        trial.set_user_attr("outcome", outcome)
+        if outcome != DEFAULT_OUTCOMES.get(state):
+            trial.set_user_attr("outcome", outcome)
         self._counts[outcome] = self._counts.get(outcome, 0) + 1
         if values is not None and len(values) == 1:
             better = self._best is None or (

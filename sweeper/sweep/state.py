@@ -18,9 +18,12 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
 from sweeper.errors import StoreError
+from sweeper.execution.metrics import record_missing_rows
 
 #: Outcomes that count towards a sweep's ``--trials``.
 COUNTED_OUTCOMES = ("complete", "error", "pruned")
+#: Statuses after which an execution never changes again.
+FINAL_STATUSES = ("complete", "error", "stopped", "crashed", "pruned")
 
 
 def journal_path(store: Any, sweep_id: str) -> Path:
@@ -53,6 +56,15 @@ def load_study(store: Any, sweep_id: str, storage_url: str | None = None) -> opt
         raise StoreError(f'unknown sweep "{sweep_id}" in {store.location}') from None
 
 
+#: The outcome a finished trial has when none was recorded (only failures record theirs,
+#: which saves a journal write, with its fsync, for every complete or pruned trial).
+DEFAULT_OUTCOMES = {
+    TrialState.COMPLETE: "complete",
+    TrialState.PRUNED: "pruned",
+    TrialState.FAIL: "error",
+}
+
+
 def outcome_counts(study: optuna.Study) -> dict[str, int]:
     """How many trials ended each way (complete, error, pruned, interrupted) or are running."""
     counts: Counter[str] = Counter()
@@ -62,7 +74,8 @@ def outcome_counts(study: optuna.Study) -> dict[str, int]:
         elif trial.state == TrialState.WAITING:
             counts["waiting"] += 1
         else:
-            counts[str(trial.user_attrs.get("outcome", trial.state.name.lower()))] += 1
+            default = DEFAULT_OUTCOMES.get(trial.state, trial.state.name.lower())
+            counts[str(trial.user_attrs.get("outcome", default))] += 1
     return dict(counts)
 
 
@@ -97,11 +110,23 @@ class SweepState:
         self.data.update(changes, updated_at=datetime.now(timezone.utc).isoformat())
         self.store.write_json(self.path, self.data)
 
+    def settle(self, execution_id: str) -> dict[str, Any] | None:
+        """The record of an execution (None if none was written), its rows completed if final.
+
+        A writer killed between the final ``execution.json`` and its Parquet rows leaves a
+        finished execution that readers of the datasets would not see: its rows are
+        written now, so a recovered trial never counts an execution the store lacks.
+        """
+        record = self.store.read_json(f"{self.store.execution_dir(execution_id)}/execution.json")
+        if record is not None and record.get("status") in FINAL_STATUSES:
+            record_missing_rows(self.store, record)
+        return record  # type: ignore[no-any-return]
+
     def mark_crashed(self, execution_id: str, reason: str) -> dict[str, Any]:
         """Finish the record of an execution whose actor or driver died, as ``crashed``."""
         relpath = f"{self.store.execution_dir(execution_id)}/execution.json"
-        record = self.store.read_json(relpath) or {"id": execution_id, "sweep_id": self.sweep_id}
-        if record.get("status") in ("complete", "error", "stopped", "crashed", "pruned"):
+        record = self.settle(execution_id) or {"id": execution_id, "sweep_id": self.sweep_id}
+        if record.get("status") in FINAL_STATUSES:
             return record
         now = datetime.now(timezone.utc).isoformat()
         record.update(status="crashed", error=reason, ended_at=now)

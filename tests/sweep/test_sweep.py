@@ -144,7 +144,13 @@ def test_missing_metric_fails_the_trial_with_that_reason(
     probe_project: Path, local_ray: None
 ) -> None:
     runner = make_runner(
-        probe_project, step="probe", trials=2, parallel=2, metrics=["accuracy"], runtime="local"
+        probe_project,
+        step="probe",
+        trials=2,
+        parallel=2,
+        metrics=["accuracy"],
+        runtime="local",
+        specs={"x": ["0.1,0.5"]},
     )
     summary = runner.run()
     assert summary["trials"]["error"] == 2 and summary["best"] is None

@@ -408,12 +408,6 @@ def submit(
         a in ("-f", "--config") or a.startswith("--config=") for a in command
     ):
         command += ["--config", project.config_path.name]
-    if not any(a == "--store" or a.startswith("--store=") for a in command):
-        click.echo(
-            "sweep: warning: no --store: the results stay in the job's temporary working "
-            "directory on the head; pass --store s3://BUCKET/PATH or a shared path",
-            err=True,
-        )
     sweep_args = shlex.join(command)
     if python:
         entrypoint = f"{shlex.quote(python)} -m sweeper.cli.main {sweep_args}"
@@ -424,6 +418,12 @@ def submit(
             f"else exec python3 -m sweeper.cli.main {sweep_args}; fi"
         )
     client = _job_client(address)
+    if not any(a == "--store" or a.startswith("--store=") for a in command):
+        click.echo(
+            "sweep: warning: no --store: the results stay in the job's temporary working "
+            "directory on the head; pass --store s3://BUCKET/PATH or a shared path",
+            err=True,
+        )
     runtime_env = {"working_dir": str(project.directory), "excludes": [".sweeper/", ".git/"]}
     deadline = time.monotonic() + 60
     while True:
@@ -460,6 +460,7 @@ def submit(
             click.echo(f"sweep: warning: lost the job's log stream: {exc}", err=True)
         while not (state := client.get_job_status(job_id)).is_terminal():
             time.sleep(1)
+        info = client.get_job_info(job_id)
     except KeyboardInterrupt:
         click.echo(
             f"sweep: the job {job_id} keeps running: `sweep jobs --address {address}` shows it, "
@@ -467,9 +468,13 @@ def submit(
             err=True,
         )
         sys.exit(130)
-    info = client.get_job_info(job_id)
-    message = (info.message or "").strip().splitlines()
-    detail = f": {message[0]}" if state != JobStatus.SUCCEEDED and message else ""
+    except Exception as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+        raise ClusterError(
+            f"lost the Ray job server at {address} while following the job {job_id}: {reason}"
+        ) from None
+    reasons = (info.message or "").strip().splitlines()
+    detail = f": {reasons[0]}" if state != JobStatus.SUCCEEDED and reasons else ""
     click.echo(f"job {job_id}: {state.value}{detail}", err=True)
     sys.exit(0 if state == JobStatus.SUCCEEDED else 1)
 
@@ -482,8 +487,12 @@ def _job_client(address: str) -> Any:
         )
     if "://" not in address:
         address = f"http://{address}"  # else the client would take it for a GCS address
+    import logging
+
     from ray.job_submission import JobSubmissionClient
 
+    for name in ("ray.dashboard.modules.dashboard_sdk", "ray.dashboard.modules.job.sdk"):
+        logging.getLogger(name).setLevel(logging.WARNING)  # "Uploading package ..." and the like
     try:
         return JobSubmissionClient(address)
     except Exception as exc:

@@ -17,6 +17,11 @@ import subprocess
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import yaml
+
+from sweeper.execution.spec import MASK, is_secret_name
 
 #: Folders never part of a project's code: version control, stores, caches, environments.
 IGNORED_DIRS = frozenset(
@@ -99,13 +104,58 @@ def code_version(project: Path, files: list[str] | None = None) -> str:
     return f"git:{head}+dirty.{digest[:12]}"
 
 
+#: The configuration files whose secret values the snapshot masks.
+CONFIG_NAMES = frozenset({"valohai.yaml", "valohai.yml"})
+
+
+def _secret_defaults(data: Any, inside_variables: bool = False) -> set[str]:
+    """Default values of secret environment variables anywhere in a parsed valohai.yaml."""
+    found: set[str] = set()
+    if isinstance(data, dict):
+        if inside_variables and "default" in data:
+            name = str(data.get("name", ""))
+            if data.get("secret") is True or is_secret_name(name):
+                value = data.get("default")
+                if value is not None and len(str(value)) >= 4:
+                    found.add(str(value))
+        for key, value in data.items():
+            found |= _secret_defaults(value, key in ("environment-variables", "environment"))
+    elif isinstance(data, list):
+        for item in data:
+            found |= _secret_defaults(item, inside_variables)
+    return found
+
+
+def mask_config_secrets(content: bytes) -> bytes:
+    """A valohai.yaml's bytes with the defaults of secret variables replaced by ``****``.
+
+    Records and logs mask these values; the code snapshot in the store must not keep them
+    either. The step gets the real value from its spec, never from the snapshot's file.
+    """
+    try:
+        data = yaml.safe_load(content)
+    except (yaml.YAMLError, ValueError, RecursionError):
+        return content
+    for secret in sorted(_secret_defaults(data), key=len, reverse=True):
+        content = content.replace(secret.encode(), MASK.encode())
+    return content
+
+
 def archive_project(project: Path, files: list[str]) -> bytes:
-    """A reproducible tar archive of the files (fixed mtimes and owners)."""
+    """A reproducible tar archive of the files (fixed mtimes and owners).
+
+    Secret variable defaults in valohai.yaml are masked (see :func:`mask_config_secrets`).
+    """
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for name in files:
             info = tar.gettarinfo(str(project / name), arcname=name)
             info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "", ""
+            if Path(name).name in CONFIG_NAMES and info.isfile():
+                content = mask_config_secrets((project / name).read_bytes())
+                info.size = len(content)
+                tar.addfile(info, io.BytesIO(content))
+                continue
             with open(project / name, "rb") as handle:
                 tar.addfile(info, handle)
     return buffer.getvalue()

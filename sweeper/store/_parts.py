@@ -172,7 +172,7 @@ class Parts:
     def _report(self, part: PartRead) -> None:
         where = f"{self.backend.location}/{self.rel(part.name)}"
         message = f"skipping damaged part {where}: {part.error}"
-        log.warning(message)
+        log.info(message)  # the warning below is what callers see (and the CLI prints)
         warnings.warn(message, DamagedPartWarning, stacklevel=4)
 
     def table(self, columns: list[str] | None = None) -> pa.Table:

@@ -287,6 +287,8 @@ class SweepRunner:
                 ):
                     handle = self._launch(study, pool, retries)
                     in_flight[handle.ref] = handle
+                if stop_all or done + len(in_flight) >= options.trials:
+                    pool.trim(keep=0)  # no more work for idle actors: give their resources back
                 if on_progress is not None:
                     on_progress(
                         Progress(

@@ -53,7 +53,7 @@ def tiny_project(make_project) -> Path:
 
 @pytest.fixture(scope="module")
 def ray_head() -> Iterator[str]:
-    """A real Ray head (2 CPUs) that sweep drivers in subprocesses join with --address.
+    """A real Ray head (4 logical CPUs) that sweep drivers in subprocesses join with --address.
 
     Starting an embedded Ray costs ~10 s on a small machine; joining a running head ~1 s,
     which is what lets the suite kill and resume drivers many times.
@@ -66,7 +66,7 @@ def ray_head() -> Iterator[str]:
     cluster = Cluster(
         initialize_head=True,
         connect=False,
-        head_node_args={"num_cpus": 2, "include_dashboard": False},
+        head_node_args={"num_cpus": 4, "include_dashboard": False},
     )
     yield str(cluster.address)
     cluster.shutdown()

@@ -1,0 +1,282 @@
+"""`sweep submit` and `sweep jobs` against a real head started with `ray start --head`.
+
+The head runs on loopback only, with every port chosen free (other Rays may run on this
+machine), its own --temp-dir (so /tmp/ray/ray_current_cluster is never touched) and a
+token of its own (Ray 2.60 heads require one). Teardown stops exactly the processes this
+head started: its process group, its descendants and anything carrying its token; it
+never runs `ray stop`, which would kill every Ray of the machine.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+import ray  # noqa: F401 - puts Ray's bundled psutil on sys.path where psutil is not installed
+
+from sweeper.store import Store
+from tests.conftest import sweep_cli
+
+if TYPE_CHECKING:
+    import psutil
+
+pytestmark = [pytest.mark.slow, pytest.mark.ray]
+
+PORT_OPTIONS = (
+    "--port",
+    "--dashboard-port",
+    "--dashboard-agent-listen-port",
+    "--dashboard-agent-grpc-port",
+    "--ray-client-server-port",
+    "--node-manager-port",
+    "--object-manager-port",
+    "--runtime-env-agent-port",
+    "--metrics-export-port",
+)
+
+
+@dataclass
+class Head:
+    url: str  # the dashboard (job server) address
+    env: dict[str, str]  # what a client of this head needs: the token and loopback settings
+    token: str
+    temp_dir: Path
+
+    def get(self, path: str) -> Any:
+        """GET a dashboard endpoint with the head's token."""
+        request = urllib.request.Request(
+            self.url + path, headers={"Authorization": f"Bearer {self.token}"}
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.loads(response.read())
+
+
+def _free_ports(count: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+def _own_processes(root: psutil.Process | None, token: str) -> list[psutil.Process]:
+    """The processes this head started: descendants of `ray start`, or carrying its token."""
+    import psutil
+
+    found: dict[int, psutil.Process] = {}
+    if root is not None:
+        try:
+            for proc in [root, *root.children(recursive=True)]:
+                found[proc.pid] = proc
+        except psutil.Error:
+            pass
+    for proc in psutil.process_iter():
+        if proc.pid in found or proc.pid == os.getpid():
+            continue
+        try:
+            if proc.environ().get("RAY_AUTH_TOKEN") == token:
+                found[proc.pid] = proc
+        except psutil.Error:
+            continue
+    return list(found.values())
+
+
+def _stop_head(proc: subprocess.Popen[bytes], token: str) -> None:
+    import psutil
+
+    try:
+        root: psutil.Process | None = psutil.Process(proc.pid)
+    except psutil.Error:
+        root = None
+    started = _own_processes(root, token)  # before the tree comes apart
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)  # `ray start --block` stops its processes
+    except ProcessLookupError:
+        pass
+    try:
+        proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        pass
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    for leftover in {p.pid: p for p in [*started, *_own_processes(None, token)]}.values():
+        try:
+            leftover.kill()  # psutil checks the process is still the one it saw
+        except psutil.Error:
+            pass
+    proc.wait(timeout=10)
+    psutil.wait_procs(started, timeout=10)
+
+
+@pytest.fixture(scope="module")
+def ray_head() -> Iterator[Head]:
+    # short: Ray's Unix socket paths live under the temp dir and must stay under 108 bytes
+    temp_dir = Path(tempfile.mkdtemp(prefix="swh-", dir="/tmp"))
+    token = secrets.token_hex(32)
+    ports = _free_ports(len(PORT_OPTIONS))
+    venv_bin = str(Path(sys.executable).parent)
+    env = {
+        **os.environ,
+        "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+        "RAY_USAGE_STATS_ENABLED": "0",
+        "RAY_AUTH_MODE": "token",
+        "RAY_AUTH_TOKEN": token,
+    }
+    env.pop("RAY_ADDRESS", None)
+    # the head's Python is this venv's, with its bin on PATH, as after `source .venv/bin/activate`:
+    # the job's `sweep` console script and the steps' `python` come from there
+    head_env = {**env, "PATH": os.pathsep.join([venv_bin, env.get("PATH", "")])}
+    command = [
+        os.path.join(venv_bin, "ray"),
+        "start",
+        "--head",
+        "--block",
+        *[f"{option}={port}" for option, port in zip(PORT_OPTIONS, ports, strict=True)],
+        "--dashboard-host=127.0.0.1",
+        "--include-dashboard=true",
+        "--num-cpus=2",
+        "--num-gpus=0",
+        f"--temp-dir={temp_dir / 'ray'}",
+    ]
+    log_path = temp_dir / "head.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            command,
+            env=head_env,
+            cwd=temp_dir,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + 180
+        while "block forever" not in log_path.read_text(errors="replace"):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"`ray start --head` did not come up:\n{log_path.read_text()[-4000:]}")
+            time.sleep(0.5)
+        # it wrote its address file in its own temp dir, not /tmp/ray
+        assert (temp_dir / "ray" / "ray_current_cluster").is_file()
+        yield Head(
+            url=f"http://127.0.0.1:{ports[1]}", env=env, token=token, temp_dir=temp_dir / "ray"
+        )
+    finally:
+        _stop_head(proc, token)
+        assert not _own_processes(None, token), "processes of the test's Ray head survived"
+        shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def test_submit_follow_runs_the_sweep_as_a_job_on_the_head(
+    ray_head: Head, example_project: Path, tmp_path: Path
+) -> None:
+    store = tmp_path / "store"
+    started = time.monotonic()
+    proc = sweep_cli(
+        "submit",
+        "--address",
+        ray_head.url,
+        "--follow",
+        "--",
+        "train-model",
+        "--trials",
+        "4",
+        "--runtime",
+        "local",
+        "--metric",
+        "loss",
+        "--store",
+        str(store),
+        "--json",
+        cwd=example_project,
+        env=ray_head.env,
+        timeout=280,
+    )
+    assert proc.returncode == 0, f"{proc.stdout}\n{proc.stderr}"
+    assert "Traceback" not in proc.stderr
+    lines = proc.stdout.splitlines()
+    job_id = lines[0]
+    assert job_id.startswith("raysubmit_"), proc.stdout
+    # the job's log streamed back: its entrypoint and the sweep's JSON summary
+    assert any("sweeper.cli.main" in line or "sweep train-model" in line for line in lines)
+    summary = json.loads(next(line for line in reversed(lines) if line.startswith("{")))
+    assert summary["trials"]["complete"] == 4
+    assert f"job {job_id}: SUCCEEDED" in proc.stderr
+    print(f"submit --follow of 4 trials took {time.monotonic() - started:.1f}s")
+
+    # the store (outside the job's temporary working dir) holds the 4 executions
+    rows = [
+        r
+        for r in Store.open(store).read_dataset("executions").to_pylist()
+        if r["sweep_id"] == summary["sweep_id"]
+    ]
+    complete = {r["execution_id"]: r for r in rows if r["status"] == "complete"}
+    assert len(complete) == 4, rows
+
+    # the driver joined the head's cluster instead of starting a Ray of its own
+    job = ray_head.get(f"/api/jobs/{job_id}")
+    nodes = ray_head.get("/api/v0/nodes")["data"]["result"]["result"]
+    head_node = next(n["node_id"] for n in nodes if n["is_head_node"])
+    assert len(nodes) == 1
+    assert job["driver_node_id"] == head_node
+    assert {r["ray_node"] for r in complete.values()} == {head_node}
+
+    listed = sweep_cli("jobs", "--address", ray_head.url, "--json", env=ray_head.env, check=True)
+    jobs = {j["job_id"]: j for j in json.loads(listed.stdout)}
+    assert jobs[job_id]["status"] == "SUCCEEDED"
+    assert jobs[job_id]["entrypoint"].startswith("sweep train-model --trials 4")
+    table = sweep_cli("jobs", "--address", ray_head.url, env=ray_head.env, check=True)
+    assert job_id in table.stdout and "SUCCEEDED" in table.stdout
+
+
+def test_jobs_without_the_token_is_one_clear_error(ray_head: Head) -> None:
+    env = {k: v for k, v in ray_head.env.items() if k not in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN")}
+    env["RAY_AUTH_MODE"] = "disabled"
+    proc = subprocess.run(
+        [sys.executable, "-m", "sweeper.cli.main", "jobs", "--address", ray_head.url],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("sweep: error:")]
+    assert len(errors) == 1, proc.stderr
+    assert "RAY_AUTH_MODE=token" in errors[0]
+
+
+@pytest.mark.parametrize("command", ["submit", "jobs"])
+def test_an_unreachable_address_is_one_clear_error(command: str, example_project: Path) -> None:
+    (port,) = _free_ports(1)  # nothing listens there
+    address = f"http://127.0.0.1:{port}"
+    args = (
+        ["submit", "--address", address, "--", "train-model", "--trials", "1"]
+        if command == "submit"
+        else ["jobs", "--address", address]
+    )
+    proc = sweep_cli(*args, cwd=example_project, timeout=120)
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("sweep: error:")]
+    assert len(errors) == 1, proc.stderr
+    assert f"could not reach the Ray job server at {address}" in errors[0]
+    assert proc.stdout == ""

@@ -1,0 +1,358 @@
+"""Hostile input through the real ``sweep`` command: one clear ``sweep: error: ...``, no traceback.
+
+Configuration bombs and garbage, wrong types, control characters; steps printing hostile
+metrics and output; parameter values made to break a shell; inputs and outputs that try
+to leave their folders.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from sweeper.config.step import _KEYS as STEP_KEYS
+from sweeper.store import Store
+from tests.conftest import run_main
+
+pytestmark = [pytest.mark.faults]
+
+BASE_STEP = """- step:
+    name: tiny
+    image: sweeper-test/python:latest
+    command: python3 ./tiny.py
+"""
+
+BOMB = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"{name}: &{name} [{', '.join([f'*{prev}'] * 9)}]\n"
+    for prev, name in zip("abcdefgh", "bcdefghi", strict=True)
+)
+
+
+def sweep(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    return run_main(list(args), capsys)
+
+
+def clean_error(result: tuple[int, str, str], *expected: str) -> str:
+    code, _out, err = result
+    assert code != 0, err
+    assert "Traceback" not in err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert lines and lines[0].startswith("sweep: error: "), err
+    assert len(err) < 4000, f"the message is {len(err)} characters long"
+    for text in expected:
+        assert text in err, err
+    return err
+
+
+# --------------------------------------------------------------------------- configuration
+
+
+def write(root: Path, content: bytes | str) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    path = root / "valohai.yaml"
+    path.write_bytes(content.encode() if isinstance(content, str) else content)
+    return path
+
+
+CONFIGS = {
+    "alias bomb": BOMB,
+    "recursive alias": "- &a [*a]\n",
+    "deep nesting": "[" * 20000 + "]" * 20000,
+    "non-utf8": b"- step:\n    name: caf\xe9\n    image: i\n    command: c\n",
+    "binary": bytes(range(256)) * 64,
+    "not a list": "step: {name: tiny}\n",
+    "control characters in a name": '- step:\n    name: "ti\\x1b[2Jny\\x07"\n    image: i\n    command: c\n',
+    "newline in a name": '- step:\n    name: "tiny\\nrm -rf /"\n    image: i\n    command: c\n',
+    "empty": "",
+}
+
+
+@pytest.mark.parametrize("case", sorted(CONFIGS))
+def test_hostile_configuration(case: str, tmp_path: Path, capsys) -> None:
+    path = write(tmp_path / "p", CONFIGS[case])
+    for command in (["run", "tiny", "--runtime", "local"], ["steps"], ["tiny", "--trials", "1"]):
+        err = clean_error(sweep(capsys, *command, "-f", str(path)))
+        assert "\x1b" not in err and "\x07" not in err
+
+
+def test_a_50_mb_configuration_is_refused_quickly(tmp_path: Path, capsys) -> None:
+    import time
+
+    path = write(tmp_path / "p", BASE_STEP + "# " + "x" * (50 << 20) + "\n")
+    started = time.monotonic()
+    clean_error(sweep(capsys, "run", "tiny", "-f", str(path)), "too large")
+    assert time.monotonic() - started < 5
+
+
+WRONG_VALUES = ["[1, 2]", "{a: 1}", "12.5", "true", '"text"']
+
+
+@pytest.mark.parametrize("key", [k for k in STEP_KEYS if k != "name"])
+def test_wrong_types_in_every_step_field(key: str, tmp_path: Path, capsys) -> None:
+    for index, value in enumerate(WRONG_VALUES):
+        text = BASE_STEP.replace(f"    {key}:", "    _replaced:") + f"    {key}: {value}\n"
+        path = write(tmp_path / f"p{index}", text)
+        code, out, err = sweep(capsys, "run", "tiny", "--runtime", "local", "--dry-run", "-f", str(path))
+        assert "Traceback" not in err
+        if code != 0:
+            clean_error((code, out, err), key)
+
+
+PARAMETER_FIELDS = ["type", "min", "max", "default", "choices", "optional", "pass-as", "multiple"]
+
+
+@pytest.mark.parametrize("field", PARAMETER_FIELDS)
+def test_wrong_types_in_parameter_fields(field: str, tmp_path: Path, capsys) -> None:
+    for index, value in enumerate(WRONG_VALUES + ["-1e999", "null"]):
+        text = BASE_STEP + (
+            "    parameters:\n      - name: lr\n        type: float\n        default: 0.1\n"
+        )
+        text = text.replace(f"        {field}:", "        _x:") + f"        {field}: {value}\n"
+        path = write(tmp_path / f"p{index}", text)
+        for command in (["run", "tiny", "--dry-run", "-p", "lr=0.5"], ["tiny", "--trials", "1"]):
+            code, out, err = sweep(capsys, *command, "-f", str(path))
+            assert "Traceback" not in err
+            if code != 0:
+                clean_error((code, out, err))
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["abc", "nan", "inf", "1e999", "", "0x10", "1" * 5000, "\x00", "1;rm -rf /"],
+)
+def test_wrong_parameter_values_on_the_command_line(value: str, tmp_path: Path, capsys) -> None:
+    text = BASE_STEP + (
+        "    parameters:\n      - {name: n, type: integer, min: 0, max: 10, default: 1}\n"
+    )
+    path = write(tmp_path / "p", text)
+    clean_error(sweep(capsys, "run", "tiny", "--dry-run", "-p", f"n={value}", "-f", str(path)), "n")
+
+
+# --------------------------------------------------------------------------- hostile steps
+
+HOSTILE_STEPS = """
+- step:
+    name: metrics
+    image: sweeper-test/python:latest
+    command: python3 ./metrics.py
+- step:
+    name: garbage
+    image: sweeper-test/python:latest
+    command: python3 ./garbage.py
+- step:
+    name: echo
+    image: sweeper-test/python:latest
+    command: python3 ./echo.py {parameters}
+    parameters:
+      - name: text
+        type: string
+        default: plain
+- step:
+    name: outputs
+    image: sweeper-test/python:latest
+    command: python3 ./outputs.py
+- step:
+    name: reader
+    image: sweeper-test/python:latest
+    command: python3 ./reader.py
+    inputs:
+      - name: data
+        optional: true
+      - name: renamed
+        optional: true
+        filename: ../../escaped.txt
+"""
+
+METRICS_PY = r"""
+import json, sys
+print('{"loss": 1.5, "acc": NaN, "up": Infinity, "down": -Infinity}', flush=True)
+print("{" + '"big": "' + "x" * (2 << 20) + '"}', flush=True)
+print('{"nested": ' + "[" * 200000 + "]" * 200000 + "}", flush=True)
+print('{"deep": ' + '{"a": ' * 5000 + "1" + "}" * 5000 + "}", flush=True)
+print('{"dup": 1, "dup": 2, "": 3, "\\u0000key": 4}', flush=True)
+print('{"loss": 0.25, "step": 2}', flush=True)
+"""
+
+GARBAGE_PY = r"""
+import os, sys
+out = sys.stdout.buffer
+out.write(os.urandom(300000))
+out.write(b"\n" + b"y" * (1 << 20) + b"\n")
+out.write(b"\xff\xfe\x00\x1b[2J\r\r\n")
+out.write(b"no newline at the end")
+out.flush()
+"""
+
+ECHO_PY = r"""
+import json, sys
+print(json.dumps({"argv": sys.argv[1:]}), flush=True)
+"""
+
+OUTPUTS_PY = r"""
+import os
+out = os.environ["VH_OUTPUTS_DIR"]
+open(os.path.join(out, "ok.txt"), "w").write("fine")
+os.symlink("/etc/hostname", os.path.join(out, "abs-link"))
+os.symlink("../../../../../../etc", os.path.join(out, "dir-link"))
+os.symlink(os.path.join(out, "ok.txt"), os.path.join(out, "inner-link"))
+os.makedirs(os.path.join(out, "sub"))
+open(os.path.join(out, "sub", "..."), "w").write("dots")
+print("done", flush=True)
+"""
+
+READER_PY = r"""
+import os
+for root, dirs, files in os.walk(os.environ["VH_INPUTS_DIR"]):
+    for name in files:
+        print(os.path.relpath(os.path.join(root, name), os.environ["VH_INPUTS_DIR"]), flush=True)
+"""
+
+
+@pytest.fixture
+def hostile(make_project) -> Path:
+    return make_project(
+        HOSTILE_STEPS,
+        {
+            "metrics.py": METRICS_PY,
+            "garbage.py": GARBAGE_PY,
+            "echo.py": ECHO_PY,
+            "outputs.py": OUTPUTS_PY,
+            "reader.py": READER_PY,
+            "data/inside.txt": "inside",
+        },
+    )
+
+
+def run_json(capsys, project: Path, *args: str) -> tuple[int, dict, str]:
+    code, out, err = sweep(
+        capsys, "run", *args, "--runtime", "local", "--json", "-f", str(project / "valohai.yaml")
+    )
+    assert "Traceback" not in err
+    return code, (json.loads(out) if out.strip() else {}), err
+
+
+def test_hostile_metric_lines(hostile: Path, capsys) -> None:
+    code, record, err = run_json(capsys, hostile, "metrics")
+    assert code == 0, err
+    metrics = record["metrics"]
+    assert metrics["loss"] == 0.25 and metrics["step"] == 2
+    assert metrics["acc"] == "nan" and metrics["up"] == "inf" and metrics["down"] == "-inf"
+    assert "big" not in metrics and "nested" not in metrics and "deep" not in metrics
+    store = Store.open(hostile / ".sweeper")
+    row = store.read_dataset("executions").to_pylist()[0]
+    assert row["metric.loss"] == 0.25
+    keys = {m["key"] for m in store.read_dataset("metrics").to_pylist()}
+    assert {"loss", "acc", "up", "down", "step"} <= keys
+    for command in (["show", "latest"], ["show", "latest", "--json"], ["ls"], ["ls", "--format", "json"]):
+        code, out, err = sweep(capsys, *command, "-f", str(hostile / "valohai.yaml"))
+        assert code == 0 and "Traceback" not in err, err
+    assert (hostile / ".sweeper" / "executions" / record["id"] / "logs.txt").stat().st_size < 8 << 20
+
+
+def test_binary_garbage_and_megabyte_lines(hostile: Path, capsys) -> None:
+    code, record, err = run_json(capsys, hostile, "garbage")
+    assert code == 0, err
+    log = hostile / ".sweeper" / "executions" / record["id"] / "logs.txt"
+    text = log.read_text(encoding="utf-8")  # valid UTF-8, whatever the step printed
+    assert text.endswith("no newline at the end\n")
+    assert max(len(line.encode()) for line in text.splitlines()) <= 3 * 64 * 1024
+    code, out, err = sweep(capsys, "logs", "latest", "-f", str(hostile / "valohai.yaml"))
+    assert code == 0 and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "$(touch {canary})",
+        "`touch {canary}`",
+        "; touch {canary}; echo",
+        "' ; touch {canary} ; '",
+        '" ; touch {canary} ; "',
+        "a\nb\ntouch {canary}",
+        "&& touch {canary} || | > {canary} < /dev/null",
+        "$HOME ${{PATH}} \\ * ? ~ #!",
+        "--text=injected",
+    ],
+)
+def test_parameter_values_are_never_executed(
+    value: str, hostile: Path, tmp_path: Path, capsys
+) -> None:
+    canary = tmp_path / "canary"
+    text = value.format(canary=canary)
+    code, record, err = run_json(capsys, hostile, "echo", "-p", f"text={text}")
+    assert code == 0, err
+    assert not canary.exists()
+    assert record["metrics"]["argv"] == [f"--text={text}"]
+    assert record["parameters"]["text"] == text
+
+
+def test_outputs_pointing_outside_are_refused(hostile: Path, capsys) -> None:
+    code, record, err = run_json(capsys, hostile, "outputs")
+    assert code == 0, err
+    paths = sorted(o["path"] for o in record["outputs"])
+    assert paths == ["inner-link", "ok.txt", "sub/..."]
+    log = (hostile / ".sweeper" / "executions" / record["id"] / "logs.txt").read_text()
+    assert "output abs-link refused" in log
+    hostname = Path("/etc/hostname").read_bytes()
+    for blob in (hostile / ".sweeper" / "blobs").rglob("*"):
+        if blob.is_file() and blob.stat().st_size == len(hostname):
+            assert blob.read_bytes() != hostname
+
+
+def test_input_paths_that_leave_their_folder_are_refused(
+    hostile: Path, tmp_path: Path, capsys
+) -> None:
+    outside = tmp_path / "outside.txt"
+    outside.write_text("secret outside")
+    (hostile / "link-out.txt").symlink_to(outside)
+    (hostile / "dir-out").symlink_to(tmp_path)
+    cases = {
+        "../outside.txt": "outside the project folder",
+        "data/../../outside.txt": "outside the project folder",
+        str(outside): "absolute path",
+        "link-out.txt": "outside the project folder",
+        "dir-out/outside.txt": "outside the project folder",
+        "dir-out/*.txt": "outside the project folder",
+        "ftp://example.com/data.csv": 'unsupported URI scheme "ftp"',
+        "javascript://alert(1)": "unsupported URI scheme",
+        "datum://../../etc/passwd": "datum://<sha256",
+        "execution://latest/outputs/../../sweeper-store.json": "",
+    }
+    for uri, expected in cases.items():
+        clean_error(
+            sweep(
+                capsys, "run", "reader", "--runtime", "local", "--input", f"data={uri}",
+                "-f", str(hostile / "valohai.yaml"),
+            ),
+            expected,
+        )
+    clean_error(
+        sweep(
+            capsys, "run", "reader", "--runtime", "local", "--input", "renamed=data/inside.txt",
+            "-f", str(hostile / "valohai.yaml"),
+        ),
+        "escape",
+    )
+    assert not (hostile / ".sweeper" / "tmp" / "escaped.txt").exists()
+    # nothing ran, nothing was recorded
+    store = hostile / ".sweeper"
+    assert not store.exists() or Store.open(store).read_dataset("executions").num_rows == 0
+
+
+def test_outputs_download_refuses_paths_outside(hostile: Path, tmp_path: Path, capsys) -> None:
+    code, record, err = run_json(capsys, hostile, "outputs")
+    assert code == 0
+    path = hostile / ".sweeper" / "executions" / record["id"] / "execution.json"
+    data = json.loads(path.read_text())
+    data["outputs"][0]["path"] = "../../evil.txt"
+    path.write_text(json.dumps(data))
+    dest = tmp_path / "dl" / "deeper"
+    clean_error(
+        sweep(capsys, "outputs", record["id"], "-d", str(dest), "-f", str(hostile / "valohai.yaml")),
+        "outside",
+    )
+    assert not (tmp_path / "evil.txt").exists()
+    assert os.listdir(tmp_path / "dl") in ([], ["deeper"])

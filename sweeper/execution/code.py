@@ -21,6 +21,7 @@ from typing import Any
 
 import yaml
 
+from sweeper.errors import SweeperError
 from sweeper.execution.spec import MASK, is_secret_name
 
 #: Folders never part of a project's code: version control, stores, caches, environments.
@@ -106,23 +107,35 @@ def code_version(project: Path, files: list[str] | None = None) -> str:
 
 #: The configuration files whose secret values the snapshot masks.
 CONFIG_NAMES = frozenset({"valohai.yaml", "valohai.yml"})
+#: Larger configuration files are archived as they are (the loader refuses them anyway).
+MAX_CONFIG_BYTES = 5_000_000
 
 
-def _secret_defaults(data: Any, inside_variables: bool = False) -> set[str]:
-    """Default values of secret environment variables anywhere in a parsed valohai.yaml."""
+def _secret_defaults(data: Any) -> set[str]:
+    """Default values of secret environment variables anywhere in a parsed valohai.yaml.
+
+    Iterative, and visiting each node once: aliases may make the data recursive, or share
+    nodes exponentially (a YAML bomb).
+    """
     found: set[str] = set()
-    if isinstance(data, dict):
-        if inside_variables and "default" in data:
-            name = str(data.get("name", ""))
-            if data.get("secret") is True or is_secret_name(name):
-                value = data.get("default")
-                if value is not None and len(str(value)) >= 4:
-                    found.add(str(value))
-        for key, value in data.items():
-            found |= _secret_defaults(value, key in ("environment-variables", "environment"))
-    elif isinstance(data, list):
-        for item in data:
-            found |= _secret_defaults(item, inside_variables)
+    seen: set[int] = set()
+    stack: list[tuple[Any, bool]] = [(data, False)]
+    while stack:
+        node, inside_variables = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, dict):
+            if inside_variables and "default" in node:
+                name = str(node.get("name", ""))
+                value = node.get("default")
+                if (node.get("secret") is True or is_secret_name(name)) and value is not None:
+                    if len(str(value)) >= 4:
+                        found.add(str(value))
+            for key, value in node.items():
+                stack.append((value, key in ("environment-variables", "environment")))
+        elif isinstance(node, list):
+            stack.extend((item, inside_variables) for item in node)
     return found
 
 
@@ -132,6 +145,8 @@ def mask_config_secrets(content: bytes) -> bytes:
     Records and logs mask these values; the code snapshot in the store must not keep them
     either. The step gets the real value from its spec, never from the snapshot's file.
     """
+    if len(content) > MAX_CONFIG_BYTES:
+        return content  # never a valid valohai.yaml: the loader refuses it
     try:
         data = yaml.safe_load(content)
     except (yaml.YAMLError, ValueError, RecursionError):
@@ -147,10 +162,22 @@ def archive_project(project: Path, files: list[str]) -> bytes:
     Secret variable defaults in valohai.yaml are masked (see :func:`mask_config_secrets`).
     """
     buffer = io.BytesIO()
+    root = project.resolve()
     with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for name in files:
             info = tar.gettarinfo(str(project / name), arcname=name)
             info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "", ""
+            if info.issym() or info.islnk():
+                # A link is kept (relative) only when it points inside the project: one
+                # pointing outside would not resolve on another node, and must not pull
+                # files from elsewhere into the store.
+                target = (project / name).resolve()
+                if not target.is_relative_to(root) or not target.is_file():
+                    continue
+                info.type = tarfile.SYMTYPE
+                info.linkname = os.path.relpath(target, (root / name).parent)
+                tar.addfile(info)
+                continue
             if Path(name).name in CONFIG_NAMES and info.isfile():
                 content = mask_config_secrets((project / name).read_bytes())
                 info.size = len(content)
@@ -168,8 +195,12 @@ def extract_snapshot(archive: Path, dest: Path) -> None:
     tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    with tarfile.open(archive) as tar:
-        tar.extractall(tmp, filter="data")
+    try:
+        with tarfile.open(archive) as tar:
+            tar.extractall(tmp, filter="data")
+    except (tarfile.TarError, OSError) as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise SweeperError(f"cannot unpack the code snapshot {archive.name}: {exc}") from None
     try:
         os.rename(tmp, dest)
     except OSError:

@@ -46,6 +46,7 @@ EXECUTIONS = pa.schema(
         ("attempt", pa.int64()),
         ("reused_from", pa.string()),
         ("spec_hash", pa.string()),
+        ("metrics_dropped", pa.int64()),
     ]
 )
 

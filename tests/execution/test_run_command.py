@@ -239,3 +239,15 @@ def test_dry_run_prints_only_commands(echo_project: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == "python3 ./echo.py '--message=it'\"'\"'s' --count=2\n"
+
+
+@pytest.mark.docker
+def test_bundled_example_trains_inside_its_image(example_project: Path) -> None:
+    proc = sweep_cli(
+        "run", "train-model", "--runtime", "docker", "-p", "epochs=2", "--json", cwd=example_project
+    )
+    assert proc.returncode == 0, proc.stderr
+    record = json.loads(proc.stdout)
+    assert record["image"] == "sweeper-test/python:latest" and record["image_digest"]
+    assert record["metrics"]["epoch"] == 2
+    assert [o["path"] for o in record["outputs"]] == ["model.npz"]

@@ -90,15 +90,24 @@ def test_a_50_mb_configuration_is_refused_quickly(tmp_path: Path, capsys) -> Non
 WRONG_VALUES = ["[1, 2]", "{a: 1}", "12.5", "true", '"text"']
 
 
+def step_with(key: str, value: str) -> str:
+    fields = {"name": "tiny", "image": "sweeper-test/python:latest", "command": "python3 ./t.py"}
+    fields[key] = value
+    return "- step:\n" + "".join(f"    {k}: {v}\n" for k, v in fields.items())
+
+
 @pytest.mark.parametrize("key", [k for k in STEP_KEYS if k != "name"])
 def test_wrong_types_in_every_step_field(key: str, tmp_path: Path, capsys) -> None:
     for index, value in enumerate(WRONG_VALUES):
-        text = BASE_STEP.replace(f"    {key}:", "    _replaced:") + f"    {key}: {value}\n"
-        path = write(tmp_path / f"p{index}", text)
-        code, out, err = sweep(capsys, "run", "tiny", "--runtime", "local", "--dry-run", "-f", str(path))
+        path = write(tmp_path / f"p{index}", step_with(key, value))
+        code, out, err = sweep(
+            capsys, "run", "tiny", "--runtime", "local", "--dry-run", "-f", str(path)
+        )
         assert "Traceback" not in err
-        if code != 0:
-            clean_error((code, out, err), key)
+        if value == '"text"' and code == 0:
+            continue  # a plain string is a valid value of the text fields
+        # the message names the field (mounts: "mount must be ...")
+        clean_error((code, out, err), key.split("-")[0].rstrip("s"))
 
 
 PARAMETER_FIELDS = ["type", "min", "max", "default", "choices", "optional", "pass-as", "multiple"]
@@ -355,4 +364,4 @@ def test_outputs_download_refuses_paths_outside(hostile: Path, tmp_path: Path, c
         "outside",
     )
     assert not (tmp_path / "evil.txt").exists()
-    assert os.listdir(tmp_path / "dl") in ([], ["deeper"])
+    assert not (tmp_path / "dl").exists() or os.listdir(tmp_path / "dl") in ([], ["deeper"])

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from optuna.trial import TrialState
 
 from sweeper.cli import output
 from sweeper.cli.commands_exec import DEFAULT_RUNTIME, RUNTIMES, config_option, store_option
@@ -196,9 +197,7 @@ def _print_results(runner: SweepRunner, summary: dict[str, Any]) -> None:
     study = runner._study()
     metrics = runner.options.metrics
     complete = [
-        t
-        for t in study.get_trials(deepcopy=False)
-        if t.values and t.user_attrs.get("outcome") == "complete"
+        t for t in study.get_trials(deepcopy=False) if t.values and t.state == TrialState.COMPLETE
     ]
     reverse = runner.options.directions[0] == "maximize"
     complete.sort(key=lambda t: t.values[0], reverse=reverse)

@@ -13,7 +13,13 @@ from typing import Any
 
 import click
 
-from sweeper.cli import commands_exec, commands_pipeline, commands_results, commands_sweep
+from sweeper.cli import (
+    commands_dashboard,
+    commands_exec,
+    commands_pipeline,
+    commands_results,
+    commands_sweep,
+)
 from sweeper.errors import SweeperError
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -39,10 +45,17 @@ def cli() -> None:
     sweep STEP --trials 50              sweep a step (same as: sweep sweep STEP ...)
     sweep ls --sweep latest             list executions
     sweep pipeline run NAME             run a valohai.yaml pipeline
+    sweep dashboard                     optuna-dashboard on the latest sweep, live
     """
 
 
-for module in (commands_exec, commands_sweep, commands_results, commands_pipeline):
+for module in (
+    commands_exec,
+    commands_sweep,
+    commands_results,
+    commands_pipeline,
+    commands_dashboard,
+):
     for command in module.COMMANDS:
         cli.add_command(command)
 

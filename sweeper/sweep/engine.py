@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -132,13 +133,8 @@ class SweepRunner:
             raise SweeperError(
                 f'task "{task.name}" is for step "{task.step}", not "{self.step.name}"'
             )
-        if not options.metrics and task is not None and task.optimization_target_metric:
-            options.metrics = [task.optimization_target_metric]
         if not options.metrics:
-            raise SweeperError(
-                "name the metric to optimize with --metric NAME (a key of the JSON lines the "
-                "step prints), or set optimization-target-metric in the task"
-            )
+            options.metrics = self._default_metrics(config, task)
         if not options.directions:
             options.directions = [
                 "minimize" if "loss" in m or "error" in m else "maximize" for m in options.metrics
@@ -176,12 +172,28 @@ class SweepRunner:
         self._counts: dict[str, int] = {}
         self._best: Any = None
 
+    def _default_metrics(self, config: Any, task: Any | None) -> list[str]:
+        """The task's optimization-target-metric, else the one the step's tasks agree on."""
+        if task is not None and task.optimization_target_metric:
+            return [task.optimization_target_metric]
+        named = {
+            t.optimization_target_metric
+            for t in config.tasks.values()
+            if t.step == self.step.name and t.optimization_target_metric
+        }
+        if task is None and len(named) == 1:
+            return [named.pop()]
+        raise SweeperError(
+            "name the metric to optimize with --metric NAME (a key of the JSON lines the "
+            "step prints), or set optimization-target-metric in a task of the step"
+        )
+
     # -- study -------------------------------------------------------------------------
 
     def _study(self) -> optuna.Study:
         storage = study_storage(self.store, self.sweep_id, self.options.storage)
         directions = self.options.directions
-        return optuna.create_study(
+        study = optuna.create_study(
             study_name=self.sweep_id,
             storage=storage,
             sampler=self.sampler,
@@ -189,6 +201,12 @@ class SweepRunner:
             directions=directions,  # type: ignore[arg-type]
             load_if_exists=True,
         )
+        if study.metric_names != list(self.options.metrics):
+            with warnings.catch_warnings():  # experimental in Optuna, stable in practice
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                # names the axes in plots and the dashboard ("loss", not "Objective 0")
+                study.set_metric_names(list(self.options.metrics))
+        return study
 
     def _sweep_row(self, status: str, best_execution_id: str | None = None) -> dict[str, Any]:
         return {

@@ -290,3 +290,41 @@ def test_kill_9_then_resume_finishes_exactly_n(probe_project: Path) -> None:
     assert len({r["execution_id"] for r in rows}) == len(rows)
     assert len({r["trial_number"] for r in complete}) == 8
     assert all(r["metric.loss"] is not None for r in complete)
+
+
+def test_cli_prints_the_space_the_top_trials_and_the_best(
+    probe_project: Path, local_ray: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.conftest import run_main
+
+    code, out, err = run_main(
+        [
+            "probe",
+            "--trials",
+            "3",
+            "--parallel",
+            "1",
+            "--metric",
+            "loss",
+            "--runtime",
+            "local",
+            "-p",
+            "x=0.1,0.2,0.5",
+            "-f",
+            str(probe_project / "valohai.yaml"),
+        ],
+        capsys,
+    )
+    assert code == 0, err
+    assert "one of 0.1, 0.2, 0.5" in err  # the resolved space, before the start
+    rows = executions(probe_project, _latest_sweep(probe_project))
+    assert len(rows) == 3
+    for row in rows:
+        assert row["execution_id"] in out  # every trial is in the top-trials table
+    best = min(rows, key=lambda r: r["metric.loss"])
+    assert f"best: {best['metric.loss']:.6g} (trial {best['trial_number']}" in out
+
+
+def _latest_sweep(project: Path) -> str:
+    sweeps = sorted((project / ".sweeper" / "sweeps").glob("*/sweep.json"))
+    return sweeps[-1].parent.name

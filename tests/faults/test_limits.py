@@ -1,0 +1,103 @@
+"""Limits: a flood of output never fills the driver's memory; metric events are rate-capped."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from sweeper.store import Store
+from tests.faults.conftest import records
+
+pytestmark = [pytest.mark.faults]
+
+FLOOD_STEPS = """
+- step:
+    name: flood
+    image: sweeper-test/python:latest
+    command: python3 ./flood.py
+- step:
+    name: chatty
+    image: sweeper-test/python:latest
+    command: python3 ./chatty.py
+"""
+
+FLOOD_PY = r"""
+import sys
+line = b"x" * 1023 + b"\n"
+block = line * 1024  # 1 MiB
+out = sys.stdout.buffer
+for _ in range(200):
+    out.write(block)
+out.write(b"y" * (8 << 20))  # and one 8 MiB line without a newline
+out.flush()
+print('{"loss": 1.0}', flush=True)
+"""
+
+CHATTY_PY = r"""
+import json
+for i in range(5000):
+    print(json.dumps({"step": i, "loss": 1.0 / (i + 1)}))
+"""
+
+
+def _rss_kb(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def _run_measured(project: Path, step: str) -> tuple[int, int, float]:
+    """Run ``sweep run STEP`` in a subprocess; (exit code, peak RSS in KiB, seconds)."""
+    started = time.monotonic()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sweeper.cli.main", "run", step, "--runtime", "local",
+         "-f", str(project / "valohai.yaml")],
+        stdout=subprocess.DEVNULL,  # the echo of the log goes somewhere that never blocks
+        stderr=subprocess.PIPE,
+    )
+    peak = 0
+    while proc.poll() is None:
+        peak = max(peak, _rss_kb(proc.pid))
+        time.sleep(0.02)
+    assert proc.stderr is not None
+    err = proc.stderr.read().decode(errors="replace")
+    assert "Traceback" not in err, err
+    return proc.returncode, peak, time.monotonic() - started
+
+
+def test_a_200_mb_output_flood_keeps_the_driver_small(make_project) -> None:
+    project: Path = make_project(FLOOD_STEPS, {"flood.py": FLOOD_PY, "chatty.py": CHATTY_PY})
+    code, baseline, _ = _run_measured(project, "chatty")
+    assert code == 0
+    code, peak, seconds = _run_measured(project, "flood")
+    assert code == 0
+    # the log is streamed to disk: the driver grows by far less than the 208 MB it saw
+    assert peak - baseline < 64 * 1024, f"RSS {baseline} KiB -> {peak} KiB"
+    record = next(r for r in records(project / ".sweeper") if r["step"] == "flood")
+    assert record["status"] == "complete" and record["metrics"] == {"loss": 1.0}
+    log = project / ".sweeper" / "executions" / record["id"] / "logs.txt"
+    assert log.stat().st_size >= 200 << 20
+    assert seconds < 90
+
+
+def test_metric_events_are_capped_per_second_and_the_drop_is_counted(make_project) -> None:
+    project: Path = make_project(FLOOD_STEPS, {"flood.py": FLOOD_PY, "chatty.py": CHATTY_PY})
+    code, _, _ = _run_measured(project, "chatty")
+    assert code == 0
+    record = records(project / ".sweeper")[0]
+    store = Store.open(project / ".sweeper")
+    events = {m["seq"] for m in store.read_dataset("metrics").to_pylist()}
+    dropped = record["metrics_dropped"]
+    assert dropped > 0, "5000 events printed at once must hit the 1000/s cap"
+    assert len(events) + dropped == 5000
+    assert len(events) <= 1000 * 3  # at most the cap in each second the step took
+    row = store.read_dataset("executions").to_pylist()[0]
+    assert row["metrics_dropped"] == dropped

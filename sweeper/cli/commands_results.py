@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+import pandas as pd
 
 from sweeper.cli import output
 from sweeper.cli.commands_exec import config_option, store_option
@@ -32,7 +33,7 @@ def _latest_sweep_id(results: Results) -> str:
 
 
 def _plain(value: Any) -> Any:
-    if value is None:
+    if value is None or value is pd.NA:
         return None
     if isinstance(value, float) and not math.isfinite(value):
         return None

@@ -40,6 +40,9 @@ def _decode(text: Any) -> Any:
         return text
 
 
+_INTEGER_TYPES = {pa.int64(): pd.Int64Dtype(), pa.int32(): pd.Int64Dtype()}
+
+
 class Results:
     """Read-only views of a store; each call reads the store afresh."""
 
@@ -51,7 +54,8 @@ class Results:
         return self.store.read_dataset(name)
 
     def _frame(self, name: str) -> pd.DataFrame:
-        return self.store.read_dataset(name).to_pandas()
+        # Integer columns with gaps (trial_number of a plain run) stay integers, not floats.
+        return self.store.read_dataset(name).to_pandas(types_mapper=_INTEGER_TYPES.get)
 
     def executions(
         self, sweep_id: str | None = None, step: str | None = None, status: str | None = None

@@ -328,3 +328,34 @@ def test_cli_prints_the_space_the_top_trials_and_the_best(
 def _latest_sweep(project: Path) -> str:
     sweeps = sorted((project / ".sweeper" / "sweeps").glob("*/sweep.json"))
     return sweeps[-1].parent.name
+
+
+def test_multi_objective_sweep_reports_the_pareto_front(
+    probe_project: Path, local_ray: None
+) -> None:
+    runner = make_runner(
+        probe_project,
+        step="probe",
+        trials=8,
+        parallel=2,
+        metrics=["loss", "score"],
+        directions=["minimize", "maximize"],
+        sampler="nsga2",
+        seed=4,
+        runtime="local",
+        specs={"x": ["0..0.85"]},
+    )
+    summary = runner.run()
+    assert summary["trials"]["complete"] == 8
+    front = summary["best"]
+    assert isinstance(front, list) and front
+    rows = executions(probe_project, summary["sweep_id"])
+    points = {r["execution_id"]: (r["metric.loss"], r["metric.score"]) for r in rows}
+
+    def dominated(p: tuple[float, float]) -> bool:
+        return any(q[0] <= p[0] and q[1] >= p[1] and q != p for q in points.values())
+
+    front_ids = {t["execution_id"] for t in front}
+    assert all(not dominated(points[i]) for i in front_ids)
+    assert all(dominated(p) for i, p in points.items() if i not in front_ids)
+    assert all(set(t["values"]) == {"loss", "score"} for t in front)

@@ -19,7 +19,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import click
 
-from sweeper.cli.commands_exec import config_option, store_option
+from sweeper.cli.options import config_option, store_option
 from sweeper.cli.project import project_from
 from sweeper.errors import SweeperError
 

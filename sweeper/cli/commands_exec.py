@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 import threading
 import time
@@ -15,6 +14,14 @@ import click
 import yaml
 
 from sweeper.cli import output
+from sweeper.cli.options import (
+    config_option,
+    env_option,
+    json_option,
+    pull_option,
+    runtime_option,
+    store_option,
+)
 from sweeper.cli.project import Project, project_from
 from sweeper.config import lint_file, parse_config
 from sweeper.errors import SweeperError
@@ -22,27 +29,6 @@ from sweeper.execution.inputs import resolve_inputs
 from sweeper.execution.runner import FINAL_STATUSES, Executor, StopToken
 from sweeper.execution.spec import ExecutionSpec, build_spec, parse_assignments
 from sweeper.runtime import get_runtime
-
-RUNTIMES = click.Choice(["docker", "local"])
-DEFAULT_RUNTIME = os.environ.get("SWEEPER_RUNTIME", "docker")
-
-
-def config_option(func: Callable[..., Any]) -> Callable[..., Any]:
-    """``-f/--config PATH``: the valohai.yaml (default ``./valohai.yaml``)."""
-    return click.option(
-        "-f",
-        "--config",
-        "config_path",
-        metavar="PATH",
-        help="The valohai.yaml (default: ./valohai.yaml).",
-    )(func)
-
-
-def store_option(func: Callable[..., Any]) -> Callable[..., Any]:
-    """``--store PATH``: where executions are recorded (default ``.sweeper/``)."""
-    return click.option(
-        "--store", metavar="PATH|URI", help="The store (default: .sweeper/ next to valohai.yaml)."
-    )(func)
 
 
 @click.command()
@@ -166,32 +152,10 @@ def execute_spec(
     metavar="NAME=URI",
     help="An input URI (repeat for several files).",
 )
-@click.option(
-    "-e",
-    "--env",
-    "env",
-    multiple=True,
-    metavar="NAME=VALUE",
-    help="An environment variable for the step.",
-)
-@click.option(
-    "--runtime",
-    type=RUNTIMES,
-    default=DEFAULT_RUNTIME,
-    show_default=True,
-    help="Where the command runs.",
-)
-@click.option(
-    "--pull",
-    "pull_policy",
-    type=click.Choice(["missing", "always", "never"]),
-    default="missing",
-    show_default=True,
-    help="Docker image pull policy.",
-)
-@click.option(
-    "--json", "as_json", is_flag=True, help="Logs to stderr; the final record as JSON on stdout."
-)
+@env_option("An environment variable for the step.")
+@runtime_option("Where the command runs: in the step's Docker image, or as a local process.")
+@pull_option
+@json_option("Logs to stderr; the final record as JSON on stdout.")
 @click.option(
     "--reuse",
     is_flag=True,

@@ -16,7 +16,13 @@ from typing import Any
 import click
 
 from sweeper.cli import output
-from sweeper.cli.commands_exec import DEFAULT_RUNTIME, RUNTIMES, config_option, store_option
+from sweeper.cli.options import (
+    config_option,
+    env_option,
+    pull_option,
+    runtime_option,
+    store_option,
+)
 from sweeper.cli.project import project_from
 from sweeper.errors import StoreError
 from sweeper.execution.spec import parse_assignments
@@ -88,33 +94,14 @@ def pipeline_group() -> None:
     metavar="NODE.INPUT=URI",
     help="An input URI of a node (repeat for several files).",
 )
-@click.option(
-    "-e",
-    "--env",
-    "env",
-    multiple=True,
-    metavar="NAME=VALUE",
-    help="An environment variable for every execution.",
-)
+@env_option("An environment variable for every execution.")
 @click.option(
     "--reuse",
     is_flag=True,
     help="Reuse completed executions with an identical spec (as reuse-executions: true).",
 )
-@click.option(
-    "--runtime",
-    type=RUNTIMES,
-    default=DEFAULT_RUNTIME,
-    show_default=True,
-    help="Run executions as local processes or in the steps' Docker images.",
-)
-@click.option(
-    "--pull",
-    "pull_policy",
-    type=click.Choice(["missing", "always", "never"]),
-    default="missing",
-    show_default=True,
-)
+@runtime_option("Run executions as local processes or in the steps' Docker images.")
+@pull_option
 @click.option(
     "--max-retries",
     type=int,

@@ -12,7 +12,7 @@ import click
 import pandas as pd
 
 from sweeper.cli import output
-from sweeper.cli.commands_exec import config_option, store_option
+from sweeper.cli.options import config_option, store_option
 from sweeper.cli.project import project_from
 from sweeper.errors import SweeperError
 from sweeper.results import Results

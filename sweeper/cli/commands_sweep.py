@@ -6,6 +6,7 @@ import json
 import os
 import shlex
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,13 @@ import click
 from optuna.trial import TrialState
 
 from sweeper.cli import output
-from sweeper.cli.commands_exec import DEFAULT_RUNTIME, RUNTIMES, config_option, store_option
+from sweeper.cli.options import (
+    config_option,
+    env_option,
+    pull_option,
+    runtime_option,
+    store_option,
+)
 from sweeper.cli.project import Project, project_from
 from sweeper.errors import ClusterError, SweeperError
 from sweeper.execution.spec import parse_assignments
@@ -44,7 +51,7 @@ Examples:
 
 
 def _sweep_options(func: Any) -> Any:
-    options = [
+    options: list[Callable[..., Any]] = [
         click.option(
             "--trials", type=int, help="How many trials to finish (a grid defaults to its size)."
         ),
@@ -96,20 +103,8 @@ def _sweep_options(func: Any) -> Any:
             type=float,
             help="CPUs each trial reserves (default: the step's resources.cpu, else 1).",
         ),
-        click.option(
-            "--runtime",
-            type=RUNTIMES,
-            default=DEFAULT_RUNTIME,
-            show_default=True,
-            help="Run trials as local processes or in the step's Docker image.",
-        ),
-        click.option(
-            "--pull",
-            "pull_policy",
-            type=click.Choice(["missing", "always", "never"]),
-            default="missing",
-            show_default=True,
-        ),
+        runtime_option("Run trials as local processes or in the step's Docker image."),
+        pull_option,
         click.option(
             "--input",
             "inputs",
@@ -117,14 +112,7 @@ def _sweep_options(func: Any) -> Any:
             metavar="NAME=URI",
             help="An input URI for every trial.",
         ),
-        click.option(
-            "-e",
-            "--env",
-            "env",
-            multiple=True,
-            metavar="NAME=VALUE",
-            help="An environment variable for every trial.",
-        ),
+        env_option("An environment variable for every trial."),
         click.option(
             "--address",
             help="Ray cluster: auto, HOST:PORT or ray://HOST:PORT (default: embedded local Ray).",

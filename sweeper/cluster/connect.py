@@ -70,16 +70,20 @@ def connect(
     }
     if address is None:
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-        try:
-            ray.init(
-                address="local",
-                num_cpus=num_cpus,
-                num_gpus=num_gpus,
-                include_dashboard=False,
-                **options,
-            )
-        except Exception as exc:
-            raise ClusterError(f"could not start a local Ray: {exc}") from None
+        for attempt in (1, 2):  # a loaded machine can time out starting Ray once
+            try:
+                ray.init(
+                    address="local",
+                    num_cpus=num_cpus,
+                    num_gpus=num_gpus,
+                    include_dashboard=False,
+                    **options,
+                )
+                break
+            except Exception as exc:
+                ray.shutdown()
+                if attempt == 2:
+                    raise ClusterError(f"could not start a local Ray: {exc}") from None
         return ClusterInfo(address="local", embedded=True, nodes=_nodes())
     try:
         ray.init(address=address, **options)

@@ -8,8 +8,9 @@ non-zero exit status, never a traceback.
 from __future__ import annotations
 
 import sys
+import warnings
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TextIO
 
 import click
 
@@ -74,8 +75,21 @@ def _guarded(func: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: TextIO | None = None,
+    line: str | None = None,
+) -> None:
+    # A damaged part file and the like: one line naming it, not Python's warning format.
+    click.echo(f"sweep: warning: {message}", err=True)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``sweep`` console script."""
+    warnings.showwarning = _show_warning
     _guarded(cli.main)(args=argv, prog_name="sweep", standalone_mode=True)
 
 

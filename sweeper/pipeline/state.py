@@ -16,6 +16,7 @@ from typing import Any
 
 from sweeper.errors import StoreError
 from sweeper.execution.metrics import record_missing_rows
+from sweeper.sweep.state import remove_leftovers
 
 #: Node statuses after which a node never runs again in this run (until ``resume``).
 NODE_FINAL = frozenset({"complete", "error", "stopped", "skipped"})
@@ -178,6 +179,7 @@ class PipelineState:
     def mark_crashed(self, execution_id: str, reason: str) -> None:
         """Finish the record of an execution whose driver died while it ran, as ``crashed``."""
         record = self.read_record(execution_id)
+        remove_leftovers(record)
         if record is None or record.get("status") in EXECUTION_FINAL:
             return
         record.update(status="crashed", error=reason, ended_at=utc_now())

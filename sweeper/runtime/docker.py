@@ -391,6 +391,36 @@ class _ContainerRun:
             self.reader.join(timeout=5)
 
 
+def remove_leftover_containers(execution_id: str, base_url: str | None = None) -> int:
+    """Remove the containers of an execution whose runner died; how many (never raises).
+
+    A runner killed with its Ray worker (a killed driver, a lost node) never reaches its
+    cleanup, and its container runs on; whoever settles the execution afterwards removes it
+    by its label. Best effort: an unreachable daemon (another node's) is left alone.
+    """
+    removed = 0
+    try:
+        if base_url is None:
+            client = docker.from_env(timeout=30)
+        else:
+            client = docker.DockerClient(base_url=base_url, timeout=30)
+        try:
+            found = client.containers.list(
+                all=True, filters={"label": f"{EXECUTION_LABEL}={execution_id}"}
+            )
+            for container in found:
+                try:
+                    container.remove(force=True)
+                    removed += 1
+                except _DOCKER_ERRORS:
+                    pass
+        finally:
+            client.close()
+    except _DOCKER_ERRORS:
+        pass
+    return removed
+
+
 def _pump(stream: Iterator[bytes], chunks: queue.SimpleQueue[object]) -> None:
     # Blocking reads on their own thread; the caller's thread handles lines and limits.
     try:

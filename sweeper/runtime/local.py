@@ -103,6 +103,13 @@ class LocalRuntime(Runtime):
         exit_code = process.returncode
         if exit_code < 0:
             exit_code = 128 - exit_code
+            if status is None:
+                # The shell itself died of a signal nobody here sent: the step's whole tree
+                # was killed from outside (a Ray worker shutting down kills its children,
+                # an operator's kill). A step that dies of a signal, the OOM killer's
+                # included, leaves the shell to exit with 128 + N: that stays an error.
+                status = CRASHED
+                reason = f"killed from outside (signal {_signal_name(-process.returncode)})"
         if status is None:
             status, reason = (COMPLETE, None) if exit_code == 0 else (ERROR, exit_reason(exit_code))
         return self._result(status, exit_code, reason, started_at)
@@ -227,6 +234,13 @@ class _Supervisor:
     def _kill(self) -> None:
         self.hard_killed = True
         _kill_group(self.process.pid, signal.SIGKILL)
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return str(number)
 
 
 def _kill_group(pgid: int, sig: int) -> None:

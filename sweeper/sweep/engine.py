@@ -521,11 +521,8 @@ class SweepRunner:
         """Settle trials left RUNNING by a killed driver: re-tell finished ones, re-run the rest."""
         for frozen in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             execution_id = frozen.user_attrs.get("execution_id")
-            record = (
-                self.store.read_json(f"{self.store.execution_dir(execution_id)}/execution.json")
-                if execution_id
-                else None
-            )
+            # settle: rows a killed writer never wrote are written, a container it left removed
+            record = self.state.settle(execution_id) if execution_id else None
             trial = optuna.Trial(study, frozen._trial_id)
             if record is not None and record.get("status") in (
                 "complete",

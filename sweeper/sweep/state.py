@@ -65,6 +65,20 @@ DEFAULT_OUTCOMES = {
 }
 
 
+def remove_leftovers(record: dict[str, Any] | None) -> None:
+    """Remove the container of an execution whose runner died before it could.
+
+    Called only where the runner is known dead (a resumed sweep, a dead actor).
+    """
+    if record is None or record.get("runtime") != "docker":
+        return
+    if record.get("status") in ("complete", "error", "stopped", "pruned"):
+        return  # the runner got to the end, and removed its container on the way
+    from sweeper.runtime.docker import remove_leftover_containers
+
+    remove_leftover_containers(str(record["id"]))
+
+
 def outcome_counts(study: optuna.Study) -> dict[str, int]:
     """How many trials ended each way (complete, error, pruned, interrupted) or are running."""
     counts: Counter[str] = Counter()
@@ -120,6 +134,7 @@ class SweepState:
         record = self.store.read_json(f"{self.store.execution_dir(execution_id)}/execution.json")
         if record is not None and record.get("status") in FINAL_STATUSES:
             record_missing_rows(self.store, record)
+        remove_leftovers(record)
         return record  # type: ignore[no-any-return]
 
     def mark_crashed(self, execution_id: str, reason: str) -> dict[str, Any]:

@@ -73,7 +73,7 @@ def test_two_sweeps_a_pipeline_and_a_reader_share_a_store(make_project, ray_head
     outputs = [w.communicate(timeout=240) for w in writers]
     done.set()
     thread.join(timeout=60)
-    for writer, (out, err) in zip(writers, outputs, strict=True):
+    for writer, (_out, err) in zip(writers, outputs, strict=True):
         assert writer.returncode == 0, err
         assert "Traceback" not in err and "error" not in err.lower(), err
     assert problems == []

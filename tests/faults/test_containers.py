@@ -101,7 +101,11 @@ def _container_of(execution_id: str) -> str:
 
 def _leftovers(project: Path) -> list[str]:
     """Containers of this project's executions still there (other tests may run beside us)."""
-    return [c for r in records(project / ".sweeper") for c in containers(f"sweeper.execution_id={r['id']}")]
+    return [
+        c
+        for r in records(project / ".sweeper")
+        for c in containers(f"sweeper.execution_id={r['id']}")
+    ]
 
 
 @pytest.mark.docker
@@ -170,8 +174,16 @@ def test_live_container_is_confined_and_secrets_stay_out_of_the_store(project: P
     import docker
 
     proc = sweep_popen(
-        "run", "leaky", "--runtime", "docker", "-e", f"API_TOKEN={TOKEN}", "-e", "HOLD=3",
-        "--json", cwd=project,
+        "run",
+        "leaky",
+        "--runtime",
+        "docker",
+        "-e",
+        f"API_TOKEN={TOKEN}",
+        "-e",
+        "HOLD=3",
+        "--json",
+        cwd=project,
     )
     client = docker.from_env()
     container = client.containers.get(_container_of(_started(project)))

@@ -21,8 +21,18 @@ def store_with_three(make_project, capsys: pytest.CaptureFixture[str]) -> Path:
     project: Path = make_project(TINY_STEP, {"tiny.py": TINY_PY})
     for x in ("0.1", "0.2", "0.3"):
         code, _out, err = run_main(
-            ["run", "tiny", "--runtime", "local", "-p", f"x={x}", "-p", "sleep=0",
-             "-f", str(project / "valohai.yaml")],
+            [
+                "run",
+                "tiny",
+                "--runtime",
+                "local",
+                "-p",
+                f"x={x}",
+                "-p",
+                "sleep=0",
+                "-f",
+                str(project / "valohai.yaml"),
+            ],
             capsys,
         )
         assert code == 0, err
@@ -41,7 +51,9 @@ def test_truncated_parts_are_reported_skipped_and_quarantined(store_with_three: 
     metrics = _parts(project, "metrics")
     assert len(executions) == 3 and len(metrics) == 3
     damaged_execution = executions[1]
-    damaged_execution.write_bytes(damaged_execution.read_bytes()[: damaged_execution.stat().st_size // 2])
+    damaged_execution.write_bytes(
+        damaged_execution.read_bytes()[: damaged_execution.stat().st_size // 2]
+    )
     metrics[0].write_bytes(b"")  # truncated to nothing
     artifacts = _parts(project, "artifacts")
     artifacts[2].write_bytes(b"PAR1" + b"\xff" * 64 + b"PAR1")  # garbage with valid magic

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import random
 import signal
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,15 @@ def _finished(store_dir: Path) -> int:
     return len([p for p in folder.glob("part-*.parquet")])
 
 
-def _sweep_args(project: Path, address: str) -> list[str]:
+def _saved(store_dir: Path) -> bool:
+    return any(store_dir.glob("sweeps/*/optuna.journal"))
+
+
+def _wait_until(driver: subprocess.Popen[str], predicate: Any) -> None:
+    wait_for(lambda: predicate() or driver.poll() is not None)
+
+
+def _sweep_args(project: Path, address: str, sleep: float) -> list[str]:
     return [
         "tiny",
         "--trials",
@@ -54,7 +63,7 @@ def _sweep_args(project: Path, address: str) -> list[str]:
         "-p",
         "x=0..1",
         "-p",
-        "sleep=0.4",
+        f"sleep={sleep}",
         "--json",
         "--address",
         address,
@@ -105,40 +114,42 @@ def check_sweep(project: Path, sweep_id: str) -> dict[str, Any]:
     return {"rows": len(mine), "complete": len(complete)}
 
 
-def _run_with_kills(project: Path, address: str, kill_points: list[tuple[str, float]]) -> str:
+def _run_with_kills(
+    project: Path, address: str, kill_points: list[tuple[str, float]], sleep: float
+) -> str:
     store_dir = project / ".sweeper"
     first = True
+    kills = 0
     for kind, value in kill_points:
-        args = _sweep_args(project, address) if first else _resume_args(project, address)
+        args = _sweep_args(project, address, sleep) if first else _resume_args(project, address)
         before = _finished(store_dir)
         driver = sweep_popen(*args)
         if kind == "finished":
-            # kill once `value` more executions have reached the executions dataset
-            # (and, for the first driver, once the sweep is saved: before that there is
-            # nothing to resume)
-            wait_for(
-                lambda: (
-                    (
-                        _finished(store_dir) >= before + value
-                        and any(store_dir.glob("sweeps/*/optuna.journal"))
-                    )
-                    or driver.poll() is not None
-                )
+            # kill once `value` more executions have reached the executions dataset (and,
+            # for the first driver, once the sweep is saved: before, nothing can resume)
+            _wait_until(
+                driver, lambda n=before + value: _finished(store_dir) >= n and _saved(store_dir)
             )
         else:
+            if first:
+                _wait_until(driver, lambda: _saved(store_dir))
             try:
                 driver.wait(timeout=value)
-            except Exception:  # noqa: BLE001 - still running: the point of the test
+            except subprocess.TimeoutExpired:  # still running: the point of the test
                 pass
         if driver.poll() is not None:
             out, err = driver.communicate()
+            if driver.returncode == 0 and kind == "delay" and not first:
+                break  # it finished all the trials before this point: nothing left to kill
             raise AssertionError(f"driver ended before its kill point ({kind} {value}): {err}")
         kill_group(driver, signal.SIGKILL)
+        kills += 1
         first = False
     final = sweep_cli(*_resume_args(project, address), timeout=180)
     assert final.returncode == 0, final.stderr
     assert "Traceback" not in final.stderr
     summary = json.loads(final.stdout)
+    assert kills >= len(kill_points) - 1, f"only {kills} of the kill points were reached"
     assert summary["trials"]["complete"] == TRIALS, summary
     assert summary["trials"]["error"] == 0 and summary["trials"]["running"] == 0
     return str(summary["sweep_id"])
@@ -148,14 +159,94 @@ def test_kill_after_k_finished_executions(tiny_project: Path, ray_head: str) -> 
     # 5 kill points: at once, then after 1, 2 and 1 more finished executions, and while
     # the resumed driver is still settling the trials of the one before.
     points = [("finished", 0), ("finished", 1), ("finished", 2), ("finished", 1), ("delay", 0.3)]
-    sweep_id = _run_with_kills(tiny_project, ray_head, points)
+    sweep_id = _run_with_kills(tiny_project, ray_head, points, sleep=0.4)
     check_sweep(tiny_project, sweep_id)
     assert processes_under(tiny_project) == []
 
 
 def test_kill_after_random_delays(tiny_project: Path, ray_head: str) -> None:
     rng = random.Random(20240611)
-    points = [("delay", round(rng.uniform(0.2, 3.5), 2)) for _ in range(5)]
-    sweep_id = _run_with_kills(tiny_project, ray_head, points)
+    # a resumed driver needs ~1.5 s to connect and settle: short delays kill it there
+    points = [("delay", round(rng.uniform(0.2, 2.5), 2)) for _ in range(5)]
+    sweep_id = _run_with_kills(tiny_project, ray_head, points, sleep=1.0)
     check_sweep(tiny_project, sweep_id)
     assert processes_under(tiny_project) == []
+
+
+UNTIL_STEP = """
+- step:
+    name: until
+    image: sweeper-test/python:latest
+    command: python3 ./until.py {parameters}
+    parameters:
+      - name: until
+        type: float
+      - name: x
+        type: float
+        default: 0.5
+"""
+
+UNTIL_PY = """
+import argparse, json, time
+p = argparse.ArgumentParser()
+p.add_argument("--until", type=float)
+p.add_argument("--x", type=float)
+a = p.parse_args()
+time.sleep(max(0.0, a.until - time.time()))
+print(json.dumps({"loss": a.x}), flush=True)
+"""
+
+
+@pytest.mark.docker
+def test_kill_during_docker_executions_leaves_no_container(make_project, ray_head: str) -> None:
+    """A killed driver's Ray workers die, its containers run on: resume removes them."""
+    import time
+
+    from tests.faults.conftest import containers
+
+    project: Path = make_project(UNTIL_STEP, {"until.py": UNTIL_PY}, name="until")
+    store_dir = project / ".sweeper"
+    until = time.time() + 12  # every attempt sleeps until then: the reruns end quickly
+    driver = sweep_popen(
+        "until",
+        "--trials",
+        "2",
+        "--parallel",
+        "2",
+        "--metric",
+        "loss",
+        "--runtime",
+        "docker",
+        "-p",
+        f"until={until}",
+        "-p",
+        "x=0.1,0.9",
+        "--json",
+        "--address",
+        ray_head,
+        "-f",
+        str(project / "valohai.yaml"),
+    )
+
+    def started() -> list[str]:
+        found = records(store_dir) if store_dir.exists() else []
+        ids = [r["id"] for r in found if r["status"] == "started"]
+        running = [i for i in ids if containers(f"sweeper.execution_id={i}")]
+        if driver.poll() is not None:
+            raise AssertionError(driver.communicate()[1])
+        return running if len(running) == 2 else []
+
+    first = wait_for(started, timeout=60)
+    kill_group(driver, signal.SIGKILL)
+    time.sleep(1)
+    assert all(containers(f"sweeper.execution_id={i}") for i in first), "they run on"
+    resumed = sweep_cli(*_resume_args(project, ray_head), timeout=120)
+    assert resumed.returncode == 0, resumed.stderr
+    summary = json.loads(resumed.stdout)
+    assert summary["trials"]["complete"] == 2
+    for execution_id in first:
+        assert containers(f"sweeper.execution_id={execution_id}") == []
+    every = [r["id"] for r in records(store_dir)]
+    assert all(containers(f"sweeper.execution_id={i}") == [] for i in every)
+    rows = [r for r in Store.open(store_dir).read_dataset("executions").to_pylist()]
+    assert sorted(r["status"] for r in rows) == ["complete", "complete", "crashed", "crashed"]

@@ -255,10 +255,17 @@ def test_hostile_metric_lines(hostile: Path, capsys) -> None:
     assert row["metric.loss"] == 0.25
     keys = {m["key"] for m in store.read_dataset("metrics").to_pylist()}
     assert {"loss", "acc", "up", "down", "step"} <= keys
-    for command in (["show", "latest"], ["show", "latest", "--json"], ["ls"], ["ls", "--format", "json"]):
+    for command in (
+        ["show", "latest"],
+        ["show", "latest", "--json"],
+        ["ls"],
+        ["ls", "--format", "json"],
+    ):
         code, out, err = sweep(capsys, *command, "-f", str(hostile / "valohai.yaml"))
         assert code == 0 and "Traceback" not in err, err
-    assert (hostile / ".sweeper" / "executions" / record["id"] / "logs.txt").stat().st_size < 8 << 20
+    assert (
+        hostile / ".sweeper" / "executions" / record["id"] / "logs.txt"
+    ).stat().st_size < 8 << 20
 
 
 def test_binary_garbage_and_megabyte_lines(hostile: Path, capsys) -> None:
@@ -333,15 +340,29 @@ def test_input_paths_that_leave_their_folder_are_refused(
     for uri, expected in cases.items():
         clean_error(
             sweep(
-                capsys, "run", "reader", "--runtime", "local", "--input", f"data={uri}",
-                "-f", str(hostile / "valohai.yaml"),
+                capsys,
+                "run",
+                "reader",
+                "--runtime",
+                "local",
+                "--input",
+                f"data={uri}",
+                "-f",
+                str(hostile / "valohai.yaml"),
             ),
             expected,
         )
     clean_error(
         sweep(
-            capsys, "run", "reader", "--runtime", "local", "--input", "renamed=data/inside.txt",
-            "-f", str(hostile / "valohai.yaml"),
+            capsys,
+            "run",
+            "reader",
+            "--runtime",
+            "local",
+            "--input",
+            "renamed=data/inside.txt",
+            "-f",
+            str(hostile / "valohai.yaml"),
         ),
         "escape",
     )
@@ -360,7 +381,9 @@ def test_outputs_download_refuses_paths_outside(hostile: Path, tmp_path: Path, c
     path.write_text(json.dumps(data))
     dest = tmp_path / "dl" / "deeper"
     clean_error(
-        sweep(capsys, "outputs", record["id"], "-d", str(dest), "-f", str(hostile / "valohai.yaml")),
+        sweep(
+            capsys, "outputs", record["id"], "-d", str(dest), "-f", str(hostile / "valohai.yaml")
+        ),
         "outside",
     )
     assert not (tmp_path / "evil.txt").exists()

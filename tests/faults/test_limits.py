@@ -54,12 +54,21 @@ def _rss_kb(pid: int) -> int:
     return 0
 
 
-def _run_measured(project: Path, step: str) -> tuple[int, int, float]:
+def _run_measured(project: Path, step: str, runtime: str = "local") -> tuple[int, int, float]:
     """Run ``sweep run STEP`` in a subprocess; (exit code, peak RSS in KiB, seconds)."""
     started = time.monotonic()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "sweeper.cli.main", "run", step, "--runtime", "local",
-         "-f", str(project / "valohai.yaml")],
+        [
+            sys.executable,
+            "-m",
+            "sweeper.cli.main",
+            "run",
+            step,
+            "--runtime",
+            runtime,
+            "-f",
+            str(project / "valohai.yaml"),
+        ],
         stdout=subprocess.DEVNULL,  # the echo of the log goes somewhere that never blocks
         stderr=subprocess.PIPE,
     )
@@ -101,3 +110,17 @@ def test_metric_events_are_capped_per_second_and_the_drop_is_counted(make_projec
     assert len(events) <= 1000 * 3  # at most the cap in each second the step took
     row = store.read_dataset("executions").to_pylist()[0]
     assert row["metrics_dropped"] == dropped
+
+
+@pytest.mark.docker
+def test_a_docker_output_flood_keeps_the_driver_small(make_project) -> None:
+    project: Path = make_project(FLOOD_STEPS, {"flood.py": FLOOD_PY, "chatty.py": CHATTY_PY})
+    code, baseline, _ = _run_measured(project, "chatty", "docker")
+    assert code == 0
+    code, peak, seconds = _run_measured(project, "flood", "docker")
+    assert code == 0
+    assert peak - baseline < 64 * 1024, f"RSS {baseline} KiB -> {peak} KiB"
+    record = next(r for r in records(project / ".sweeper") if r["step"] == "flood")
+    assert record["status"] == "complete" and record["metrics"] == {"loss": 1.0}
+    log = project / ".sweeper" / "executions" / record["id"] / "logs.txt"
+    assert log.stat().st_size >= 200 << 20

@@ -58,9 +58,16 @@ def test_background_leftovers_are_killed_when_the_step_ends(local: Harness, redi
 
 
 def test_death_by_signal_names_it(local: Harness) -> None:
-    result, _ = local.run("kill -9 $$")
+    result, _ = local.run("sh -c 'kill -9 $$'")
     assert (result.status, result.exit_code) == ("error", 137)
     assert result.reason == "killed by signal SIGKILL (exit code 137)"
+
+
+def test_the_shell_killed_from_outside_is_a_crash(local: Harness) -> None:
+    # What a Ray worker shutting down (its driver killed) does to the step's whole tree.
+    result, _ = local.run("kill -9 $$")
+    assert (result.status, result.exit_code) == ("crashed", 137)
+    assert result.reason == "killed from outside (signal SIGKILL)"
 
 
 def test_inherits_the_parent_environment(local: Harness, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -261,6 +261,7 @@ def rerun(execution: str, as_json: bool, config_path: str | None, store: str | N
         time_limit_s=spec_data.get("time_limit_s"),
         no_output_timeout_s=spec_data.get("no_output_timeout_s"),
         pull_policy="never",
+        mounts=tuple((m[0], m[1], bool(m[2])) for m in spec_data.get("mounts") or ()),
         step_inputs=tuple(step_obj.inputs),
     )
     new = execute_spec(project, spec, as_json=as_json, reuse=False)

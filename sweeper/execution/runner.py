@@ -354,6 +354,7 @@ class Executor:
             time_limit_s=spec.time_limit_s,
             no_output_timeout_s=spec.no_output_timeout_s,
             pull_policy=spec.pull_policy,
+            mounts=tuple(spec.mounts),
         )
         started = time.monotonic()
         with open(log_path, "a", encoding="utf-8", errors="replace") as handle:

@@ -52,6 +52,7 @@ class ExecutionSpec:
     no_output_timeout_s: float | None = None
     pull_policy: str = "missing"
     step_stop_condition: str | None = None
+    mounts: tuple[tuple[str, str, bool], ...] = ()
     step_inputs: tuple[Any, ...] = field(default=(), compare=False)
 
     def masked_environment(self) -> dict[str, str]:
@@ -180,5 +181,19 @@ def build_spec(
         no_output_timeout_s=step.no_output_timeout or None,
         pull_policy=pull_policy,
         step_stop_condition=str(stop_condition) if stop_condition is not None else None,
+        mounts=_bind_mounts(step),
         step_inputs=tuple(step.inputs),
     )
+
+
+def _bind_mounts(step: Any) -> tuple[tuple[str, str, bool], ...]:
+    """The step's declared mounts as (source, destination, read-only) bind mounts."""
+    mounts = []
+    for mount in getattr(step, "mounts", ()):
+        if mount.type not in (None, "bind"):
+            raise SweeperError(
+                f'step "{step.name}": mount type "{mount.type}" ({mount.destination}) is not '
+                "supported; only bind mounts of host folders are"
+            )
+        mounts.append((mount.source, mount.destination, bool(mount.readonly)))
+    return tuple(mounts)

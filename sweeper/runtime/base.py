@@ -58,6 +58,8 @@ class RunRequest:
     no_output_timeout_s: float | None = None
     pull_policy: str = "missing"
     job_id: str | None = None
+    #: The step's declared bind mounts (source, destination, read-only); Docker only.
+    mounts: tuple[tuple[str, str, bool], ...] = ()
 
     def script(self) -> str:
         """The commands as one ``sh -e`` script: newlines keep multi-line commands intact."""

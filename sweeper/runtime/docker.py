@@ -150,7 +150,14 @@ class DockerRuntime(Runtime):
             "command": ["/bin/sh", "-e", "-c", self._script(request)],
             "working_dir": f"{MOUNT_POINT}/repository",
             "environment": environment,
-            "volumes": {str(request.workdir.resolve()): {"bind": MOUNT_POINT, "mode": "rw"}},
+            "volumes": {
+                str(request.workdir.resolve()): {"bind": MOUNT_POINT, "mode": "rw"},
+                # the step's own declared mounts, and nothing else
+                **{
+                    source: {"bind": destination, "mode": "ro" if readonly else "rw"}
+                    for source, destination, readonly in request.mounts
+                },
+            },
             "labels": {EXECUTION_LABEL: request.execution_id, RUN_LABEL: run_token},
             "detach": True,
             "init": self.init,

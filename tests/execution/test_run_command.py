@@ -251,3 +251,30 @@ def test_bundled_example_trains_inside_its_image(example_project: Path) -> None:
     assert record["image"] == "sweeper-test/python:latest" and record["image_digest"]
     assert record["metrics"]["epoch"] == 2
     assert [o["path"] for o in record["outputs"]] == ["model.npz"]
+
+
+@pytest.mark.docker
+def test_declared_mounts_and_only_those_reach_the_container(make_project, tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "note.txt").write_text("from the host\n")
+    project = make_project(
+        f"""
+- step:
+    name: mounted
+    image: sweeper-test/busybox:latest
+    command:
+      - cat /data/note.txt
+      - touch /data/new.txt || echo read-only
+      - mount | grep -c ' /data ' || true
+    mounts:
+      - source: {shared}
+        destination: /data
+        readonly: true
+"""
+    )
+    proc = sweep_cli("run", "mounted", "--runtime", "docker", "--json", cwd=project)
+    assert proc.returncode == 0, proc.stderr
+    assert "from the host" in proc.stderr
+    assert "read-only" in proc.stderr
+    assert not (shared / "new.txt").exists()

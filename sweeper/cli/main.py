@@ -47,6 +47,12 @@ def cli() -> None:
     sweep ls --sweep latest             list executions
     sweep pipeline run NAME             run a valohai.yaml pipeline
     sweep dashboard                     optuna-dashboard on the latest sweep, live
+
+    \b
+    Search space of a sweep (-p, repeatable; see `sweep sweep --help`):
+      -p lr=log:1e-5..1e-1   log-scale float    -p layers=int:1..4   integer range
+      -p drop=0.1..0.5       float range        -p act=relu,tanh     one of these values
+      -p epochs=5            a fixed value
     """
 
 

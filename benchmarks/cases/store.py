@@ -10,11 +10,12 @@ def run(settings: Settings) -> CaseResult:
     total = 10_000 if settings.quick else 100_000
     case = CaseResult(
         "store",
-        f"6. Results store: {total:,} executions",
+        f"6. Results store: {total:,} executions, {50 * total:,} metric events",
         "First and last 1,000 executions appended one by one with `Store.write_execution`; the "
         "rows between are added in chunks of 1,000 with `Store.write_rows` (a compacted store). "
-        "Query = read `executions`, sort by metric.loss, top 10 (API; `sweep ls --sort metric.loss "
-        "--limit 10` when the CLI has it), before and after `Store.compact('executions')`.",
+        "Query = read `executions`, sort by metric.loss, top 10 (API and `sweep ls --sort "
+        "metric.loss --limit 10`), and `results.best()`, before and after "
+        "`Store.compact('executions')`; `results.lineage()` of a 5-level chain.",
     )
     contender = Contender(
         "sweeper Store", "store_bench", ["--total", str(total), "--first", "1000"]
@@ -28,6 +29,11 @@ def run(settings: Settings) -> CaseResult:
     report = results[contender.label][0].report
     for key in (
         "rows",
+        "metric_events",
+        "grow_metrics_s",
+        "best_s",
+        "best_compacted_s",
+        "lineage_5_levels_s",
         "append_first_ms",
         "append_last_ms",
         "query_api_s",

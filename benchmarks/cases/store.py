@@ -54,8 +54,11 @@ def run(settings: Settings) -> CaseResult:
     case.goals.append(
         Goal(
             "(info) append time flat as the store grows",
-            f"median {fmt(first, 1)} ms first 1,000 -> {fmt(last, 1)} ms last 1,000; query {fmt(report['query_api_s'])} s "
-            f"({report['parts_removed_by_compact']} parts), {fmt(report['query_api_compacted_s'], 3)} s compacted",
+            f"median {fmt(first, 1)} ms first 1,000 -> {fmt(last, 1)} ms last 1,000; "
+            f"{report.get('metric_events', 0):,} metric events; ls query {fmt(report['query_api_s'])} s "
+            f"({report['parts_removed_by_compact']} parts), {fmt(report['query_api_compacted_s'], 3)} s compacted; "
+            f"best() {fmt(report.get('best_s'))} s / {fmt(report.get('best_compacted_s'), 3)} s compacted; "
+            f"lineage() of 5 levels {fmt(report.get('lineage_5_levels_s'))} s",
             last <= 1.25 * first,
         )
     )

@@ -46,6 +46,13 @@ def lint(file: str | None, config_path: str | None) -> None:
     click.echo(f"{path}: ok" + (f" ({len(problems)} warnings)" if problems else ""), err=True)
 
 
+def _span(low: float | None, high: float | None) -> str:
+    """A resource range as people write it: ``2``, ``1..4``, ``>= 1``, ``<= 4``."""
+    if low and high:
+        return f"{low:g}" if low == high else f"{low:g}..{high:g}"
+    return f">= {low:g}" if low else f"<= {high:g}"
+
+
 @click.command()
 @config_option
 def steps(config_path: str | None) -> None:
@@ -58,13 +65,11 @@ def steps(config_path: str | None) -> None:
         res = step.resources
         resources = []
         if res.cpu_min or res.cpu_max:
-            resources.append(
-                f"cpu {res.cpu_min or ''}..{res.cpu_max or ''}".replace(" ..", " ").rstrip(".")
-            )
+            resources.append(f"cpu {_span(res.cpu_min, res.cpu_max)}")
+        if res.memory_min or res.memory_max:
+            resources.append(f"memory {_span(res.memory_min, res.memory_max)} MB")
         if res.gpus:
             resources.append(f"gpu {res.gpus:g}")
-        if res.memory_min or res.memory_max:
-            resources.append(f"mem {res.memory_min or res.memory_max} MB")
         rows.append([step.name, step.image or "-", params, inputs, ", ".join(resources) or "-"])
     output.table(["step", "image", "parameters", "inputs", "resources"], rows)
 

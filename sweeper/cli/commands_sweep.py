@@ -166,7 +166,10 @@ def run_sweep(runner: SweepRunner, *, as_json: bool) -> dict[str, Any]:
             console=output.stderr,
         )
     else:
-        output.stderr.print(f"sweep {runner.sweep_id}: {runner.space.describe()}", highlight=False)
+        space = "; ".join(f"{name} {what}" for name, what in runner.space.describe())
+        output.stderr.print(
+            f"sweep {runner.sweep_id} of {runner.step.name}: {space}", highlight=False
+        )
     progress = output.SweepProgress(options.trials or 0)
 
     def on_progress(state: Progress) -> None:

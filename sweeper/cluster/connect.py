@@ -63,7 +63,8 @@ def connect(
     address = address or os.environ.get("RAY_ADDRESS") or None
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     options: dict[str, Any] = {
-        "logging_level": logging.WARNING,
+        # ERROR: Ray's start-up notices (token auth, dashboard) are not the user's concern
+        "logging_level": logging.ERROR,
         "log_to_driver": False,
         "configure_logging": True,
         "runtime_env": runtime_env,

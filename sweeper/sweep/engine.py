@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+import ray
 from optuna.distributions import CategoricalDistribution
 from optuna.trial import TrialState
 
@@ -319,8 +320,6 @@ class SweepRunner:
                     )
                 if not in_flight:
                     break
-                import ray
-
                 ready, _ = ray.wait(
                     list(in_flight),
                     num_returns=1,
@@ -341,8 +340,6 @@ class SweepRunner:
                     handle.actor.stop.remote("stopped")
                 except Exception:
                     pass
-            import ray
-
             try:
                 ray.wait(list(in_flight), num_returns=len(in_flight), timeout=30)
             except Exception:
@@ -388,8 +385,6 @@ class SweepRunner:
         return handle
 
     def _report_intermediate(self, study: optuna.Study, handles: Any) -> None:
-        import ray
-
         pending = [(h, h.actor.take_events.remote()) for h in handles if not h.stopping]
         metric = self.options.metrics[0]
         for handle, ref in pending:
@@ -416,8 +411,6 @@ class SweepRunner:
         self, study: optuna.Study, pool: ActorPool, handle: TrialHandle, retries: dict[int, int]
     ) -> bool:
         """Tell Optuna how a trial ended; return True when the sweep must stop."""
-        import ray
-
         trial: optuna.Trial = handle.key
         try:
             record = ray.get(handle.ref)

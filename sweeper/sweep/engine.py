@@ -169,7 +169,6 @@ class SweepRunner:
         self.sweep_id = sweep_id or new_execution_id()
         self.state = SweepState(store, self.sweep_id)
         self.stop_condition = task.stop_condition if task is not None else None
-        self._interrupted = False
         self._counts: dict[str, int] = {}
         self._best: Any = None
 

@@ -24,6 +24,7 @@ import pytest
 from sweeper.errors import InputError, StoreError
 from sweeper.execution import inputs as inputs_module
 from sweeper.execution.inputs import InputFile, fetch_inputs, resolve_inputs
+from tests.requirements import require_moto
 
 
 @dataclass(frozen=True)
@@ -482,7 +483,7 @@ def test_http_url_without_file_name_needs_filename(dirs: dict[str, Path], http_s
 
 @pytest.fixture(scope="module")
 def moto_endpoint() -> Iterator[str]:
-    moto_server = pytest.importorskip("moto.server")
+    moto_server = require_moto()
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
@@ -496,7 +497,8 @@ def moto_endpoint() -> Iterator[str]:
 
 @pytest.fixture
 def bucket(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch, request: Any) -> Any:
-    boto3 = pytest.importorskip("boto3")
+    import boto3
+
     for var, value in {
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",

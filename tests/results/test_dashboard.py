@@ -198,7 +198,7 @@ def test_the_dashboard_shows_a_real_sweep_live_in_a_browser(
         before = len(study.trials)
         assert before == 4
         study.add_trial(optuna.trial.create_trial(value=0.123, params={}, distributions={}))
-        deadline, trials = time.monotonic() + 20, before
+        deadline, trials = time.monotonic() + 120, before  # waits for the page's data
         while time.monotonic() < deadline and trials == before:
             time.sleep(0.5)
             trials = len(_get_json(f"{base}/api/studies/{summary['study_id']}")["trials"])

@@ -28,18 +28,24 @@ def missing(what: str, detail: object = "") -> NoReturn:
 
 def require_docker() -> Any:
     """A client of a running Docker daemon that has the offline test images."""
+    # the failure is reported outside the except blocks, so it is one line, not a chain
+    problem: Exception | None = None
     try:
         import docker
 
         client = docker.from_env()
         client.ping()
     except Exception as exc:  # noqa: BLE001 - any SDK or socket failure means "no daemon"
-        missing("a running Docker daemon", exc)
+        problem = exc
+    if problem is not None:
+        missing("a running Docker daemon", problem)
     for image in TEST_IMAGES:
         try:
             client.images.get(image)
         except Exception as exc:  # noqa: BLE001
-            missing(f"the test image {image} (scripts/build-test-images)", exc)
+            problem = exc
+        if problem is not None:
+            missing(f"the test image {image} (scripts/build-test-images)", problem)
     return client
 
 

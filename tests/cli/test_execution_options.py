@@ -381,10 +381,14 @@ CONFIG_STEP = """
 """
 
 CONFIG_PY = """
-import os
+import hashlib, json, os
+config = "/valohai/config" if os.path.isdir("/valohai") else os.environ["VH_CONFIG_DIR"]
 for name in ("inputs.json", "execution.json"):
-    with open(os.path.join("/valohai/config" if os.path.isdir("/valohai") else os.environ["VH_CONFIG_DIR"], name)) as f:
+    with open(os.path.join(config, name)) as f:
         print(name, f.read(), flush=True)
+# the path it names is where the step reads the file
+path = json.load(open(os.path.join(config, "inputs.json")))["data"]["files"][0]["path"]
+print("read", hashlib.sha256(open(path, "rb").read()).hexdigest(), flush=True)
 """
 
 
@@ -413,6 +417,7 @@ def test_inputs_json_and_execution_json_as_the_step_reads_them(
     assert entry["checksums"] == {"sha256": sha}
     assert entry["uri"] == data_input["uri"]
     assert entry["path"].endswith("/inputs/data/table.csv")
+    assert seen["read"] == sha
     if base:
         assert entry["path"] == "/valohai/inputs/data/table.csv"
     assert execution == {

@@ -271,11 +271,14 @@ def test_logs_follow_streams_a_running_execution_and_ends_with_it(
         assert follow.wait(timeout=60) == 0, follow.stderr.read() if follow.stderr else ""
     finally:
         (gate / "release").touch()
-        for proc in (run, follow):
-            if proc is not None and proc.poll() is None:
-                kill_group(proc) if proc is run else proc.kill()
+        if follow is not None and follow.poll() is None:
+            follow.kill()
     assert rest == ["after the gate", '{"loss": 0.04000000000000001}']
-    run.communicate(timeout=60)
+    try:
+        run.communicate(timeout=120)
+    finally:
+        if run.poll() is None:
+            kill_group(run)
     assert run.returncode == 0
     full = sweep_cli("logs", record["id"], cwd=project, check=True).stdout
     assert full.splitlines() == ["before the gate", *rest]

@@ -124,6 +124,7 @@ class Replay:
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form (``sweep replay --json``)."""
         data = asdict(self)
+        data["trials"] = list(data["trials"])  # the same value as its JSON read back
         for trial, row in zip(self.trials, data["trials"], strict=True):
             row["pruned"] = trial.pruned
             row["saved_s"] = trial.saved_s
@@ -306,7 +307,7 @@ def _spearman(trials: tuple[ReplayTrial, ...]) -> float | None:
     frame = pd.DataFrame(
         {"replay": [t.value for t in trials], "recorded": [t.recorded_value for t in trials]}
     ).dropna()
-    if len(frame) < 2:
-        return None
+    if len(frame) < 2 or frame["replay"].nunique() < 2 or frame["recorded"].nunique() < 2:
+        return None  # a rank correlation needs two different values on each side
     rho = frame["replay"].corr(frame["recorded"], method="spearman")
     return None if pd.isna(rho) else float(rho)

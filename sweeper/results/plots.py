@@ -111,6 +111,7 @@ def plot_replay(replay: Replay, out_dir: Path) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     out_dir.mkdir(parents=True, exist_ok=True)
     figure, axes = plt.subplots()
@@ -130,6 +131,7 @@ def plot_replay(replay: Replay, out_dir: Path) -> Path:
             f"trial {trial.replay_number} pruned at step {trial.pruned_at_step}"
             + (" (best)" if best else "")
         )
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps are report numbers
     axes.set_xlabel("step (report number)")
     axes.set_ylabel(replay.metric)
     rho = "n/a" if replay.rank_correlation is None else f"{replay.rank_correlation:.2f}"

@@ -6,7 +6,9 @@ study. The timeline is rebuilt from the store: a trial is asked when its executi
 each JSON line that carried the sweep's first metric is one ``report(value, step)`` (step =
 the number of such lines before it, as the live sweep counts), and a trial is told when its
 execution ended. Concurrent trials interleave by timestamp, so the median rule sees exactly
-the trials that had finished at that moment.
+the trials that had finished at that moment. ``should_prune()`` is asked after every report;
+the live sweep asks after each poll of its running trials (a few reports at most), so a
+replay may stop a trial a report or two earlier than a live sweep would have.
 
 Example::
 
@@ -202,21 +204,21 @@ def _runs(results: Results, sweep_id: str, metric: str) -> tuple[list[_Run], int
     return runs, len(executions) - len(runs)
 
 
-def _timeline(runs: list[_Run]) -> list[tuple[Any, int, int, int, int]]:
-    """(time, kind, replay number, step, index) items in the order they happened."""
+def _timeline(runs: list[_Run]) -> list[tuple[Any, int, int, int]]:
+    """(time, kind, replay number, step) items in the order they happened."""
     items = []
     for run in runs:
         start = run.row["_start"]
-        items.append((start, _START, run.number, 0, 0))
+        items.append((start, _START, run.number, 0))
         last = start
         for step, time in enumerate(run.events["time"]):
             # a line read before the recorded start (clock skew) still follows the start
             when = time if not pd.isna(time) and time >= last else last
-            items.append((when, _REPORT, run.number, step, 0))
+            items.append((when, _REPORT, run.number, step))
             last = when
         end = run.row.get("ended_at")
-        items.append((end if not pd.isna(end) and end >= last else last, _FINISH, run.number, 0, 0))
-    return sorted(items, key=lambda item: (item[0], item[1], item[2], item[3]))
+        items.append((end if not pd.isna(end) and end >= last else last, _FINISH, run.number, 0))
+    return sorted(items)
 
 
 def replay_sweep(results: Results, sweep_id: str, pruner: str) -> Replay:
@@ -249,7 +251,7 @@ def replay_sweep(results: Results, sweep_id: str, pruner: str) -> Replay:
             f'sweep {sweep_id} has no intermediate "{metric}" metric events to replay: its step '
             f"must print a JSON line with {metric} during training (e.g. one per epoch)"
         )
-    for _when, kind, number, step, _ in _timeline(runs):
+    for _when, kind, number, step in _timeline(runs):
         run = runs[number]
         if kind == _START:
             run.trial = study.ask()

@@ -15,6 +15,7 @@ from sweeper.store import Store, parse_blob_uri
 from sweeper.store._schema import ID_COLUMNS, METRIC_PREFIX, PARAM_PREFIX
 
 from ._lineage import Lineage, build_lineage, datum_id
+from .replay import Replay, replay_sweep
 
 _DIRECTIONS = {"minimize": True, "min": True, "maximize": False, "max": False}
 
@@ -158,6 +159,12 @@ class Results:
         df = df.assign(_key=key)[key.notna()]
         df = df.sort_values("_key", ascending=ascending, kind="stable").drop(columns="_key")
         return df.head(k).reset_index(drop=True)
+
+    def replay(self, sweep_id: str, pruner: str = "median") -> Replay:
+        """What ``pruner`` (median, asha, hyperband) would have stopped in a finished sweep,
+        the compute it would have saved and whether the best trial would have survived,
+        replayed from the recorded metric curves (see :mod:`sweeper.results.replay`)."""
+        return replay_sweep(self, sweep_id, pruner)
 
     def compare(self, ids: Iterable[str]) -> pd.DataFrame:
         """Parameters and metrics side by side: one column per execution, one row per name."""

@@ -29,7 +29,7 @@ from sweeper.errors import SweeperError
 from sweeper.execution.ids import new_execution_id
 from sweeper.execution.runner import ExecutionContext
 from sweeper.execution.spec import ExecutionSpec, build_spec
-from sweeper.sweep.samplers import make_pruner, make_sampler
+from sweeper.sweep.samplers import VALUE_FREE_SAMPLERS, make_pruner, make_sampler
 from sweeper.sweep.space import SearchSpace, resolve_space
 from sweeper.sweep.state import (
     COUNTED_OUTCOMES,
@@ -44,6 +44,11 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 #: Sweeps at least this long compact the store's datasets when they end.
 COMPACT_AFTER_TRIALS = 50
+#: The study's name for the objective of a sweep without a metric (plots, dashboard).
+UNRANKED = "unranked"
+#: What an unranked sweep tells Optuna for every complete trial: Optuna completes a trial
+#: only with a value, and a constant one ranks no trial above another.
+UNRANKED_VALUE = 0.0
 
 
 @dataclass
@@ -134,8 +139,10 @@ class SweepRunner:
             raise SweeperError(
                 f'task "{task.name}" is for step "{task.step}", not "{self.step.name}"'
             )
-        if not options.metrics:
-            options.metrics = self._default_metrics(config, task)
+        #: A line for the user when the metric to rank by was not given on the command line.
+        self.objective_note: str | None = None
+        if not options.metrics and not resume:  # a resumed sweep keeps what it started with
+            options.metrics, self.objective_note = self._default_metrics(config, task)
         if not options.directions:
             options.directions = [
                 "minimize" if "loss" in m or "error" in m else "maximize" for m in options.metrics
@@ -161,6 +168,8 @@ class SweepRunner:
             raise SweeperError("--trials must be at least 1")
         if options.sampler is None:
             options.sampler = "grid" if self.space.grid is not None else "tpe"
+        if not options.metrics:
+            self._check_unranked(options)
         self.sampler = make_sampler(
             options.sampler, self.space, seed=options.seed, objectives=len(options.metrics)
         )
@@ -172,27 +181,62 @@ class SweepRunner:
         self._counts: dict[str, int] = {}
         self._best: Any = None
 
-    def _default_metrics(self, config: Any, task: Any | None) -> list[str]:
-        """The task's optimization-target-metric, else the one the step's tasks agree on."""
+    def _default_metrics(self, config: Any, task: Any | None) -> tuple[list[str], str | None]:
+        """The metric to rank by when ``--metric`` is not given, and a line saying why.
+
+        The task's own optimization-target-metric; else the one the step's tasks name (a
+        grid task usually names none while its Bayesian sibling does); else none, and the
+        sweep runs unranked, as a Valohai grid or random search does.
+        """
         if task is not None and task.optimization_target_metric:
-            return [task.optimization_target_metric]
-        named = {
-            t.optimization_target_metric
-            for t in config.tasks.values()
-            if t.step == self.step.name and t.optimization_target_metric
-        }
-        if task is None and len(named) == 1:
-            return [named.pop()]
-        raise SweeperError(
-            "name the metric to optimize with --metric NAME (a key of the JSON lines the "
-            "step prints), or set optimization-target-metric in a task of the step"
+            return [task.optimization_target_metric], None
+        named: dict[str, list[str]] = {}
+        for other in config.tasks.values():
+            if other.step == self.step.name and other.optimization_target_metric:
+                named.setdefault(other.optimization_target_metric, []).append(other.name)
+        if len(named) == 1:
+            ((metric, tasks),) = named.items()
+            if task is None:
+                return [metric], None  # what the step's tasks agree on: nothing to explain
+            return [metric], (
+                f'task "{task.name}" names no optimization-target-metric: the trials are '
+                f"ranked by {metric}, the optimization-target-metric of task "
+                f"{', '.join(tasks)} (--metric NAME to choose another)"
+            )
+        why = (
+            f"the tasks of step {self.step.name} name several ({', '.join(sorted(named))})"
+            if named
+            else f"no task of step {self.step.name} names an optimization-target-metric"
         )
+        return [], f"no --metric and {why}: the trials run unranked (--metric NAME ranks them)"
+
+    def _check_unranked(self, options: SweepOptions) -> None:
+        """Refuse an unranked sweep whose sampler or pruner needs the metric's values."""
+        if options.sampler not in VALUE_FREE_SAMPLERS:
+            raise SweeperError(
+                "name the metric to optimize with --metric NAME (a key of the JSON lines the "
+                "step prints), or set optimization-target-metric in a task of the step: the "
+                f"{options.sampler} sampler learns from it (grid, random and qmc sweeps run "
+                "without one)"
+            )
+        if options.pruner != "none":
+            raise SweeperError(
+                f"the {options.pruner} pruner compares a metric: name it with --metric NAME"
+            )
+
+    @property
+    def objective(self) -> str:
+        """How the trials are ranked: ``minimize loss``, or ``unranked``."""
+        pairs = zip(self.options.directions, self.options.metrics, strict=True)
+        return ", ".join(f"{d} {m}" for d, m in pairs) or "unranked"
 
     # -- study -------------------------------------------------------------------------
 
     def _study(self) -> optuna.Study:
         storage = study_storage(self.store, self.sweep_id, self.options.storage)
-        directions = self.options.directions
+        # Optuna's study needs an objective: an unranked sweep has one that never varies.
+        directions = self.options.directions or ["minimize"]
+        names = list(self.options.metrics) or [UNRANKED]
         study = optuna.create_study(
             study_name=self.sweep_id,
             storage=storage,
@@ -201,11 +245,11 @@ class SweepRunner:
             directions=directions,  # type: ignore[arg-type]
             load_if_exists=True,
         )
-        if study.metric_names != list(self.options.metrics):
+        if study.metric_names != names:
             with warnings.catch_warnings():  # experimental in Optuna, stable in practice
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 # names the axes in plots and the dashboard ("loss", not "Objective 0")
-                study.set_metric_names(list(self.options.metrics))
+                study.set_metric_names(names)
         return study
 
     def _sweep_row(self, status: str, best_execution_id: str | None = None) -> dict[str, Any]:
@@ -498,12 +542,12 @@ class SweepRunner:
             )
             if better:
                 self._best = values[0]
-        elif values is not None:
+        elif values:
             self._best = self._counts.get("complete", 0)
         if reason or record.get("error"):
             trial.set_user_attr("reason", str(reason or record.get("error"))[:500])
         if state == TrialState.COMPLETE:
-            study.tell(trial, values)
+            study.tell(trial, values or [UNRANKED_VALUE])
         else:
             study.tell(trial, state=state)
 
@@ -556,6 +600,8 @@ class SweepRunner:
     # -- results -----------------------------------------------------------------------
 
     def _best_value(self, study: optuna.Study) -> Any:
+        if not self.options.metrics:
+            return None
         try:
             if len(self.options.metrics) == 1:
                 return study.best_value
@@ -585,7 +631,9 @@ def summarize(study: optuna.Study, sweep_id: str, metrics: list[str]) -> dict[st
     counts = outcome_counts(study)
     best: Any = None
     try:
-        if len(metrics) <= 1:
+        if not metrics:
+            best = None  # an unranked sweep has no best trial
+        elif len(metrics) == 1:
             best = _trial_summary(study.best_trial, metrics)
         else:
             best = [_trial_summary(t, metrics) for t in study.best_trials]

@@ -23,6 +23,8 @@ class AskTellGridSampler(optuna.samplers.GridSampler):
 
 SAMPLERS = ("tpe", "random", "grid", "cmaes", "gp", "nsga2", "qmc")
 PRUNERS = ("none", "median", "hyperband", "asha")
+#: Samplers that never read the values of finished trials: they can sweep without a metric.
+VALUE_FREE_SAMPLERS = ("grid", "random", "qmc")
 
 
 def make_sampler(

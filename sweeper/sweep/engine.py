@@ -180,6 +180,8 @@ class SweepRunner:
         self.stop_condition = task.stop_condition if task is not None else None
         self._counts: dict[str, int] = {}
         self._best: Any = None
+        #: Why the sweep stopped short of its trials, when it did (``--max-failures``).
+        self.failure: str | None = None
 
     def _default_metrics(self, config: Any, task: Any | None) -> tuple[list[str], str | None]:
         """The metric to rank by when ``--metric`` is not given, and a line saying why.
@@ -330,7 +332,6 @@ class SweepRunner:
         self._best = self._best_value(study)
         pool = ActorPool(self.store.location, options.runtime, fresh_actors=options.fresh_actors)
         in_flight: dict[Any, TrialHandle] = {}
-        retries: dict[int, int] = {}
         started = time.monotonic()
         stop_all = False
         status = "complete"
@@ -347,7 +348,7 @@ class SweepRunner:
                     and len(in_flight) < parallel
                     and done + len(in_flight) < options.trials
                 ):
-                    handle = self._launch(study, pool, retries)
+                    handle = self._launch(study, pool)
                     in_flight[handle.ref] = handle
                 if stop_all or done + len(in_flight) >= options.trials:
                     pool.trim(keep=0)  # no more work for idle actors: give their resources back
@@ -372,7 +373,7 @@ class SweepRunner:
                     self._report_intermediate(study, in_flight.values())
                 for ref in ready:
                     handle = in_flight.pop(ref)
-                    stop_all = self._finish(study, pool, handle, retries) or stop_all
+                    stop_all = self._finish(study, pool, handle) or stop_all
                 if stop_all:
                     for handle in in_flight.values():
                         handle.actor.stop.remote("stopped")
@@ -397,6 +398,13 @@ class SweepRunner:
             self.store.write_rows("sweeps", [self._sweep_row(status, best_id)])
             if options.trials >= COMPACT_AFTER_TRIALS:
                 self._compact()
+        summary["status"] = status
+        if status == "failed":
+            self.failure = (
+                f"sweep {self.sweep_id} stopped after {self._counts.get('error', 0)} failed "
+                f"trials, more than --max-failures {options.max_failures}: `sweep ls --sweep "
+                f"{self.sweep_id} --status error` lists them"
+            )
         return summary
 
     def _compact(self) -> None:
@@ -407,7 +415,7 @@ class SweepRunner:
             except SweeperError:
                 pass  # another process is compacting it; its result serves us as well
 
-    def _launch(self, study: optuna.Study, pool: ActorPool, retries: dict[int, int]) -> TrialHandle:
+    def _launch(self, study: optuna.Study, pool: ActorPool) -> TrialHandle:
         distributions = dict(self.space.distributions)
         for name, values in (self.space.grid or {}).items():
             distributions[name] = CategoricalDistribution(values)
@@ -450,9 +458,7 @@ class SweepRunner:
                 handle.stopping = True
                 handle.actor.stop.remote("pruned")
 
-    def _finish(
-        self, study: optuna.Study, pool: ActorPool, handle: TrialHandle, retries: dict[int, int]
-    ) -> bool:
+    def _finish(self, study: optuna.Study, pool: ActorPool, handle: TrialHandle) -> bool:
         """Tell Optuna how a trial ended; return True when the sweep must stop."""
         trial: optuna.Trial = handle.key
         try:
@@ -465,15 +471,16 @@ class SweepRunner:
             )
         status = record.get("status")
         if status == "crashed":
-            used = retries.get(trial.number, 0)
+            # A retry is a new trial: the crashes so far travel with it in its user attrs.
+            used = int(trial.user_attrs.get("crashes", 0))
             if used < self.options.max_retries:
-                retries[trial.number] = used + 1
                 self._tell(study, trial, TrialState.FAIL, "crashed", record)
                 study.enqueue_trial(
                     trial.params,
                     user_attrs={
                         "retry_of": trial.number,
                         "attempt": int(trial.user_attrs.get("attempt", 1)) + 1,
+                        "crashes": used + 1,
                     },
                 )
                 return False
@@ -594,6 +601,7 @@ class SweepRunner:
                 user_attrs={
                     "retry_of": frozen.number,
                     "attempt": int(frozen.user_attrs.get("attempt", 1)) + 1,
+                    "crashes": int(frozen.user_attrs.get("crashes", 0)),
                 },
             )
 

@@ -183,6 +183,8 @@ def run_sweep(runner: SweepRunner, *, as_json: bool) -> dict[str, Any]:
         click.echo(json.dumps(summary, default=str))
     else:
         _print_results(runner, summary)
+    if runner.failure:
+        raise SweeperError(runner.failure)
     return summary
 
 

@@ -155,17 +155,6 @@ class SweepRunner:
             if direction not in ("minimize", "maximize"):
                 raise SweeperError(f'--direction must be minimize or maximize, not "{direction}"')
         self.space: SearchSpace = resolve_space(self.step, options.specs, task)
-        if options.trials is None:
-            if self.space.grid_size is not None:
-                options.trials = self.space.grid_size
-            elif self.space.parameter_sets:
-                options.trials = len(self.space.parameter_sets)
-            elif task is not None and task.execution_count:
-                options.trials = int(task.execution_count)
-            else:
-                raise SweeperError("say how many trials to run with --trials N")
-        if options.trials < 1:
-            raise SweeperError("--trials must be at least 1")
         if options.sampler is None:
             options.sampler = "grid" if self.space.grid is not None else "tpe"
         if not options.metrics:
@@ -173,6 +162,10 @@ class SweepRunner:
         self.sampler = make_sampler(
             options.sampler, self.space, seed=options.seed, objectives=len(options.metrics)
         )
+        if options.trials is None:
+            options.trials = self._default_trials(task)
+        if options.trials < 1:
+            raise SweeperError("--trials must be at least 1")
         self.pruner = make_pruner(options.pruner, objectives=len(options.metrics))
         self.resume = resume
         self.sweep_id = sweep_id or new_execution_id()
@@ -182,6 +175,21 @@ class SweepRunner:
         self._best: Any = None
         #: Why the sweep stopped short of its trials, when it did (``--max-failures``).
         self.failure: str | None = None
+
+    def _default_trials(self, task: Any | None) -> int:
+        """``--trials`` when not given: the grid's size, the manual sets, the execution-count."""
+        if self.options.sampler == "grid" or self.space.grid is not None:
+            size = self.space.grid_size or 1
+            if self.options.sampler == "grid":  # lists given with -p are axes of the grid too
+                for dist in self.space.distributions.values():
+                    if isinstance(dist, CategoricalDistribution):
+                        size *= len(dist.choices)
+            return size
+        if self.space.parameter_sets:
+            return len(self.space.parameter_sets)
+        if task is not None and task.execution_count:
+            return int(task.execution_count)
+        raise SweeperError("say how many trials to run with --trials N")
 
     def _default_metrics(self, config: Any, task: Any | None) -> tuple[list[str], str | None]:
         """The metric to rank by when ``--metric`` is not given, and a line saying why.

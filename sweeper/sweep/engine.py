@@ -27,6 +27,7 @@ from sweeper.cluster.actors import ActorPool, ResourceShape, TrialHandle
 from sweeper.cluster.connect import ClusterInfo, connect
 from sweeper.errors import SweeperError
 from sweeper.execution.ids import new_execution_id
+from sweeper.execution.inputs import resolve_inputs
 from sweeper.execution.runner import ExecutionContext
 from sweeper.execution.spec import ExecutionSpec, build_spec
 from sweeper.sweep.samplers import VALUE_FREE_SAMPLERS, make_pruner, make_sampler
@@ -155,6 +156,8 @@ class SweepRunner:
             if direction not in ("minimize", "maximize"):
                 raise SweeperError(f'--direction must be minimize or maximize, not "{direction}"')
         self.space: SearchSpace = resolve_space(self.step, options.specs, task)
+        # checked once here, as `sweep run` does: a bad --input is one error, not N failed trials
+        self.inputs = resolve_inputs(self.step.inputs, options.inputs, project_dir=project_dir)
         if options.sampler is None:
             options.sampler = "grid" if self.space.grid is not None else "tpe"
         if not options.metrics:
@@ -282,12 +285,10 @@ class SweepRunner:
     # -- specs -------------------------------------------------------------------------
 
     def _spec(self, params: dict[str, Any]) -> ExecutionSpec:
-        inputs: dict[str, list[str]] = {i.name: list(i.default) for i in self.step.inputs}
-        inputs.update(self.options.inputs)
         return build_spec(
             self.step,
             parameters=params,
-            inputs=inputs,
+            inputs=self.inputs,
             code_version=self.code_version,
             code_archive=self.code_archive,
             project_dir=str(self.project_dir),

@@ -28,7 +28,7 @@ PRUNE_STEP = """
     command: python3 ./train.py {parameters}
     parameters:
       - {name: x, type: float, min: 0, max: 1, default: 0.5}
-    time-limit: 120
+    time-limit: 60
 - task:
     name: ordered
     step: train
@@ -275,6 +275,22 @@ def test_input_and_env_reach_every_trial(make_project, ray_head: str, tmp_path: 
         (given,) = row["inputs"]
         assert given["name"] == "data" and given["uri"] == data.as_uri()
         assert row["environment"] == {"MARK": "hello there"}
+
+
+def test_a_bad_input_fails_the_sweep_before_any_trial(
+    make_project, ray_head: str, tmp_path: Path
+) -> None:
+    project = make_project(ENV_STEP, {"read.py": READ_PY})
+    outside = tmp_path / "numbers.txt"
+    outside.write_text("1\n")
+    for given, says in ((f"data={outside}", "file://"), ("dta=x.txt", 'unknown input "dta"')):
+        proc = sweep(
+            project, ray_head, "read", "--trials", "2", "--metric", "loss", "--input", given
+        )
+        assert proc.returncode != 0
+        assert proc.stderr.startswith("sweep: error: ")
+        assert says in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert not (project / ".sweeper" / "executions").exists()
 
 
 def test_reuse_answers_identical_trials_from_the_store(

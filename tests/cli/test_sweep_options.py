@@ -293,9 +293,8 @@ def test_a_grid_task_without_any_metric_runs_unranked(make_project, ray_head: st
     summary = sweep_json(project, ray_head, "echo", "--task", "grid")
     assert summary["trials"] == {"complete": 3, "error": 0, "pruned": 0, "running": 0}
     assert summary["best"] is None
-    assert [line for line in summary["stderr"].splitlines() if "unranked" in line][:1], summary[
-        "stderr"
-    ]
+    said = [line for line in summary["stderr"].splitlines() if "unranked" in line]
+    assert len(said) == 1 and said[0].startswith("sweep: no --metric"), summary["stderr"]
     assert sorted(r["parameters"]["x"] for r in records(project, summary["sweep_id"])) == [
         0.1,
         0.3,

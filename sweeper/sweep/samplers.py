@@ -23,6 +23,8 @@ class AskTellGridSampler(optuna.samplers.GridSampler):
 
 SAMPLERS = ("tpe", "random", "grid", "cmaes", "gp", "nsga2", "qmc")
 PRUNERS = ("none", "median", "hyperband", "asha")
+#: Samplers that never read the values of finished trials: they can sweep without a metric.
+VALUE_FREE_SAMPLERS = ("grid", "random", "qmc")
 
 
 def make_sampler(
@@ -52,6 +54,12 @@ def make_sampler(
             raise SweeperError(
                 "the cmaes sampler cannot be used with several metrics: use nsga2 or tpe"
             )
+        try:
+            import cmaes  # noqa: F401  (Optuna imports it only when the first trial asks)
+        except ImportError:
+            raise SweeperError(
+                "the cmaes sampler needs the cmaes package: pip install cmaes, or use tpe"
+            ) from None
         return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
     if name == "gp":
         try:

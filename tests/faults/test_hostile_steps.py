@@ -69,7 +69,8 @@ print(json.dumps({"loss": 0.25, "x": a.x}), flush=True)
 
 # Three ways out of the step's session, each writing its pid to <pids>/<execution id>/:
 # a Popen in a new session that handles SIGTERM (and notes it got one), a daemon that
-# forks twice and ignores SIGTERM, and ``nohup setsid ... &`` from a shell.
+# forks twice and ignores SIGTERM, and ``nohup setsid ... &`` from a shell; and a child in
+# a new session that ends at once and is never waited for.
 ESCAPE_PY = r"""
 import argparse, json, os, subprocess, sys, time
 p = argparse.ArgumentParser()
@@ -118,6 +119,9 @@ deadline = time.monotonic() + 60
 while not all(os.path.exists(os.path.join(folder, n)) for n in ("catcher", "daemon", "nohup")):
     assert time.monotonic() < deadline, os.listdir(folder)
     time.sleep(0.02)
+# Fire and forget in a new session, never waited for: a zombie by the time the step ends.
+os.posix_spawnp("true", ["true"], os.environ, setsid=True)
+time.sleep(0.2)
 print(json.dumps({"loss": a.x}), flush=True)
 """
 

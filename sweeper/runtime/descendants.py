@@ -4,7 +4,7 @@ A step's shell runs in a session of its own, so one ``killpg`` ends what stays i
 step can leave it: ``setsid``, ``subprocess.Popen(..., start_new_session=True)``, a daemon
 that forks twice. Two things bring those back:
 
-- the process that runs the step becomes a *child subreaper*
+- while a run goes on, the process that runs the step is a *child subreaper*
   (``prctl(PR_SET_CHILD_SUBREAPER)``, Linux): a descendant whose parent exits is adopted by
   it instead of by init, so it stays in this process's tree where it can be found;
 - the run's environment carries a token (:data:`TOKEN_VARIABLE`) that every descendant
@@ -31,31 +31,17 @@ from dataclasses import dataclass
 #: The variable that marks every process of one run.
 TOKEN_VARIABLE = "SWEEPER_RUN_TOKEN"
 _PR_SET_CHILD_SUBREAPER = 36
-_subreaper: bool | None = None
 _runs_lock = threading.Lock()
-#: The shells (session leaders) of the runs going on in this process.
+#: The runs going on in this process, and the shells (session leaders) of those started.
+_runs = 0
 _running: set[int] = set()
 
 
-def become_subreaper() -> bool:
-    """Make this process adopt its orphaned descendants; whether it does (Linux only).
-
-    The setting lasts for the life of the process; it costs nothing while no descendant is
-    orphaned.
-    """
-    global _subreaper
-    if _subreaper is None:
-        try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            _subreaper = libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
-        except (OSError, AttributeError):
-            _subreaper = False
-    return _subreaper
-
-
-def new_token() -> str:
-    """A fresh value for :data:`TOKEN_VARIABLE`, unique to one run."""
-    return secrets.token_hex(12)
+def _set_subreaper(on: bool) -> None:
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_CHILD_SUBREAPER, int(on), 0, 0, 0)
+    except (OSError, AttributeError):
+        pass  # not Linux: a process that leaves the session is found while its parent lives
 
 
 @dataclass(frozen=True)
@@ -115,28 +101,50 @@ def _environment_has(pid: int, entry: bytes) -> bool:
 class RunProcesses:
     """The processes of one local run: find them, signal them, reap the adopted ones.
 
-    ``leader`` is the run's shell, started in a new session (its pid is the session id)
-    with ``TOKEN_VARIABLE=token`` in its environment; it is the caller's child and the
-    caller waits for it, so it is never reaped here. Call :meth:`close` when the run ends.
+    Create it before starting the run's shell (this process is a subreaper from then on,
+    until the last run of this process is closed, so orphans of unrelated children are not
+    adopted outside runs), start the shell in a new session with :meth:`environment`
+    added, then :meth:`attach` it. The shell is the caller's child and the caller waits for
+    it, so it is never reaped here. Call :meth:`close` when the run is over.
     """
 
-    def __init__(self, leader: int, token: str) -> None:
-        self.leader = leader
-        self._entry = f"{TOKEN_VARIABLE}={token}".encode()
+    def __init__(self) -> None:
+        global _runs
+        self.token = secrets.token_hex(12)
+        self.leader = 0
         # Processes found so far (pid -> start time) and the sessions they are in: a
         # zombie's environment cannot be read any more, so these tell an adopted zombie
         # of the run (a daemon's first fork, say) from anything else.
         self._known: dict[int, int] = {}
-        self._sessions = {leader}
+        self._sessions: set[int] = set()
+        self._started = 0
+        self._entry = f"{TOKEN_VARIABLE}={self.token}".encode()
+        with _runs_lock:
+            _runs += 1
+            if _runs == 1:
+                _set_subreaper(True)
+
+    def environment(self) -> dict[str, str]:
+        """The variable to add to the shell's environment."""
+        return {TOKEN_VARIABLE: self.token}
+
+    def attach(self, leader: int) -> None:
+        """The run's shell has started as ``leader``, in a session of its own."""
+        self.leader = leader
+        self._sessions.add(leader)
         shell = _read_process(leader)
         self._started = shell.start if shell is not None else 0
         with _runs_lock:
             _running.add(leader)
 
     def close(self) -> None:
-        """The run is over: its shell no longer marks a run of this process."""
+        """The run is over; the last one of this process stops adopting orphans."""
+        global _runs
         with _runs_lock:
             _running.discard(self.leader)
+            _runs -= 1
+            if _runs == 0:
+                _set_subreaper(False)
 
     def alive(self) -> list[int]:
         """The run's living processes other than its shell; reaps its adopted zombies."""

@@ -25,7 +25,7 @@ from sweeper.runtime.base import (
     format_seconds,
     utcnow,
 )
-from sweeper.runtime.descendants import TOKEN_VARIABLE, RunProcesses, become_subreaper, new_token
+from sweeper.runtime.descendants import RunProcesses
 from sweeper.runtime.output import LineSplitter
 
 #: How often the stop event is checked while nothing else happens.
@@ -47,8 +47,8 @@ class LocalRuntime(Runtime):
     run and SIGKILL ``stop_grace_s`` seconds later; when the shell exits, whatever it left
     running gets the same SIGTERM, grace and SIGKILL, as Docker ends a container's other
     processes with it. "Every process" includes those that left the step's session (a
-    daemon, ``setsid``): this process becomes a child subreaper so that they stay in its
-    tree, and the step's environment carries a token that tells them from any other
+    daemon, ``setsid``): while a run goes on this process is a child subreaper, so that they
+    stay in its tree, and the step's environment carries a token that tells them from any other
     process (see :mod:`sweeper.runtime.descendants`). The image is ignored.
 
     >>> import threading
@@ -85,35 +85,35 @@ class LocalRuntime(Runtime):
         started_at = utcnow()
         if stop.is_set():
             return self._result(STOPPED, None, "stopped before it started", started_at)
-        token = new_token()
-        env = {**self.environment(request), TOKEN_VARIABLE: token}
-        become_subreaper()
+        processes = RunProcesses()
         try:
-            process = subprocess.Popen(
-                [self.shell, "-e", "-c", request.script()],
-                cwd=request.workdir / "repository",
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                bufsize=0,
-            )
-        except OSError as exc:
-            return self._result(CRASHED, None, f"cannot start the process: {exc}", started_at)
-        processes = RunProcesses(process.pid, token)
-        try:
-            status, reason = _Supervisor(
-                process, processes, request, on_output, stop, self.stop_grace_s
-            ).run()
+            try:
+                process = subprocess.Popen(
+                    [self.shell, "-e", "-c", request.script()],
+                    cwd=request.workdir / "repository",
+                    env={**self.environment(request), **processes.environment()},
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                    bufsize=0,
+                )
+            except OSError as exc:
+                return self._result(CRASHED, None, f"cannot start the process: {exc}", started_at)
+            processes.attach(process.pid)
+            try:
+                status, reason = _Supervisor(
+                    process, processes, request, on_output, stop, self.stop_grace_s
+                ).run()
+            finally:
+                if process.returncode is None:
+                    _kill_group(process.pid, signal.SIGKILL)
+                    _kill_all(processes)
+                    process.wait()
+                assert process.stdout is not None
+                process.stdout.close()
         finally:
-            if process.returncode is None:
-                _kill_group(process.pid, signal.SIGKILL)
-                _kill_all(processes)
-                process.wait()
             processes.close()
-            assert process.stdout is not None
-            process.stdout.close()
         exit_code = process.returncode
         if exit_code < 0:
             exit_code = 128 - exit_code

@@ -28,6 +28,14 @@ class UnusableMetricLine(ValueError):
 
 
 def parse_metric_line(line: str) -> dict[str, Any] | None:
+    """Return the JSON object a line holds, or None when the line is not one (or unusable)."""
+    try:
+        return read_metric_line(line)
+    except UnusableMetricLine:
+        return None
+
+
+def read_metric_line(line: str) -> dict[str, Any] | None:
     """Return the JSON object a line holds, or None when the line is not one.
 
     Raises :class:`UnusableMetricLine` for a line that looks like an object but is invalid
@@ -104,7 +112,7 @@ class MetricsCollector:
     def feed(self, line: str) -> dict[str, Any] | None:
         """Parse one output line; return the event it produced, if any."""
         try:
-            values = parse_metric_line(line)
+            values = read_metric_line(line)
         except UnusableMetricLine:
             self.dropped += 1
             return None

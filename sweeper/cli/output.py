@@ -57,6 +57,8 @@ def execution_summary(record: dict[str, Any]) -> None:
         stderr.print(f"  metrics: {metrics}", highlight=False)
     for item in record.get("outputs") or []:
         stderr.print(f"  output: {item['path']} {item['size']} B {item['uri']}", highlight=False)
+    for item in record.get("outputs_skipped") or []:
+        stderr.print(f"  output skipped: {item['path']} ({item['reason']})", highlight=False)
 
 
 def execution_details(record: dict[str, Any]) -> None:
@@ -104,6 +106,8 @@ def execution_details(record: dict[str, Any]) -> None:
         )
     for item in record.get("outputs") or []:
         rows.append([f"output.{item['path']}", f"{item['size']} B {item['uri']}"])
+    for item in record.get("outputs_skipped") or []:
+        rows.append([f"output.{item['path']}", f"skipped: {item['reason']}"])
     table(["field", "value"], rows)
 
 

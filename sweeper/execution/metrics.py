@@ -1,8 +1,10 @@
 """Valohai's metadata rule: every stdout line that is a JSON object is a metrics event.
 
-The latest value of each key is the execution's summary. Lines that are not JSON, invalid
-JSON, huge or deeply nested lines never fail the run; events beyond a per-second cap are
-counted as dropped instead of growing memory without bound.
+The latest value of each key is the execution's summary; a NaN or an infinity never
+replaces a finite number there (the event keeps it). Lines that are not JSON never fail the
+run. A line that looks like an object (``{...}``) but cannot be used (invalid JSON, too
+long, nested deeper than :data:`MAX_METRIC_DEPTH`) is skipped and counted as dropped, as
+are events beyond a per-second cap, instead of growing memory without bound.
 """
 
 from __future__ import annotations
@@ -15,18 +17,64 @@ from datetime import datetime, timezone
 from typing import Any
 
 MAX_METRIC_LINE_BYTES = 256 * 1024
+#: How deep a metrics event may nest (the event object itself is level 1). Everything
+#: downstream (the record's JSON, Parquet rows, Ray's pickling, ``sweep show``) walks values
+#: recursively, so a deeper value is refused here, once, rather than crash one of them.
+MAX_METRIC_DEPTH = 32
+
+
+class UnusableMetricLine(ValueError):
+    """A line that looks like a metrics event (``{...}``) but cannot be used."""
 
 
 def parse_metric_line(line: str) -> dict[str, Any] | None:
-    """Return the JSON object a line holds, or None when the line is not one."""
-    text = line.strip()
-    if not text.startswith("{") or not text.endswith("}") or len(text) > MAX_METRIC_LINE_BYTES:
+    """Return the JSON object a line holds, or None when the line is not one (or unusable)."""
+    try:
+        return read_metric_line(line)
+    except UnusableMetricLine:
         return None
+
+
+def read_metric_line(line: str) -> dict[str, Any] | None:
+    """Return the JSON object a line holds, or None when the line is not one.
+
+    Raises :class:`UnusableMetricLine` for a line that looks like an object but is invalid
+    JSON, longer than :data:`MAX_METRIC_LINE_BYTES` or nested deeper than
+    :data:`MAX_METRIC_DEPTH`.
+    """
+    text = line.strip()
+    if not text.startswith("{") or not text.endswith("}"):
+        return None
+    if len(text) > MAX_METRIC_LINE_BYTES:
+        raise UnusableMetricLine(f"longer than {MAX_METRIC_LINE_BYTES} bytes")
     try:
         value = json.loads(text)
-    except (ValueError, RecursionError):
+    except (ValueError, RecursionError) as exc:
+        raise UnusableMetricLine("not valid JSON") from exc
+    if not isinstance(value, dict):
         return None
-    return value if isinstance(value, dict) else None
+    if nesting_depth(value) > MAX_METRIC_DEPTH:
+        raise UnusableMetricLine(f"nested deeper than {MAX_METRIC_DEPTH} levels")
+    return value
+
+
+def nesting_depth(value: Any) -> int:
+    """How many containers deep ``value`` nests (0 for a scalar); iterative, so any depth."""
+    deepest = 0
+    pending = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        deepest = max(deepest, depth)
+        if deepest > MAX_METRIC_DEPTH:
+            return deepest  # deep enough to refuse: no need to walk the rest
+        pending.extend((child, depth + 1) for child in children)
+    return deepest
 
 
 def json_safe(value: Any) -> Any:
@@ -38,6 +86,16 @@ def json_safe(value: Any) -> Any:
     if isinstance(value, list):
         return [json_safe(v) for v in value]
     return value
+
+
+def _non_finite(value: Any) -> bool:
+    return isinstance(value, float) and not math.isfinite(value)
+
+
+def _finite_number(value: Any) -> bool:
+    return (
+        isinstance(value, (int, float)) and not isinstance(value, bool) and not _non_finite(value)
+    )
 
 
 @dataclass
@@ -53,7 +111,11 @@ class MetricsCollector:
 
     def feed(self, line: str) -> dict[str, Any] | None:
         """Parse one output line; return the event it produced, if any."""
-        values = parse_metric_line(line)
+        try:
+            values = read_metric_line(line)
+        except UnusableMetricLine:
+            self.dropped += 1
+            return None
         if values is None:
             return None
         now = time.monotonic()
@@ -63,14 +125,16 @@ class MetricsCollector:
         if self._window_count > self.max_events_per_second:
             self.dropped += 1
             return None
-        values = json_safe(values)
         event = {
             "seq": len(self.events),
             "time": datetime.now(timezone.utc).isoformat(),
-            "values": values,
+            "values": json_safe(values),
         }
         self.events.append(event)
-        self.summary.update(values)
+        for key, value in event["values"].items():
+            # A diverged step's NaN is in the event; the summary keeps the last real number.
+            if not (_non_finite(values.get(key)) and _finite_number(self.summary.get(key))):
+                self.summary[key] = value
         return event
 
     def series(self, key: str) -> list[float]:

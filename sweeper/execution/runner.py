@@ -16,6 +16,7 @@ import json
 import os
 import shutil
 import socket
+import stat
 import tempfile
 import threading
 import time
@@ -210,6 +211,7 @@ class Executor:
             "metrics_dropped": 0,
             "inputs": [],
             "outputs": [],
+            "outputs_skipped": [],
             "created_at": utc_now(),
             "started_at": None,
             "ended_at": None,
@@ -315,6 +317,7 @@ class Executor:
             exit_code=previous.get("exit_code", 0),
             metrics=dict(previous.get("metrics") or {}),
             outputs=list(previous.get("outputs") or []),
+            outputs_skipped=list(previous.get("outputs_skipped") or []),
             reused_from=previous.get("reused_from") or previous["id"],
             started_at=now,
             ended_at=now,
@@ -367,13 +370,13 @@ class Executor:
                 status, reason, exit_code = "crashed", f"{type(exc).__name__}: {exc}", None
         if status == "stopped" and stop.reason != "stopped":
             status = stop.reason
-        record["outputs"], refused = self._collect_outputs(record["id"], workdir / "outputs")
-        if refused:
+        record["outputs"], skipped = self._collect_outputs(record["id"], workdir / "outputs")
+        record["outputs_skipped"] = skipped
+        if skipped:
+            # The user who expected a file reads why it is missing where they look first.
             with open(log_path, "a", encoding="utf-8") as handle:
-                for path in refused:
-                    handle.write(
-                        f"sweeper: output {path} refused: it points outside the outputs folder\n"
-                    )
+                for item in skipped:
+                    handle.write(f"sweeper: output {item['path']} refused: {item['reason']}\n")
         if remote_log is not None:
             self.store.upload_file(log_path, remote_log)
         record.update(
@@ -403,22 +406,26 @@ class Executor:
 
     def _collect_outputs(
         self, execution_id: str, outputs: Path
-    ) -> tuple[list[dict[str, Any]], list[str]]:
+    ) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
+        """The outputs folder's regular files, stored; and what was skipped, with why."""
         collected: list[dict[str, Any]] = []
-        refused: list[str] = []
+        skipped: list[dict[str, str]] = []
         root = outputs.resolve()
         for dirpath, dirnames, filenames in os.walk(outputs):
             dirnames.sort()
+            # os.walk does not enter linked folders; say so rather than drop them unseen.
+            for name in [d for d in dirnames if (Path(dirpath) / d).is_symlink()]:
+                path = Path(dirpath) / name
+                relative = path.relative_to(outputs).as_posix()
+                skipped.append({"path": relative, "reason": _skip_reason(path, root) or "a link"})
             for name in sorted(filenames):
                 path = Path(dirpath) / name
                 relative = path.relative_to(outputs).as_posix()
-                real = path.resolve()
-                if path.is_symlink() and not real.is_relative_to(root):
-                    refused.append(relative)
+                why = _skip_reason(path, root)
+                if why is not None:
+                    skipped.append({"path": relative, "reason": why})
                     continue
-                if not real.is_file():
-                    continue
-                sha256, size = self.store.put_file(real)
+                sha256, size = self.store.put_file(path.resolve())
                 collected.append(
                     {
                         "name": relative,
@@ -429,4 +436,29 @@ class Executor:
                         "producer_execution_id": execution_id,
                     }
                 )
-        return collected, refused
+        skipped.sort(key=lambda item: item["path"])
+        return collected, skipped
+
+
+def _skip_reason(path: Path, root: Path) -> str | None:
+    """Why an entry of the outputs folder is not stored, or None for a file to store."""
+    try:
+        real = path.resolve()
+    except (OSError, RuntimeError):  # RuntimeError: a symlink loop, before Python 3.13
+        return "a link that loops"
+    if path.is_symlink():
+        if not real.is_relative_to(root):
+            return "it points outside the outputs folder"
+        if not real.exists():
+            return "a broken link"
+    try:
+        mode = real.stat().st_mode
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror or exc})"
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISDIR(mode):
+        return "a link to a folder (links are not followed)"
+    kinds = {stat.S_ISFIFO: "a FIFO", stat.S_ISSOCK: "a socket", stat.S_ISCHR: "a device"}
+    kind = next((name for test, name in kinds.items() if test(mode)), "a special file")
+    return f"{kind}, not a regular file"

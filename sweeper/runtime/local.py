@@ -25,13 +25,16 @@ from sweeper.runtime.base import (
     format_seconds,
     utcnow,
 )
+from sweeper.runtime.descendants import RunProcesses
 from sweeper.runtime.output import LineSplitter
 
 #: How often the stop event is checked while nothing else happens.
 STOP_CHECK_S = 0.05
-#: How long to wait for output still in flight after the step's shell has exited and its
-#: process group is gone; only a process that left the group can hold the pipe that long.
+#: How long to wait for output still in flight after the step's shell and every process
+#: of the run are gone; only a process that hid from the run can hold the pipe that long.
 DRAIN_S = 1.0
+#: How long processes that survive SIGKILL (stuck in the kernel) may hold up the end of a run.
+KILL_WAIT_S = 5.0
 _READ_SIZE = 64 * 1024
 
 
@@ -40,10 +43,13 @@ class LocalRuntime(Runtime):
 
     The step inherits this process's environment (``PATH`` and all) plus
     ``PYTHONUNBUFFERED=1``, the user's variables and the ``VH_*`` variables pointing at the
-    work folder's subfolders. A stop or a time limit sends SIGTERM to the whole process group
-    and SIGKILL ``stop_grace_s`` seconds later; when the shell exits, whatever it left running
-    in its group is killed, as Docker does when a container's main process exits. The image
-    is ignored.
+    work folder's subfolders. A stop or a time limit sends SIGTERM to every process of the
+    run and SIGKILL ``stop_grace_s`` seconds later; when the shell exits, whatever it left
+    running gets the same SIGTERM, grace and SIGKILL, as Docker ends a container's other
+    processes with it. "Every process" includes those that left the step's session (a
+    daemon, ``setsid``): while a run goes on this process is a child subreaper, so that they
+    stay in its tree, and the step's environment carries a token that tells them from any other
+    process (see :mod:`sweeper.runtime.descendants`). The image is ignored.
 
     >>> import threading
     >>> from pathlib import Path
@@ -79,27 +85,35 @@ class LocalRuntime(Runtime):
         started_at = utcnow()
         if stop.is_set():
             return self._result(STOPPED, None, "stopped before it started", started_at)
+        processes = RunProcesses()
         try:
-            process = subprocess.Popen(
-                [self.shell, "-e", "-c", request.script()],
-                cwd=request.workdir / "repository",
-                env=self.environment(request),
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                bufsize=0,
-            )
-        except OSError as exc:
-            return self._result(CRASHED, None, f"cannot start the process: {exc}", started_at)
-        try:
-            status, reason = _Supervisor(process, request, on_output, stop, self.stop_grace_s).run()
+            try:
+                process = subprocess.Popen(
+                    [self.shell, "-e", "-c", request.script()],
+                    cwd=request.workdir / "repository",
+                    env={**self.environment(request), **processes.environment()},
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                    bufsize=0,
+                )
+            except OSError as exc:
+                return self._result(CRASHED, None, f"cannot start the process: {exc}", started_at)
+            processes.attach(process.pid)
+            try:
+                status, reason = _Supervisor(
+                    process, processes, request, on_output, stop, self.stop_grace_s
+                ).run()
+            finally:
+                if process.returncode is None:
+                    _kill_group(process.pid, signal.SIGKILL)
+                    _kill_all(processes)
+                    process.wait()
+                assert process.stdout is not None
+                process.stdout.close()
         finally:
-            if process.returncode is None:
-                _kill_group(process.pid, signal.SIGKILL)
-                process.wait()
-            assert process.stdout is not None
-            process.stdout.close()
+            processes.close()
         exit_code = process.returncode
         if exit_code < 0:
             exit_code = 128 - exit_code
@@ -130,12 +144,14 @@ class _Supervisor:
     def __init__(
         self,
         process: subprocess.Popen[bytes],
+        processes: RunProcesses,
         request: RunRequest,
         on_output: Callable[[str], None],
         stop: threading.Event,
         grace_s: float,
     ) -> None:
         self.process = process
+        self.processes = processes
         self.request = request
         self.stop = stop
         self.grace_s = grace_s
@@ -147,7 +163,9 @@ class _Supervisor:
         # Set when we end the run ourselves: the status and reason to report.
         self.verdict: tuple[str, str] | None = None
         self.kill_at = math.inf
-        self.hard_killed = False
+        self.hard_killed_at: float | None = None
+        self.ending = False
+        self.cleared = False  # the shell exited and no process of the run was left
         self.drain_until: float | None = None
 
     def run(self) -> tuple[str | None, str | None]:
@@ -161,7 +179,7 @@ class _Supervisor:
             poller.register(pidfd, select.POLLIN)
         exited = eof = False
         try:
-            while not (eof and exited):
+            while True:
                 timeout_ms = math.ceil(self._wait_s(time.monotonic()) * 1000)
                 for fd, _ in poller.poll(timeout_ms):
                     if fd == out:
@@ -179,24 +197,48 @@ class _Supervisor:
                     exited = _has_exited(process.pid)
                 now = time.monotonic()
                 if exited:
-                    if self.drain_until is None:
-                        # The shell is done. Unless the group is still handling our SIGTERM,
-                        # take down what it left behind, as Docker does.
-                        if self.verdict is None or eof or self.hard_killed or now >= self.kill_at:
-                            self._kill()
-                            self.drain_until = now + DRAIN_S
-                    elif now >= self.drain_until:
-                        break  # only a process that left the group can still hold the pipe
+                    if self._ended(now, eof):
+                        break
                 elif self.verdict is None:
                     self._check_limits(now)
-                elif not self.hard_killed and now >= self.kill_at:
-                    self._kill()
+                elif self.hard_killed_at is None and now >= self.kill_at:
+                    self._kill(now)
             self.splitter.close()
         finally:
             if pidfd is not None:
                 os.close(pidfd)
         process.wait()
         return self.verdict if self.verdict is not None else (None, None)
+
+    def _ended(self, now: float, eof: bool) -> bool:
+        """Once the shell has exited, each round: end what it left; whether the run is over."""
+        if self.cleared:
+            left: list[int] = []  # nothing was left to fork anything since
+        elif not self.ending:
+            self.ending = True
+            if self.verdict is None:
+                # The step ended by itself: what it left running is stopped as by a stop.
+                self.kill_at = now + self.grace_s
+                _kill_group(self.process.pid, signal.SIGTERM)
+                left = self.processes.signal(signal.SIGTERM)
+            else:
+                left = self.processes.alive()
+        elif self.hard_killed_at is None and now < self.kill_at:
+            left = self.processes.alive()
+        else:
+            # SIGKILL again each round: a process forked since the last one is not spared.
+            self.hard_killed_at = self.hard_killed_at or now
+            _kill_group(self.process.pid, signal.SIGKILL)
+            left = self.processes.signal(signal.SIGKILL)
+        if left:
+            # Only a process stuck in the kernel outlives SIGKILL: do not wait on it forever.
+            return self.hard_killed_at is not None and now >= self.hard_killed_at + KILL_WAIT_S
+        self.cleared = True
+        if eof:
+            return True
+        if self.drain_until is None:
+            self.drain_until = now + DRAIN_S
+        return now >= self.drain_until  # only a process that hid from the run holds the pipe
 
     def _check_limits(self, now: float) -> None:
         request = self.request
@@ -215,12 +257,12 @@ class _Supervisor:
 
     def _wait_s(self, now: float) -> float:
         wait = STOP_CHECK_S
-        if self.verdict is None:
+        if self.verdict is None and not self.ending:
             if self.deadline is not None:
                 wait = min(wait, self.deadline - now)
             if self.request.no_output_timeout_s is not None:
                 wait = min(wait, self.last_output + self.request.no_output_timeout_s - now)
-        elif not self.hard_killed:
+        elif self.hard_killed_at is None:
             wait = min(wait, self.kill_at - now)
         if self.drain_until is not None:
             wait = min(wait, self.drain_until - now)
@@ -229,11 +271,16 @@ class _Supervisor:
     def _terminate(self, status: str, reason: str, now: float) -> None:
         self.verdict = (status, reason)
         self.kill_at = now + self.grace_s
-        _kill_group(self.process.pid, signal.SIGTERM)
+        self._signal(signal.SIGTERM)
 
-    def _kill(self) -> None:
-        self.hard_killed = True
-        _kill_group(self.process.pid, signal.SIGKILL)
+    def _kill(self, now: float) -> None:
+        self.hard_killed_at = now
+        self._signal(signal.SIGKILL)
+
+    def _signal(self, sig: int) -> None:
+        # The group at once (nothing it forks meanwhile escapes), then those that left it.
+        _kill_group(self.process.pid, sig)
+        self.processes.signal(sig)
 
 
 def _signal_name(number: int) -> str:
@@ -241,6 +288,13 @@ def _signal_name(number: int) -> str:
         return signal.Signals(number).name
     except ValueError:
         return str(number)
+
+
+def _kill_all(processes: RunProcesses) -> None:
+    """SIGKILL every process of the run and reap the adopted ones (a bounded wait)."""
+    deadline = time.monotonic() + KILL_WAIT_S
+    while processes.signal(signal.SIGKILL) and time.monotonic() < deadline:
+        time.sleep(0.01)  # a killed process takes a moment to become a zombie to reap
 
 
 def _kill_group(pgid: int, sig: int) -> None:

@@ -47,6 +47,7 @@ EXECUTIONS = pa.schema(
         ("reused_from", pa.string()),
         ("spec_hash", pa.string()),
         ("metrics_dropped", pa.int64()),
+        ("outputs_skipped", pa.string()),
     ]
 )
 

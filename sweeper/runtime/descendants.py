@@ -1,0 +1,210 @@
+"""Finding every process a local run started, even those that left its session.
+
+A step's shell runs in a session of its own, so one ``killpg`` ends what stays in it. A
+step can leave it: ``setsid``, ``subprocess.Popen(..., start_new_session=True)``, a daemon
+that forks twice. Two things bring those back:
+
+- while a run goes on, the process that runs the step is a *child subreaper*
+  (``prctl(PR_SET_CHILD_SUBREAPER)``, Linux): a descendant whose parent exits is adopted by
+  it instead of by init, so it stays in this process's tree where it can be found;
+- the run's environment carries a token (:data:`TOKEN_VARIABLE`) that every descendant
+  inherits, which tells one run's processes from another's, and from this process's other
+  children (``sweep run`` runs in the CLI process, a sweep's trials in long-lived Ray
+  actors, one after the other).
+
+A process belongs to the run when it is below this process and is in the run's session or
+in a session a process of the run created, carries the run's token, or descends from one
+that does. Only those are signalled. Adopted processes of the run are reaped here, so the
+long-lived process collects no zombies. A process that leaves the session *and* clears its
+environment is still found while an ancestor of the run lives, not after.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import secrets
+import threading
+from collections import defaultdict
+from dataclasses import dataclass
+
+#: The variable that marks every process of one run.
+TOKEN_VARIABLE = "SWEEPER_RUN_TOKEN"
+_PR_SET_CHILD_SUBREAPER = 36
+_runs_lock = threading.Lock()
+#: The runs going on in this process, and the shells (session leaders) of those started.
+_runs = 0
+_running: set[int] = set()
+
+
+def _set_subreaper(on: bool) -> None:
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_CHILD_SUBREAPER, int(on), 0, 0, 0)
+    except (OSError, AttributeError):
+        pass  # not Linux: a process that leaves the session is found while its parent lives
+
+
+@dataclass(frozen=True)
+class _Process:
+    pid: int
+    ppid: int
+    session: int
+    zombie: bool
+    start: int  # clock ticks after boot: tells a process from a later one with its pid
+
+
+def _read_process(pid: int) -> _Process | None:
+    # os.open/os.read: a scan reads every process's stat, Python's file objects cost double.
+    try:
+        fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        text = os.read(fd, 4096)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    # The command name (field 2) may hold spaces and parentheses: split after the last ")".
+    fields = text[text.rfind(b")") + 2 :].split()
+    try:
+        return _Process(pid, int(fields[1]), int(fields[3]), fields[0] == b"Z", int(fields[19]))
+    except (IndexError, ValueError):
+        return None
+
+
+def _snapshot(floor: int) -> dict[int, _Process]:
+    """The processes whose pid is ``floor`` or more (all of them when pids wrapped since)."""
+    try:
+        with open("/proc/sys/kernel/ns_last_pid", "rb") as handle:
+            if int(handle.read()) < floor:
+                floor = 0  # pids wrapped around: a newer process may have a lower pid
+    except (OSError, ValueError):
+        floor = 0
+    processes = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit() and int(name) >= floor:
+            process = _read_process(int(name))
+            if process is not None:
+                processes[process.pid] = process
+    return processes
+
+
+def _environment_has(pid: int, entry: bytes) -> bool:
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as handle:
+            return entry in handle.read().split(b"\0")
+    except OSError:
+        return False
+
+
+class RunProcesses:
+    """The processes of one local run: find them, signal them, reap the adopted ones.
+
+    Create it before starting the run's shell (this process is a subreaper from then on,
+    until the last run of this process is closed, so orphans of unrelated children are not
+    adopted outside runs), start the shell in a new session with :meth:`environment`
+    added, then :meth:`attach` it. The shell is the caller's child and the caller waits for
+    it, so it is never reaped here. Call :meth:`close` when the run is over.
+    """
+
+    def __init__(self) -> None:
+        global _runs
+        self.token = secrets.token_hex(12)
+        self.leader = 0
+        # Processes found so far (pid -> start time) and the sessions they are in: a
+        # zombie's environment cannot be read any more, so these tell an adopted zombie
+        # of the run (a daemon's first fork, say) from anything else.
+        self._known: dict[int, int] = {}
+        self._sessions: set[int] = set()
+        self._started = 0
+        self._entry = f"{TOKEN_VARIABLE}={self.token}".encode()
+        with _runs_lock:
+            _runs += 1
+            if _runs == 1:
+                _set_subreaper(True)
+
+    def environment(self) -> dict[str, str]:
+        """The variable to add to the shell's environment."""
+        return {TOKEN_VARIABLE: self.token}
+
+    def attach(self, leader: int) -> None:
+        """The run's shell has started as ``leader``, in a session of its own."""
+        self.leader = leader
+        self._sessions.add(leader)
+        shell = _read_process(leader)
+        self._started = shell.start if shell is not None else 0
+        with _runs_lock:
+            _running.add(leader)
+
+    def close(self) -> None:
+        """The run is over; the last one of this process stops adopting orphans."""
+        global _runs
+        with _runs_lock:
+            _running.discard(self.leader)
+            _runs -= 1
+            if _runs == 0:
+                _set_subreaper(False)
+
+    def alive(self) -> list[int]:
+        """The run's living processes other than its shell; reaps its adopted zombies."""
+        me = os.getpid()
+        # Every process of the run was started after its shell, so (pids growing until they
+        # wrap) only pids from the shell's up need reading: a few, not all of /proc.
+        processes = _snapshot(self.leader)
+        children: dict[int, list[int]] = defaultdict(list)
+        for process in processes.values():
+            children[process.ppid].append(process.pid)
+        zombies: list[_Process] = []
+        living: list[int] = []
+        pending = [(pid, False) for pid in children[me]]
+        while pending:
+            pid, inherited = pending.pop()
+            found = processes.get(pid)
+            if found is None:
+                continue
+            member = inherited or self._belongs(found)
+            if member:
+                self._known[pid] = found.start
+                self._sessions.add(found.session)
+                if not found.zombie and pid != self.leader:
+                    living.append(pid)
+            if found.zombie and found.ppid == me and pid != self.leader:
+                zombies.append(found)
+            pending.extend((child, member) for child in children[pid])
+        for zombie in zombies:
+            if self._adopted(zombie):
+                try:
+                    os.waitpid(zombie.pid, os.WNOHANG)
+                except ChildProcessError:
+                    pass
+        return living
+
+    def signal(self, sig: int) -> list[int]:
+        """Send ``sig`` to every living process of the run but its shell; those it was sent to."""
+        living = self.alive()
+        for pid in living:
+            try:
+                os.kill(pid, sig)
+            except (ProcessLookupError, PermissionError):
+                pass
+        return living
+
+    def _belongs(self, process: _Process) -> bool:
+        if process.session in self._sessions:
+            return True
+        if self._known.get(process.pid) == process.start:
+            return True
+        return not process.zombie and _environment_has(process.pid, self._entry)
+
+    def _adopted(self, zombie: _Process) -> bool:
+        """Whether a zombie child of this process is one of the run's, to reap here."""
+        if zombie.session in self._sessions or self._known.get(zombie.pid) == zombie.start:
+            return True
+        # A process of the run that left the session alone and ended before anyone looked
+        # (a fire-and-forget ``Popen(start_new_session=True)``): a session leader born
+        # during the run, not the shell of another run of this process. This process
+        # starts no such child of its own while a run goes on.
+        with _runs_lock:
+            other_run = zombie.pid in _running
+        return zombie.session == zombie.pid and zombie.start >= self._started and not other_run

@@ -5,13 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from sweeper.config.environment import EnvironmentVariable
 from sweeper.config.expressions import Expression, ExpressionError, parse_expression
 from sweeper.config.fields import Fields, plain
-from sweeper.config.input import EDGE_MERGE_MODES, Input
-from sweeper.config.loader import YamlList, YamlMap
-from sweeper.config.mount import Mount
-from sweeper.config.parameter import Parameter
+from sweeper.config.input import EDGE_MERGE_MODES
+from sweeper.config.loader import YamlMap
 from sweeper.config.problems import Problems, quoted
 
 NODE_TYPES = ("execution", "task", "deployment")
@@ -235,7 +232,12 @@ class Node:
 
 
 def _parse_override(f: Fields, problems: Problems, prefix: str) -> dict[str, Any]:
-    """Check a node's ``override`` against the step schema and return it as plain data."""
+    """Check the shape of a node's ``override`` and return it as plain data.
+
+    Its parameters, inputs and environment variables are checked later, merged into the
+    node's step (:meth:`sweeper.config.Step.with_override`): alone they are fragments
+    (``{name: lr, default: [1, 2]}`` is valid for a ``multiple`` step parameter).
+    """
     raw = f.mapping("override")
     if raw is None:
         return {}
@@ -248,16 +250,11 @@ def _parse_override(f: Fields, problems: Problems, prefix: str) -> dict[str, Any
     o.boolean("autorestart", False)
     if "command" in o and not isinstance(raw["command"], str):
         o.string_list("command")
-    for _, item in o.items("parameters"):
-        Parameter.parse(item, problems)
-    for _, item in o.items("inputs"):
-        Input.parse(item, problems)
-    for _, item in o.items("environment-variables"):
-        EnvironmentVariable.parse(item, problems)
-    mounts = o.sequence("mounts")
-    for index, item in enumerate(mounts or YamlList()):
-        assert mounts is not None
-        Mount.parse(item, mounts.line_of(index), problems)
+    for key in ("parameters", "inputs", "environment-variables"):
+        for line, item in o.items(key):
+            if not isinstance(item.get("name"), str):
+                problems.error(line, f'{prefix}override: {key}: each item needs a "name"')
+    o.sequence("mounts")
     return {k: plain(v) for k, v in raw.items() if k in OVERRIDABLE}
 
 

@@ -118,7 +118,7 @@ class Parameter:
             if reason:
                 f.error(key, f"{key} {quoted(template)} {reason}")
         if minimum is not None and maximum is not None and minimum > maximum:
-            f.error("min", f"min ({minimum}) is greater than max ({maximum})")
+            f.warning("min", f"min ({minimum}) is greater than max ({maximum}); no value fits")
         cls._lint_type_specifics(f, type_, multiple, data)
         if name is None:
             return None

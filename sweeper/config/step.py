@@ -6,6 +6,7 @@ valohai-yaml's ``Step.build_command`` exactly (see :meth:`Step.build_command`).
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from sweeper.config.environment import EnvironmentVariable
 from sweeper.config.expressions import Expression, ExpressionError, parse_expression
 from sweeper.config.fields import Fields
 from sweeper.config.input import Input
-from sweeper.config.loader import YamlList, YamlMap
+from sweeper.config.loader import YamlList, YamlMap, as_yaml
 from sweeper.config.mount import Mount
 from sweeper.config.output import Output
 from sweeper.config.parameter import Parameter
@@ -68,16 +69,19 @@ def parse_optional_expression(f: Fields, key: str) -> Expression | None:
 def _unique(
     items: Sequence[Any], kind: str, problems: Problems, prefix: str = ""
 ) -> tuple[Any, ...]:
-    """Drop (and report) items whose name repeats an earlier one."""
+    """One item per name: as valohai-yaml does, the last definition wins, in the first's place.
+
+    Valohai accepts the repetition, so it is a warning (it is almost always a copy-paste slip).
+    """
     seen: dict[str, Any] = {}
     for item in items:
         if item.name in seen:
             first = seen[item.name].line
-            problems.error(
+            problems.warning(
                 item.line,
-                f"{prefix}{kind} {quoted(item.name)} is defined more than once (first at line {first})",
+                f"{prefix}{kind} {quoted(item.name)} is defined more than once (first at line {first}); "
+                "the last definition is used",
             )
-            continue
         seen[item.name] = item
     return tuple(seen.values())
 
@@ -232,11 +236,15 @@ class Step:
         )
 
     def default_parameter_values(self) -> dict[str, Any]:
-        """Every parameter's default (flags included), leaving out parameters without one."""
+        """Every parameter's default, leaving out parameters without one -- and flags.
+
+        As in valohai-yaml, a flag's default is not a value: "an undefined flag will remain
+        undefined regardless of default value", so a flag is passed only when it is set.
+        """
         return {
             p.name: list(p.default) if isinstance(p.default, tuple) else p.default
             for p in self.parameters
-            if p.default is not None
+            if p.default is not None and p.type != "flag"
         }
 
     def parse_parameter_values(self, raw: Mapping[str, Sequence[str]]) -> dict[str, Any]:
@@ -271,24 +279,21 @@ class Step:
 
         * defaults are used for parameters not in ``values`` -- except flags, whose default
           is ignored: a flag appears only when ``values`` sets it;
-        * a value of ``None`` leaves its parameter out;
+        * a value of ``None`` leaves its parameter out (a flag's ``pass-false-as`` included);
         * ``{parameters}`` and ``{params}`` become every parameter in declaration order,
           ``{parameter:NAME}`` one parameter, ``{parameter-value:NAME}`` its bare value and
           ``{source-path}`` the step's ``source-path``, each argument shell-quoted;
         * any other ``{...}`` (and ``${VAR}``) is left as written;
         * each line is stripped, and one line per command is returned.
         """
-        merged: dict[str, Any] = {
-            p.name: (list(p.default) if isinstance(p.default, tuple) else p.default)
-            for p in self.parameters
-            if p.default is not None and p.type != "flag"
-        }
+        merged: dict[str, Any] = self.default_parameter_values()
         merged.update(values or {})
         by_name = {p.name: p for p in self.parameters}
         special = {"source-path": self.source_path} if self.source_path is not None else {}
 
         def arguments(name: str) -> list[str]:
-            return by_name[name].format_cli(merged.get(name)) or []
+            value = merged.get(name)
+            return [] if value is None else by_name[name].format_cli(value) or []
 
         def replace(match: re.Match[str]) -> str:
             key = match.group(1)
@@ -302,11 +307,91 @@ class Step:
                     return " ".join(quote(arg) for arg in arguments(name))
             if key.startswith("parameter-value:"):
                 name = key.split(":", 1)[1]
-                if merged.get(name) is not None:
+                if name in merged:
                     return quote(str(merged[name]))
             return match.group(0)
 
         return [_INTERPOLATION_RE.sub(replace, line).strip() for line in self.command]
+
+    # --- node overrides ------------------------------------------------------------------
+
+    def with_override(
+        self,
+        override: Mapping[str, Any],
+        *,
+        problems: Problems | None = None,
+        line: int | None = None,
+        prefix: str = "",
+    ) -> Step:
+        """This step as a pipeline node's ``override`` changes it.
+
+        ``image``, ``command``, ``environment``, ``runtime-config-preset``, ``autorestart``
+        and ``mounts`` replace the step's; ``parameters``, ``inputs`` and
+        ``environment-variables`` are merged by name into the step's definitions (an item's
+        keys replace the step item's keys, so ``{name: lr, default: [1, 2]}`` changes only
+        the default of a ``multiple: repeat`` parameter, which stays multiple). A name the
+        step lacks is an error, as in valohai-yaml.
+
+        Problems are recorded in ``problems`` at ``line`` (the node's), each message
+        starting with ``prefix``; without ``problems``, the errors raise :class:`ConfigError`.
+        """
+        if not override:
+            return self
+        found = Problems(problems.filename if problems else "valohai.yaml")
+        where = line if line is not None else self.line or 1
+        changes: dict[str, Any] = {}
+        for key, kind, parse in (
+            ("parameters", "parameter", Parameter.parse),
+            ("inputs", "input", Input.parse),
+            ("environment-variables", "environment variable", EnvironmentVariable.parse),
+        ):
+            items = override.get(key)
+            if not items:
+                continue
+            attribute = key.replace("-", "_")
+            merged = {item.name: item for item in getattr(self, attribute)}
+            for data in items:
+                name = data.get("name") if isinstance(data, Mapping) else None
+                if not isinstance(name, str):
+                    found.error(where, f"override: each of {key} must be a mapping with a name")
+                    continue
+                if name not in merged:
+                    known = ", ".join(merged) or "(none)"
+                    found.error(
+                        where,
+                        f"override: {kind} {quoted(name)} does not exist in step {quoted(self.name)}; "
+                        f"known: {known}",
+                    )
+                    continue
+                definition = {**merged[name].serialize(), **data}
+                item = parse(as_yaml(definition, where), found)
+                if item is not None:
+                    merged[name] = item
+            changes[attribute] = tuple(merged.values())
+        for key in ("image", "environment", "runtime-config-preset"):
+            if isinstance(override.get(key), str):
+                changes[key.replace("-", "_")] = override[key]
+        if isinstance(override.get("autorestart"), bool):
+            changes["autorestart"] = override["autorestart"]
+        command = override.get("command")
+        if isinstance(command, str):
+            changes["command"], changes["command_is_list"] = (command,), False
+        elif isinstance(command, list) and command and all(isinstance(c, str) for c in command):
+            changes["command"], changes["command_is_list"] = tuple(command), True
+        if isinstance(override.get("mounts"), list):
+            mounts = [Mount.parse(as_yaml(m, where), where, found) for m in override["mounts"]]
+            changes["mounts"] = tuple(m for m in mounts if m is not None)
+        for problem in found.items:
+            message = f"{prefix}{problem.message}"
+            if problems is None:
+                continue
+            if problem.level == "error":
+                problems.error(problem.line, message)
+            else:
+                problems.warning(problem.line, message)
+        if problems is None and found.errors:
+            raise ConfigError("\n".join(f"{prefix}{p.message}" for p in found.errors))
+        return dataclasses.replace(self, **changes)
 
     # --- serialization -------------------------------------------------------------------
 

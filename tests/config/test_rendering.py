@@ -73,8 +73,9 @@ def test_multiple_values(config: Config) -> None:
 
 def test_flags(config: Config) -> None:
     step = config.get_step("flags")
-    # Flag defaults are ignored; an unset flag counts as false, so pass-false-as still renders.
-    assert step.build_command() == ["foo --case-sensitive --naughty=not-naughty"]
+    # As in valohai-yaml, flag defaults are ignored and a flag without a value is not
+    # passed at all: neither pass-true-as nor pass-false-as renders.
+    assert step.build_command() == ["foo"]
     assert step.build_command(
         {"case-insensitive": True, "nice": False, "naughty": False, "verbose": True}
     ) == ["foo --ignore-case --naughty=not-naughty --verbose"]

@@ -205,7 +205,12 @@ class Pipeline:
         index = {n.name: i for i, n in enumerate(self.nodes)}
         waiting: dict[str, set[str]] = {n.name: set() for n in self.nodes}
         for edge in self.edges:
-            if edge.source_node in index and edge.target_node in index:
+            # A node feeding itself is its own problem (reported apart), not a cycle.
+            if (
+                edge.source_node in index
+                and edge.target_node in index
+                and edge.source_node != edge.target_node
+            ):
                 waiting[edge.target_node].add(edge.source_node)
         dependents: dict[str, list[str]] = {name: [] for name in index}
         for name, sources in waiting.items():

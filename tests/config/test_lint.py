@@ -50,7 +50,6 @@ EXPECTED = [
     'errors.yaml:67: error: task parameter "lr3": style "zigzag" is not one of: single, multiple, linear, logspace, random',
     'errors.yaml:73: error: task "grid": parameter "nope" does not exist in step "train"; known parameters: lr, epochs, mode, fast, count',
     'errors.yaml:78: error: task parameter "epochs": rules: unknown key "bogus"',
-    'errors.yaml:80: warning: pipeline "pipe": the edges form a cycle through nodes a (edge [a.output.model*, a.input.dataset] (line 103); edge [a.output.model, a.input.missing-input] (line 104)); sweeper cannot run it',
     'errors.yaml:85: error: node "a": on-error "explode" is not one of: stop-all, stop-next, continue, retry',
     'errors.yaml:88: error: node "a": action: if "metadata.x >>> 1" is not a valid expression: unexpected \'>\' at column 13',
     'errors.yaml:90: error: pipeline "pipe": node "b": step "nowhere" does not exist; known steps: train',

@@ -91,7 +91,7 @@ def test_bad_edges_name_node_and_edge(edge: tuple[str, str], expected: str) -> N
     message = str(info.value)
     assert expected in message
     assert message.startswith(
-        f'valohai.yaml:100: {"error" if "ghost" in edge[1] else "warning"}: '
+        f"valohai.yaml:100: {'error' if 'ghost' in edge[1] else 'warning'}: "
         f'pipeline "slow-chain": edge [{edge[0]}, {edge[1]}]: '
     )
 

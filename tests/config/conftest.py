@@ -34,3 +34,16 @@ STEP = """\
     image: python:3.12
     command: python train.py {parameters}
 """
+
+
+#: Differential test tallies (test_compat.py): [agreeing, compared] for files and renders.
+COMPAT: dict[str, list[int]] = {"files": [0, 0], "renders": [0, 0]}
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Print the differential test's figures: ``compat: files A/B, renders X/Y``."""
+    files, renders = COMPAT["files"], COMPAT["renders"]
+    if files[1]:
+        terminalreporter.write_line(
+            f"compat: files {files[0]}/{files[1]}, renders {renders[0]}/{renders[1]}"
+        )

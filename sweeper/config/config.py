@@ -34,7 +34,9 @@ class Config:
 
     ``warnings`` holds the non-fatal problems found while reading it. ``broken`` holds, by
     ``(kind, name)``, the errors of items left out because they cannot be used (only when
-    parsed with ``strict=False``): asking for such an item raises them.
+    parsed with ``strict=False``); ``blocked`` the warnings of items Valohai accepts but
+    sweeper cannot run. Asking for a broken item (``get_step``...), or a blocked task,
+    raises them; a blocked pipeline is refused by ``PipelineGraph.build``.
     """
 
     steps: Mapping[str, Step] = field(default_factory=lambda: _frozen({}))
@@ -43,6 +45,9 @@ class Config:
     warnings: tuple[Problem, ...] = field(default=(), compare=False)
     filename: str = field(default="valohai.yaml", compare=False)
     broken: Mapping[tuple[str, str], tuple[Problem, ...]] = field(
+        default_factory=lambda: _frozen({}), compare=False
+    )
+    blocked: Mapping[tuple[str, str], tuple[Problem, ...]] = field(
         default_factory=lambda: _frozen({}), compare=False
     )
 
@@ -58,11 +63,14 @@ class Config:
     __hash__ = None  # type: ignore[assignment]
 
     def _get(self, kind: str, items: Mapping[str, Any], name: str) -> Any:
+        # The same lines `sweep lint` prints: an item's errors, or (for a task, only ever
+        # fetched to be run) the warnings that say why sweeper cannot run what Valohai accepts.
+        blocked = self.blocked.get((kind, name)) if kind == "task" else None
+        for found in (self.broken.get((kind, name)), blocked):
+            if found:
+                raise ConfigError("\n".join(str(p) for p in found))
         if name in items:
             return items[name]
-        if (kind, name) in self.broken:
-            errors = "\n".join(str(p) for p in self.broken[kind, name])
-            raise ConfigError(f"{kind} {quoted(name)} cannot be used:\n{errors}")
         known = ", ".join(items) or "(none)"
         raise ConfigError(f"unknown {kind} {quoted(name)}; known {kind}s: {known}")
 
@@ -71,7 +79,8 @@ class Config:
         return self._get("step", self.steps, name)  # type: ignore[no-any-return]
 
     def get_task(self, name: str) -> Task:
-        """The task called ``name``; :class:`ConfigError` naming the known tasks otherwise."""
+        """The task called ``name``; :class:`ConfigError` naming the known tasks otherwise,
+        or listing why sweeper cannot run it (a pipeline's are checked by its graph)."""
         return self._get("task", self.tasks, name)  # type: ignore[no-any-return]
 
     def get_pipeline(self, name: str) -> Pipeline:
@@ -164,12 +173,18 @@ def _parse(text: str, filename: str) -> tuple[Config | None, Problems, dict[Any,
         mark = len(problems.items)
         pipeline.check(steps, tasks, problems)
         owned["pipeline", pipeline.name] += problems.since(mark)
+    blocked = {
+        key: tuple(sorted((p for p in found if p.blocks_run), key=lambda p: p.line or 0))
+        for key, found in owned.items()
+        if any(p.blocks_run for p in found)
+    }
     config = Config(
         steps=_frozen(steps),
         tasks=_frozen(tasks),
         pipelines=_frozen(pipelines),
         warnings=tuple(p for p in problems.sorted() if p.level == "warning"),
         filename=filename,
+        blocked=_frozen(blocked),
     )
     return config, problems, owned
 
@@ -189,7 +204,11 @@ def _add(items: dict[str, Any], item: Any, kind: str, problems: Problems) -> str
 
 
 def _check_task(steps: Mapping[str, Step], task: Task, problems: Problems) -> None:
-    """Report what a task names but its step lacks."""
+    """Report what a task names but its step lacks.
+
+    Valohai does not check a task against its step, so these are warnings that block a run.
+    """
+    problems = problems.blocking()
     prefix = f"task {quoted(task.name)}: "
     step = steps.get(task.step)
     if step is None:

@@ -84,7 +84,13 @@ class Action:
             try:
                 conditions.append(parse_expression(text))
             except ExpressionError as exc:
-                f.error("if", f"if {quoted(text)} is not a valid expression: {exc}")
+                # Valohai does not check conditions when it reads the file; sweeper must
+                # evaluate them, so it refuses to run the pipeline.
+                problems.warning(
+                    f.line_of("if"),
+                    f"{f.prefix}if {quoted(text)} is not a valid expression: {exc}",
+                    blocks_run=True,
+                )
         for value in when:
             if value not in WELL_KNOWN_WHENS:
                 f.warning(
@@ -165,12 +171,19 @@ class Node:
             if step is None and task is None:
                 f.error(None, 'a task node needs "step" or "task"')
             elif step is not None and task is not None:
-                f.warning("task", 'a task node with both "step" and "task" uses the task blueprint')
+                f.error("task", 'a task node takes "step" or "task", not both')
+                task = None  # one error is enough
         else:
             deployment = f.name("deployment")
         on_error = f.choice("on-error", ON_ERROR, "stop-all")
-        if on_error == "retry" and type_ != "execution":
+        if on_error == "retry" and type_ == "deployment":
             f.error("on-error", "on-error retry is only available for execution nodes")
+        elif on_error == "retry" and type_ == "task":
+            problems.warning(
+                f.line_of("on-error"),
+                f"{prefix}on-error retry of a task node is not supported by sweeper",
+                blocks_run=True,
+            )
         actions = tuple(
             a
             for _, item in f.items("actions")

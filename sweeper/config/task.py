@@ -138,10 +138,17 @@ class TaskParameter:
             f.require("rules")
         if name is None or style is None or raw_rules is None:
             return None
-        rules = Fields(
-            raw_rules, problems, prefix=f"task parameter {label}: rules: ", allowed=_RULE_KEYS
+        prefix = f"task parameter {label}: rules: "
+        rules = Fields(raw_rules, problems, prefix=prefix, allowed=_RULE_KEYS)
+        for key in _NUMBER_RULES:
+            rules.number(key)
+        for key in ("integerify", "numberify"):
+            rules.boolean(key, False)
+        # Valohai checks only the rules' types; what a style needs is sweeper's to run it.
+        f = Fields(data, problems.blocking(), prefix=f.prefix, allowed=tuple(data))
+        ok = _check_rules(
+            Fields(raw_rules, problems.blocking(), prefix=prefix, allowed=tuple(raw_rules)), style
         )
-        ok = _check_rules(rules, style)
         if not ok:
             return None
         parameter = cls(
@@ -256,18 +263,19 @@ class TaskParameter:
         return {"name": self.name, "style": self.style, "rules": dict(self.rules)}
 
 
+_NUMBER_RULES = ("start", "end", "step", "count", "base", "min", "max", "seed")
+
+
 def _check_rules(rules: Fields, style: str) -> bool:
     """Check the rules a style needs; report problems and return whether values can be made."""
     ok = True
     for key in rules.data:
         if key in _RULE_KEYS and key not in _STYLE_RULES[style]:
             rules.warning(key, f"{key} has no effect with style {style}")
-    for key in ("start", "end", "step", "count", "base", "min", "max", "seed"):
-        if key in rules.data and rules.number(key) is None and rules.data[key] is not None:
-            ok = False
-    for key in ("integerify", "numberify"):
-        rules.boolean(key, False)
     data = rules.data
+    for key in _NUMBER_RULES:
+        if data.get(key) is not None and not is_number(data[key]):
+            ok = False  # reported as an error by the caller
     if style == "single":
         if "value" not in data:
             rules.error(None, 'style single needs "value"')
@@ -397,10 +405,10 @@ class Task:
             if parameter is None:
                 continue
             if parameter.name in seen:
-                problems.error(
+                problems.warning(
                     parameter.line,
                     f"task {label}: parameter {quoted(parameter.name)} is varied more than once "
-                    f"(first at line {seen[parameter.name].line})",
+                    f"(first at line {seen[parameter.name].line}); the first is used",
                 )
                 continue
             seen[parameter.name] = parameter
@@ -438,7 +446,7 @@ class Task:
         if type_ != "bayesian_tpe":
             for parameter in parameters:
                 if parameter.style == "random" and parameter.rules.get("count") is None:
-                    problems.error(
+                    problems.blocking().error(
                         parameter.line,
                         f'task parameter {quoted(parameter.name)}: rules: style random needs "count" '
                         "(only bayesian_tpe tasks do without)",

@@ -119,6 +119,9 @@ class PipelineGraph:
             for step_name in steps.values():
                 if ("step", step_name) in config.broken:
                     config.get_step(step_name)  # raises the step's own errors
+            for node in pipeline.nodes:
+                if node.task is not None and node.task in config.tasks:
+                    config.get_task(node.task)  # raises what stops the task from running
         except ConfigError as exc:
             raise PipelineError(str(exc)) from None
         problems = Problems(config.filename)

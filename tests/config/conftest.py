@@ -28,6 +28,13 @@ def errors(text: str) -> list[str]:
     return [p for p in problems(text) if ": error: " in p]
 
 
+def refusals(text: str) -> list[str]:
+    """What stops an item from running: the errors, and the warnings that block a run
+    (what Valohai accepts but sweeper cannot run), each without its location and level."""
+    found = lint_text(textwrap.dedent(text).lstrip("\n"), "valohai.yaml")
+    return [p.message for p in found if p.level == "error" or p.blocks_run]
+
+
 STEP = """\
 - step:
     name: train

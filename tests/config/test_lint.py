@@ -45,13 +45,13 @@ EXPECTED = [
     'errors.yaml:56: error: task "sweep": type "exhaustive" is not one of: grid_search, random_search, bayesian_tpe, manual_search, distributed',
     'errors.yaml:57: error: task "sweep": on-child-error "panic" is not one of: continue-and-complete, continue-and-error, stop-all-and-error',
     'errors.yaml:58: error: task "sweep": execution-count must be at least 1',
-    'errors.yaml:62: error: task parameter "lr": rules: min (1) is greater than max (0)',
-    'errors.yaml:65: error: task parameter "lr2": rules: step must not be 0',
+    'errors.yaml:62: warning: task parameter "lr": rules: min (1) is greater than max (0)',
+    'errors.yaml:65: warning: task parameter "lr2": rules: step must not be 0',
     'errors.yaml:67: error: task parameter "lr3": style "zigzag" is not one of: single, multiple, linear, logspace, random',
-    'errors.yaml:73: error: task "grid": parameter "nope" does not exist in step "train"; known parameters: lr, epochs, mode, fast, count',
+    'errors.yaml:73: warning: task "grid": parameter "nope" does not exist in step "train"; known parameters: lr, epochs, mode, fast, count',
     'errors.yaml:78: error: task parameter "epochs": rules: unknown key "bogus"',
     'errors.yaml:85: error: node "a": on-error "explode" is not one of: stop-all, stop-next, continue, retry',
-    'errors.yaml:88: error: node "a": action: if "metadata.x >>> 1" is not a valid expression: unexpected \'>\' at column 13',
+    'errors.yaml:88: warning: node "a": action: if "metadata.x >>> 1" is not a valid expression: unexpected \'>\' at column 13',
     'errors.yaml:90: error: pipeline "pipe": node "b": step "nowhere" does not exist; known steps: train',
     'errors.yaml:93: error: pipeline "pipe": node "c": task "no-such-task" does not exist; known tasks: grid',
     'errors.yaml:97: error: node "d": type "robot" is not one of: execution, task, deployment',
@@ -218,10 +218,13 @@ def test_task_values_are_checked_against_the_step() -> None:
         "    step: train\n"
         "    parameters: [{name: x, style: multiple, rules: {items: [1, 9, a]}}]\n"
     )
-    assert errors(text) == [
-        'valohai.yaml:9: error: task "t": parameter "x": 9 is greater than the maximum 5',
-        'valohai.yaml:9: error: task "t": parameter "x": "a" is not an integer',
+    # Valohai does not check a task against its step: warnings that block a run.
+    assert problems(text) == [
+        'valohai.yaml:9: warning: task "t": parameter "x": 9 is greater than the maximum 5',
+        'valohai.yaml:9: warning: task "t": parameter "x": "a" is not an integer',
     ]
+    with pytest.raises(ConfigError, match="9 is greater than the maximum 5"):
+        parse_config(text).get_task("t")
 
 
 def test_duplicate_steps_and_keys() -> None:

@@ -254,8 +254,12 @@ def test_override_inputs_must_exist_in_the_step() -> None:
         ("{name: d, type: execution}", 'node "d": missing required key "step"'),
         ("{name: d, type: task}", 'node "d": a task node needs "step" or "task"'),
         (
-            "{name: d, type: task, step: train, on-error: retry}",
+            "{name: d, type: deployment, deployment: x, on-error: retry}",
             'node "d": on-error retry is only available for execution nodes',
+        ),
+        (
+            "{name: d, type: task, step: train, task: t}",
+            'node "d": a task node takes "step" or "task", not both',
         ),
         ("{name: d, type: deployment}", 'node "d": missing required key "deployment"'),
         (

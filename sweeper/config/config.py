@@ -35,8 +35,8 @@ class Config:
     ``warnings`` holds the non-fatal problems found while reading it. ``broken`` holds, by
     ``(kind, name)``, the errors of items left out because they cannot be used (only when
     parsed with ``strict=False``); ``blocked`` the warnings of items Valohai accepts but
-    sweeper cannot run. Asking for a broken item (``get_step``...), or a blocked task,
-    raises them; a blocked pipeline is refused by ``PipelineGraph.build``.
+    sweeper cannot run. Asking for a broken item (``get_step``...), or a blocked step or
+    task, raises them; a blocked pipeline is refused by ``PipelineGraph.build``.
     """
 
     steps: Mapping[str, Step] = field(default_factory=lambda: _frozen({}))
@@ -63,9 +63,9 @@ class Config:
     __hash__ = None  # type: ignore[assignment]
 
     def _get(self, kind: str, items: Mapping[str, Any], name: str) -> Any:
-        # The same lines `sweep lint` prints: an item's errors, or (for a task, only ever
+        # The same lines `sweep lint` prints: an item's errors, or (for a step or task, only
         # fetched to be run) the warnings that say why sweeper cannot run what Valohai accepts.
-        blocked = self.blocked.get((kind, name)) if kind == "task" else None
+        blocked = self.blocked.get((kind, name)) if kind in ("step", "task") else None
         for found in (self.broken.get((kind, name)), blocked):
             if found:
                 raise ConfigError("\n".join(str(p) for p in found))

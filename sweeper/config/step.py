@@ -24,6 +24,7 @@ from sweeper.config.output import Output
 from sweeper.config.parameter import Parameter
 from sweeper.config.problems import Problems, quoted
 from sweeper.config.resources import Resources
+from sweeper.config.valohai_expressions import valohai_refuses
 from sweeper.errors import ConfigError, ParameterValueError
 
 _KEYS = (
@@ -55,15 +56,32 @@ _INTERPOLATION_RE = re.compile(r"{(.+?)}")
 
 
 def parse_optional_expression(f: Fields, key: str) -> Expression | None:
-    """Parse ``key`` as an :class:`Expression`, reporting malformed ones."""
+    """Parse ``key`` as an :class:`Expression` (a ``stop-condition``, which Valohai checks).
+
+    What Valohai refuses is an error; what it accepts but sweeper cannot evaluate (a function
+    call, ``in``) is a warning that blocks a run.
+    """
     text = f.string(key)
     if text is None:
         return None
+    refused = valohai_refuses(text)
     try:
-        return parse_expression(text)
+        expression = parse_expression(text)
     except ExpressionError as exc:
-        f.error(key, f"{key} {quoted(text)} is not a valid expression: {exc}")
+        if refused is not None:  # both refuse it: sweeper's message says where
+            f.error(key, f"{key} {quoted(text)} is not a valid expression: {exc}")
+        else:
+            f.problems.warning(
+                f.line_of(key),
+                f"{f.prefix}{key} {quoted(text)} is valid for Valohai but sweeper cannot "
+                f"evaluate it: {exc}",
+                blocks_run=True,
+            )
         return None
+    if refused is not None:
+        f.error(key, f"{key} {quoted(text)} is not a valid expression for Valohai: {refused}")
+        return None
+    return expression
 
 
 def _unique(

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from sweeper.config.task import Task
 
 _KEYS = ("name", "nodes", "edges", "parameters", "reuse-executions")
-_PARAMETER_KEYS = ("name", "default", "value", "targets", "target", "description", "category")
+_PARAMETER_KEYS = ("name", "default", "targets", "target", "description", "category")
 
 
 def target_socket(target: str) -> tuple[str, str] | None:
@@ -67,9 +67,7 @@ class PipelineParameter:
                     "targets" if "targets" in f else "target",
                     f"target {quoted(target)} must look like node.parameter.name",
                 )
-        default = f.raw("value") if "value" in f else f.raw("default")
-        if "value" in f and "default" in f:
-            f.warning("value", '"value" overrides "default"')
+        default = f.raw("default")
         atoms = list(default) if isinstance(default, YamlList) else [default]
         if any(a is not None and not isinstance(a, SCALAR_TYPES) for a in atoms):
             f.error("default", "default must be a plain value or a list of them")

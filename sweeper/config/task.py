@@ -144,6 +144,7 @@ class TaskParameter:
             rules.number(key)
         for key in ("integerify", "numberify"):
             rules.boolean(key, False)
+        rules.string("distribution")
         # Valohai checks only the rules' types; what a style needs is sweeper's to run it.
         f = Fields(data, problems.blocking(), prefix=f.prefix, allowed=tuple(data))
         ok = _check_rules(
@@ -263,7 +264,8 @@ class TaskParameter:
         return {"name": self.name, "style": self.style, "rules": dict(self.rules)}
 
 
-_NUMBER_RULES = ("start", "end", "step", "count", "base", "min", "max", "seed")
+#: Rules Valohai's schema types as numbers (``value`` included: a single value is a number).
+_NUMBER_RULES = ("start", "end", "step", "count", "base", "min", "max", "seed", "value")
 
 
 def _check_rules(rules: Fields, style: str) -> bool:

@@ -28,7 +28,7 @@ EXPECTED = [
     'errors.yaml:30: error: input "dataset": default: item 2 must be a string',
     'errors.yaml:31: error: input "this-input-name-is-far-too-long-for-valohai-which-allows-sixty-four": name is longer than 64 characters',
     'errors.yaml:32: error: input (unnamed): missing required key "name"',
-    'errors.yaml:34: error: environment variable "BAD VAR": name must not contain "=" or spaces',
+    'errors.yaml:34: warning: environment variable "BAD VAR": name must not contain "=" or spaces',
     'errors.yaml:35: error: step "train": time-limit "soon" is not a duration such as "1h 30m"',
     'errors.yaml:36: error: step "train": no-output-timeout must not be negative',
     "errors.yaml:38: error: resources: cpu: min (4) is greater than max (2)",

@@ -36,7 +36,7 @@ def test_task_fields(full: Config) -> None:
         ("learning-rate", "random"),
         ("max-steps", "linear"),
         ("layers", "multiple"),
-        ("optimizer", "single"),
+        ("optimizer", "multiple"),
         ("architecture", "logspace"),
     ]
     manual = full.get_task("manual")

@@ -72,7 +72,9 @@ def check_endpoint(data: YamlMap, problems: Problems) -> str | None:
         )
         for key in ("key", "value"):
             toleration.string(key)
-        toleration.choice("operator", ("Exists", "Equal"), "Equal", normalize=False)
+        operator = toleration.choice("operator", ("Exists", "Equal"), "", normalize=False)
+        if "key" not in item and operator == "Equal":
+            toleration.error("operator", 'a toleration without "key" needs operator: Exists')
         toleration.choice(
             "effect", ("PreferNoSchedule", "NoSchedule", "NoExecute"), "", normalize=False
         )
@@ -148,8 +150,12 @@ def check_deployment(data: YamlMap, problems: Problems) -> str | None:
     """Check the mapping under a top-level ``deployment`` key; return its name if it has one."""
     label = quoted(data["name"]) if isinstance(data.get("name"), str) else "(unnamed)"
     f = Fields(data, problems, prefix=f"deployment {label}: ", allowed=("name", "defaults"))
-    name = f.name()
-    defaults = f.mapping("defaults")
+    # No schema applies to deployments: Valohai takes any name, as long as there is one.
+    if "name" not in data:
+        f.error(None, 'missing required key "name"')
+    name = data.get("name") if isinstance(data.get("name"), str) else None
+    # An empty value (null, [], "") is read as no defaults, as Valohai reads it.
+    defaults = f.mapping("defaults") if data.get("defaults") else None
     target = defaults.get("target") if defaults is not None else None
     if not target:
         f.warning(

@@ -180,18 +180,22 @@ class Parameter:
         if raw is None:
             return None
         atoms = list(raw) if isinstance(raw, YamlList) else [raw]
+        # Valohai reads any default; one sweeper cannot use as a value blocks a run.
+        blocking = f.problems.blocking()
         for atom in atoms:
             if atom is not None and not isinstance(atom, SCALAR_TYPES):
-                f.error(
-                    "default",
-                    "default must be a plain value"
+                blocking.error(
+                    f.line_of("default"),
+                    f"{f.prefix}default must be a plain value"
                     + (" or a list of them" if multiple != "none" else ""),
                 )
-                return None
+                return plain(raw)
         if isinstance(raw, YamlList):
             if multiple == "none":
-                f.error("default", "default is a list, but the parameter is not multiple")
-                return None
+                blocking.error(
+                    f.line_of("default"),
+                    f"{f.prefix}default is a list, but the parameter is not multiple",
+                )
             return tuple(raw)
         return (raw,) if multiple != "none" else raw
 

@@ -55,11 +55,14 @@ class PipelineParameter:
         name = f.name()
         if "target" in f and "targets" in f:
             f.error("target", 'use either "target" or "targets", not both')
-        targets = f.string_list("targets", allow_single=True) if "targets" in f else ()
+        targets = f.string_list("targets", allow_single=True) if "targets" in data else ()
+        if targets == ("",):
+            targets = ()  # Valohai reads an empty text as no targets
         if "target" in f:
             single = f.string("target")
             targets = (single,) if single is not None else ()
-        if "targets" not in f and "target" not in f:
+        null_targets = "targets" in data and data["targets"] is None  # an error already
+        if not targets and "target" not in data and not null_targets:
             f.warning(None, "no targets: the parameter is given to no node")
         for target in targets:
             if target_socket(target) is None:
@@ -70,7 +73,11 @@ class PipelineParameter:
         default = f.raw("default")
         atoms = list(default) if isinstance(default, YamlList) else [default]
         if any(a is not None and not isinstance(a, SCALAR_TYPES) for a in atoms):
-            f.error("default", "default must be a plain value or a list of them")
+            problems.warning(
+                f.line_of("default"),
+                f"{f.prefix}default must be a plain value or a list of them",
+                blocks_run=True,
+            )
             default = None
         if name is None:
             return None

@@ -148,7 +148,7 @@ class Step:
         name = f.name()
         image = f.string("image", required=True)
         if image is not None and not image.strip():
-            f.error("image", "image must not be empty")
+            problems.warning(f.line_of("image"), f"{f.prefix}image is empty", blocks_run=True)
         command, command_is_list = _parse_command(f)
         parameters = _unique(
             [p for _, item in f.items("parameters") if (p := Parameter.parse(item, problems))],
@@ -364,8 +364,8 @@ class Step:
             ("environment-variables", "environment variable", EnvironmentVariable.parse),
         ):
             items = override.get(key)
-            if not items:
-                continue
+            if not items or not isinstance(items, list):
+                continue  # a wrong type was reported when the node was read
             attribute = key.replace("-", "_")
             merged = {item.name: item for item in getattr(self, attribute)}
             for data in items:
@@ -458,8 +458,7 @@ def _parse_command(f: Fields) -> tuple[tuple[str, ...] | None, bool]:
         if len(lines) != len(raw):
             return None, True
         if not lines:
-            f.error("command", "command must not be an empty list")
-            return None, True
+            f.warning("command", "command is an empty list: the step runs nothing")
         return lines, True
     f.error("command", "command must be a string or a list of strings")
     return None, True

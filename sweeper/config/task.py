@@ -145,6 +145,13 @@ class TaskParameter:
         for key in ("integerify", "numberify"):
             rules.boolean(key, False)
         rules.string("distribution")
+        items = rules.sequence("items")
+        for index, item in enumerate(items or ()):
+            if not isinstance(item, SCALAR_TYPES):
+                problems.error(
+                    items.line_of(index) if items is not None else f.line,
+                    f"{prefix}items: item {index + 1} must be a number, a string or true/false",
+                )
         # Valohai checks only the rules' types; what a style needs is sweeper's to run it.
         f = Fields(data, problems.blocking(), prefix=f.prefix, allowed=tuple(data))
         ok = _check_rules(
@@ -293,13 +300,8 @@ def _check_rules(rules: Fields, style: str) -> bool:
         if not items:
             rules.error("items", "items must not be empty")
             return False
-        for index, item in enumerate(items):
-            if not isinstance(item, SCALAR_TYPES):
-                rules.problems.error(
-                    items.line_of(index),
-                    f"{rules.prefix}items: item {index + 1} must be a plain value",
-                )
-                ok = False
+        if not all(isinstance(item, SCALAR_TYPES) for item in items):
+            ok = False  # reported as an error by the caller
     elif style == "linear":
         for key in ("start", "end", "step"):
             if data.get(key) is None:
@@ -361,6 +363,15 @@ def _check_count(rules: Fields) -> bool:
     return True
 
 
+def _at_least_one(f: Fields, key: str) -> int | None:
+    """A count: an integer (Valohai's rule); below 1 it blocks a run (sweeper's)."""
+    value = f.integer(key)
+    if value is not None and value < 1:
+        f.problems.blocking().error(f.line_of(key), f"{f.prefix}{key} must be at least 1")
+        return None
+    return value
+
+
 @dataclass(frozen=True, kw_only=True)
 class Task:
     """A task blueprint: run ``step`` over variants of its parameters.
@@ -395,7 +406,7 @@ class Task:
         name = f.name()
         step = f.name("step")
         type_ = "grid_search"
-        raw_type = f.string("type")
+        raw_type = f.string("type") or None  # Valohai reads an empty type as the default
         if raw_type is not None:
             type_ = normalize_task_type(raw_type)
             if type_ not in TASK_TYPES:
@@ -416,8 +427,10 @@ class Task:
             seen[parameter.name] = parameter
             parameters.append(parameter)
         parameter_sets = tuple(plain(item) for _, item in f.items("parameter-sets") if item)
+        if "parameters" not in data and "parameter-sets" not in data:
+            f.error(None, 'a task needs "parameters" or "parameter-sets"')
         on_child_error = None
-        raw_on_child_error = f.string("on-child-error")
+        raw_on_child_error = f.string("on-child-error") or None
         if raw_on_child_error is not None:
             on_child_error = raw_on_child_error.strip().lower().replace("_", "-")
             if on_child_error not in ON_CHILD_ERROR:
@@ -428,9 +441,9 @@ class Task:
         target_value = f.number("optimization-target-value")
         task = dict(
             description=f.string("description"),
-            execution_count=f.integer("execution-count", minimum=1),
-            execution_batch_size=f.integer("execution-batch-size", minimum=1),
-            maximum_queued_executions=f.integer("maximum-queued-executions", minimum=1),
+            execution_count=_at_least_one(f, "execution-count"),
+            execution_batch_size=_at_least_one(f, "execution-batch-size"),
+            maximum_queued_executions=_at_least_one(f, "maximum-queued-executions"),
             optimization_target_metric=f.string("optimization-target-metric"),
             optimization_target_value=None if target_value is None else float(target_value),
             stop_condition=parse_optional_expression(f, "stop-condition"),

@@ -67,7 +67,10 @@ def test_task_type_is_normalized(written: str, normalized: str) -> None:
 
 def test_task_type_defaults_to_grid_search() -> None:
     assert (
-        parse_config(STEP + "- task: {name: t, step: train}\n").get_task("t").type == "grid_search"
+        parse_config(STEP + "- task: {name: t, step: train, parameter-sets: []}\n")
+        .get_task("t")
+        .type
+        == "grid_search"
     )
 
 
@@ -170,7 +173,7 @@ def test_search_range() -> None:
         ),
         (
             "{style: multiple, rules: {items: [[1]]}}",
-            'task parameter "x": rules: items: item 1 must be a plain value',
+            'task parameter "x": rules: items: item 1 must be a number, a string or true/false',
         ),
         ("{style: single, rules: 5}", 'task parameter "x": rules must be a mapping'),
         ("{rules: {value: 1}}", 'task parameter "x": missing required key "style"'),
@@ -221,7 +224,7 @@ def test_parameter_sets_must_name_step_parameters() -> None:
 
 
 def test_missing_step_is_reported() -> None:
-    assert refusals("- task: {name: t, step: nope}\n") == [
+    assert refusals("- task: {name: t, step: nope, parameter-sets: []}\n") == [
         'task "t": step "nope" does not exist; known steps: (none)'
     ]
 

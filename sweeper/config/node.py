@@ -254,9 +254,7 @@ def _parse_override(f: Fields, problems: Problems, prefix: str) -> dict[str, Any
     raw = f.mapping("override")
     if raw is None:
         return {}
-    o = Fields(
-        raw, problems, prefix=f"{prefix}override: ", allowed=OVERRIDABLE, unknown_level="warning"
-    )
+    o = Fields(raw, problems, prefix=f"{prefix}override: ", allowed=OVERRIDABLE)
     o.string("image")
     o.string("environment")
     o.string("runtime-config-preset")

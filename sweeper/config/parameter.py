@@ -151,7 +151,8 @@ class Parameter:
         out: list[Any] = []
         for index, item in enumerate(raw):
             if item is None or not isinstance(item, SCALAR_TYPES):
-                f.problems.error(
+                # Valohai takes any choices; sweeper cannot offer this one.
+                f.problems.blocking().error(
                     raw.line_of(index), f"{f.prefix}choices: item {index + 1} must be a plain value"
                 )
                 continue

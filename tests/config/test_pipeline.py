@@ -290,13 +290,22 @@ def test_node_errors(node: str, message: str) -> None:
 def test_node_warnings() -> None:
     text = PIPE.replace(
         "{name: c, type: execution, step: train}",
-        "{name: c, type: execution, step: train, override: {colour: red}, actions: [{when: node-done, then: dance}]}",
+        "{name: c, type: execution, step: train, actions: [{when: node-done, then: dance}]}",
     ).replace("    edges:\n", "    edges: []\n")
     config = parse_config(text)
     assert [str(w).split(": warning: ", 1)[1] for w in config.warnings] == [
         'node "c": action: when "node-done" is not one of node-starting, node-complete, node-error; the action may never run',
         'node "c": action: then "dance" is not one of noop, stop-pipeline, error-pipeline, require-approval; the action may do nothing',
-        'node "c": override: unknown key "colour"',
+    ]
+
+
+def test_unknown_override_keys_are_errors_as_for_valohai() -> None:
+    text = PIPE.replace(
+        "{name: c, type: execution, step: train}",
+        "{name: c, type: execution, step: train, override: {colour: red}}",
+    ).replace("    edges:\n", "    edges: []\n")
+    assert [e.split(": error: ", 1)[1] for e in errors(text)] == [
+        'node "c": override: unknown key "colour"'
     ]
 
 

@@ -45,6 +45,7 @@ class EnvironmentVariable:
             name = None
         elif name is not None and not _PORTABLE_NAME_RE.match(name):
             f.warning("name", "name is not a portable environment variable name")
+        f.null("default")  # Valohai's schema types the default as a string
         raw_default = f.raw("default")
         default: str | None = None
         if is_number(raw_default) or isinstance(raw_default, bool):

@@ -85,7 +85,7 @@ class Fields:
         """The value as written, or ``None``."""
         return self.data.get(key)
 
-    def _null(self, key: str) -> bool:
+    def null(self, key: str) -> bool:
         """Whether ``key`` is written with no value (``key:`` or ``key: null``), which
         Valohai's schema refuses for a typed field; records the error."""
         if key in self.data and self.data[key] is None:
@@ -106,7 +106,7 @@ class Fields:
         self, key: str, *, required: bool = False, max_length: int | None = None
     ) -> str | None:
         """A string value; numbers are not silently turned into strings."""
-        if self._null(key):
+        if self.null(key):
             return None
         if required and not self.require(key):
             return None
@@ -135,7 +135,7 @@ class Fields:
 
     def boolean(self, key: str, default: bool) -> bool:
         """A ``true``/``false`` value."""
-        if self._null(key):
+        if self.null(key):
             return default
         value = self.data.get(key)
         if value is None:
@@ -147,7 +147,7 @@ class Fields:
 
     def number(self, key: str) -> int | float | None:
         """An integer or floating-point value."""
-        if self._null(key):
+        if self.null(key):
             return None
         value = self.data.get(key)
         if value is None:
@@ -159,7 +159,7 @@ class Fields:
 
     def integer(self, key: str, *, minimum: int | None = None) -> int | None:
         """An integer value (``3.0`` is accepted as 3)."""
-        if self._null(key):
+        if self.null(key):
             return None
         value = self.data.get(key)
         if value is None:
@@ -178,7 +178,7 @@ class Fields:
         self, key: str, choices: Collection[str], default: str, *, normalize: bool = True
     ) -> str:
         """One of ``choices`` (compared case-insensitively unless ``normalize`` is off)."""
-        if self._null(key):
+        if self.null(key):
             return default
         value = self.data.get(key)
         if value is None:
@@ -194,7 +194,7 @@ class Fields:
 
     def mapping(self, key: str) -> YamlMap | None:
         """A nested mapping."""
-        if self._null(key):
+        if self.null(key):
             return None
         value = self.data.get(key)
         if value is None:
@@ -206,7 +206,7 @@ class Fields:
 
     def sequence(self, key: str) -> YamlList | None:
         """A nested list."""
-        if self._null(key):
+        if self.null(key):
             return None
         value = self.data.get(key)
         if value is None:
@@ -218,7 +218,7 @@ class Fields:
 
     def string_list(self, key: str, *, allow_single: bool = False) -> tuple[str, ...]:
         """A list of strings (or, with ``allow_single``, one string)."""
-        if self._null(key):
+        if self.null(key):
             return ()
         value = self.data.get(key)
         if value is None:

@@ -89,8 +89,8 @@ def render(build: Any, values: dict[str, Any]) -> list[Any] | str:
     """A render as tokens, or the name of the kind of error it raised."""
     try:
         return tokens(build(values))
-    except Exception as exc:  # both failing to render is agreement too
-        return f"fails ({type(exc).__name__})"
+    except Exception:  # both failing to render (each with its own error) is agreement too
+        return "fails"
 
 
 @pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)

@@ -18,8 +18,6 @@ from sweeper.config.step import Step
 from sweeper.config.task import Task
 from sweeper.errors import ConfigError, ParameterValueError
 
-#: Top-level item kinds Valohai knows but sweeper does not run: checked, then left out.
-IGNORED_KINDS = ("endpoint", "deployment")
 #: The kinds in the order valohai-yaml looks for them in an item.
 KINDS = ("step", "task", "endpoint", "pipeline", "blueprint", "deployment")
 

@@ -207,16 +207,6 @@ class Node:
         )
         return node if name is not None else None
 
-    @property
-    def override_parameter_names(self) -> tuple[str, ...]:
-        """Names of the parameters this node's ``override`` redefines."""
-        return tuple(p["name"] for p in self.override.get("parameters", ()) if isinstance(p, dict))
-
-    @property
-    def override_input_names(self) -> tuple[str, ...]:
-        """Names of the inputs this node's ``override`` redefines."""
-        return tuple(i["name"] for i in self.override.get("inputs", ()) if isinstance(i, dict))
-
     def serialize(self) -> dict[str, Any]:
         """This node as valohai.yaml data (defaults left out)."""
         data: dict[str, Any] = {"name": self.name, "type": self.type}

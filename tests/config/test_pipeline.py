@@ -24,7 +24,6 @@ def test_nodes(full: Config) -> None:
         "image": "python:3.13",
         "parameters": [{"name": "max-steps", "type": "integer", "default": 1000}],
     }
-    assert train.override_parameter_names == ("max-steps",)
     (action,) = train.actions
     assert (action.when, action.then) == (("node-complete",), ("stop-pipeline",))
     assert action.if_[0].evaluate({"accuracy": 0.4}, {}) is True
@@ -348,3 +347,20 @@ def test_nodes_pinned_to_another_commit_are_not_checked() -> None:
         "{name: a, type: execution, step: elsewhere, commit: abc123}",
     )
     assert errors(text.replace("    edges:\n", "    edges: []\n")) == []
+
+
+def test_with_override_merges_into_the_step_definition() -> None:
+    from pathlib import Path
+
+    text = (Path(__file__).parent / "compat" / "class4-node-override.yaml").read_text()
+    config = parse_config(text)
+    step = config.get_step("train")
+    (node,) = config.get_pipeline("wide").nodes
+    wide = step.with_override(node.override)
+    # the list default merges into the `multiple: repeat` parameter, which stays multiple
+    assert wide.get_parameter("layer").multiple == "repeat"
+    assert wide.get_parameter("lr").max == 1  # keys the override leaves alone stay
+    assert wide.image == "python:3.13" and step.image == "python:3.12"
+    assert wide.build_command() == ["python train.py --layer=64 --layer=64 --layer=32 --lr=0.1"]
+    with pytest.raises(ConfigError, match='parameter "nope" does not exist in step "train"'):
+        step.with_override({"parameters": [{"name": "nope", "default": 1}]})

@@ -56,7 +56,7 @@ class PipelineParameter:
         if "target" in f and "targets" in f:
             f.error("target", 'use either "target" or "targets", not both')
         targets = f.string_list("targets", allow_single=True) if "targets" in data else ()
-        if targets == ("",):
+        if data.get("targets") == "":
             targets = ()  # Valohai reads an empty text as no targets
         if "target" in f:
             single = f.string("target")

@@ -28,12 +28,16 @@ class Project:
 
     @cached_property
     def config(self) -> Any:
-        """The parsed valohai.yaml (raises ConfigError with file and line)."""
+        """The parsed valohai.yaml (raises ConfigError with file and line).
+
+        An item with errors is set aside rather than failing the whole file: running a step
+        depends on that step alone (``sweep lint`` still reports everything).
+        """
         if not self.config_path.is_file():
             raise ConfigError(
                 f"no valohai.yaml at {self.config_path}: run in a project folder or pass -f PATH"
             )
-        return load_config(self.config_path)
+        return load_config(self.config_path, strict=False)
 
     @property
     def store_path(self) -> str:

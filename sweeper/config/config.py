@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import difflib
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
 
+from sweeper.config.endpoint import check_deployment, check_endpoint
 from sweeper.config.fields import has_control_characters
 from sweeper.config.loader import MAX_BYTES, YamlList, YamlMap, load_yaml
 from sweeper.config.pipeline import Pipeline
@@ -16,12 +18,11 @@ from sweeper.config.step import Step
 from sweeper.config.task import Task
 from sweeper.errors import ConfigError, ParameterValueError
 
-#: Top-level item kinds Valohai knows but sweeper does not run; they are skipped with a warning.
-IGNORED_KINDS = ("endpoint", "deployment")
-KINDS = ("step", "task", "pipeline", "blueprint", *IGNORED_KINDS)
+#: The kinds in the order valohai-yaml looks for them in an item.
+KINDS = ("step", "task", "endpoint", "pipeline", "blueprint", "deployment")
 
 
-def _frozen(items: dict[str, Any]) -> Mapping[str, Any]:
+def _frozen(items: dict[Any, Any]) -> Mapping[Any, Any]:
     return MappingProxyType(items)
 
 
@@ -29,7 +30,11 @@ def _frozen(items: dict[str, Any]) -> Mapping[str, Any]:
 class Config:
     """A parsed valohai.yaml: ordered, read-only mappings of steps, tasks and pipelines by name.
 
-    ``warnings`` holds the non-fatal problems found while reading it.
+    ``warnings`` holds the non-fatal problems found while reading it. ``broken`` holds, by
+    ``(kind, name)``, the errors of items left out because they cannot be used (only when
+    parsed with ``strict=False``); ``blocked`` the warnings of items Valohai accepts but
+    sweeper cannot run. Asking for a broken item (``get_step``...), or a blocked step or
+    task, raises them; a blocked pipeline is refused by ``PipelineGraph.build``.
     """
 
     steps: Mapping[str, Step] = field(default_factory=lambda: _frozen({}))
@@ -37,6 +42,12 @@ class Config:
     pipelines: Mapping[str, Pipeline] = field(default_factory=lambda: _frozen({}))
     warnings: tuple[Problem, ...] = field(default=(), compare=False)
     filename: str = field(default="valohai.yaml", compare=False)
+    broken: Mapping[tuple[str, str], tuple[Problem, ...]] = field(
+        default_factory=lambda: _frozen({}), compare=False
+    )
+    blocked: Mapping[tuple[str, str], tuple[Problem, ...]] = field(
+        default_factory=lambda: _frozen({}), compare=False
+    )
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Config):
@@ -49,8 +60,13 @@ class Config:
 
     __hash__ = None  # type: ignore[assignment]
 
-    @staticmethod
-    def _get(kind: str, items: Mapping[str, Any], name: str) -> Any:
+    def _get(self, kind: str, items: Mapping[str, Any], name: str) -> Any:
+        # The same lines `sweep lint` prints: an item's errors, or (for a step or task, only
+        # fetched to be run) the warnings that say why sweeper cannot run what Valohai accepts.
+        blocked = self.blocked.get((kind, name)) if kind in ("step", "task") else None
+        for found in (self.broken.get((kind, name)), blocked):
+            if found:
+                raise ConfigError("\n".join(str(p) for p in found))
         if name in items:
             return items[name]
         known = ", ".join(items) or "(none)"
@@ -61,7 +77,8 @@ class Config:
         return self._get("step", self.steps, name)  # type: ignore[no-any-return]
 
     def get_task(self, name: str) -> Task:
-        """The task called ``name``; :class:`ConfigError` naming the known tasks otherwise."""
+        """The task called ``name``; :class:`ConfigError` naming the known tasks otherwise,
+        or listing why sweeper cannot run it (a pipeline's are checked by its graph)."""
         return self._get("task", self.tasks, name)  # type: ignore[no-any-return]
 
     def get_pipeline(self, name: str) -> Pipeline:
@@ -77,20 +94,26 @@ class Config:
         ]
 
 
-def _parse(text: str, filename: str) -> tuple[Config | None, Problems]:
+def _parse(text: str, filename: str) -> tuple[Config | None, Problems, dict[Any, list[Problem]]]:
+    """Parse the whole file; also return each item's own problems by ``(kind, name)``.
+
+    Problems found while reading one item (or checking it against the others) belong to it,
+    so that a broken pipeline does not stop an unrelated step from running.
+    """
     problems = Problems(filename)
+    owned: dict[Any, list[Problem]] = {}
     data = load_yaml(text, problems)
     if problems.errors:
-        return None, problems
+        return None, problems, owned
     if data is None:
         problems.error(1, "the file is empty; expected a list of step, task and pipeline items")
-        return None, problems
+        return None, problems, owned
     if not isinstance(data, YamlList):
         problems.error(
             getattr(data, "line", 1),
             'the top level must be a list of step, task and pipeline items ("- step: ...")',
         )
-        return None, problems
+        return None, problems, owned
     steps: dict[str, Step] = {}
     tasks: dict[str, Task] = {}
     pipelines: dict[str, Pipeline] = {}
@@ -99,102 +122,157 @@ def _parse(text: str, filename: str) -> tuple[Config | None, Problems]:
         if not isinstance(item, YamlMap):
             problems.error(line, 'each top-level item must be a mapping such as "- step: ..."')
             continue
-        if len(item) != 1:
-            keys = ", ".join(quoted(k) for k in item) or "nothing"
-            problems.error(
+        kind = next((k for k in KINDS if k in item), None)
+        others = [quoted(k) for k in item if k != kind]
+        if kind is None:
+            # Valohai ignores such an item (with a warning), so it is not an error here either.
+            labels = ", ".join(
+                quoted(k) if not has_control_characters(k) else "with control characters"
+                for k in item
+            )
+            close = [difflib.get_close_matches(str(k), KINDS, n=1) for k in item]
+            hint = next((f' (did you mean "{c[0]}"?)' for c in close if c), "")
+            problems.warning(
                 line,
-                f"each top-level item must have exactly one key (step, task or pipeline); found {keys}",
+                f"unknown top-level item {labels or '(empty)'}{hint}; Valohai ignores it; "
+                "expected one of: step, task, pipeline, endpoint, deployment",
             )
             continue
-        kind, body = next(iter(item.items()))
-        if kind in IGNORED_KINDS:
-            problems.warning(line, f"{kind} items are not run by sweeper; ignored")
-            continue
-        if kind not in KINDS:
-            label = quoted(kind) if not has_control_characters(kind) else "with control characters"
-            problems.error(
-                line, f"unknown top-level item {label}; expected one of: step, task, pipeline"
+        if others:
+            problems.warning(
+                line,
+                f"the item is read as a {kind}; its other keys ({', '.join(others)}) are ignored",
             )
-            continue
+        body = item[kind]
         if not isinstance(body, YamlMap):
             problems.error(item.value_line(kind), f"{kind} must be a mapping")
             continue
+        mark = len(problems.items)
         if kind == "step":
-            _add(steps, Step.parse(body, problems), "step", problems)
+            name = _add(steps, Step.parse(body, problems), "step", problems)
         elif kind == "task":
-            _add(tasks, Task.parse(body, problems), "task", problems)
+            name = _add(tasks, Task.parse(body, problems), "task", problems)
+        elif kind in ("pipeline", "blueprint"):
+            kind = "pipeline"
+            name = _add(pipelines, Pipeline.parse(body, problems), "pipeline", problems)
+        elif kind == "endpoint":
+            name = check_endpoint(body, problems)
         else:
-            _add(pipelines, Pipeline.parse(body, problems), "pipeline", problems)
-    _check_tasks(steps, tasks, problems)
+            name = check_deployment(body, problems)
+        if name is None and isinstance(body.get("name"), str):
+            name = body["name"]
+        if name is not None:
+            owned[kind, name] = problems.since(mark)
+    for task in tasks.values():
+        mark = len(problems.items)
+        _check_task(steps, task, problems)
+        owned["task", task.name] += problems.since(mark)
     for pipeline in pipelines.values():
-        pipeline.check_references(steps, tasks, problems)
+        mark = len(problems.items)
+        pipeline.check(steps, tasks, problems)
+        owned["pipeline", pipeline.name] += problems.since(mark)
+    blocked = {
+        key: tuple(sorted((p for p in found if p.blocks_run), key=lambda p: p.line or 0))
+        for key, found in owned.items()
+        if any(p.blocks_run for p in found)
+    }
     config = Config(
         steps=_frozen(steps),
         tasks=_frozen(tasks),
         pipelines=_frozen(pipelines),
         warnings=tuple(p for p in problems.sorted() if p.level == "warning"),
         filename=filename,
+        blocked=_frozen(blocked),
     )
-    return config, problems
+    return config, problems, owned
 
 
-def _add(items: dict[str, Any], item: Any, kind: str, problems: Problems) -> None:
+def _add(items: dict[str, Any], item: Any, kind: str, problems: Problems) -> str | None:
+    """Keep ``item``; a repeated name replaces the earlier item in its place, as in valohai-yaml."""
     if item is None:
-        return
+        return None
     if item.name in items:
-        problems.error(
+        problems.warning(
             item.line,
-            f"{kind} {quoted(item.name)} is defined more than once (first at line {items[item.name].line})",
+            f"{kind} {quoted(item.name)} is defined more than once (first at line "
+            f"{items[item.name].line}); the last definition is used",
+        )
+    items[item.name] = item
+    return str(item.name)
+
+
+def _check_task(steps: Mapping[str, Step], task: Task, problems: Problems) -> None:
+    """Report what a task names but its step lacks.
+
+    Valohai does not check a task against its step, so these are warnings that block a run.
+    """
+    problems = problems.blocking()
+    prefix = f"task {quoted(task.name)}: "
+    step = steps.get(task.step)
+    if step is None:
+        known = ", ".join(steps) or "(none)"
+        problems.error(
+            task.step_line,
+            f"{prefix}step {quoted(task.step)} does not exist; known steps: {known}",
         )
         return
-    items[item.name] = item
-
-
-def _check_tasks(steps: Mapping[str, Step], tasks: Mapping[str, Task], problems: Problems) -> None:
-    for task in tasks.values():
-        prefix = f"task {quoted(task.name)}: "
-        step = steps.get(task.step)
-        if step is None:
-            known = ", ".join(steps) or "(none)"
+    by_name = {p.name: p for p in step.parameters}
+    for variant in task.parameters:
+        if variant.name not in by_name:
+            known = ", ".join(by_name) or "(none)"
             problems.error(
-                task.step_line,
-                f"{prefix}step {quoted(task.step)} does not exist; known steps: {known}",
+                variant.line,
+                f"{prefix}parameter {quoted(variant.name)} does not exist in step {quoted(step.name)}; known parameters: {known}",
             )
-            continue
-        by_name = {p.name: p for p in step.parameters}
-        for variant in task.parameters:
-            if variant.name not in by_name:
-                known = ", ".join(by_name) or "(none)"
-                problems.error(
-                    variant.line,
-                    f"{prefix}parameter {quoted(variant.name)} does not exist in step {quoted(step.name)}; known parameters: {known}",
-                )
-            elif variant.style in ("single", "multiple"):
-                for value in variant.values():
-                    try:
-                        by_name[variant.name].validate(
-                            [value] if by_name[variant.name].multiple != "none" else value
-                        )
-                    except ParameterValueError as exc:
-                        problems.error(variant.line, f"{prefix}{exc}")
-        for number, parameter_set in enumerate(task.parameter_sets, start=1):
-            for name in parameter_set:
-                if name not in by_name:
-                    problems.error(
-                        task.line,
-                        f"{prefix}parameter-sets item {number}: parameter {quoted(name)} does not exist in step {quoted(step.name)}",
+        elif variant.style in ("single", "multiple"):
+            for value in variant.values():
+                try:
+                    by_name[variant.name].validate(
+                        [value] if by_name[variant.name].multiple != "none" else value
                     )
+                except ParameterValueError as exc:
+                    problems.error(variant.line, f"{prefix}{exc}")
+    for number, parameter_set in enumerate(task.parameter_sets, start=1):
+        for name in parameter_set:
+            if name not in by_name:
+                problems.error(
+                    task.line,
+                    f"{prefix}parameter-sets item {number}: parameter {quoted(name)} does not exist in step {quoted(step.name)}",
+                )
 
 
-def parse_config(text: str, filename: str = "valohai.yaml") -> Config:
+def parse_config(text: str, filename: str = "valohai.yaml", *, strict: bool = True) -> Config:
     """Parse valohai.yaml text; raise :class:`ConfigError` listing every error, one per line.
 
-    Warnings do not raise; they are kept in :attr:`Config.warnings`.
+    Warnings do not raise; they are kept in :attr:`Config.warnings`. With ``strict=False``
+    only errors outside any item (YAML syntax, the file's shape) raise: an item with errors
+    is left out and kept in :attr:`Config.broken`, so running one step depends on that step
+    alone (asking for a broken item raises its errors).
     """
-    config, problems = _parse(text, filename)
-    problems.raise_if_errors()
-    assert config is not None
-    return config
+    config, problems, owned = _parse(text, filename)
+    if strict or config is None:
+        problems.raise_if_errors()
+        assert config is not None
+        return config
+    owned_ids = {id(p) for found in owned.values() for p in found}
+    loose = Problems(filename, [p for p in problems.errors if id(p) not in owned_ids])
+    loose.raise_if_errors()
+    broken = {
+        key: tuple(sorted((p for p in found if p.level == "error"), key=lambda p: p.line or 0))
+        for key, found in owned.items()
+        if any(p.level == "error" for p in found)
+    }
+
+    def usable(kind: str, items: Mapping[str, Any]) -> Mapping[str, Any]:
+        return _frozen({n: item for n, item in items.items() if (kind, n) not in broken})
+
+    return replace(
+        config,
+        steps=usable("step", config.steps),
+        tasks=usable("task", config.tasks),
+        pipelines=usable("pipeline", config.pipelines),
+        broken=_frozen(broken),
+    )
 
 
 def read_text(path: str | os.PathLike[str], problems: Problems) -> str | None:
@@ -224,15 +302,16 @@ def read_text(path: str | os.PathLike[str], problems: Problems) -> str | None:
         return None
 
 
-def load_config(path: str | os.PathLike[str]) -> Config:
-    """Read and parse a valohai.yaml file; :class:`ConfigError` if it is missing or invalid."""
+def load_config(path: str | os.PathLike[str], *, strict: bool = True) -> Config:
+    """Read and parse a valohai.yaml file; :class:`ConfigError` if it is missing or invalid
+    (with ``strict=False``, items with errors are set aside instead; see :func:`parse_config`)."""
     filename = os.fspath(path)
     problems = Problems(filename)
     text = read_text(path, problems)
     if text is None:
         problems.raise_if_errors()
     assert text is not None
-    return parse_config(text, filename)
+    return parse_config(text, filename, strict=strict)
 
 
 __all__ = ["Config", "load_config", "parse_config", "read_text"]

@@ -17,7 +17,15 @@ EDGE_TYPES = (
     "file",
     "environment-variable",
     "dependency",
+    "deployment",
 )
+#: Which source types each target type takes when sweeper runs the pipeline (Valohai's
+#: parser accepts any pair; the others are reported as warnings that block a run).
+EDGE_RULES: dict[str, tuple[str, ...]] = {
+    "input": ("output", "file", "input"),
+    "parameter": ("parameter", "metadata"),
+    "environment-variable": ("parameter", "metadata", "environment-variable"),
+}
 
 
 def split_socket(text: str) -> tuple[str, str, str] | None:
@@ -59,6 +67,11 @@ class Edge:
     def target(self) -> str:
         """The target as written: ``node.type.key``."""
         return f"{self.target_node}.{self.target_type}.{self.target_key}"
+
+    def describe(self, *, with_line: bool = True) -> str:
+        """The edge as the user wrote it, with its line when known (and wanted)."""
+        where = f" (line {self.line})" if self.line and with_line else ""
+        return f"edge [{self.source}, {self.target}]{where}"
 
     @classmethod
     def parse(cls, data: Any, line: int, problems: Problems) -> Edge | None:
@@ -125,4 +138,4 @@ class Edge:
         return data
 
 
-__all__ = ["EDGE_TYPES", "Edge", "split_socket"]
+__all__ = ["EDGE_RULES", "EDGE_TYPES", "Edge", "split_socket"]

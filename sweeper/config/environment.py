@@ -36,14 +36,23 @@ class EnvironmentVariable:
         f = Fields(data, problems, prefix=f"environment variable {label}: ", allowed=_KEYS)
         name = f.name()
         if name is not None and ("=" in name or " " in name):
-            f.error("name", 'name must not contain "=" or spaces')
+            # Valohai accepts the file; no process can be given such a variable.
+            problems.warning(
+                f.line_of("name"),
+                f'{f.prefix}name must not contain "=" or spaces',
+                blocks_run=True,
+            )
             name = None
         elif name is not None and not _PORTABLE_NAME_RE.match(name):
             f.warning("name", "name is not a portable environment variable name")
+        f.null("default")  # Valohai's schema types the default as a string
         raw_default = f.raw("default")
         default: str | None = None
-        if is_number(raw_default):
-            default = str(raw_default)
+        if is_number(raw_default) or isinstance(raw_default, bool):
+            f.error(
+                "default",
+                f'default must be a string, as Valohai requires (quote it: "{raw_default}")',
+            )
         elif raw_default is not None:
             default = f.string("default")
             if default is not None and "\x00" in default:
@@ -52,6 +61,10 @@ class EnvironmentVariable:
         optional = f.boolean("optional", True)
         description = f.string("description")
         secret = f.boolean("secret", False)
+        if "secret" in f:
+            f.warning(
+                "secret", "secret is a sweeper extension: the Valohai platform refuses this key"
+            )
         if name is None:
             return None
         return cls(

@@ -48,6 +48,7 @@ class Fields:
         self.data = data
         self.problems = problems
         self.prefix = prefix
+        self._nulls: set[str] = set()
         for key in data:
             if key not in allowed:
                 hint = difflib.get_close_matches(key, list(allowed), n=1)
@@ -84,6 +85,16 @@ class Fields:
         """The value as written, or ``None``."""
         return self.data.get(key)
 
+    def null(self, key: str) -> bool:
+        """Whether ``key`` is written with no value (``key:`` or ``key: null``), which
+        Valohai's schema refuses for a typed field; records the error."""
+        if key in self.data and self.data[key] is None:
+            if key not in self._nulls:
+                self._nulls.add(key)
+                self.error(key, f"{key} has no value (null); give one or leave the key out")
+            return True
+        return False
+
     def require(self, key: str) -> bool:
         """Record an error if ``key`` is missing or null; return whether it is present."""
         if key not in self:
@@ -95,6 +106,8 @@ class Fields:
         self, key: str, *, required: bool = False, max_length: int | None = None
     ) -> str | None:
         """A string value; numbers are not silently turned into strings."""
+        if self.null(key):
+            return None
         if required and not self.require(key):
             return None
         value = self.data.get(key)
@@ -113,8 +126,8 @@ class Fields:
         if value is None:
             return None
         if not value.strip():
-            self.error(key, f"{key} must not be empty")
-            return None
+            # Valohai accepts it; it is almost certainly a slip.
+            self.warning(key, f"{key} is empty")
         if has_control_characters(value):
             self.error(key, f"{key} {quoted(value)} contains control characters")
             return None
@@ -122,6 +135,8 @@ class Fields:
 
     def boolean(self, key: str, default: bool) -> bool:
         """A ``true``/``false`` value."""
+        if self.null(key):
+            return default
         value = self.data.get(key)
         if value is None:
             return default
@@ -132,6 +147,8 @@ class Fields:
 
     def number(self, key: str) -> int | float | None:
         """An integer or floating-point value."""
+        if self.null(key):
+            return None
         value = self.data.get(key)
         if value is None:
             return None
@@ -142,6 +159,8 @@ class Fields:
 
     def integer(self, key: str, *, minimum: int | None = None) -> int | None:
         """An integer value (``3.0`` is accepted as 3)."""
+        if self.null(key):
+            return None
         value = self.data.get(key)
         if value is None:
             return None
@@ -159,6 +178,8 @@ class Fields:
         self, key: str, choices: Collection[str], default: str, *, normalize: bool = True
     ) -> str:
         """One of ``choices`` (compared case-insensitively unless ``normalize`` is off)."""
+        if self.null(key):
+            return default
         value = self.data.get(key)
         if value is None:
             return default
@@ -173,6 +194,8 @@ class Fields:
 
     def mapping(self, key: str) -> YamlMap | None:
         """A nested mapping."""
+        if self.null(key):
+            return None
         value = self.data.get(key)
         if value is None:
             return None
@@ -183,6 +206,8 @@ class Fields:
 
     def sequence(self, key: str) -> YamlList | None:
         """A nested list."""
+        if self.null(key):
+            return None
         value = self.data.get(key)
         if value is None:
             return None
@@ -193,6 +218,8 @@ class Fields:
 
     def string_list(self, key: str, *, allow_single: bool = False) -> tuple[str, ...]:
         """A list of strings (or, with ``allow_single``, one string)."""
+        if self.null(key):
+            return ()
         value = self.data.get(key)
         if value is None:
             return ()

@@ -64,6 +64,12 @@ class Input:
             keep_directories = f.choice("keep-directories", KEEP_DIRECTORIES, "none")
         download = f.choice("download", DOWNLOAD_MODES, "always")
         edge_merge_mode = f.choice("edge-merge-mode", EDGE_MERGE_MODES, "") or None
+        if "edge-merge-mode" in f:
+            f.warning(
+                "edge-merge-mode",
+                "edge-merge-mode on an input is a sweeper extension: the Valohai platform "
+                "refuses this key (set it on the pipeline node)",
+            )
         optional = f.boolean("optional", False)
         filename = f.string("filename")
         description = f.string("description")

@@ -10,7 +10,7 @@ from sweeper.config.problems import Problem, Problems
 
 def lint_text(text: str, filename: str = "valohai.yaml") -> list[Problem]:
     """Every problem in ``text``, ordered by line; errors and warnings are told apart by ``level``."""
-    _, problems = _parse(text, filename)
+    _, problems, _ = _parse(text, filename)
     return problems.sorted()
 
 

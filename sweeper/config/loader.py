@@ -61,6 +61,26 @@ class _TooLarge(Exception):
         self.line = line
 
 
+def as_yaml(value: Any, line: int) -> Any:
+    """Plain data as :class:`YamlMap`/:class:`YamlList`, every part placed at ``line``.
+
+    Lets a ``parse()`` read data that was built rather than read (a node ``override`` merged
+    into its step's definition), reporting problems at the line that caused them.
+    """
+    if isinstance(value, dict):
+        mapping = YamlMap({str(k): as_yaml(v, line) for k, v in value.items()})
+        mapping.line, mapping.column = line, 1
+        mapping.key_lines = dict.fromkeys(mapping, line)
+        mapping.value_lines = dict.fromkeys(mapping, line)
+        return mapping
+    if isinstance(value, (list, tuple)):
+        items = YamlList(as_yaml(v, line) for v in value)
+        items.line, items.column = line, 1
+        items.item_lines = [line] * len(items)
+        return items
+    return value
+
+
 def line_of(value: Any, default: int | None = None) -> int | None:
     """The line of a :class:`YamlMap` or :class:`YamlList`, or ``default``."""
     return getattr(value, "line", default)

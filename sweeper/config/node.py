@@ -5,13 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from sweeper.config.environment import EnvironmentVariable
 from sweeper.config.expressions import Expression, ExpressionError, parse_expression
 from sweeper.config.fields import Fields, plain
-from sweeper.config.input import EDGE_MERGE_MODES, Input
-from sweeper.config.loader import YamlList, YamlMap
-from sweeper.config.mount import Mount
-from sweeper.config.parameter import Parameter
+from sweeper.config.input import EDGE_MERGE_MODES
+from sweeper.config.loader import YamlMap
 from sweeper.config.problems import Problems, quoted
 
 NODE_TYPES = ("execution", "task", "deployment")
@@ -87,7 +84,13 @@ class Action:
             try:
                 conditions.append(parse_expression(text))
             except ExpressionError as exc:
-                f.error("if", f"if {quoted(text)} is not a valid expression: {exc}")
+                # Valohai does not check conditions when it reads the file; sweeper must
+                # evaluate them, so it refuses to run the pipeline.
+                problems.warning(
+                    f.line_of("if"),
+                    f"{f.prefix}if {quoted(text)} is not a valid expression: {exc}",
+                    blocks_run=True,
+                )
         for value in when:
             if value not in WELL_KNOWN_WHENS:
                 f.warning(
@@ -168,12 +171,19 @@ class Node:
             if step is None and task is None:
                 f.error(None, 'a task node needs "step" or "task"')
             elif step is not None and task is not None:
-                f.warning("task", 'a task node with both "step" and "task" uses the task blueprint')
+                f.error("task", 'a task node takes "step" or "task", not both')
+                task = None  # one error is enough
         else:
             deployment = f.name("deployment")
         on_error = f.choice("on-error", ON_ERROR, "stop-all")
-        if on_error == "retry" and type_ != "execution":
+        if on_error == "retry" and type_ == "deployment":
             f.error("on-error", "on-error retry is only available for execution nodes")
+        elif on_error == "retry" and type_ == "task":
+            problems.warning(
+                f.line_of("on-error"),
+                f"{prefix}on-error retry of a task node is not supported by sweeper",
+                blocks_run=True,
+            )
         actions = tuple(
             a
             for _, item in f.items("actions")
@@ -196,16 +206,6 @@ class Node:
             line=f.line,
         )
         return node if name is not None else None
-
-    @property
-    def override_parameter_names(self) -> tuple[str, ...]:
-        """Names of the parameters this node's ``override`` redefines."""
-        return tuple(p["name"] for p in self.override.get("parameters", ()) if isinstance(p, dict))
-
-    @property
-    def override_input_names(self) -> tuple[str, ...]:
-        """Names of the inputs this node's ``override`` redefines."""
-        return tuple(i["name"] for i in self.override.get("inputs", ()) if isinstance(i, dict))
 
     def serialize(self) -> dict[str, Any]:
         """This node as valohai.yaml data (defaults left out)."""
@@ -235,29 +235,27 @@ class Node:
 
 
 def _parse_override(f: Fields, problems: Problems, prefix: str) -> dict[str, Any]:
-    """Check a node's ``override`` against the step schema and return it as plain data."""
+    """Check the shape of a node's ``override`` and return it as plain data.
+
+    Its parameters, inputs and environment variables are checked later, merged into the
+    node's step (:meth:`sweeper.config.Step.with_override`): alone they are fragments
+    (``{name: lr, default: [1, 2]}`` is valid for a ``multiple`` step parameter).
+    """
     raw = f.mapping("override")
     if raw is None:
         return {}
-    o = Fields(
-        raw, problems, prefix=f"{prefix}override: ", allowed=OVERRIDABLE, unknown_level="warning"
-    )
+    o = Fields(raw, problems, prefix=f"{prefix}override: ", allowed=OVERRIDABLE)
     o.string("image")
     o.string("environment")
     o.string("runtime-config-preset")
     o.boolean("autorestart", False)
     if "command" in o and not isinstance(raw["command"], str):
         o.string_list("command")
-    for _, item in o.items("parameters"):
-        Parameter.parse(item, problems)
-    for _, item in o.items("inputs"):
-        Input.parse(item, problems)
-    for _, item in o.items("environment-variables"):
-        EnvironmentVariable.parse(item, problems)
-    mounts = o.sequence("mounts")
-    for index, item in enumerate(mounts or YamlList()):
-        assert mounts is not None
-        Mount.parse(item, mounts.line_of(index), problems)
+    for key in ("parameters", "inputs", "environment-variables"):
+        for line, item in o.items(key):
+            if not isinstance(item.get("name"), str):
+                problems.error(line, f'{prefix}override: {key}: each item needs a "name"')
+    o.sequence("mounts")
     return {k: plain(v) for k, v in raw.items() if k in OVERRIDABLE}
 
 

@@ -118,7 +118,7 @@ class Parameter:
             if reason:
                 f.error(key, f"{key} {quoted(template)} {reason}")
         if minimum is not None and maximum is not None and minimum > maximum:
-            f.error("min", f"min ({minimum}) is greater than max ({maximum})")
+            f.warning("min", f"min ({minimum}) is greater than max ({maximum}); no value fits")
         cls._lint_type_specifics(f, type_, multiple, data)
         if name is None:
             return None
@@ -151,7 +151,8 @@ class Parameter:
         out: list[Any] = []
         for index, item in enumerate(raw):
             if item is None or not isinstance(item, SCALAR_TYPES):
-                f.problems.error(
+                # Valohai takes any choices; sweeper cannot offer this one.
+                f.problems.blocking().error(
                     raw.line_of(index), f"{f.prefix}choices: item {index + 1} must be a plain value"
                 )
                 continue
@@ -180,18 +181,22 @@ class Parameter:
         if raw is None:
             return None
         atoms = list(raw) if isinstance(raw, YamlList) else [raw]
+        # Valohai reads any default; one sweeper cannot use as a value blocks a run.
+        blocking = f.problems.blocking()
         for atom in atoms:
             if atom is not None and not isinstance(atom, SCALAR_TYPES):
-                f.error(
-                    "default",
-                    "default must be a plain value"
+                blocking.error(
+                    f.line_of("default"),
+                    f"{f.prefix}default must be a plain value"
                     + (" or a list of them" if multiple != "none" else ""),
                 )
-                return None
+                return plain(raw)
         if isinstance(raw, YamlList):
             if multiple == "none":
-                f.error("default", "default is a list, but the parameter is not multiple")
-                return None
+                blocking.error(
+                    f.line_of("default"),
+                    f"{f.prefix}default is a list, but the parameter is not multiple",
+                )
             return tuple(raw)
         return (raw,) if multiple != "none" else raw
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import difflib
+import fnmatch
 import heapq
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from sweeper.config.edge import Edge, split_socket
+from sweeper.config.edge import EDGE_RULES, Edge, split_socket
 from sweeper.config.fields import SCALAR_TYPES, Fields
 from sweeper.config.loader import YamlList, YamlMap
 from sweeper.config.node import Node
@@ -19,7 +21,15 @@ if TYPE_CHECKING:
     from sweeper.config.task import Task
 
 _KEYS = ("name", "nodes", "edges", "parameters", "reuse-executions")
-_PARAMETER_KEYS = ("name", "default", "value", "targets", "target", "description", "category")
+_PARAMETER_KEYS = ("name", "default", "targets", "target", "description", "category")
+
+
+def target_socket(target: str) -> tuple[str, str] | None:
+    """``node.parameter.name`` (Valohai also reads ``node.parameters.name``) -> (node, name)."""
+    split = split_socket(target)
+    if split is None or split[1] not in ("parameter", "parameters"):
+        return None
+    return split[0], split[2]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -45,25 +55,29 @@ class PipelineParameter:
         name = f.name()
         if "target" in f and "targets" in f:
             f.error("target", 'use either "target" or "targets", not both')
-        targets = f.string_list("targets", allow_single=True) if "targets" in f else ()
+        targets = f.string_list("targets", allow_single=True) if "targets" in data else ()
+        if data.get("targets") == "":
+            targets = ()  # Valohai reads an empty text as no targets
         if "target" in f:
             single = f.string("target")
             targets = (single,) if single is not None else ()
-        if "targets" not in f and "target" not in f:
-            f.error(None, 'missing required key "targets"')
+        null_targets = "targets" in data and data["targets"] is None  # an error already
+        if not targets and "target" not in data and not null_targets:
+            f.warning(None, "no targets: the parameter is given to no node")
         for target in targets:
-            split = split_socket(target)
-            if split is None or split[1] != "parameter":
+            if target_socket(target) is None:
                 f.error(
                     "targets" if "targets" in f else "target",
                     f"target {quoted(target)} must look like node.parameter.name",
                 )
-        default = f.raw("value") if "value" in f else f.raw("default")
-        if "value" in f and "default" in f:
-            f.warning("value", '"value" overrides "default"')
+        default = f.raw("default")
         atoms = list(default) if isinstance(default, YamlList) else [default]
         if any(a is not None and not isinstance(a, SCALAR_TYPES) for a in atoms):
-            f.error("default", "default must be a plain value or a list of them")
+            problems.warning(
+                f.line_of("default"),
+                f"{f.prefix}default must be a plain value or a list of them",
+                blocks_run=True,
+            )
             default = None
         if name is None:
             return None
@@ -75,6 +89,11 @@ class PipelineParameter:
             category=f.string("category"),
             line=f.line,
         )
+
+    @property
+    def sockets(self) -> tuple[tuple[str, str], ...]:
+        """The well-formed targets as (node, parameter) pairs."""
+        return tuple(s for t in self.targets if (s := target_socket(t)) is not None)
 
     def serialize(self) -> dict[str, Any]:
         """This parameter as valohai.yaml data."""
@@ -149,7 +168,7 @@ class Pipeline:
         reuse = f.boolean("reuse-executions", False)
         if name is None:
             return None
-        pipeline = cls(
+        return cls(
             name=name,
             nodes=tuple(nodes.values()),
             edges=tuple(edges),
@@ -157,8 +176,6 @@ class Pipeline:
             reuse_executions=reuse,
             line=f.line,
         )
-        pipeline._check_graph(problems)
-        return pipeline
 
     # --- graph ---------------------------------------------------------------------------
 
@@ -193,7 +210,12 @@ class Pipeline:
         index = {n.name: i for i, n in enumerate(self.nodes)}
         waiting: dict[str, set[str]] = {n.name: set() for n in self.nodes}
         for edge in self.edges:
-            if edge.source_node in index and edge.target_node in index:
+            # A node feeding itself is its own problem (reported apart), not a cycle.
+            if (
+                edge.source_node in index
+                and edge.target_node in index
+                and edge.source_node != edge.target_node
+            ):
                 waiting[edge.target_node].add(edge.source_node)
         dependents: dict[str, list[str]] = {name: [] for name in index}
         for name, sources in waiting.items():
@@ -237,120 +259,19 @@ class Pipeline:
             waves[depth[name]].append(name)
         return tuple(tuple(w) for w in waves)
 
-    def _check_graph(self, problems: Problems) -> None:
-        prefix = f"pipeline {quoted(self.name)}: "
-        names = {n.name for n in self.nodes}
-        for edge in self.edges:
-            for role, node in (("source", edge.source_node), ("target", edge.target_node)):
-                if node not in names:
-                    known = ", ".join(n.name for n in self.nodes) or "(none)"
-                    problems.error(
-                        edge.line,
-                        f"{prefix}edge {role} node {quoted(node)} does not exist; known nodes: {known}",
-                    )
-        _, stuck = self._order()
-        if stuck:
-            problems.error(
-                self.line, f"{prefix}the edges form a cycle through nodes {', '.join(stuck)}"
-            )
-        for parameter in self.parameters:
-            for target in parameter.targets:
-                split = split_socket(target)
-                if split is not None and split[0] not in names:
-                    problems.error(
-                        parameter.line,
-                        f"{prefix}parameter {quoted(parameter.name)}: target node {quoted(split[0])} does not exist",
-                    )
+    # --- checks ----------------------------------------------------------------------------
 
-    def check_references(
+    def check(
         self, steps: Mapping[str, Step], tasks: Mapping[str, Task], problems: Problems
     ) -> None:
-        """Report nodes, edges and parameters that refer to steps, tasks, inputs or parameters
-        that do not exist. Nodes pinned to another ``commit`` are not checked."""
-        prefix = f"pipeline {quoted(self.name)}: "
-        node_steps: dict[str, Step] = {}
-        for node in self.nodes:
-            if node.commit or node.type == "deployment":
-                continue
-            step_name = node.step
-            if node.task is not None:
-                task = tasks.get(node.task)
-                if task is None:
-                    known = ", ".join(tasks) or "(none)"
-                    problems.error(
-                        node.line,
-                        f"{prefix}node {quoted(node.name)}: task {quoted(node.task)} does not exist; known tasks: {known}",
-                    )
-                    continue
-                step_name = task.step
-            if step_name is None:
-                continue
-            step = steps.get(step_name)
-            if step is None:
-                known = ", ".join(steps) or "(none)"
-                problems.error(
-                    node.line,
-                    f"{prefix}node {quoted(node.name)}: step {quoted(step_name)} does not exist; known steps: {known}",
-                )
-                continue
-            node_steps[node.name] = step
-            parameter_names = {p.name for p in step.parameters}
-            input_names = {i.name for i in step.inputs}
-            for name in node.override_parameter_names:
-                if name not in parameter_names:
-                    problems.error(
-                        node.line,
-                        f"{prefix}node {quoted(node.name)}: override parameter {quoted(name)} does not exist in step {quoted(step.name)}",
-                    )
-            for name in node.override_input_names:
-                if name not in input_names:
-                    problems.error(
-                        node.line,
-                        f"{prefix}node {quoted(node.name)}: override input {quoted(name)} does not exist in step {quoted(step.name)}",
-                    )
-        for edge in self.edges:
-            for role, node_name, kind, key in (
-                ("source", edge.source_node, edge.source_type, edge.source_key),
-                ("target", edge.target_node, edge.target_type, edge.target_key),
-            ):
-                step = node_steps.get(node_name)
-                if step is None:
-                    continue
-                override = self._override_names(node_name, kind)
-                if kind == "input" and key not in {i.name for i in step.inputs} | override:
-                    known = ", ".join(i.name for i in step.inputs) or "(none)"
-                    problems.error(
-                        edge.line,
-                        f"{prefix}edge {role} {quoted(edge.source if role == 'source' else edge.target)}: step {quoted(step.name)} has no input {quoted(key)}; known inputs: {known}",
-                    )
-                if kind == "parameter" and key not in {p.name for p in step.parameters} | override:
-                    known = ", ".join(p.name for p in step.parameters) or "(none)"
-                    problems.error(
-                        edge.line,
-                        f"{prefix}edge {role} {quoted(edge.source if role == 'source' else edge.target)}: step {quoted(step.name)} has no parameter {quoted(key)}; known parameters: {known}",
-                    )
-        for parameter in self.parameters:
-            for target in parameter.targets:
-                split = split_socket(target)
-                if split is None or split[1] != "parameter" or split[0] not in node_steps:
-                    continue
-                step = node_steps[split[0]]
-                if split[2] not in {p.name for p in step.parameters} | self._override_names(
-                    split[0], "parameter"
-                ):
-                    problems.error(
-                        parameter.line,
-                        f"{prefix}parameter {quoted(parameter.name)}: target {quoted(target)}: step {quoted(step.name)} has no parameter {quoted(split[2])}",
-                    )
+        """Record every problem of this pipeline against the file's steps and tasks.
 
-    def _override_names(self, node_name: str, kind: str) -> set[str]:
-        for node in self.nodes:
-            if node.name == node_name:
-                if kind == "input":
-                    return set(node.override_input_names)
-                if kind == "parameter":
-                    return set(node.override_parameter_names)
-        return set()
+        The one place the pipeline rules live: ``sweep lint`` reports these, and ``sweep
+        pipeline run`` refuses a pipeline with an error or a warning that ``blocks_run``
+        (something Valohai accepts but sweeper cannot run), with the same messages.
+        Errors are what valohai-yaml rejects too.
+        """
+        _PipelineCheck(self, steps, tasks, problems).run()
 
     def serialize(self) -> dict[str, Any]:
         """This pipeline as valohai.yaml data."""
@@ -366,4 +287,175 @@ class Pipeline:
         return data
 
 
-__all__ = ["Pipeline", "PipelineParameter"]
+def _hint(key: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(key, known, n=1)
+    listed = ", ".join(known) or "(none)"
+    return f" (did you mean {quoted(close[0])}?)" if close else f"; known: {listed}"
+
+
+class _PipelineCheck:
+    """The checks of :meth:`Pipeline.check`, one method per rule."""
+
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        steps: Mapping[str, Step],
+        tasks: Mapping[str, Task],
+        problems: Problems,
+    ) -> None:
+        self.pipeline = pipeline
+        self.steps = steps
+        self.tasks = tasks
+        self.problems = problems
+        self.prefix = f"pipeline {quoted(pipeline.name)}: "
+        self.nodes = {n.name: n for n in pipeline.nodes}
+        self.node_steps: dict[str, Step] = {}
+
+    def run(self) -> None:
+        for node in self.pipeline.nodes:
+            self.node(node)
+        for edge in self.pipeline.edges:
+            self.edge(edge)
+        _, stuck = self.pipeline._order()
+        if stuck:
+            self.problems.warning(
+                self.pipeline.line,
+                f"{self.prefix}the edges form a cycle through nodes {', '.join(stuck)} "
+                f"({'; '.join(e.describe() for e in self.pipeline.edges if e.source_node in stuck and e.target_node in stuck)}); "
+                "sweeper cannot run it",
+                blocks_run=True,
+            )
+        for parameter in self.pipeline.parameters:
+            self.parameter(parameter)
+
+    def node(self, node: Node) -> None:
+        label = f"{self.prefix}node {quoted(node.name)}: "
+        if node.type == "deployment":
+            self.problems.warning(
+                node.line,
+                f"{label}deployment nodes are not run by sweeper; a run stops at this node "
+                "(not supported) and its on-error decides the rest",
+            )
+            return
+        for action in node.actions:
+            if "require-approval" in action.then:
+                self.problems.warning(
+                    action.line,
+                    f"{label}the action then: require-approval is not supported by sweeper "
+                    "(there is no one to approve); use stop-pipeline or remove the action",
+                    blocks_run=True,
+                )
+        if node.commit:
+            self.problems.warning(
+                node.line,
+                f"{label}nodes pinned to another commit are not supported by sweeper",
+                blocks_run=True,
+            )
+            return
+        if node.task is not None and node.task not in self.tasks:
+            known = ", ".join(self.tasks) or "(none)"
+            self.problems.error(
+                node.line, f"{label}task {quoted(node.task)} does not exist; known tasks: {known}"
+            )
+            return
+        step_name = self.tasks[node.task].step if node.task is not None else node.step
+        if step_name is None:
+            return
+        step = self.steps.get(step_name)
+        if step is None:
+            known = ", ".join(self.steps) or "(none)"
+            self.problems.error(
+                node.line,
+                f"{label}step {quoted(step_name)} does not exist; known steps: {known}",
+            )
+            return
+        self.node_steps[node.name] = step.with_override(
+            node.override, problems=self.problems, line=node.line, prefix=label
+        )
+
+    def edge(self, edge: Edge) -> None:
+        what = f"{self.prefix}{edge.describe(with_line=False)}: "
+        missing = False
+        for role, name in (("source", edge.source_node), ("target", edge.target_node)):
+            if name not in self.nodes:
+                known = ", ".join(self.nodes) or "(none)"
+                self.problems.error(
+                    edge.line,
+                    f"{what}{role} node {quoted(name)} does not exist; known nodes: {known}",
+                )
+                missing = True
+        if missing:
+            return
+        if edge.source_node == edge.target_node:
+            self.problems.warning(
+                edge.line,
+                f"{what}connects node {quoted(edge.source_node)} to itself; sweeper cannot run it",
+                blocks_run=True,
+            )
+            return
+        types = (edge.source_type, edge.target_type)
+        deployment = any(
+            self.nodes[n].type == "deployment" for n in (edge.source_node, edge.target_node)
+        )
+        if "dependency" in types or "deployment" in types or deployment:
+            return
+        allowed = EDGE_RULES.get(edge.target_type)
+        if allowed is None or edge.source_type not in allowed:
+            self.problems.warning(
+                edge.line,
+                f"{what}a {edge.source_type} cannot feed a {edge.target_type} in sweeper; "
+                + "; ".join(f"a {t} takes {' or '.join(s)}" for t, s in EDGE_RULES.items()),
+                blocks_run=True,
+            )
+            return
+        self.socket(what, edge, edge.source_node, edge.source_type, edge.source_key)
+        self.socket(what, edge, edge.target_node, edge.target_type, edge.target_key)
+
+    def socket(self, what: str, edge: Edge, node: str, kind: str, key: str) -> None:
+        """An edge end naming an input or parameter the node's step lacks: Valohai accepts
+        it (the edge carries nothing), so it is a warning that points at the likely typo."""
+        step = self.node_steps.get(node)
+        if step is None or kind not in ("input", "parameter"):
+            return
+        names = (
+            [i.name for i in step.inputs] if kind == "input" else [p.name for p in step.parameters]
+        )
+        if any(fnmatch.fnmatchcase(name, key) for name in names):
+            return
+        self.problems.warning(
+            edge.line,
+            f"{what}node {quoted(node)} (step {quoted(step.name)}) has no {kind} {quoted(key)}"
+            + _hint(key, names),
+            blocks_run=True,
+        )
+
+    def parameter(self, parameter: PipelineParameter) -> None:
+        what = f"{self.prefix}parameter {quoted(parameter.name)}: "
+        for node_name, name in parameter.sockets:
+            node = self.nodes.get(node_name)
+            if node is None:
+                known = ", ".join(self.nodes) or "(none)"
+                self.problems.error(
+                    parameter.line,
+                    f"{what}target node {quoted(node_name)} does not exist; known nodes: {known}",
+                )
+                continue
+            if node.type == "deployment":
+                self.problems.warning(
+                    parameter.line,
+                    f"{what}target node {quoted(node_name)} is a deployment node, which takes no parameters",
+                    blocks_run=True,
+                )
+                continue
+            step = self.node_steps.get(node_name)
+            names = [p.name for p in step.parameters] if step is not None else []
+            if step is None or name in names:
+                continue
+            message = f"{what}target node {quoted(node_name)} (step {quoted(step.name)}) has no parameter {quoted(name)}{_hint(name, names)}"
+            if node.type == "execution":
+                self.problems.error(parameter.line, message)
+            else:  # valohai-yaml does not check task nodes' targets
+                self.problems.warning(parameter.line, message, blocks_run=True)
+
+
+__all__ = ["Pipeline", "PipelineParameter", "target_socket"]

@@ -24,6 +24,9 @@ class Problem:
     column: int | None
     level: Level
     message: str
+    #: A warning about something Valohai accepts but sweeper cannot run (e.g. a deployment
+    #: node's edge type): ``lint`` shows it as a warning, ``pipeline run`` refuses with it.
+    blocks_run: bool = field(default=False, compare=False)
 
     def __str__(self) -> str:
         where = self.filename if self.line is None else f"{self.filename}:{self.line}"
@@ -41,9 +44,28 @@ class Problems:
         """Record an error at ``line``."""
         self.items.append(Problem(self.filename, line, column, "error", message))
 
-    def warning(self, line: int | None, message: str, *, column: int | None = None) -> None:
-        """Record a warning at ``line``."""
-        self.items.append(Problem(self.filename, line, column, "warning", message))
+    def warning(
+        self,
+        line: int | None,
+        message: str,
+        *,
+        column: int | None = None,
+        blocks_run: bool = False,
+    ) -> None:
+        """Record a warning at ``line`` (``blocks_run``: sweeper refuses to run the item)."""
+        self.items.append(Problem(self.filename, line, column, "warning", message, blocks_run))
+
+    def blocking(self) -> Problems:
+        """A view of these problems whose errors are recorded as warnings that block a run.
+
+        For rules sweeper needs to run an item but Valohai does not check (a task's rules,
+        an action's condition): the file stays valid, the item is refused when run.
+        """
+        return _Blocking(self.filename, self.items)
+
+    def since(self, mark: int) -> list[Problem]:
+        """The problems recorded after ``mark`` (a former ``len(problems.items)``)."""
+        return self.items[mark:]
 
     @property
     def errors(self) -> list[Problem]:
@@ -64,6 +86,11 @@ class Problems:
         errors = [p for p in self.sorted() if p.level == "error"]
         if errors:
             raise ConfigError("\n".join(str(p) for p in errors))
+
+
+class _Blocking(Problems):
+    def error(self, line: int | None, message: str, *, column: int | None = None) -> None:
+        self.warning(line, message, column=column, blocks_run=True)
 
 
 def quoted(name: object) -> str:

@@ -117,11 +117,13 @@ def _range(f: Fields, key: str, problems: Problems) -> tuple[Any, Any]:
         return None, None
     sub = Fields(section, problems, prefix=f"resources: {key}: ", allowed=_RANGE_KEYS)
     low, high = sub.number("min"), sub.number("max")
+    # Valohai takes any numbers; ranges no machine can meet block a run instead.
+    blocking = problems.blocking()
     for name, value in (("min", low), ("max", high)):
         if value is not None and value < 0:
-            sub.error(name, f"{name} must not be negative")
+            blocking.error(sub.line_of(name), f"{sub.prefix}{name} must not be negative")
     if low is not None and high is not None and low > high:
-        sub.error("min", f"min ({low}) is greater than max ({high})")
+        blocking.error(sub.line_of("min"), f"{sub.prefix}min ({low}) is greater than max ({high})")
     return low, high
 
 

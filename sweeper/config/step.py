@@ -6,6 +6,7 @@ valohai-yaml's ``Step.build_command`` exactly (see :meth:`Step.build_command`).
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -17,12 +18,13 @@ from sweeper.config.environment import EnvironmentVariable
 from sweeper.config.expressions import Expression, ExpressionError, parse_expression
 from sweeper.config.fields import Fields
 from sweeper.config.input import Input
-from sweeper.config.loader import YamlList, YamlMap
+from sweeper.config.loader import YamlList, YamlMap, as_yaml
 from sweeper.config.mount import Mount
 from sweeper.config.output import Output
 from sweeper.config.parameter import Parameter
 from sweeper.config.problems import Problems, quoted
 from sweeper.config.resources import Resources
+from sweeper.config.valohai_expressions import valohai_refuses
 from sweeper.errors import ConfigError, ParameterValueError
 
 _KEYS = (
@@ -54,30 +56,50 @@ _INTERPOLATION_RE = re.compile(r"{(.+?)}")
 
 
 def parse_optional_expression(f: Fields, key: str) -> Expression | None:
-    """Parse ``key`` as an :class:`Expression`, reporting malformed ones."""
+    """Parse ``key`` as an :class:`Expression` (a ``stop-condition``, which Valohai checks).
+
+    What Valohai refuses is an error; what it accepts but sweeper cannot evaluate (a function
+    call, ``in``) is a warning that blocks a run.
+    """
     text = f.string(key)
     if text is None:
         return None
+    refused = valohai_refuses(text)
     try:
-        return parse_expression(text)
+        expression = parse_expression(text)
     except ExpressionError as exc:
-        f.error(key, f"{key} {quoted(text)} is not a valid expression: {exc}")
+        if refused is not None:  # both refuse it: sweeper's message says where
+            f.error(key, f"{key} {quoted(text)} is not a valid expression: {exc}")
+        else:
+            f.problems.warning(
+                f.line_of(key),
+                f"{f.prefix}{key} {quoted(text)} is valid for Valohai but sweeper cannot "
+                f"evaluate it: {exc}",
+                blocks_run=True,
+            )
         return None
+    if refused is not None:
+        f.error(key, f"{key} {quoted(text)} is not a valid expression for Valohai: {refused}")
+        return None
+    return expression
 
 
 def _unique(
     items: Sequence[Any], kind: str, problems: Problems, prefix: str = ""
 ) -> tuple[Any, ...]:
-    """Drop (and report) items whose name repeats an earlier one."""
+    """One item per name: as valohai-yaml does, the last definition wins, in the first's place.
+
+    Valohai accepts the repetition, so it is a warning (it is almost always a copy-paste slip).
+    """
     seen: dict[str, Any] = {}
     for item in items:
         if item.name in seen:
             first = seen[item.name].line
-            problems.error(
+            problems.warning(
                 item.line,
-                f"{prefix}{kind} {quoted(item.name)} is defined more than once (first at line {first})",
+                f"{prefix}{kind} {quoted(item.name)} is defined more than once (first at line {first}); "
+                "the last definition is used",
             )
-            continue
         seen[item.name] = item
     return tuple(seen.values())
 
@@ -126,7 +148,7 @@ class Step:
         name = f.name()
         image = f.string("image", required=True)
         if image is not None and not image.strip():
-            f.error("image", "image must not be empty")
+            problems.warning(f.line_of("image"), f"{f.prefix}image is empty", blocks_run=True)
         command, command_is_list = _parse_command(f)
         parameters = _unique(
             [p for _, item in f.items("parameters") if (p := Parameter.parse(item, problems))],
@@ -232,11 +254,15 @@ class Step:
         )
 
     def default_parameter_values(self) -> dict[str, Any]:
-        """Every parameter's default (flags included), leaving out parameters without one."""
+        """Every parameter's default, leaving out parameters without one -- and flags.
+
+        As in valohai-yaml, a flag's default is not a value: "an undefined flag will remain
+        undefined regardless of default value", so a flag is passed only when it is set.
+        """
         return {
             p.name: list(p.default) if isinstance(p.default, tuple) else p.default
             for p in self.parameters
-            if p.default is not None
+            if p.default is not None and p.type != "flag"
         }
 
     def parse_parameter_values(self, raw: Mapping[str, Sequence[str]]) -> dict[str, Any]:
@@ -271,24 +297,21 @@ class Step:
 
         * defaults are used for parameters not in ``values`` -- except flags, whose default
           is ignored: a flag appears only when ``values`` sets it;
-        * a value of ``None`` leaves its parameter out;
+        * a value of ``None`` leaves its parameter out (a flag's ``pass-false-as`` included);
         * ``{parameters}`` and ``{params}`` become every parameter in declaration order,
           ``{parameter:NAME}`` one parameter, ``{parameter-value:NAME}`` its bare value and
           ``{source-path}`` the step's ``source-path``, each argument shell-quoted;
         * any other ``{...}`` (and ``${VAR}``) is left as written;
         * each line is stripped, and one line per command is returned.
         """
-        merged: dict[str, Any] = {
-            p.name: (list(p.default) if isinstance(p.default, tuple) else p.default)
-            for p in self.parameters
-            if p.default is not None and p.type != "flag"
-        }
+        merged: dict[str, Any] = self.default_parameter_values()
         merged.update(values or {})
         by_name = {p.name: p for p in self.parameters}
         special = {"source-path": self.source_path} if self.source_path is not None else {}
 
         def arguments(name: str) -> list[str]:
-            return by_name[name].format_cli(merged.get(name)) or []
+            value = merged.get(name)
+            return [] if value is None else by_name[name].format_cli(value) or []
 
         def replace(match: re.Match[str]) -> str:
             key = match.group(1)
@@ -302,11 +325,91 @@ class Step:
                     return " ".join(quote(arg) for arg in arguments(name))
             if key.startswith("parameter-value:"):
                 name = key.split(":", 1)[1]
-                if merged.get(name) is not None:
+                if name in merged:
                     return quote(str(merged[name]))
             return match.group(0)
 
         return [_INTERPOLATION_RE.sub(replace, line).strip() for line in self.command]
+
+    # --- node overrides ------------------------------------------------------------------
+
+    def with_override(
+        self,
+        override: Mapping[str, Any],
+        *,
+        problems: Problems | None = None,
+        line: int | None = None,
+        prefix: str = "",
+    ) -> Step:
+        """This step as a pipeline node's ``override`` changes it.
+
+        ``image``, ``command``, ``environment``, ``runtime-config-preset``, ``autorestart``
+        and ``mounts`` replace the step's; ``parameters``, ``inputs`` and
+        ``environment-variables`` are merged by name into the step's definitions (an item's
+        keys replace the step item's keys, so ``{name: lr, default: [1, 2]}`` changes only
+        the default of a ``multiple: repeat`` parameter, which stays multiple). A name the
+        step lacks is an error, as in valohai-yaml.
+
+        Problems are recorded in ``problems`` at ``line`` (the node's), each message
+        starting with ``prefix``; without ``problems``, the errors raise :class:`ConfigError`.
+        """
+        if not override:
+            return self
+        found = Problems(problems.filename if problems else "valohai.yaml")
+        where = line if line is not None else self.line or 1
+        changes: dict[str, Any] = {}
+        for key, kind, parse in (
+            ("parameters", "parameter", Parameter.parse),
+            ("inputs", "input", Input.parse),
+            ("environment-variables", "environment variable", EnvironmentVariable.parse),
+        ):
+            items = override.get(key)
+            if not items or not isinstance(items, list):
+                continue  # a wrong type was reported when the node was read
+            attribute = key.replace("-", "_")
+            merged = {item.name: item for item in getattr(self, attribute)}
+            for data in items:
+                name = data.get("name") if isinstance(data, Mapping) else None
+                if not isinstance(name, str):
+                    found.error(where, f"override: each of {key} must be a mapping with a name")
+                    continue
+                if name not in merged:
+                    known = ", ".join(merged) or "(none)"
+                    found.error(
+                        where,
+                        f"override: {kind} {quoted(name)} does not exist in step {quoted(self.name)}; "
+                        f"known: {known}",
+                    )
+                    continue
+                definition = {**merged[name].serialize(), **data}
+                item = parse(as_yaml(definition, where), found)
+                if item is not None:
+                    merged[name] = item
+            changes[attribute] = tuple(merged.values())
+        for key in ("image", "environment", "runtime-config-preset"):
+            if isinstance(override.get(key), str):
+                changes[key.replace("-", "_")] = override[key]
+        if isinstance(override.get("autorestart"), bool):
+            changes["autorestart"] = override["autorestart"]
+        command = override.get("command")
+        if isinstance(command, str):
+            changes["command"], changes["command_is_list"] = (command,), False
+        elif isinstance(command, list) and command and all(isinstance(c, str) for c in command):
+            changes["command"], changes["command_is_list"] = tuple(command), True
+        if isinstance(override.get("mounts"), list):
+            mounts = [Mount.parse(as_yaml(m, where), where, found) for m in override["mounts"]]
+            changes["mounts"] = tuple(m for m in mounts if m is not None)
+        for problem in found.items:
+            message = f"{prefix}{problem.message}"
+            if problems is None:
+                continue
+            if problem.level == "error":
+                problems.error(problem.line, message)
+            else:
+                problems.warning(problem.line, message)
+        if problems is None and found.errors:
+            raise ConfigError("\n".join(f"{prefix}{p.message}" for p in found.errors))
+        return dataclasses.replace(self, **changes)
 
     # --- serialization -------------------------------------------------------------------
 
@@ -355,8 +458,7 @@ def _parse_command(f: Fields) -> tuple[tuple[str, ...] | None, bool]:
         if len(lines) != len(raw):
             return None, True
         if not lines:
-            f.error("command", "command must not be an empty list")
-            return None, True
+            f.warning("command", "command is an empty list: the step runs nothing")
         return lines, True
     f.error("command", "command must be a string or a list of strings")
     return None, True

@@ -138,10 +138,25 @@ class TaskParameter:
             f.require("rules")
         if name is None or style is None or raw_rules is None:
             return None
-        rules = Fields(
-            raw_rules, problems, prefix=f"task parameter {label}: rules: ", allowed=_RULE_KEYS
+        prefix = f"task parameter {label}: rules: "
+        rules = Fields(raw_rules, problems, prefix=prefix, allowed=_RULE_KEYS)
+        for key in _NUMBER_RULES:
+            rules.number(key)
+        for key in ("integerify", "numberify"):
+            rules.boolean(key, False)
+        rules.string("distribution")
+        items = rules.sequence("items")
+        for index, item in enumerate(items or ()):
+            if not isinstance(item, SCALAR_TYPES):
+                problems.error(
+                    items.line_of(index) if items is not None else f.line,
+                    f"{prefix}items: item {index + 1} must be a number, a string or true/false",
+                )
+        # Valohai checks only the rules' types; what a style needs is sweeper's to run it.
+        f = Fields(data, problems.blocking(), prefix=f.prefix, allowed=tuple(data))
+        ok = _check_rules(
+            Fields(raw_rules, problems.blocking(), prefix=prefix, allowed=tuple(raw_rules)), style
         )
-        ok = _check_rules(rules, style)
         if not ok:
             return None
         parameter = cls(
@@ -256,18 +271,20 @@ class TaskParameter:
         return {"name": self.name, "style": self.style, "rules": dict(self.rules)}
 
 
+#: Rules Valohai's schema types as numbers (``value`` included: a single value is a number).
+_NUMBER_RULES = ("start", "end", "step", "count", "base", "min", "max", "seed", "value")
+
+
 def _check_rules(rules: Fields, style: str) -> bool:
     """Check the rules a style needs; report problems and return whether values can be made."""
     ok = True
     for key in rules.data:
         if key in _RULE_KEYS and key not in _STYLE_RULES[style]:
             rules.warning(key, f"{key} has no effect with style {style}")
-    for key in ("start", "end", "step", "count", "base", "min", "max", "seed"):
-        if key in rules.data and rules.number(key) is None and rules.data[key] is not None:
-            ok = False
-    for key in ("integerify", "numberify"):
-        rules.boolean(key, False)
     data = rules.data
+    for key in _NUMBER_RULES:
+        if data.get(key) is not None and not is_number(data[key]):
+            ok = False  # reported as an error by the caller
     if style == "single":
         if "value" not in data:
             rules.error(None, 'style single needs "value"')
@@ -283,13 +300,8 @@ def _check_rules(rules: Fields, style: str) -> bool:
         if not items:
             rules.error("items", "items must not be empty")
             return False
-        for index, item in enumerate(items):
-            if not isinstance(item, SCALAR_TYPES):
-                rules.problems.error(
-                    items.line_of(index),
-                    f"{rules.prefix}items: item {index + 1} must be a plain value",
-                )
-                ok = False
+        if not all(isinstance(item, SCALAR_TYPES) for item in items):
+            ok = False  # reported as an error by the caller
     elif style == "linear":
         for key in ("start", "end", "step"):
             if data.get(key) is None:
@@ -351,6 +363,15 @@ def _check_count(rules: Fields) -> bool:
     return True
 
 
+def _at_least_one(f: Fields, key: str) -> int | None:
+    """A count: an integer (Valohai's rule); below 1 it blocks a run (sweeper's)."""
+    value = f.integer(key)
+    if value is not None and value < 1:
+        f.problems.blocking().error(f.line_of(key), f"{f.prefix}{key} must be at least 1")
+        return None
+    return value
+
+
 @dataclass(frozen=True, kw_only=True)
 class Task:
     """A task blueprint: run ``step`` over variants of its parameters.
@@ -385,7 +406,7 @@ class Task:
         name = f.name()
         step = f.name("step")
         type_ = "grid_search"
-        raw_type = f.string("type")
+        raw_type = f.string("type") or None  # Valohai reads an empty type as the default
         if raw_type is not None:
             type_ = normalize_task_type(raw_type)
             if type_ not in TASK_TYPES:
@@ -397,17 +418,19 @@ class Task:
             if parameter is None:
                 continue
             if parameter.name in seen:
-                problems.error(
+                problems.warning(
                     parameter.line,
                     f"task {label}: parameter {quoted(parameter.name)} is varied more than once "
-                    f"(first at line {seen[parameter.name].line})",
+                    f"(first at line {seen[parameter.name].line}); the first is used",
                 )
                 continue
             seen[parameter.name] = parameter
             parameters.append(parameter)
         parameter_sets = tuple(plain(item) for _, item in f.items("parameter-sets") if item)
+        if "parameters" not in data and "parameter-sets" not in data:
+            f.error(None, 'a task needs "parameters" or "parameter-sets"')
         on_child_error = None
-        raw_on_child_error = f.string("on-child-error")
+        raw_on_child_error = f.string("on-child-error") or None
         if raw_on_child_error is not None:
             on_child_error = raw_on_child_error.strip().lower().replace("_", "-")
             if on_child_error not in ON_CHILD_ERROR:
@@ -418,9 +441,9 @@ class Task:
         target_value = f.number("optimization-target-value")
         task = dict(
             description=f.string("description"),
-            execution_count=f.integer("execution-count", minimum=1),
-            execution_batch_size=f.integer("execution-batch-size", minimum=1),
-            maximum_queued_executions=f.integer("maximum-queued-executions", minimum=1),
+            execution_count=_at_least_one(f, "execution-count"),
+            execution_batch_size=_at_least_one(f, "execution-batch-size"),
+            maximum_queued_executions=_at_least_one(f, "maximum-queued-executions"),
             optimization_target_metric=f.string("optimization-target-metric"),
             optimization_target_value=None if target_value is None else float(target_value),
             stop_condition=parse_optional_expression(f, "stop-condition"),
@@ -438,7 +461,7 @@ class Task:
         if type_ != "bayesian_tpe":
             for parameter in parameters:
                 if parameter.style == "random" and parameter.rules.get("count") is None:
-                    problems.error(
+                    problems.blocking().error(
                         parameter.line,
                         f'task parameter {quoted(parameter.name)}: rules: style random needs "count" '
                         "(only bayesian_tpe tasks do without)",

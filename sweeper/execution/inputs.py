@@ -131,6 +131,10 @@ def resolve_inputs(
     can be checked without downloading: known input names, required inputs present,
     supported schemes, and that plain local paths stay inside ``project_dir``.
 
+    A plain absolute path given here (``--input data=/home/me/data.csv``) is the user's
+    own file and becomes a ``file://`` URI; in a valohai.yaml default it is still refused
+    (a project's defaults stay inside the project).
+
     Raises :class:`InputError` for an unknown input name, a required input without a
     value, or an unusable URI.
     """
@@ -145,7 +149,7 @@ def resolve_inputs(
         )
     resolved: dict[str, list[str]] = {}
     for inp in inputs:
-        raw = given[inp.name] if inp.name in given else inp.default
+        raw = [_given_uri(u) for u in given[inp.name]] if inp.name in given else inp.default
         uris = [uri.strip() for uri in raw if uri and uri.strip()]
         if not uris and not inp.optional:
             raise InputError(
@@ -771,6 +775,14 @@ def _scheme(name: str, uri: str) -> str | None:
             f"supported: local paths, {', '.join(s + '://' for s in SUPPORTED_SCHEMES)}"
         )
     return scheme
+
+
+def _given_uri(uri: str) -> str:
+    """A URI given for one execution: an absolute local path becomes ``file://PATH``."""
+    text = uri.strip()
+    if text.startswith("/") and _SCHEME_RE.match(text) is None:
+        return PurePosixPath(text).as_uri()
+    return uri
 
 
 def _plain_path(name: str, uri: str) -> str:

@@ -1,11 +1,13 @@
 """A pipeline as a checked DAG, and what flows along its edges.
 
 :meth:`PipelineGraph.build` resolves every node of a valohai.yaml pipeline to the step it
-runs (with the node's ``override`` applied) and checks the whole graph before anything
-runs: unknown nodes, steps, tasks, inputs and parameters, edge types that cannot be
-joined, cycles, required inputs nothing feeds, and features this engine refuses
-(deployment nodes, ``require-approval``, nodes pinned to another commit). Every problem is
-one :class:`PipelineError` naming the pipeline, the node and the edge.
+runs (:meth:`sweeper.config.Step.with_override` applies the node's ``override``) and
+refuses, before anything runs, a pipeline that :meth:`sweeper.config.Pipeline.check` finds
+an error in, or a warning that blocks a run (edge types that cannot be joined, cycles,
+``require-approval``, nodes pinned to another commit): the rules live in the config layer
+only, so ``sweep lint`` and ``sweep pipeline run`` give the same verdict and the same
+messages. A deployment node is resolved to no step: running it ends that node with "not
+supported" (its ``on-error`` decides the rest).
 
 Edges, as Valohai defines them (``[source, target]``, each ``node.type.key``):
 
@@ -30,33 +32,42 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import yaml
+from sweeper.config import Config, Edge, Pipeline
+from sweeper.config.problems import Problems
+from sweeper.errors import ConfigError, SweeperError
 
-from sweeper.errors import SweeperError
-
-#: Which source types each target type accepts.
-EDGE_RULES: dict[str, tuple[str, ...]] = {
-    "input": ("output", "file", "input"),
-    "parameter": ("parameter", "metadata"),
-    "environment-variable": ("parameter", "metadata", "environment-variable"),
-}
-#: Node fields an ``override`` merges by name instead of replacing.
-_MERGED_BY_NAME = ("parameters", "inputs", "environment-variables")
+#: What a deployment node ends with: sweeper runs steps, not deployments.
+DEPLOYMENT_UNSUPPORTED = "deployment nodes are not supported by sweeper (nothing was deployed)"
 
 
 class PipelineError(SweeperError):
     """A pipeline cannot run as written: a bad edge, a cycle, a missing node or value."""
 
 
-def describe_edge(edge: Any) -> str:
+def describe_edge(edge: Edge) -> str:
     """An edge as the user wrote it, with its line when known."""
-    where = f" (line {edge.line})" if getattr(edge, "line", None) else ""
-    return f"edge [{edge.source}, {edge.target}]{where}"
+    return edge.describe()
+
+
+def _node_step_names(config: Config, pipeline: Pipeline) -> dict[str, str]:
+    """The step each node runs here, by node name (deployment nodes run none)."""
+    names: dict[str, str] = {}
+    for node in pipeline.nodes:
+        if node.type == "deployment" or node.commit:
+            continue
+        if node.task is not None:
+            task = config.tasks.get(node.task)
+            if task is not None:
+                names[node.name] = task.step
+        elif node.step is not None:
+            names[node.name] = node.step
+    return names
 
 
 @dataclass(frozen=True)
 class NodePlan:
-    """One node, resolved: the step it runs (override applied) and, for a task node, its task."""
+    """One node, resolved: the step it runs (override applied; ``None`` for a deployment
+    node) and, for a task node, its task."""
 
     node: Any
     step: Any
@@ -74,38 +85,10 @@ class NodePlan:
 
     def input_merge_mode(self, input_name: str) -> str:
         """``replace`` or ``append``: the input's own edge-merge-mode, else the node's."""
-        for item in self.step.inputs:
+        for item in self.step.inputs if self.step is not None else ():
             if item.name == input_name and item.edge_merge_mode:
                 return str(item.edge_merge_mode)
         return str(self.node.edge_merge_mode or "replace")
-
-
-def apply_override(step: Any, override: Mapping[str, Any], *, label: str) -> Any:
-    """The step with a node's ``override`` applied.
-
-    ``image``, ``command`` and ``environment`` replace the step's; ``parameters``, ``inputs``
-    and ``environment-variables`` are merged by name (an override item's keys replace the
-    step item's keys, so ``{name: lr, default: 0.1}`` changes only the default).
-    """
-    if not override:
-        return step
-    from sweeper.config import parse_config
-
-    data = dict(step.serialize())
-    for key, value in override.items():
-        if key in _MERGED_BY_NAME:
-            merged: dict[str, dict[str, Any]] = {str(i["name"]): dict(i) for i in data.get(key, [])}
-            for item in value or []:
-                merged[str(item["name"])] = {**merged.get(str(item["name"]), {}), **item}
-            data[key] = list(merged.values())
-        elif key in ("image", "command", "environment"):
-            data[key] = value
-    text = yaml.safe_dump([{"step": data}], sort_keys=False)
-    try:
-        config = parse_config(text, filename=f"{label} override")
-    except SweeperError as exc:
-        raise PipelineError(f"{label}: its override makes an invalid step: {exc}") from None
-    return next(iter(config.steps.values()))
 
 
 class PipelineGraph:
@@ -127,141 +110,40 @@ class PipelineGraph:
     # -- building and checking -----------------------------------------------------------
 
     @classmethod
-    def build(cls, config: Any, pipeline_name: str) -> PipelineGraph:
-        """Resolve and check pipeline ``pipeline_name`` of ``config``."""
-        if pipeline_name not in config.pipelines:
-            known = ", ".join(config.pipelines) or "(none)"
-            raise PipelineError(f'unknown pipeline "{pipeline_name}"; known pipelines: {known}')
-        pipeline = config.pipelines[pipeline_name]
-        prefix = f'pipeline "{pipeline.name}"'
+    def build(cls, config: Config, pipeline_name: str) -> PipelineGraph:
+        """Resolve pipeline ``pipeline_name`` of ``config``; :class:`PipelineError` with the
+        problems ``sweep lint`` reports if it has an error or a warning that blocks a run."""
+        try:
+            pipeline = config.get_pipeline(pipeline_name)
+            steps = _node_step_names(config, pipeline)
+            for step_name in steps.values():
+                if ("step", step_name) in config.broken:
+                    config.get_step(step_name)  # raises the step's own errors
+            for node in pipeline.nodes:
+                if node.task is not None and node.task in config.tasks:
+                    config.get_task(node.task)  # raises what stops the task from running
+        except ConfigError as exc:
+            raise PipelineError(str(exc)) from None
+        problems = Problems(config.filename)
+        pipeline.check(config.steps, config.tasks, problems)
+        blocking = [p for p in problems.sorted() if p.level == "error" or p.blocks_run]
+        if blocking:
+            raise PipelineError("\n".join(str(p) for p in blocking))
         plans: dict[str, NodePlan] = {}
         for node in pipeline.nodes:
-            label = f'{prefix}: node "{node.name}"'
-            if node.type == "deployment":
-                raise PipelineError(f"{label}: deployment nodes are not supported")
-            if node.commit:
-                raise PipelineError(f"{label}: nodes pinned to another commit are not supported")
-            for action in node.actions:
-                if "require-approval" in action.then:
-                    raise PipelineError(
-                        f"{label}: the action then: require-approval is not supported "
-                        "(there is no one to approve); use stop-pipeline or remove the action"
-                    )
-            task = None
-            step_name = node.step
-            if node.task:
-                if node.task not in config.tasks:
-                    known = ", ".join(config.tasks) or "(none)"
-                    raise PipelineError(
-                        f'{label}: task "{node.task}" does not exist; known tasks: {known}'
-                    )
-                task = config.tasks[node.task]
-                step_name = task.step
-            if step_name not in config.steps:
-                known = ", ".join(config.steps) or "(none)"
-                raise PipelineError(
-                    f'{label}: step "{step_name}" does not exist; known steps: {known}'
-                )
-            step = apply_override(config.steps[step_name], node.override, label=label)
-            plans[node.name] = NodePlan(node=node, step=step, task=task)
-        graph = cls(pipeline, plans, ())
-        graph._check_edges()
-        graph.order = graph._topological_order()
-        graph._check_pipeline_parameters()
-        return graph
-
-    def _check_edges(self) -> None:
-        for edge in self.pipeline.edges:
-            what = f'pipeline "{self.name}": {describe_edge(edge)}'
-            for role, node in (("source", edge.source_node), ("target", edge.target_node)):
-                if node not in self.plans:
-                    known = ", ".join(self.plans) or "(none)"
-                    raise PipelineError(
-                        f'{what}: {role} node "{node}" does not exist; known nodes: {known}'
-                    )
-            if edge.source_node == edge.target_node:
-                raise PipelineError(f'{what}: connects node "{edge.source_node}" to itself')
-            if "dependency" in (edge.source_type, edge.target_type):
+            if node.name not in steps:
+                plans[node.name] = NodePlan(node=node, step=None)
                 continue
-            allowed = EDGE_RULES.get(edge.target_type)
-            if allowed is None or edge.source_type not in allowed:
-                raise PipelineError(
-                    f"{what}: a {edge.source_type} cannot feed a {edge.target_type}; "
-                    + "; ".join(f"a {t} takes {' or '.join(s)}" for t, s in EDGE_RULES.items())
-                )
-            self._check_socket(what, edge.source_node, edge.source_type, edge.source_key)
-            self._check_socket(what, edge.target_node, edge.target_type, edge.target_key)
-
-    def _check_socket(self, what: str, node: str, kind: str, key: str) -> None:
-        step = self.plans[node].step
-        if kind == "input" and key not in {i.name for i in step.inputs}:
-            known = ", ".join(i.name for i in step.inputs) or "(none)"
-            raise PipelineError(
-                f'{what}: node "{node}" (step "{step.name}") has no input "{key}"; known inputs: {known}'
-            )
-        if kind == "parameter" and key not in {p.name for p in step.parameters}:
-            known = ", ".join(p.name for p in step.parameters) or "(none)"
-            raise PipelineError(
-                f'{what}: node "{node}" (step "{step.name}") has no parameter "{key}"; known parameters: {known}'
-            )
-
-    def _check_pipeline_parameters(self) -> None:
-        for parameter in self.pipeline.parameters:
-            for target in parameter.targets:
-                node, _, name = self._split_target(target, f'pipeline parameter "{parameter.name}"')
-                step = self.plans[node].step
-                if name not in {p.name for p in step.parameters}:
-                    raise PipelineError(
-                        f'pipeline "{self.name}": pipeline parameter "{parameter.name}": target "{target}": '
-                        f'node "{node}" (step "{step.name}") has no parameter "{name}"'
-                    )
-
-    def _split_target(self, target: str, what: str) -> tuple[str, str, str]:
-        parts = target.split(".", 2)
-        if len(parts) == 2:
-            parts = [parts[0], "parameter", parts[1]]
-        if len(parts) != 3 or parts[1] != "parameter" or not all(parts):
-            raise PipelineError(
-                f'pipeline "{self.name}": {what}: target "{target}" must look like node.parameter.name'
-            )
-        if parts[0] not in self.plans:
-            known = ", ".join(self.plans) or "(none)"
-            raise PipelineError(
-                f'pipeline "{self.name}": {what}: target node "{parts[0]}" does not exist; known nodes: {known}'
-            )
-        return parts[0], parts[1], parts[2]
-
-    def _topological_order(self) -> tuple[str, ...]:
-        names = list(self.plans)
-        incoming = {n: set(self.predecessors(n)) for n in names}
-        order: list[str] = []
-        done: set[str] = set()
-        progress = True
-        while progress:
-            progress = False
-            for name in names:
-                if name not in done and incoming[name] <= done:
-                    order.append(name)
-                    done.add(name)
-                    progress = True
-        stuck = [n for n in names if n not in done]
-        if stuck:
-            edges = [
-                describe_edge(e)
-                for e in self.pipeline.edges
-                if e.source_node in stuck and e.target_node in stuck
-            ]
-            raise PipelineError(
-                f'pipeline "{self.name}": the edges form a cycle through nodes {", ".join(stuck)} '
-                f"({'; '.join(edges)})"
-            )
-        return tuple(order)
+            step = config.get_step(steps[node.name]).with_override(node.override)
+            task = config.tasks[node.task] if node.task else None
+            plans[node.name] = NodePlan(node=node, step=step, task=task)
+        return cls(pipeline, plans, pipeline.topological_order())
 
     def check_required_inputs(self, given: Mapping[str, Mapping[str, Sequence[str]]]) -> None:
         """Fail before anything runs when a required input has no default, edge or ``--input``."""
         for name, plan in self.plans.items():
             fed = {e.target_key for e in self.edges_into(name) if e.target_type == "input"}
-            for item in plan.step.inputs:
+            for item in plan.step.inputs if plan.step is not None else ():
                 if (
                     item.optional
                     or item.default
@@ -319,13 +201,10 @@ class PipelineGraph:
                     f"(known: {known}); set a node's parameter with -p NODE.PARAMETER=VALUE"
                 )
         for parameter in self.pipeline.parameters:
-            for target in parameter.targets:
-                node, _, pname = self._split_target(
-                    target, f'pipeline parameter "{parameter.name}"'
-                )
+            for node, pname in parameter.sockets:
                 step_parameter = self.plans[node].step.get_parameter(pname)
                 texts = cli.get(parameter.name)
-                what = f'pipeline parameter "{parameter.name}" -> {target}'
+                what = f'pipeline parameter "{parameter.name}" -> {node}.parameter.{pname}'
                 if texts is not None:
                     values[node][pname] = self._typed_texts(node, step_parameter, texts, what)
                 elif parameter.default is not None:
@@ -333,7 +212,7 @@ class PipelineGraph:
         for name, texts in cli.items():
             if name in by_name:
                 continue
-            node, _, pname = self._split_target(name, f"-p {name}")
+            node, pname = self._node_socket(name, f"-p {name}")
             plan = self.plans[node]
             if pname not in {p.name for p in plan.step.parameters}:
                 known = ", ".join(p.name for p in plan.step.parameters) or "(none)"
@@ -344,6 +223,24 @@ class PipelineGraph:
                 node, plan.step.get_parameter(pname), texts, f"-p {name}"
             )
         return values
+
+    def _node_socket(self, text: str, what: str) -> tuple[str, str]:
+        """``NODE.PARAM`` (or ``NODE.parameter.PARAM``) of a node that runs a step."""
+        parts = text.split(".", 2)
+        if len(parts) == 2:
+            parts = [parts[0], "parameter", parts[1]]
+        if len(parts) != 3 or parts[1] not in ("parameter", "parameters") or not all(parts):
+            raise PipelineError(
+                f'pipeline "{self.name}": {what}: "{text}" must look like NODE.PARAMETER'
+            )
+        if parts[0] not in self.plans:
+            known = ", ".join(self.plans) or "(none)"
+            raise PipelineError(
+                f'pipeline "{self.name}": {what}: node "{parts[0]}" does not exist; known nodes: {known}'
+            )
+        if self.plans[parts[0]].step is None:
+            raise PipelineError(f"{self._label(parts[0])}: {what}: {DEPLOYMENT_UNSUPPORTED}")
+        return parts[0], parts[2]
 
     def _typed_texts(self, node: str, parameter: Any, texts: Sequence[str], what: str) -> Any:
         try:
@@ -372,6 +269,8 @@ class PipelineGraph:
                     f'pipeline "{self.name}": --input {key}: use NODE.INPUT=URI with a node of: {known}'
                 )
             step = self.plans[node].step
+            if step is None:
+                raise PipelineError(f"{self._label(node)}: --input {key}: {DEPLOYMENT_UNSUPPORTED}")
             if name not in {i.name for i in step.inputs}:
                 known = ", ".join(i.name for i in step.inputs) or "(none)"
                 raise PipelineError(

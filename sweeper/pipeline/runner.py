@@ -31,6 +31,7 @@ from sweeper.execution.ids import new_execution_id
 from sweeper.execution.runner import ExecutionContext
 from sweeper.execution.spec import build_spec
 from sweeper.pipeline.graph import (
+    DEPLOYMENT_UNSUPPORTED,
     NodeOutcome,
     PipelineError,
     PipelineGraph,
@@ -117,7 +118,9 @@ class PipelineRunner:
         if address:
             options.address = address
         config = parse_config(
-            data["config_text"], filename=data.get("config_filename", "valohai.yaml")
+            data["config_text"],
+            filename=data.get("config_filename", "valohai.yaml"),
+            strict=False,  # the pipeline alone must still be valid (PipelineGraph.build)
         )
         return cls(
             config=config,
@@ -152,6 +155,8 @@ class PipelineRunner:
             return self.state.summary()
         cluster = connect(self.options.address)
         for plan in self.graph.plans.values():
+            if plan.step is None:
+                continue
             shape = self._shape(plan.step)
             cluster.check_fits(shape.cpus, shape.gpus)
         self._cpus = cluster.largest("CPU") or 1.0
@@ -253,6 +258,11 @@ class PipelineRunner:
     def _start(self, name: str) -> None:
         plan = self.graph.plans[name]
         node = self.state.nodes[name]
+        if plan.step is None:  # a deployment node: it fails alone, its on-error decides the rest
+            node.started_at = utc_now()
+            self._finish_node(name, "error", DEPLOYMENT_UNSUPPORTED)
+            self._after_error(name, DEPLOYMENT_UNSUPPORTED, {}, {})
+            return
         node.status = "running"
         node.started_at = node.started_at or utc_now()
         node.error = None
@@ -477,19 +487,25 @@ class PipelineRunner:
         if status == "complete":
             self._act(name, "node-complete", metadata, parameters)
         elif status == "error":
-            if self._act(name, "node-error", metadata, parameters):
-                return
-            on_error = plan.node.on_error
-            if on_error != "continue" and not self.state.data.get("error"):
-                self.state.data["error"] = f'node "{name}" failed: {error}'
-            if on_error == "stop-next":
-                for descendant in self.graph.descendants(name):
-                    if self.state.nodes[descendant].status == "pending":
-                        self._finish_node(
-                            descendant, "skipped", f'node "{name}" failed (on-error: stop-next)'
-                        )
-            elif on_error != "continue":
-                self._halt("error", f'node "{name}" failed: {error}')
+            self._after_error(name, error, metadata, parameters)
+
+    def _after_error(
+        self, name: str, error: str | None, metadata: dict[str, Any], parameters: dict[str, Any]
+    ) -> None:
+        """A node failed: its node-error actions, then its on-error policy."""
+        if self._act(name, "node-error", metadata, parameters):
+            return
+        on_error = self.graph.plans[name].node.on_error
+        if on_error != "continue" and not self.state.data.get("error"):
+            self.state.data["error"] = f'node "{name}" failed: {error}'
+        if on_error == "stop-next":
+            for descendant in self.graph.descendants(name):
+                if self.state.nodes[descendant].status == "pending":
+                    self._finish_node(
+                        descendant, "skipped", f'node "{name}" failed (on-error: stop-next)'
+                    )
+        elif on_error != "continue":
+            self._halt("error", f'node "{name}" failed: {error}')
 
     def _task_result(
         self, name: str, records: list[dict[str, Any]]

@@ -222,7 +222,8 @@ def space_from_task(step: Any, task: Any) -> SearchSpace:
             or parameter.name in space.fixed
             or (space.grid and parameter.name in space.grid)
         )
-        if not known and parameter.default is not None:
+        # A flag's default is not a value (valohai-yaml): an unset flag is not passed.
+        if not known and parameter.default is not None and parameter.type != "flag":
             space.fixed[parameter.name] = parameter.default
     return space
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
@@ -169,6 +170,7 @@ def test_wrong_types_in_every_field_are_errors(label: str, text: str) -> None:
     field = label.split("=")[0].split(".")[1]
     allowed_as_is = {
         "parameter.default=[1, 2]",
+        "parameter.default={a: 1}",  # Valohai reads any default: a warning that blocks a run
         "input.default=[1, 2]",
         "parameter.widget={a: 1}",
         "parameter.choices=[1, 2]",
@@ -207,9 +209,21 @@ def test_garbage_in_random_places_never_raises_anything_but_config_error() -> No
     import random
 
     rng = random.Random(1234)
+    outcomes = {"parsed": 0, "refused": 0}
     for _ in range(300):
         text = "".join(rng.choice(fragments) for _ in range(rng.randint(1, 40)))
+        found = lint_text(text)  # lint never raises either
         try:
-            parse_config(text)
-        except ConfigError:
-            pass
+            config = parse_config(text)
+        except ConfigError as exc:  # anything else fails the test with its traceback
+            outcomes["refused"] += 1
+            lines = str(exc).splitlines()
+            # one "FILE:LINE: error: message" per error, the same ones lint reports
+            assert lines == [str(p) for p in found if p.level == "error"]
+            assert all(re.match(r"^valohai\.yaml(:\d+)?: error: \S", line) for line in lines)
+        else:
+            outcomes["parsed"] += 1
+            assert not [p for p in found if p.level == "error"]
+            assert config.serialize() is not None
+    # the garbage did reach the error path (a test that never refused would prove nothing)
+    assert outcomes["refused"] > 0, outcomes

@@ -126,13 +126,13 @@ def test_validate_typed_values() -> None:
         text.validate({"a": 1})
 
 
-def test_default_parameter_values_include_flags(full: Config) -> None:
+def test_default_parameter_values_leave_flags_out(full: Config) -> None:
+    # valohai-yaml: "undefined flag will remain undefined regardless of default value".
     assert full.get_step("train").default_parameter_values() == {
         "max-steps": 300,
         "learning-rate": 0.001,
         "architecture": "10xRELU-SoftMax",
         "optimizer": "adam",
-        "augment": True,
         "layers": [64, 32],
     }
 

@@ -24,9 +24,20 @@ def test_top_level_items_are_ordered_by_name(full: Config) -> None:
     assert list(full.pipelines) == ["train-and-evaluate", "legacy-alias"]
 
 
-def test_endpoint_is_ignored_with_a_warning(full: Config) -> None:
-    assert [str(w) for w in full.warnings] == [
-        f"{full.filename}:221: warning: endpoint items are not run by sweeper; ignored"
+def test_what_sweeper_cannot_run_is_a_warning(full: Config) -> None:
+    # The endpoint is valid (checked, not run); the pipeline's approval and deployment node
+    # are accepted by Valohai, so they are warnings, not errors; sweeper's own extensions
+    # are accepted with a warning that Valohai refuses them.
+    assert [str(w).split(": warning: ")[1] for w in full.warnings] == [
+        'input "images": edge-merge-mode on an input is a sweeper extension: the Valohai '
+        "platform refuses this key (set it on the pipeline node)",
+        'environment variable "API_TOKEN": secret is a sweeper extension: the Valohai platform '
+        "refuses this key",
+        'pipeline "train-and-evaluate": node "evaluate": the action then: require-approval is '
+        "not supported by sweeper (there is no one to approve); use stop-pipeline or remove "
+        "the action",
+        'pipeline "train-and-evaluate": node "deploy": deployment nodes are not run by sweeper; '
+        "a run stops at this node (not supported) and its on-error decides the rest",
     ]
 
 

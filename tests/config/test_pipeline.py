@@ -7,7 +7,7 @@ import pytest
 from sweeper.config import Action, Config, Edge, Node, PipelineParameter, parse_config
 from sweeper.errors import ConfigError
 
-from .conftest import STEP, errors
+from .conftest import STEP, errors, problems
 
 
 def test_nodes(full: Config) -> None:
@@ -24,7 +24,6 @@ def test_nodes(full: Config) -> None:
         "image": "python:3.13",
         "parameters": [{"name": "max-steps", "type": "integer", "default": 1000}],
     }
-    assert train.override_parameter_names == ("max-steps",)
     (action,) = train.actions
     assert (action.when, action.then) == (("node-complete",), ("stop-pipeline",))
     assert action.if_[0].evaluate({"accuracy": 0.4}, {}) is True
@@ -131,14 +130,19 @@ def test_declaration_order_breaks_ties() -> None:
     assert pipeline.topological_order() == ("b", "c", "a")
 
 
-def test_cycle_is_an_error() -> None:
+def test_cycle_is_a_warning_that_blocks_a_run() -> None:
+    # valohai-yaml accepts a cyclic pipeline; sweeper cannot order it, so it says so.
     text = (
         PIPE
         + "      - [a.output.x, b.input.data]\n      - [b.output.x, c.input.data]\n      - [c.output.x, a.input.data]\n"
     )
-    assert errors(text) == [
-        'valohai.yaml:8: error: pipeline "p": the edges form a cycle through nodes a, b, c'
-    ]
+    (warning,) = parse_config(text).warnings
+    assert str(warning) == (
+        'valohai.yaml:8: warning: pipeline "p": the edges form a cycle through nodes a, b, c '
+        "(edge [a.output.x, b.input.data] (line 14); edge [b.output.x, c.input.data] (line 15); "
+        "edge [c.output.x, a.input.data] (line 16)); sweeper cannot run it"
+    )
+    assert warning.blocks_run
 
 
 def test_cycle_raises_from_topological_order() -> None:
@@ -177,16 +181,8 @@ def test_cycle_raises_from_topological_order() -> None:
     ("edge", "message"),
     [
         (
-            "[a.output.x, b.input.nope]",
-            'valohai.yaml:14: error: pipeline "p": edge target "b.input.nope": step "train" has no input "nope"; known inputs: data',
-        ),
-        (
-            "[a.metadata.x, b.parameter.nope]",
-            'valohai.yaml:14: error: pipeline "p": edge target "b.parameter.nope": step "train" has no parameter "nope"; known parameters: lr',
-        ),
-        (
             "[z.output.x, b.input.data]",
-            'valohai.yaml:14: error: pipeline "p": edge source node "z" does not exist; known nodes: a, b, c',
+            'valohai.yaml:14: error: pipeline "p": edge [z.output.x, b.input.data]: source node "z" does not exist; known nodes: a, b, c',
         ),
         (
             "[a.output.x]",
@@ -210,6 +206,34 @@ def test_edge_errors(edge: str, message: str) -> None:
     assert errors(PIPE + f"      - {edge}\n") == [message]
 
 
+@pytest.mark.parametrize(
+    ("edge", "message"),
+    [
+        (
+            "[a.output.x, b.input.dta]",
+            'valohai.yaml:14: warning: pipeline "p": edge [a.output.x, b.input.dta]: node "b" (step "train") has no input "dta" (did you mean "data"?)',
+        ),
+        (
+            "[a.metadata.x, b.parameter.nope]",
+            'valohai.yaml:14: warning: pipeline "p": edge [a.metadata.x, b.parameter.nope]: node "b" (step "train") has no parameter "nope"; known: lr',
+        ),
+        (
+            "[a.output.x, b.parameter.lr]",
+            'valohai.yaml:14: warning: pipeline "p": edge [a.output.x, b.parameter.lr]: a output cannot feed a parameter in sweeper; a input takes output or file or input; a parameter takes parameter or metadata; a environment-variable takes parameter or metadata or environment-variable',
+        ),
+    ],
+)
+def test_edges_valohai_accepts_but_sweeper_cannot_run_are_warnings(edge: str, message: str) -> None:
+    config = parse_config(PIPE + f"      - {edge}\n")
+    assert [str(w) for w in config.warnings] == [message]
+    assert all(w.blocks_run for w in config.warnings)
+
+
+def test_wildcard_edge_sources_match_inputs() -> None:
+    text = PIPE + "      - [a.input.dat*, b.input.data]\n      - [a.output.images*, c.input.data]\n"
+    assert problems(text) == []
+
+
 def test_override_inputs_must_exist_in_the_step() -> None:
     text = (
         PIPE.replace(
@@ -219,7 +243,7 @@ def test_override_inputs_must_exist_in_the_step() -> None:
         + "      - [a.output.x, b.input.data]\n"
     )
     assert errors(text) == [
-        'valohai.yaml:11: error: pipeline "p": node "b": override input "extra" does not exist in step "train"'
+        'valohai.yaml:11: error: pipeline "p": node "b": override: input "extra" does not exist in step "train"; known: data'
     ]
 
 
@@ -229,8 +253,12 @@ def test_override_inputs_must_exist_in_the_step() -> None:
         ("{name: d, type: execution}", 'node "d": missing required key "step"'),
         ("{name: d, type: task}", 'node "d": a task node needs "step" or "task"'),
         (
-            "{name: d, type: task, step: train, on-error: retry}",
+            "{name: d, type: deployment, deployment: x, on-error: retry}",
             'node "d": on-error retry is only available for execution nodes',
+        ),
+        (
+            "{name: d, type: task, step: train, task: t}",
+            'node "d": a task node takes "step" or "task", not both',
         ),
         ("{name: d, type: deployment}", 'node "d": missing required key "deployment"'),
         (
@@ -239,7 +267,7 @@ def test_override_inputs_must_exist_in_the_step() -> None:
         ),
         (
             "{name: d, type: execution, step: train, override: {parameters: [{name: zz}]}}",
-            'pipeline "p": node "d": override parameter "zz" does not exist in step "train"',
+            'pipeline "p": node "d": override: parameter "zz" does not exist in step "train"; known: lr',
         ),
         (
             "{name: d, type: execution, step: train, actions: [{when: node-complete}]}",
@@ -261,13 +289,22 @@ def test_node_errors(node: str, message: str) -> None:
 def test_node_warnings() -> None:
     text = PIPE.replace(
         "{name: c, type: execution, step: train}",
-        "{name: c, type: execution, step: train, override: {colour: red}, actions: [{when: node-done, then: dance}]}",
+        "{name: c, type: execution, step: train, actions: [{when: node-done, then: dance}]}",
     ).replace("    edges:\n", "    edges: []\n")
     config = parse_config(text)
     assert [str(w).split(": warning: ", 1)[1] for w in config.warnings] == [
         'node "c": action: when "node-done" is not one of node-starting, node-complete, node-error; the action may never run',
         'node "c": action: then "dance" is not one of noop, stop-pipeline, error-pipeline, require-approval; the action may do nothing',
-        'node "c": override: unknown key "colour"',
+    ]
+
+
+def test_unknown_override_keys_are_errors_as_for_valohai() -> None:
+    text = PIPE.replace(
+        "{name: c, type: execution, step: train}",
+        "{name: c, type: execution, step: train, override: {colour: red}}",
+    ).replace("    edges:\n", "    edges: []\n")
+    assert [e.split(": error: ", 1)[1] for e in errors(text)] == [
+        'node "c": override: unknown key "colour"'
     ]
 
 
@@ -276,17 +313,16 @@ def test_node_warnings() -> None:
     [
         (
             "{name: q, targets: [a.parameter.nope]}",
-            'pipeline "p": parameter "q": target "a.parameter.nope": step "train" has no parameter "nope"',
+            'pipeline "p": parameter "q": target node "a" (step "train") has no parameter "nope"; known: lr',
         ),
         (
             "{name: q, target: z.parameter.lr}",
-            'pipeline "p": parameter "q": target node "z" does not exist',
+            'pipeline "p": parameter "q": target node "z" does not exist; known nodes: a, b, c',
         ),
         (
             "{name: q, target: a.input.data}",
             'pipeline parameter "q": target "a.input.data" must look like node.parameter.name',
         ),
-        ("{name: q}", 'pipeline parameter "q": missing required key "targets"'),
         (
             "{name: q, target: a.parameter.lr, targets: [b.parameter.lr]}",
             'pipeline parameter "q": use either "target" or "targets", not both',
@@ -311,3 +347,20 @@ def test_nodes_pinned_to_another_commit_are_not_checked() -> None:
         "{name: a, type: execution, step: elsewhere, commit: abc123}",
     )
     assert errors(text.replace("    edges:\n", "    edges: []\n")) == []
+
+
+def test_with_override_merges_into_the_step_definition() -> None:
+    from pathlib import Path
+
+    text = (Path(__file__).parent / "compat" / "class4-node-override.yaml").read_text()
+    config = parse_config(text)
+    step = config.get_step("train")
+    (node,) = config.get_pipeline("wide").nodes
+    wide = step.with_override(node.override)
+    # the list default merges into the `multiple: repeat` parameter, which stays multiple
+    assert wide.get_parameter("layer").multiple == "repeat"
+    assert wide.get_parameter("lr").max == 1  # keys the override leaves alone stay
+    assert wide.image == "python:3.13" and step.image == "python:3.12"
+    assert wide.build_command() == ["python train.py --layer=64 --layer=64 --layer=32 --lr=0.1"]
+    with pytest.raises(ConfigError, match='parameter "nope" does not exist in step "train"'):
+        step.with_override({"parameters": [{"name": "nope", "default": 1}]})

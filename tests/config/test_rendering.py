@@ -73,8 +73,9 @@ def test_multiple_values(config: Config) -> None:
 
 def test_flags(config: Config) -> None:
     step = config.get_step("flags")
-    # Flag defaults are ignored; an unset flag counts as false, so pass-false-as still renders.
-    assert step.build_command() == ["foo --case-sensitive --naughty=not-naughty"]
+    # As in valohai-yaml, flag defaults are ignored and a flag without a value is not
+    # passed at all: neither pass-true-as nor pass-false-as renders.
+    assert step.build_command() == ["foo"]
     assert step.build_command(
         {"case-insensitive": True, "nice": False, "naughty": False, "verbose": True}
     ) == ["foo --ignore-case --naughty=not-naughty --verbose"]
@@ -132,3 +133,28 @@ def test_rendering_with_typed_values_from_the_cli(config: Config) -> None:
     assert step.build_command(values) == [
         "python train.py --max-steps=10 --lr=0.5 arc 10xRELU-SoftMax"
     ]
+
+
+def test_a_task_leaves_unvaried_flags_unset_as_valohai_does(config: Config) -> None:
+    from sweeper.config import parse_config
+    from sweeper.sweep.space import space_from_task
+
+    text = """
+- step:
+    name: s
+    image: busybox
+    command: run {parameters}
+    parameters:
+      - {name: verbose, type: flag, default: true}
+      - {name: color, type: flag, default: true, pass-true-as: --color, pass-false-as: --no-color}
+      - {name: level, type: integer, default: 2}
+- task:
+    name: t
+    step: s
+    parameters:
+      - {name: level, style: multiple, rules: {items: [1, 3]}}
+"""
+    parsed = parse_config(text)
+    space = space_from_task(parsed.get_step("s"), parsed.get_task("t"))
+    assert space.fixed == {}
+    assert parsed.get_step("s").build_command({**space.fixed, "level": 3}) == ["run --level=3"]

@@ -9,7 +9,7 @@ import pytest
 from sweeper.config import Config, SearchRange, TaskParameter, parse_config
 from sweeper.errors import ConfigError
 
-from .conftest import STEP, errors
+from .conftest import STEP, refusals
 
 
 def variant(style: str, **rules: object) -> TaskParameter:
@@ -36,7 +36,7 @@ def test_task_fields(full: Config) -> None:
         ("learning-rate", "random"),
         ("max-steps", "linear"),
         ("layers", "multiple"),
-        ("optimizer", "single"),
+        ("optimizer", "multiple"),
         ("architecture", "logspace"),
     ]
     manual = full.get_task("manual")
@@ -67,7 +67,10 @@ def test_task_type_is_normalized(written: str, normalized: str) -> None:
 
 def test_task_type_defaults_to_grid_search() -> None:
     assert (
-        parse_config(STEP + "- task: {name: t, step: train}\n").get_task("t").type == "grid_search"
+        parse_config(STEP + "- task: {name: t, step: train, parameter-sets: []}\n")
+        .get_task("t")
+        .type
+        == "grid_search"
     )
 
 
@@ -170,7 +173,7 @@ def test_search_range() -> None:
         ),
         (
             "{style: multiple, rules: {items: [[1]]}}",
-            'task parameter "x": rules: items: item 1 must be a plain value',
+            'task parameter "x": rules: items: item 1 must be a number, a string or true/false',
         ),
         ("{style: single, rules: 5}", 'task parameter "x": rules must be a mapping'),
         ("{rules: {value: 1}}", 'task parameter "x": missing required key "style"'),
@@ -183,7 +186,21 @@ def test_rule_errors(rules: str, message: str) -> None:
         + rules[1:]
         + "\n"
     )
-    assert [e.split(": error: ", 1)[1] for e in errors(text)] == [message]
+    assert refusals(text) == [message]
+
+
+def test_a_task_valohai_accepts_but_sweeper_cannot_run_is_refused_when_run() -> None:
+    text = (
+        STEP
+        + "    parameters: [{name: x, type: float}]\n- task:\n    name: t\n    step: train\n"
+        + "    parameters:\n      - {name: x, style: linear, rules: {start: 0, end: 1}}\n"
+    )
+    config = parse_config(text)  # the file is valid, as for Valohai
+    (warning,) = config.warnings
+    assert warning.blocks_run
+    with pytest.raises(ConfigError) as info:
+        config.get_task("t")
+    assert str(info.value) == str(warning)
 
 
 def test_rules_of_other_styles_warn() -> None:
@@ -201,14 +218,14 @@ def test_parameter_sets_must_name_step_parameters() -> None:
         STEP
         + "    parameters: [{name: x}]\n- task: {name: t, step: train, type: manual_search, parameter-sets: [{x: 1, y: 2}]}\n"
     )
-    assert errors(text) == [
-        'valohai.yaml:6: error: task "t": parameter-sets item 1: parameter "y" does not exist in step "train"'
+    assert refusals(text) == [
+        'task "t": parameter-sets item 1: parameter "y" does not exist in step "train"'
     ]
 
 
 def test_missing_step_is_reported() -> None:
-    assert errors("- task: {name: t, step: nope}\n") == [
-        'valohai.yaml:1: error: task "t": step "nope" does not exist; known steps: (none)'
+    assert refusals("- task: {name: t, step: nope, parameter-sets: []}\n") == [
+        'task "t": step "nope" does not exist; known steps: (none)'
     ]
 
 
@@ -219,6 +236,6 @@ def test_random_style_needs_a_count_except_in_bayesian_tasks() -> None:
     assert config.get_task("t").get_parameter("x").search_range() == SearchRange(0.1, 1.0)
     with pytest.raises(ConfigError, match='task parameter "x": rules need count'):
         config.get_task("t").get_parameter("x").values()
-    assert errors(base + task.replace("TYPE", "random_search")) == [
-        'valohai.yaml:6: error: task parameter "x": rules: style random needs "count" (only bayesian_tpe tasks do without)'
+    assert refusals(base + task.replace("TYPE", "random_search")) == [
+        'task parameter "x": rules: style random needs "count" (only bayesian_tpe tasks do without)'
     ]

@@ -137,9 +137,11 @@ def test_resolve_refuses_local_paths_outside_the_project(tmp_path: Path, uri: st
         resolve_inputs([Input("x")], {"x": [uri]}, project_dir=project)
 
 
-def test_resolve_refuses_absolute_local_paths(tmp_path: Path) -> None:
+def test_resolve_refuses_absolute_local_paths_in_defaults(tmp_path: Path) -> None:
+    # A path given on the command line is the user's choice (tests/execution/test_input_paths.py);
+    # a valohai.yaml default stays inside the project.
     with pytest.raises(InputError, match="absolute path /etc/passwd; .* use file:///etc/passwd"):
-        resolve_inputs([Input("x")], {"x": ["/etc/passwd"]}, project_dir=tmp_path)
+        resolve_inputs([Input("x", default=("/etc/passwd",))], {}, project_dir=tmp_path)
 
 
 # --------------------------------------------------------------------------- local files

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -44,7 +43,7 @@ def with_edges(name: str, *edges: tuple[str, str]) -> Any:
             )
         )
     changed = dataclasses.replace(pipeline, edges=tuple(parsed))
-    return SimpleNamespace(steps=CONFIG.steps, tasks=CONFIG.tasks, pipelines={name: changed})
+    return dataclasses.replace(CONFIG, pipelines={name: changed})
 
 
 def test_order_and_structure() -> None:
@@ -73,7 +72,7 @@ def test_cycle_names_nodes_and_edges() -> None:
         (("first.output.m*", "ghost.input.model"), 'target node "ghost" does not exist'),
         (
             ("first.output.m*", "second.input.nope"),
-            'node "second" (step "probe") has no input "nope"; known inputs: model',
+            'node "second" (step "probe") has no input "nope"; known: model',
         ),
         (
             ("first.metadata.acc", "second.parameter.nope"),
@@ -91,8 +90,33 @@ def test_bad_edges_name_node_and_edge(edge: tuple[str, str], expected: str) -> N
         PipelineGraph.build(with_edges("slow-chain", edge), "slow-chain")
     message = str(info.value)
     assert expected in message
-    assert f"edge [{edge[0]}, {edge[1]}] (line 100)" in message
-    assert message.startswith('pipeline "slow-chain": ')
+    assert message.startswith(
+        f"valohai.yaml:100: {'error' if 'ghost' in edge[1] else 'warning'}: "
+        f'pipeline "slow-chain": edge [{edge[0]}, {edge[1]}]: '
+    )
+
+
+def test_lint_and_run_give_the_same_verdict_and_message() -> None:
+    text = (
+        PROBE_STEP
+        + """
+- pipeline:
+    name: p
+    nodes:
+      - {name: a, type: execution, step: probe}
+      - {name: b, type: execution, step: probe, commit: abc}
+    edges:
+      - [a.output.m*, a.input.model]
+      - [a.metadata.acc, b.parameter.x]
+"""
+    )
+    from sweeper.config import lint_text
+
+    blocking = [p for p in lint_text(text) if p.level == "error" or p.blocks_run]
+    assert len(blocking) == 2
+    with pytest.raises(PipelineError) as info:
+        PipelineGraph.build(parse_config(text), "p")
+    assert str(info.value) == "\n".join(str(p) for p in blocking)
 
 
 def test_require_approval_is_refused() -> None:

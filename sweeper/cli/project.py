@@ -6,12 +6,14 @@ import os
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sweeper.config import load_config
 from sweeper.errors import ConfigError
 from sweeper.execution.code import archive_project, code_version, project_files
-from sweeper.store import Store
+
+if TYPE_CHECKING:
+    from sweeper.store import Store
 
 
 @dataclass
@@ -46,6 +48,8 @@ class Project:
 
     def open_store(self, *, create: bool = False) -> Store:
         """Open (or create) the store."""
+        from sweeper.store import Store  # pyarrow: only for the commands that read results
+
         return Store.open(self.store_path, create=create)
 
     def snapshot_code(self, store: Store) -> tuple[str, str]:

@@ -7,6 +7,7 @@ from typing import Any
 import optuna
 
 from sweeper.errors import SweeperError
+from sweeper.sweep.choices import PRUNERS, SAMPLERS
 from sweeper.sweep.space import SearchSpace
 
 
@@ -19,10 +20,6 @@ class AskTellGridSampler(optuna.samplers.GridSampler):
 
     def after_trial(self, study: Any, trial: Any, state: Any, values: Any) -> None:
         """Nothing to do: the sweep loop knows the grid size."""
-
-
-SAMPLERS = ("tpe", "random", "grid", "cmaes", "gp", "nsga2", "qmc")
-PRUNERS = ("none", "median", "hyperband", "asha")
 
 
 def make_sampler(

@@ -8,9 +8,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sweeper.config import load_config
 from sweeper.errors import ConfigError
-from sweeper.execution.code import archive_project, code_version, project_files
 
 if TYPE_CHECKING:
     from sweeper.store import Store
@@ -31,6 +29,8 @@ class Project:
     @cached_property
     def config(self) -> Any:
         """The parsed valohai.yaml (raises ConfigError with file and line)."""
+        from sweeper.config import load_config  # not for the commands that only read the store
+
         if not self.config_path.is_file():
             raise ConfigError(
                 f"no valohai.yaml at {self.config_path}: run in a project folder or pass -f PATH"
@@ -54,6 +54,8 @@ class Project:
 
     def snapshot_code(self, store: Store) -> tuple[str, str]:
         """Archive the project's files into the store; return (code version, archive sha256)."""
+        from sweeper.execution.code import archive_project, code_version, project_files
+
         files = project_files(self.directory)
         local = store.local_path
         if local is not None:

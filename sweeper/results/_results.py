@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import array
 import json
 import math
 import os
@@ -16,6 +15,7 @@ import pyarrow as pa
 from sweeper.errors import StoreError
 from sweeper.store import Store, parse_blob_uri
 from sweeper.store._schema import ID_COLUMNS, METRIC_PREFIX, PARAM_PREFIX
+from sweeper.store._unify import int64_array
 
 from ._lineage import Lineage, build_lineage, datum_id
 
@@ -49,12 +49,9 @@ def _decode(text: Any) -> Any:
 def take(table: pa.Table, rows: Sequence[int]) -> pa.Table:
     """The rows at these positions, in this order.
 
-    The index array is built from a buffer: pyarrow imports pandas (~0.5 s) to convert a
-    Python list or a NumPy array, which `sweep ls` should not pay.
+    The positions become Arrow without pyarrow's pandas import (see ``int64_array``).
     """
-    positions = array.array("q", rows)
-    indices = pa.Array.from_buffers(pa.int64(), len(positions), [None, pa.py_buffer(positions)])
-    return table.take(indices)
+    return table.take(int64_array(rows))
 
 
 def to_rows(table: pa.Table) -> list[dict[str, Any]]:

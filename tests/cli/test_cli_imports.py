@@ -86,9 +86,14 @@ def test_lint_of_a_broken_file_reports_without_ray(make_project: Any, tmp_path: 
 
 @pytest.fixture(scope="module")
 def swept_project(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
-    """The bundled example after one `sweep run` and a 3-trial sweep (one real Ray)."""
+    """The bundled example after a `sweep run` of two steps and a 3-trial sweep (one real Ray).
+
+    The two steps have different parameters, so the store's parts differ in their columns and
+    a read merges schemas.
+    """
     project = tmp_path_factory.mktemp("cli-imports") / "project"
     shutil.copytree(EXAMPLE, project, ignore=shutil.ignore_patterns(".sweeper", "__pycache__"))
+    sweep_cli("run", "preprocess-dataset", "--runtime", "local", cwd=project, check=True)
     sweep_cli("run", "train-model", "--runtime", "local", "-p", "epochs=2", cwd=project, check=True)
     summary = json.loads(
         sweep_cli(
@@ -129,6 +134,7 @@ def test_ls_reads_parquet_without_pandas(
     report, proc = run_reporting(["ls"], project, tmp_path)
     assert report["code"] == 0, proc.stderr
     assert proc.stdout.count("train-model") == 4  # the plain run and the 3 trials
+    assert proc.stdout.count("preprocess-dataset") == 1
     assert "metric.loss" in proc.stdout
     assert [
         m for m in ("ray", "pandas", "optuna", "matplotlib", "docker") if m in report["modules"]

@@ -11,11 +11,19 @@ from pathlib import Path
 
 import pytest
 
+from tests.requirements import require_docker
+
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "configs"
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """A test marked ``docker`` fails up front, with what to do, when Docker is not ready."""
+    if item.get_closest_marker("docker") is not None:
+        require_docker()
 
 
 @pytest.fixture

@@ -318,8 +318,9 @@ def logs(execution: str, follow: bool, config_path: str | None, store: str | Non
     relpath = f"{opened.execution_dir(record['id'])}/logs.txt"
     local = opened.local_path
     if local is None:
-        if opened.exists(relpath):
-            click.echo(opened.open_text(relpath), nl=False)
+        text = opened.read_text(relpath)
+        if text is not None:
+            click.echo(text, nl=False)
         return
     path = Path(local) / relpath
     position = 0

@@ -22,7 +22,7 @@ from sweeper.cli.options import (
 )
 from sweeper.cli.project import Project, project_from
 from sweeper.errors import ClusterError, SweeperError
-from sweeper.execution.spec import parse_assignments
+from sweeper.execution.spec import MASK, parse_assignments
 from sweeper.sweep.choices import PRUNERS, SAMPLERS
 
 if TYPE_CHECKING:
@@ -309,6 +309,7 @@ def _saved(store: Any, sweep_id: str) -> dict[str, Any]:
 @click.command()
 @click.argument("sweep_id", required=False)
 @click.option("--address", help="Ray cluster to resume on (default: the one it was started with).")
+@env_option("A secret variable the sweep was started with (secret values are not saved).")
 @click.option(
     "--json", "as_json", is_flag=True, help="Print only the final summary as JSON on stdout."
 )
@@ -317,6 +318,7 @@ def _saved(store: Any, sweep_id: str) -> dict[str, Any]:
 def resume(
     sweep_id: str | None,
     address: str | None,
+    env: tuple[str, ...],
     as_json: bool,
     config_path: str | None,
     store: str | None,
@@ -331,6 +333,14 @@ def resume(
     options = SweepOptions(**saved["options"])
     if address:
         options.address = address
+    options.environment.update({k: v[-1] for k, v in parse_assignments(env, "-e").items()})
+    masked = sorted(k for k, v in options.environment.items() if v == MASK)
+    if masked:
+        raise SweeperError(
+            f"the sweep {sweep_id} was started with the secret variable(s) {', '.join(masked)}, "
+            f"whose values are not saved: give them again, e.g. sweep resume {sweep_id} "
+            + " ".join(f"-e {name}=VALUE" for name in masked)
+        )
     runner = _runner(
         project,
         options,

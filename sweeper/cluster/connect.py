@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,6 +43,22 @@ def _nodes() -> list[dict[str, float]]:
     import ray
 
     return [dict(n["Resources"]) for n in ray.nodes() if n.get("Alive")]
+
+
+def _probe(address: str, timeout_s: float = 10.0) -> None:
+    """Fail at once when nothing listens at a ``host:port`` address.
+
+    Ray retries an unreachable GCS for many minutes (about 40 s per attempt, with a warning
+    line each time) before it gives up; a closed port or a wrong host is known in a moment.
+    ``auto`` and ``ray://`` addresses are left to Ray, which resolves them itself.
+    """
+    host, sep, port = address.rpartition(":")
+    if "://" in address or not sep or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        raise ClusterError(f"nothing answers at {address} ({exc.strerror or exc})") from None
 
 
 def connect(
@@ -87,6 +104,7 @@ def connect(
                     raise ClusterError(f"could not start a local Ray: {exc}") from None
         return ClusterInfo(address="local", embedded=True, nodes=_nodes())
     try:
+        _probe(address)
         ray.init(address=address, **options)
     except Exception as exc:
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

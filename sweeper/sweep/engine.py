@@ -28,7 +28,7 @@ from sweeper.cluster.connect import ClusterInfo, connect
 from sweeper.errors import SweeperError
 from sweeper.execution.ids import new_execution_id
 from sweeper.execution.runner import ExecutionContext
-from sweeper.execution.spec import ExecutionSpec, build_spec
+from sweeper.execution.spec import MASK, ExecutionSpec, build_spec, is_secret_name
 from sweeper.sweep.samplers import make_pruner, make_sampler
 from sweeper.sweep.space import SearchSpace, resolve_space
 from sweeper.sweep.state import (
@@ -74,9 +74,17 @@ class SweepOptions:
     environment: dict[str, str] = field(default_factory=dict)
     pull_policy: str = "missing"
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-able form (environment values of secrets are not kept)."""
-        return asdict(self)
+    def to_dict(self, secret_names: frozenset[str] = frozenset()) -> dict[str, Any]:
+        """JSON-able form; values of secret variables are masked (``resume -e`` gives them again).
+
+        ``secret_names`` are the variables the step declares ``secret: true``; names like
+        ``*TOKEN*`` are masked too.
+        """
+        data = asdict(self)
+        data["environment"] = {
+            k: MASK if is_secret_name(k, secret_names) else v for k, v in self.environment.items()
+        }
+        return data
 
 
 @dataclass
@@ -272,7 +280,10 @@ class SweepRunner:
         )
         if not self.resume:
             self.state.create(
-                options.to_dict(), self.code_version, self.code_archive, self.space.to_json()
+                options.to_dict(probe.secret_names),
+                self.code_version,
+                self.code_archive,
+                self.space.to_json(),
             )
         study = self._study()
         if not self.resume:

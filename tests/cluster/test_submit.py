@@ -280,3 +280,103 @@ def test_an_unreachable_address_is_one_clear_error(command: str, example_project
     assert len(errors) == 1, proc.stderr
     assert f"could not reach the Ray job server at {address}" in errors[0]
     assert proc.stdout == ""
+
+
+GATED_STEPS = """
+- step:
+    name: gated
+    image: sweeper-test/python:latest
+    command: python3 ./gated.py {parameters}
+    parameters:
+      - name: x
+        type: float
+        min: 0
+        max: 1
+      - name: gate
+        type: string
+- step:
+    name: broken
+    image: sweeper-test/python:latest
+    command: python3 -c "import sys; print('the step failed on purpose'); sys.exit(3)"
+    parameters:
+      - name: x
+        type: float
+        min: 0
+        max: 1
+"""
+
+GATED_PY = """
+import argparse, json, os, time
+p = argparse.ArgumentParser()
+p.add_argument("--x", type=float)
+p.add_argument("--gate")
+a = p.parse_args()
+open(os.path.join(a.gate, "started"), "w").close()
+while not os.path.exists(os.path.join(a.gate, "release")):
+    time.sleep(0.05)
+print(json.dumps({"loss": a.x}), flush=True)
+"""
+
+
+def _job_status(head: Head, job_id: str) -> str:
+    listed = sweep_cli("jobs", "--address", head.url, "--json", env=head.env, check=True)
+    return str({j["job_id"]: j for j in json.loads(listed.stdout)}[job_id]["status"])
+
+
+def _wait(predicate: Any, timeout: float = 240) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {predicate}"
+        time.sleep(0.5)
+
+
+def test_submit_without_follow_returns_the_job_id_while_the_job_runs(
+    ray_head: Head, make_project: Any, tmp_path: Path
+) -> None:
+    project = make_project(GATED_STEPS, {"gated.py": GATED_PY})
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    store = tmp_path / "store"
+    try:
+        proc = sweep_cli(
+            "submit", "--address", ray_head.url, "--", "gated", "--trials", "1",
+            "--runtime", "local", "--metric", "loss", "-p", f"gate={gate}",
+            "--store", str(store), "--json",
+            cwd=project, env=ray_head.env, timeout=180,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        assert "Traceback" not in proc.stderr
+        (job_id,) = proc.stdout.splitlines()  # only the job id
+        assert job_id.startswith("raysubmit_")
+        # it returned before the job could end: the job's one trial waits for `release`
+        _wait(lambda: (gate / "started").exists() or _job_status(ray_head, job_id) == "FAILED")
+        assert _job_status(ray_head, job_id) == "RUNNING"
+    finally:
+        (gate / "release").touch()
+    _wait(lambda: _job_status(ray_head, job_id) in ("SUCCEEDED", "FAILED", "STOPPED"))
+    assert _job_status(ray_head, job_id) == "SUCCEEDED"
+    rows = Store.open(store).read_dataset("executions").to_pylist()
+    assert [r["status"] for r in rows] == ["complete"]
+
+
+def test_submit_follow_of_a_failing_job_exits_non_zero(
+    ray_head: Head, make_project: Any, tmp_path: Path
+) -> None:
+    project = make_project(GATED_STEPS, {"gated.py": GATED_PY})
+    store = tmp_path / "store"
+    proc = sweep_cli(
+        "submit", "--address", ray_head.url, "--follow", "--", "broken", "--trials", "2",
+        "--runtime", "local", "--metric", "loss", "--store", str(store),
+        cwd=project, env=ray_head.env, timeout=280,
+    )  # fmt: skip
+    assert proc.returncode != 0, f"{proc.stdout}\n{proc.stderr}"
+    assert "Traceback" not in proc.stderr
+    job_id = proc.stdout.splitlines()[0]
+    assert job_id.startswith("raysubmit_")
+    # the job's log came back: the sweep's own account of its failed trials
+    assert "0 complete, 2 failed" in proc.stdout
+    assert f"job {job_id}: FAILED" in proc.stderr
+    assert _job_status(ray_head, job_id) == "FAILED"
+    rows = Store.open(store).read_dataset("executions").to_pylist()
+    assert sorted(r["status"] for r in rows) == ["error", "error"]
+    assert {r["exit_code"] for r in rows} == {3}

@@ -1,9 +1,10 @@
 """Tests for sweeper.execution.inputs: resolving, fetching, caching and refusing inputs.
 
 Remote sources are real servers on 127.0.0.1: ``http.server`` for HTTP and moto's S3
-server for ``s3://``. The step inputs and the store are small stand-ins of *our* interfaces
-(``sweeper.config.Input`` and ``sweeper.store.Store``), so these tests do not depend on
-those packages' internals.
+server for ``s3://``. ``datum://`` and ``execution://`` are read from a real
+``sweeper.store.Store`` (a folder, or a bucket on the moto server) written through its own
+API. The step inputs are small stand-ins of ``sweeper.config.Input``: only the attributes
+inputs.py reads.
 """
 
 from __future__ import annotations
@@ -21,9 +22,12 @@ from typing import Any
 
 import pytest
 
-from sweeper.errors import InputError, StoreError
+from sweeper.errors import InputError
 from sweeper.execution import inputs as inputs_module
 from sweeper.execution.inputs import InputFile, fetch_inputs, resolve_inputs
+from sweeper.store import Store
+from tests.requirements import require_moto
+from tests.store.store_workers import make_record
 
 
 @dataclass(frozen=True)
@@ -482,7 +486,7 @@ def test_http_url_without_file_name_needs_filename(dirs: dict[str, Path], http_s
 
 @pytest.fixture(scope="module")
 def moto_endpoint() -> Iterator[str]:
-    moto_server = pytest.importorskip("moto.server")
+    moto_server = require_moto()
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
@@ -496,7 +500,8 @@ def moto_endpoint() -> Iterator[str]:
 
 @pytest.fixture
 def bucket(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch, request: Any) -> Any:
-    boto3 = pytest.importorskip("boto3")
+    import boto3
+
     for var, value in {
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
@@ -591,54 +596,35 @@ def test_s3_folder_without_wildcard(dirs: dict[str, Path], bucket: Any, moto_end
 # --------------------------------------------------------------------------- datum:// and execution://
 
 
-class StoreDouble:
-    """Test double of sweeper.store.Store's blob and execution look-ups, over a folder."""
-
-    def __init__(self, root: Path, *, local: bool = True) -> None:
-        self.root = root
-        self.local = local
-        self.executions: dict[str, dict[str, Any]] = {}
-        root.mkdir(parents=True, exist_ok=True)
-
-    def put(self, data: bytes) -> str:
-        digest = sha(data)
-        (self.root / digest).write_bytes(data)
-        return digest
-
-    def has_blob(self, sha256: str) -> bool:
-        return (self.root / sha256).is_file()
-
-    def fetch_blob(self, sha256: str, dest: Path) -> None:
-        dest.write_bytes((self.root / sha256).read_bytes())
-
-    def blob_local_path(self, sha256: str) -> Path | None:
-        return self.root / sha256 if self.local else None
-
-    def find_execution(self, ref: str) -> dict[str, Any]:
-        matches = [key for key in self.executions if key.startswith(ref)]
-        if len(matches) != 1:
-            raise StoreError(f"no execution {ref}")
-        return self.executions[matches[0]]
+PRODUCER = "01JEX0001ABCDEFGH"
+PRODUCED = {"model.pkl": b"weights", "plots/loss.png": b"png", "plots/acc.png": b"a"}
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> StoreDouble:
-    double = StoreDouble(tmp_path / "store")
-    outputs = []
-    for path, data in {
-        "model.pkl": b"weights",
-        "plots/loss.png": b"png",
-        "plots/acc.png": b"a",
-    }.items():
-        outputs.append({"path": path, "sha256": double.put(data), "size": len(data), "uri": ""})
-    double.executions["ex-0001-abcdef"] = {"id": "ex-0001-abcdef", "outputs": outputs}
-    return double
+@pytest.fixture(params=["local", "s3"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
+    """A real store (a folder, or a bucket on the moto server) holding one execution whose
+    outputs were put as blobs and recorded through the store's own API, as the runner does."""
+    if request.param == "local":
+        store = Store.open(tmp_path / "store", create=True)
+    else:
+        client, name = request.getfixturevalue("bucket")
+        endpoint = request.getfixturevalue("moto_endpoint").removeprefix("http://")
+        location = f"s3://{name}/store?endpoint_override={endpoint}&scheme=http&region=us-east-1"
+        store = Store.open(location, create=True)
+    outputs = [
+        {"path": path, "sha256": store.put_bytes(data), "size": len(data), "uri": ""}
+        for path, data in PRODUCED.items()
+    ]
+    for output in outputs:
+        output["uri"] = f"datum://{output['sha256']}"
+    store.write_execution(make_record(1, id=PRODUCER, outputs=outputs), [])
+    return store
 
 
-@pytest.mark.parametrize("local", [True, False])
-def test_datum_uri(dirs: dict[str, Path], store: StoreDouble, local: bool) -> None:
-    store.local = local
+def test_datum_uri(dirs: dict[str, Path], store: Store) -> None:
     digest = sha(b"weights")
+    # a local store hands over its own blob file; a remote one is downloaded
+    assert (store.blob_local_path(digest) is None) == store.location.startswith("s3://")
     files = fetch(
         dirs, [Input("m", filename="model.pkl")], {"m": [f"datum://{digest}"]}, store=store
     )
@@ -646,7 +632,7 @@ def test_datum_uri(dirs: dict[str, Path], store: StoreDouble, local: bool) -> No
     assert placed(dirs) == {"m/model.pkl": b"weights"}
 
 
-def test_datum_uri_refusals(dirs: dict[str, Path], store: StoreDouble) -> None:
+def test_datum_uri_refusals(dirs: dict[str, Path], store: Store) -> None:
     unknown = "0" * 64
     with pytest.raises(InputError, match="no such blob in the store"):
         fetch(dirs, [Input("m")], {"m": [f"datum://{unknown}"]}, store=store)
@@ -656,45 +642,59 @@ def test_datum_uri_refusals(dirs: dict[str, Path], store: StoreDouble) -> None:
         fetch(dirs, [Input("m")], {"m": [f"datum://{sha(b'weights')}"]})
 
 
-def test_corrupt_store_blob_is_refused(dirs: dict[str, Path], store: StoreDouble) -> None:
-    digest = sha(b"weights")
-    (store.root / digest).write_bytes(b"tampered")
+def test_corrupt_store_blob_is_refused(dirs: dict[str, Path], tmp_path: Path) -> None:
+    store = Store.open(tmp_path / "store", create=True)
+    digest = store.put_bytes(b"weights")
+    blob = store.blob_local_path(digest)
+    assert blob is not None
+    blob.chmod(0o644)  # the store keeps blobs read-only; the damage comes from outside
+    blob.write_bytes(b"tampered")
     with pytest.raises(InputError, match="blob is corrupt"):
         fetch(dirs, [Input("m")], {"m": [f"datum://{digest}"]}, store=store)
 
 
-def test_execution_output_uri_records_the_producer(
-    dirs: dict[str, Path], store: StoreDouble
-) -> None:
-    files = fetch(dirs, [Input("m")], {"m": ["execution://ex-0001/outputs/model.pkl"]}, store=store)
+def test_execution_output_uri_records_the_producer(dirs: dict[str, Path], store: Store) -> None:
+    files = fetch(
+        dirs, [Input("m")], {"m": ["execution://01JEX0001/outputs/model.pkl"]}, store=store
+    )
     assert files == [
         InputFile(
             "m",
-            "execution://ex-0001-abcdef/outputs/model.pkl",
+            f"execution://{PRODUCER}/outputs/model.pkl",
             "m/model.pkl",
             sha(b"weights"),
             7,
-            producer_execution_id="ex-0001-abcdef",
+            producer_execution_id=PRODUCER,
         )
     ]
     assert placed(dirs) == {"m/model.pkl": b"weights"}
+    # "latest" names the same execution, as on the command line
+    again = fetch(
+        {**dirs, "inputs": dirs["inputs"].with_name("again")},
+        [Input("m")],
+        {"m": ["execution://latest/outputs/model.pkl"]},
+        store=store,
+    )
+    assert [f.producer_execution_id for f in again] == [PRODUCER]
 
 
-def test_execution_output_wildcard(dirs: dict[str, Path], store: StoreDouble) -> None:
+def test_execution_output_wildcard(dirs: dict[str, Path], store: Store) -> None:
     step = [Input("p", keep_directories="full")]
-    files = fetch(dirs, step, {"p": ["execution://ex-0001/outputs/plots/*.png"]}, store=store)
+    files = fetch(dirs, step, {"p": ["execution://01JEX0001/outputs/plots/*.png"]}, store=store)
     assert [(f.path, f.producer_execution_id) for f in files] == [
-        ("p/plots/acc.png", "ex-0001-abcdef"),
-        ("p/plots/loss.png", "ex-0001-abcdef"),
+        ("p/plots/acc.png", PRODUCER),
+        ("p/plots/loss.png", PRODUCER),
     ]
+    assert placed(dirs) == {"p/plots/acc.png": b"a", "p/plots/loss.png": b"png"}
 
 
-def test_execution_uri_refusals(dirs: dict[str, Path], store: StoreDouble) -> None:
+def test_execution_uri_refusals(dirs: dict[str, Path], store: Store) -> None:
     with pytest.raises(
-        InputError, match='input "m": execution://nope/outputs/x: no execution nope'
+        InputError,
+        match="input \"m\": execution://nope/outputs/x: unknown execution 'nope' in store",
     ):
         fetch(dirs, [Input("m")], {"m": ["execution://nope/outputs/x"]}, store=store)
     with pytest.raises(InputError, match='has no output "missing.pkl"; it has: model.pkl'):
-        fetch(dirs, [Input("m")], {"m": ["execution://ex-0001/outputs/missing.pkl"]}, store=store)
+        fetch(dirs, [Input("m")], {"m": ["execution://01JEX0001/outputs/missing.pkl"]}, store=store)
     with pytest.raises(InputError, match="is not execution://<id>/outputs/<path>"):
-        fetch(dirs, [Input("m")], {"m": ["execution://ex-0001/model.pkl"]}, store=store)
+        fetch(dirs, [Input("m")], {"m": ["execution://01JEX0001/model.pkl"]}, store=store)

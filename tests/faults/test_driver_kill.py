@@ -179,34 +179,39 @@ UNTIL_STEP = """
     image: sweeper-test/python:latest
     command: python3 ./until.py {parameters}
     parameters:
-      - name: until
-        type: float
       - name: x
         type: float
         default: 0.5
+    mounts:
+      - source: GATE
+        destination: /gate
+        readonly: true
 """
 
+#: Every attempt waits until the test opens the gate (a file on a mount it declares).
 UNTIL_PY = """
-import argparse, json, time
+import argparse, json, os, time
 p = argparse.ArgumentParser()
-p.add_argument("--until", type=float)
 p.add_argument("--x", type=float)
 a = p.parse_args()
-time.sleep(max(0.0, a.until - time.time()))
+while not os.path.exists("/gate/open"):
+    time.sleep(0.05)
 print(json.dumps({"loss": a.x}), flush=True)
 """
 
 
 @pytest.mark.docker
-def test_kill_during_docker_executions_leaves_no_container(make_project, ray_head: str) -> None:
+def test_kill_during_docker_executions_leaves_no_container(
+    make_project, ray_head: str, tmp_path: Path
+) -> None:
     """A killed driver's Ray workers die, its containers run on: resume removes them."""
-    import time
-
     from tests.faults.conftest import containers
 
-    project: Path = make_project(UNTIL_STEP, {"until.py": UNTIL_PY}, name="until")
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    step = UNTIL_STEP.replace("GATE", str(gate))
+    project: Path = make_project(step, {"until.py": UNTIL_PY}, name="until")
     store_dir = project / ".sweeper"
-    until = time.time() + 12  # every attempt sleeps until then: the reruns end quickly
     driver = sweep_popen(
         "until",
         "--trials",
@@ -217,8 +222,6 @@ def test_kill_during_docker_executions_leaves_no_container(make_project, ray_hea
         "loss",
         "--runtime",
         "docker",
-        "-p",
-        f"until={until}",
         "-p",
         "x=0.1,0.9",
         "--json",
@@ -236,10 +239,11 @@ def test_kill_during_docker_executions_leaves_no_container(make_project, ray_hea
             raise AssertionError(driver.communicate()[1])
         return running if len(running) == 2 else []
 
-    first = wait_for(started, timeout=60)
+    first = wait_for(started, timeout=120)
     kill_group(driver, signal.SIGKILL)
-    time.sleep(1)
+    # held at the gate, the containers outlive the driver: nothing of it is left to end them
     assert all(containers(f"sweeper.execution_id={i}") for i in first), "they run on"
+    (gate / "open").write_text("")
     resumed = sweep_cli(*_resume_args(project, ray_head), timeout=120)
     assert resumed.returncode == 0, resumed.stderr
     summary = json.loads(resumed.stdout)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import queue
-import shutil
 import signal
 import subprocess
 import sys
@@ -22,6 +21,7 @@ from sweeper.cli.commands_dashboard import dashboard, make_app, serve, sweep_sto
 from sweeper.errors import SweeperError
 from sweeper.store import Store
 from tests.conftest import sweep_cli
+from tests.requirements import require_chromium
 
 CHROMIUM_FLAGS = [
     "--headless",
@@ -45,14 +45,6 @@ def _invoke(args: list[str]) -> BaseException | None:
     """Run the click command in this process; return the exception it ended with, if any."""
     result = CliRunner().invoke(dashboard, args)
     return result.exception
-
-
-def _chromium() -> str:
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        path = shutil.which(name)
-        if path:
-            return path
-    pytest.fail("no headless Chromium: apt-get install -y chromium (as .ci/run does)")
 
 
 def test_without_optuna_dashboard_it_says_how_to_install_it(
@@ -154,7 +146,7 @@ def test_the_dashboard_shows_a_real_sweep_live_in_a_browser(
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
 
-    chromium = _chromium()
+    chromium = require_chromium()
     store = example_project / ".sweeper"
     proc = sweep_cli(
         *("train-model", "--trials", "4", "--runtime", "local", "--metric", "loss", "--json"),
@@ -208,7 +200,7 @@ def test_the_dashboard_shows_a_real_sweep_live_in_a_browser(
         before = len(study.trials)
         assert before == 4
         study.add_trial(optuna.trial.create_trial(value=0.123, params={}, distributions={}))
-        deadline, trials = time.monotonic() + 20, before
+        deadline, trials = time.monotonic() + 120, before  # waits for the page's data
         while time.monotonic() < deadline and trials == before:
             time.sleep(0.5)
             trials = len(_get_json(f"{base}/api/studies/{summary['study_id']}")["trials"])

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import REPO, sweep_cli
+from tests.requirements import require_module
 
 NOTEBOOK = REPO / "notebooks" / "results.ipynb"
 
@@ -31,7 +32,7 @@ def _outputs(nb: Any) -> tuple[str, list[bytes]]:
 
 def test_the_notebook_is_stored_clean_and_explained() -> None:
     """No outputs or execution counts in git; markdown explains the steps; valid nbformat 4."""
-    nbformat = pytest.importorskip("nbformat")
+    nbformat = require_module("nbformat")
     nb = nbformat.read(NOTEBOOK, as_version=4)
     nbformat.validate(nb)
     code = [c for c in nb.cells if c.cell_type == "code"]

@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from runtime_support import (
-    BUSYBOX,
-    PYTHON,
-    Harness,
-    containers_labelled,
-    docker_client,
-    make_harness,
-)
+from runtime_support import Harness, containers_labelled, make_harness
+
+from tests.requirements import require_docker
 
 
 @pytest.fixture
@@ -33,15 +27,8 @@ def execution_id() -> str:
 
 @pytest.fixture(scope="session")
 def docker_available() -> None:
-    """Skip without a daemon and the offline test images; SWEEPER_REQUIRE_DOCKER=1 fails instead."""
-    try:
-        client = docker_client()
-        client.images.get(BUSYBOX)
-        client.images.get(PYTHON)
-    except Exception as exc:  # noqa: BLE001
-        if os.environ.get("SWEEPER_REQUIRE_DOCKER") == "1":
-            raise
-        pytest.skip(f"no Docker daemon with the test images (scripts/build-test-images): {exc}")
+    """A daemon with the offline test images; without them the test fails (never skips)."""
+    require_docker()
 
 
 @pytest.fixture

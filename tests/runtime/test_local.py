@@ -1,9 +1,12 @@
-"""What only the local runtime does: process groups, inherited environment, speed."""
+"""What only the local runtime does: process groups, inherited environment.
+
+Its speed (per-trial overhead over a bare process pool) is measured by the benchmarks
+(`python -m benchmarks --cases overhead`), not asserted here.
+"""
 
 from __future__ import annotations
 
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -34,7 +37,6 @@ def test_stop_kills_the_whole_process_group(local: Harness) -> None:
 
 
 def test_time_limit_kills_a_group_that_ignores_sigterm(local: Harness) -> None:
-    begin = time.monotonic()
     result, _ = local.run(
         "trap '' TERM",
         "sleep 30 & echo $! > $VH_OUTPUTS_DIR/pid",
@@ -42,18 +44,16 @@ def test_time_limit_kills_a_group_that_ignores_sigterm(local: Harness) -> None:
         time_limit_s=0.3,
     )
     assert result.reason == "time limit of 0.3s exceeded"
-    assert time.monotonic() - begin < 4
     assert not process_alive(read_pid(local))
 
 
 @pytest.mark.parametrize("redirect", ["", " > /dev/null 2>&1"])
 def test_background_leftovers_are_killed_when_the_step_ends(local: Harness, redirect: str) -> None:
-    # With the pipe still held by the leftover the run must not wait for it either.
-    begin = time.monotonic()
+    # With the pipe still held by the leftover the run must not wait for it either: the
+    # leftover is killed, so the run returns long before its 30 s.
     result, output = local.run(f"sleep 30{redirect} & echo $! > $VH_OUTPUTS_DIR/pid", "echo done")
     assert result.status == "complete"
     assert output.lines == ["done"]
-    assert time.monotonic() - begin < 3
     assert not process_alive(read_pid(local))
 
 
@@ -96,14 +96,3 @@ def test_last_line_without_newline_is_delivered(local: Harness) -> None:
 
 def test_resolve_image_is_ignored(local: Harness) -> None:
     assert local.runtime.resolve_image("anything:latest", "never") is None
-
-
-def test_a_trivial_run_costs_milliseconds(local: Harness) -> None:
-    # Guards against sleeps or slow polling on the hot path: a sweep of tiny trials
-    # is compared with a bare process pool.
-    local.run("true")
-    begin = time.perf_counter()
-    for _ in range(20):
-        result, _ = local.run("echo hi")
-        assert result.status == "complete"
-    assert (time.perf_counter() - begin) / 20 < 0.03

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from sweeper.store import Store
+from tests.requirements import require_moto
 
 
 @pytest.fixture
@@ -24,8 +25,7 @@ def _free_port() -> int:
 @pytest.fixture(scope="session")
 def s3_endpoint() -> Iterator[str]:
     """A real moto S3 server on 127.0.0.1; yields host:port."""
-    pytest.importorskip("moto.server")
-    from moto.server import ThreadedMotoServer
+    ThreadedMotoServer = require_moto().ThreadedMotoServer
 
     saved = {
         k: os.environ.get(k)

@@ -1,4 +1,4 @@
-"""Commands about results: ls, compare, lineage, plot, compact, doctor."""
+"""Commands about results: ls, compare, lineage, plot, replay, compact, doctor."""
 
 from __future__ import annotations
 
@@ -218,21 +218,112 @@ def lineage(ref: str, as_json: bool, config_path: str | None, store: str | None)
 @click.option(
     "--top", type=int, default=5, show_default=True, help="Metric curves of this many best trials."
 )
+@click.option(
+    "--replay",
+    "replays",
+    multiple=True,
+    metavar="PRUNER",
+    help="Also plot a pruner replay (median, asha, hyperband) as replay-PRUNER.png; repeatable.",
+)
 @config_option
 @store_option
 def plot(
-    sweep_id: str | None, out_dir: str, top: int, config_path: str | None, store: str | None
+    sweep_id: str | None,
+    out_dir: str,
+    top: int,
+    replays: tuple[str, ...],
+    config_path: str | None,
+    store: str | None,
 ) -> None:
-    """Write PNG plots of a sweep: history, importances, parallel coordinates, top-trial curves."""
-    from sweeper.results.plots import plot_sweep
+    """Write PNG plots of a sweep: history, importances, parallel coordinates, top-trial curves
+    and, with --replay, the curves a pruner would have cut."""
+    from sweeper.results.plots import plot_replay, plot_sweep
 
     project = project_from(config_path, store)
     opened = project.open_store()
     results = Results(opened)
-    sweep_id = sweep_id or _latest_sweep_id(results)
+    sweep_id = sweep_id if sweep_id not in (None, "latest") else _latest_sweep_id(results)
+    # every replay is computed before any file is written, so a bad pruner name writes nothing
+    replayed = [results.replay(sweep_id, pruner=name) for name in replays]
     written = plot_sweep(opened, results, sweep_id, Path(out_dir), top=top)
+    written += [plot_replay(replay, Path(out_dir)) for replay in replayed]
     for path in written:
         click.echo(str(path))
+
+
+def _seconds(value: float) -> str:
+    return f"{value:.2f}s"
+
+
+@click.command()
+@click.argument("sweep_id", metavar="SWEEP_ID|latest")
+@click.option(
+    "--pruner",
+    required=True,
+    metavar="median|asha|hyperband",
+    help="The Optuna pruner to replay, as `sweep STEP --pruner` builds it.",
+)
+@click.option("--json", "as_json", is_flag=True, help="The replay as one JSON object.")
+@config_option
+@store_option
+def replay(
+    sweep_id: str, pruner: str, as_json: bool, config_path: str | None, store: str | None
+) -> None:
+    """Replay a finished sweep's recorded metric curves under a pruner, without running anything.
+
+    Shows the trials it would have stopped and at which step (report number), the compute it
+    would have saved, whether the best trial survives, and Spearman's rank correlation between
+    the replay's ranking (pruned trials by their last value seen) and the recorded one.
+    """
+    results = _results(config_path, store)
+    if sweep_id == "latest":
+        sweep_id = _latest_sweep_id(results)
+    outcome = results.replay(sweep_id, pruner=pruner)
+    if as_json:
+        click.echo(json.dumps(outcome.to_dict()))
+        return
+    better = "lower" if outcome.direction == "minimize" else "higher"
+    rows = [
+        [
+            str(t.replay_number),
+            t.execution_id,
+            t.recorded_status,
+            str(len(t.curve)),
+            f"pruned at step {t.pruned_at_step}" if t.pruned else "survives",
+            output.format_value(t.value),
+            output.format_value(t.recorded_value),
+            _seconds(t.used_s),
+            _seconds(t.saved_s),
+            "best" if t.execution_id == outcome.best_execution_id else "",
+        ]
+        for t in outcome.trials
+    ]
+    output.table(
+        [
+            "#",
+            "execution_id",
+            "recorded",
+            "steps",
+            outcome.pruner,
+            outcome.metric,
+            "recorded " + outcome.metric,
+            "would use",
+            "saved",
+            "",
+        ],
+        rows,
+        title=f"sweep {outcome.sweep_id} replayed under {outcome.pruner} ({better} {outcome.metric} is better)",
+    )
+    rho = outcome.rank_correlation
+    survived = {True: "survives", False: "would have been PRUNED", None: "not replayed"}
+    click.echo(
+        f"pruned {len(outcome.pruned)} of {len(outcome.trials)} trials; saved "
+        f"{_seconds(outcome.saved_s)} of {_seconds(outcome.total_s)} execution time "
+        f"({outcome.saved_percent:.1f}%); best trial {survived[outcome.best_survived]}; "
+        f"Spearman rank correlation {'n/a' if rho is None else f'{rho:.3f}'}"
+        + (f"; {outcome.skipped} executions not replayed" if outcome.skipped else "")
+    )
+    click.echo(f"({outcome.time_estimate})", err=True)
 
 
 @click.command()
@@ -262,4 +353,4 @@ def doctor(quarantine: bool, config_path: str | None, store: str | None) -> None
         click.echo("store ok", err=True)
 
 
-COMMANDS = [ls, compare, lineage, plot, compact, doctor]
+COMMANDS = [ls, compare, lineage, plot, replay, compact, doctor]

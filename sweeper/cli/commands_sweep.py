@@ -161,11 +161,13 @@ def _sweep_options(func: Any) -> Any:
 def run_sweep(runner: SweepRunner, *, as_json: bool) -> dict[str, Any]:
     """Run a sweep with a live progress bar, then print its summary."""
     options = runner.options
+    if runner.objective_note:
+        output.stderr.print(f"sweep: {runner.objective_note}", highlight=False)
     if not as_json:
         output.table(
             ["parameter", "space"],
             runner.space.describe(),
-            title=f"sweep {runner.sweep_id} of {runner.step.name}: {options.trials} trials, {options.sampler}, {' '.join(f'{d} {m}' for m, d in zip(options.metrics, options.directions, strict=True))}",
+            title=f"sweep {runner.sweep_id} of {runner.step.name}: {options.trials} trials, {options.sampler}, {runner.objective}",
             console=output.stderr,
         )
     else:
@@ -184,6 +186,8 @@ def run_sweep(runner: SweepRunner, *, as_json: bool) -> dict[str, Any]:
         click.echo(json.dumps(summary, default=str))
     else:
         _print_results(runner, summary)
+    if runner.failure:
+        raise SweeperError(runner.failure)
     return summary
 
 
@@ -195,19 +199,22 @@ def _print_results(runner: SweepRunner, summary: dict[str, Any]) -> None:
     complete = [
         t for t in study.get_trials(deepcopy=False) if t.values and t.state == TrialState.COMPLETE
     ]
-    reverse = runner.options.directions[0] == "maximize"
-    complete.sort(key=lambda t: t.values[0], reverse=reverse)
+    if metrics:
+        reverse = runner.options.directions[0] == "maximize"
+        complete.sort(key=lambda t: t.values[0], reverse=reverse)
+        complete = complete[:10]
     names = sorted({k for t in complete for k in t.params})
     rows = [
         [
             t.number,
             t.user_attrs.get("execution_id"),
-            *[output.format_value(v) for v in t.values],
+            *[output.format_value(v) for v in (t.values if metrics else [])],
             *[output.format_value(t.params.get(n)) for n in names],
         ]
-        for t in complete[:10]
+        for t in complete
     ]
-    output.table(["trial", "execution", *metrics, *names], rows, title="top trials")
+    title = "top trials" if metrics else "trials (unranked: no metric)"
+    output.table(["trial", "execution", *metrics, *names], rows, title=title)
     counts = summary["trials"]
     click.echo(
         f"sweep {summary['sweep_id']}: {counts['complete']} complete, {counts['error']} failed, {counts['pruned']} pruned"

@@ -67,11 +67,17 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "plot": (
         "sweeper.cli.commands_results:plot",
-        "Write PNG plots of a sweep: history, importances, parallel coordinates, top-trial curves.",
+        "Write PNG plots of a sweep: history, importances, parallel coordinates, top-trial curves "
+        "and, with --replay, the curves a pruner would have cut.",
     ),
     "rerun": (
         "sweeper.cli.commands_exec:rerun",
         "Run EXECUTION again with the same spec: image digest, inputs by checksum, code, parameters.",
+    ),
+    "replay": (
+        "sweeper.cli.commands_results:replay",
+        "Replay a finished sweep's recorded metric curves under a pruner, without running "
+        "anything.",
     ),
     "resume": (
         "sweeper.cli.commands_sweep:resume",

@@ -22,6 +22,8 @@ from ._lineage import Lineage, build_lineage, datum_id
 if TYPE_CHECKING:
     import pandas as pd
 
+    from .replay import Replay
+
 _DIRECTIONS = {"minimize": True, "min": True, "maximize": False, "max": False}
 
 
@@ -213,6 +215,14 @@ class Results:
         df = df.assign(_key=key)[key.notna()]
         df = df.sort_values("_key", ascending=ascending, kind="stable").drop(columns="_key")
         return df.head(k).reset_index(drop=True)
+
+    def replay(self, sweep_id: str, pruner: str = "median") -> Replay:
+        """What ``pruner`` (median, asha, hyperband) would have stopped in a finished sweep,
+        the compute it would have saved and whether the best trial would have survived,
+        replayed from the recorded metric curves (see :mod:`sweeper.results.replay`)."""
+        from .replay import replay_sweep  # Optuna and pandas: not for `sweep ls`
+
+        return replay_sweep(self, sweep_id, pruner)
 
     def compare(self, ids: Iterable[str]) -> pd.DataFrame:
         """Parameters and metrics side by side: one column per execution, one row per name."""

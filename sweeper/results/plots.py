@@ -1,13 +1,17 @@
-"""PNG plots of a sweep: optimization history, parameter importances, parallel coordinates
-and the metric curves of the best trials (matplotlib, via Optuna's own plot functions)."""
+"""PNG plots of a sweep: optimization history, parameter importances, parallel coordinates,
+the metric curves of the best trials (matplotlib, via Optuna's own plot functions) and
+pruner replays."""
 
 from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sweeper.errors import SweeperError
+
+if TYPE_CHECKING:
+    from sweeper.results.replay import Replay
 
 
 def _save(axes_or_figure: Any, path: Path) -> Path:
@@ -98,3 +102,46 @@ def plot_sweep(
         axes.grid(alpha=0.3)
         written.append(_save(figure, out_dir / "top_trials.png"))
     return written
+
+
+def plot_replay(replay: Replay, out_dir: Path) -> Path:
+    """Write ``replay-<pruner>.png``: every replayed curve, each pruned one solid up to its
+    prune point (a cross) and faint after it, the recorded best trial in bold."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    figure, axes = plt.subplots()
+    for trial in replay.trials:
+        steps = list(range(len(trial.curve)))
+        best = trial.execution_id == replay.best_execution_id
+        style: dict[str, Any] = {"linewidth": 2.5, "zorder": 3} if best else {"linewidth": 1.0}
+        if trial.pruned_at_step is None:
+            label = f"trial {trial.replay_number}" + (" (best)" if best else "")
+            axes.plot(steps, trial.curve, color="tab:green", label=label, **style)
+            continue
+        cut = trial.pruned_at_step + 1
+        (line,) = axes.plot(steps[:cut], trial.curve[:cut], color="tab:red", **style)
+        axes.plot(steps[cut - 1 :], trial.curve[cut - 1 :], color="tab:red", alpha=0.2, ls="--")
+        axes.plot([trial.pruned_at_step], [trial.curve[trial.pruned_at_step]], "x", color="black")
+        line.set_label(
+            f"trial {trial.replay_number} pruned at step {trial.pruned_at_step}"
+            + (" (best)" if best else "")
+        )
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps are report numbers
+    axes.set_xlabel("step (report number)")
+    axes.set_ylabel(replay.metric)
+    rho = "n/a" if replay.rank_correlation is None else f"{replay.rank_correlation:.2f}"
+    axes.set_title(
+        f"{replay.pruner} on sweep {replay.sweep_id}: {len(replay.pruned)}/{len(replay.trials)} "
+        f"pruned, {replay.saved_percent:.0f}% compute saved, best "
+        f"{'survives' if replay.best_survived else 'pruned'}, Spearman {rho}",
+        fontsize=9,
+    )
+    if len(replay.trials) <= 20:
+        axes.legend(fontsize=7, ncol=2)
+    axes.grid(alpha=0.3)
+    return _save(figure, out_dir / f"replay-{replay.pruner}.png")

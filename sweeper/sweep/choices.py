@@ -6,3 +6,5 @@
 
 SAMPLERS = ("tpe", "random", "grid", "cmaes", "gp", "nsga2", "qmc")
 PRUNERS = ("none", "median", "hyperband", "asha")
+#: Samplers that never read the values of finished trials: they can sweep without a metric.
+VALUE_FREE_SAMPLERS = ("grid", "random", "qmc")

@@ -27,8 +27,10 @@ from sweeper.cluster.actors import ActorPool, ResourceShape, TrialHandle
 from sweeper.cluster.connect import ClusterInfo, connect
 from sweeper.errors import SweeperError
 from sweeper.execution.ids import new_execution_id
+from sweeper.execution.inputs import resolve_inputs
 from sweeper.execution.runner import ExecutionContext
 from sweeper.execution.spec import MASK, ExecutionSpec, build_spec, is_secret_name
+from sweeper.sweep.choices import VALUE_FREE_SAMPLERS
 from sweeper.sweep.samplers import make_pruner, make_sampler
 from sweeper.sweep.space import SearchSpace, resolve_space
 from sweeper.sweep.state import (
@@ -45,6 +47,11 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 #: Sweeps at least this long compact the store's datasets when they end.
 COMPACT_AFTER_TRIALS = 50
+#: The study's name for the objective of a sweep without a metric (plots, dashboard).
+UNRANKED = "unranked"
+#: What an unranked sweep tells Optuna for every complete trial: Optuna completes a trial
+#: only with a value, and a constant one ranks no trial above another.
+UNRANKED_VALUE = 0.0
 
 
 @dataclass
@@ -143,8 +150,10 @@ class SweepRunner:
             raise SweeperError(
                 f'task "{task.name}" is for step "{task.step}", not "{self.step.name}"'
             )
-        if not options.metrics:
-            options.metrics = self._default_metrics(config, task)
+        #: A line for the user when the metric to rank by was not given on the command line.
+        self.objective_note: str | None = None
+        if not options.metrics and not resume:  # a resumed sweep keeps what it started with
+            options.metrics, self.objective_note = self._default_metrics(config, task)
         if not options.directions:
             options.directions = [
                 "minimize" if "loss" in m or "error" in m else "maximize" for m in options.metrics
@@ -157,22 +166,19 @@ class SweepRunner:
             if direction not in ("minimize", "maximize"):
                 raise SweeperError(f'--direction must be minimize or maximize, not "{direction}"')
         self.space: SearchSpace = resolve_space(self.step, options.specs, task)
-        if options.trials is None:
-            if self.space.grid_size is not None:
-                options.trials = self.space.grid_size
-            elif self.space.parameter_sets:
-                options.trials = len(self.space.parameter_sets)
-            elif task is not None and task.execution_count:
-                options.trials = int(task.execution_count)
-            else:
-                raise SweeperError("say how many trials to run with --trials N")
-        if options.trials < 1:
-            raise SweeperError("--trials must be at least 1")
+        # checked once here, as `sweep run` does: a bad --input is one error, not N failed trials
+        self.inputs = resolve_inputs(self.step.inputs, options.inputs, project_dir=project_dir)
         if options.sampler is None:
             options.sampler = "grid" if self.space.grid is not None else "tpe"
+        if not options.metrics:
+            self._check_unranked(options)
         self.sampler = make_sampler(
             options.sampler, self.space, seed=options.seed, objectives=len(options.metrics)
         )
+        if options.trials is None:
+            options.trials = self._default_trials(task)
+        if options.trials < 1:
+            raise SweeperError("--trials must be at least 1")
         self.pruner = make_pruner(options.pruner, objectives=len(options.metrics))
         self.resume = resume
         self.sweep_id = sweep_id or new_execution_id()
@@ -180,28 +186,80 @@ class SweepRunner:
         self.stop_condition = task.stop_condition if task is not None else None
         self._counts: dict[str, int] = {}
         self._best: Any = None
+        #: Why the sweep stopped short of its trials, when it did (``--max-failures``).
+        self.failure: str | None = None
 
-    def _default_metrics(self, config: Any, task: Any | None) -> list[str]:
-        """The task's optimization-target-metric, else the one the step's tasks agree on."""
+    def _default_trials(self, task: Any | None) -> int:
+        """``--trials`` when not given: the grid's size, the manual sets, the execution-count."""
+        if self.options.sampler == "grid" or self.space.grid is not None:
+            size = self.space.grid_size or 1
+            if self.options.sampler == "grid":  # lists given with -p are axes of the grid too
+                for dist in self.space.distributions.values():
+                    if isinstance(dist, CategoricalDistribution):
+                        size *= len(dist.choices)
+            return size
+        if self.space.parameter_sets:
+            return len(self.space.parameter_sets)
+        if task is not None and task.execution_count:
+            return int(task.execution_count)
+        raise SweeperError("say how many trials to run with --trials N")
+
+    def _default_metrics(self, config: Any, task: Any | None) -> tuple[list[str], str | None]:
+        """The metric to rank by when ``--metric`` is not given, and a line saying why.
+
+        The task's own optimization-target-metric; else the one the step's tasks name (a
+        grid task usually names none while its Bayesian sibling does); else none, and the
+        sweep runs unranked, as a Valohai grid or random search does.
+        """
         if task is not None and task.optimization_target_metric:
-            return [task.optimization_target_metric]
-        named = {
-            t.optimization_target_metric
-            for t in config.tasks.values()
-            if t.step == self.step.name and t.optimization_target_metric
-        }
-        if task is None and len(named) == 1:
-            return [named.pop()]
-        raise SweeperError(
-            "name the metric to optimize with --metric NAME (a key of the JSON lines the "
-            "step prints), or set optimization-target-metric in a task of the step"
+            return [task.optimization_target_metric], None
+        named: dict[str, list[str]] = {}
+        for other in config.tasks.values():
+            if other.step == self.step.name and other.optimization_target_metric:
+                named.setdefault(other.optimization_target_metric, []).append(other.name)
+        if len(named) == 1:
+            ((metric, tasks),) = named.items()
+            if task is None:
+                return [metric], None  # what the step's tasks agree on: nothing to explain
+            return [metric], (
+                f'task "{task.name}" names no optimization-target-metric: the trials are '
+                f"ranked by {metric}, the optimization-target-metric of task "
+                f"{', '.join(tasks)} (--metric NAME to choose another)"
+            )
+        why = (
+            f"the tasks of step {self.step.name} name several ({', '.join(sorted(named))})"
+            if named
+            else f"no task of step {self.step.name} names an optimization-target-metric"
         )
+        return [], f"no --metric and {why}: the trials run unranked (--metric NAME ranks them)"
+
+    def _check_unranked(self, options: SweepOptions) -> None:
+        """Refuse an unranked sweep whose sampler or pruner needs the metric's values."""
+        if options.sampler not in VALUE_FREE_SAMPLERS:
+            raise SweeperError(
+                "name the metric to optimize with --metric NAME (a key of the JSON lines the "
+                "step prints), or set optimization-target-metric in a task of the step: the "
+                f"{options.sampler} sampler learns from it (grid, random and qmc sweeps run "
+                "without one)"
+            )
+        if options.pruner != "none":
+            raise SweeperError(
+                f"the {options.pruner} pruner compares a metric: name it with --metric NAME"
+            )
+
+    @property
+    def objective(self) -> str:
+        """How the trials are ranked: ``minimize loss``, or ``unranked``."""
+        pairs = zip(self.options.directions, self.options.metrics, strict=True)
+        return ", ".join(f"{d} {m}" for d, m in pairs) or "unranked"
 
     # -- study -------------------------------------------------------------------------
 
     def _study(self) -> optuna.Study:
         storage = study_storage(self.store, self.sweep_id, self.options.storage)
-        directions = self.options.directions
+        # Optuna's study needs an objective: an unranked sweep has one that never varies.
+        directions = self.options.directions or ["minimize"]
+        names = list(self.options.metrics) or [UNRANKED]
         study = optuna.create_study(
             study_name=self.sweep_id,
             storage=storage,
@@ -210,11 +268,11 @@ class SweepRunner:
             directions=directions,  # type: ignore[arg-type]
             load_if_exists=True,
         )
-        if study.metric_names != list(self.options.metrics):
+        if study.metric_names != names:
             with warnings.catch_warnings():  # experimental in Optuna, stable in practice
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 # names the axes in plots and the dashboard ("loss", not "Objective 0")
-                study.set_metric_names(list(self.options.metrics))
+                study.set_metric_names(names)
         return study
 
     def _sweep_row(self, status: str, best_execution_id: str | None = None) -> dict[str, Any]:
@@ -237,12 +295,10 @@ class SweepRunner:
     # -- specs -------------------------------------------------------------------------
 
     def _spec(self, params: dict[str, Any]) -> ExecutionSpec:
-        inputs: dict[str, list[str]] = {i.name: list(i.default) for i in self.step.inputs}
-        inputs.update(self.options.inputs)
         return build_spec(
             self.step,
             parameters=params,
-            inputs=inputs,
+            inputs=self.inputs,
             code_version=self.code_version,
             code_archive=self.code_archive,
             project_dir=str(self.project_dir),
@@ -298,7 +354,6 @@ class SweepRunner:
         self._best = self._best_value(study)
         pool = ActorPool(self.store.location, options.runtime, fresh_actors=options.fresh_actors)
         in_flight: dict[Any, TrialHandle] = {}
-        retries: dict[int, int] = {}
         started = time.monotonic()
         stop_all = False
         status = "complete"
@@ -315,7 +370,7 @@ class SweepRunner:
                     and len(in_flight) < parallel
                     and done + len(in_flight) < options.trials
                 ):
-                    handle = self._launch(study, pool, retries)
+                    handle = self._launch(study, pool)
                     in_flight[handle.ref] = handle
                 if stop_all or done + len(in_flight) >= options.trials:
                     pool.trim(keep=0)  # no more work for idle actors: give their resources back
@@ -340,7 +395,7 @@ class SweepRunner:
                     self._report_intermediate(study, in_flight.values())
                 for ref in ready:
                     handle = in_flight.pop(ref)
-                    stop_all = self._finish(study, pool, handle, retries) or stop_all
+                    stop_all = self._finish(study, pool, handle) or stop_all
                 if stop_all:
                     for handle in in_flight.values():
                         handle.actor.stop.remote("stopped")
@@ -365,6 +420,13 @@ class SweepRunner:
             self.store.write_rows("sweeps", [self._sweep_row(status, best_id)])
             if options.trials >= COMPACT_AFTER_TRIALS:
                 self._compact()
+        summary["status"] = status
+        if status == "failed":
+            self.failure = (
+                f"sweep {self.sweep_id} stopped after {self._counts.get('error', 0)} failed "
+                f"trials, more than --max-failures {options.max_failures}: `sweep ls --sweep "
+                f"{self.sweep_id} --status error` lists them"
+            )
         return summary
 
     def _compact(self) -> None:
@@ -375,7 +437,7 @@ class SweepRunner:
             except SweeperError:
                 pass  # another process is compacting it; its result serves us as well
 
-    def _launch(self, study: optuna.Study, pool: ActorPool, retries: dict[int, int]) -> TrialHandle:
+    def _launch(self, study: optuna.Study, pool: ActorPool) -> TrialHandle:
         distributions = dict(self.space.distributions)
         for name, values in (self.space.grid or {}).items():
             distributions[name] = CategoricalDistribution(values)
@@ -418,9 +480,7 @@ class SweepRunner:
                 handle.stopping = True
                 handle.actor.stop.remote("pruned")
 
-    def _finish(
-        self, study: optuna.Study, pool: ActorPool, handle: TrialHandle, retries: dict[int, int]
-    ) -> bool:
+    def _finish(self, study: optuna.Study, pool: ActorPool, handle: TrialHandle) -> bool:
         """Tell Optuna how a trial ended; return True when the sweep must stop."""
         trial: optuna.Trial = handle.key
         try:
@@ -433,15 +493,16 @@ class SweepRunner:
             )
         status = record.get("status")
         if status == "crashed":
-            used = retries.get(trial.number, 0)
+            # A retry is a new trial: the crashes so far travel with it in its user attrs.
+            used = int(trial.user_attrs.get("crashes", 0))
             if used < self.options.max_retries:
-                retries[trial.number] = used + 1
                 self._tell(study, trial, TrialState.FAIL, "crashed", record)
                 study.enqueue_trial(
                     trial.params,
                     user_attrs={
                         "retry_of": trial.number,
                         "attempt": int(trial.user_attrs.get("attempt", 1)) + 1,
+                        "crashes": used + 1,
                     },
                 )
                 return False
@@ -510,12 +571,12 @@ class SweepRunner:
             )
             if better:
                 self._best = values[0]
-        elif values is not None:
+        elif values:
             self._best = self._counts.get("complete", 0)
         if reason or record.get("error"):
             trial.set_user_attr("reason", str(reason or record.get("error"))[:500])
         if state == TrialState.COMPLETE:
-            study.tell(trial, values)
+            study.tell(trial, values or [UNRANKED_VALUE])
         else:
             study.tell(trial, state=state)
 
@@ -562,12 +623,15 @@ class SweepRunner:
                 user_attrs={
                     "retry_of": frozen.number,
                     "attempt": int(frozen.user_attrs.get("attempt", 1)) + 1,
+                    "crashes": int(frozen.user_attrs.get("crashes", 0)),
                 },
             )
 
     # -- results -----------------------------------------------------------------------
 
     def _best_value(self, study: optuna.Study) -> Any:
+        if not self.options.metrics:
+            return None
         try:
             if len(self.options.metrics) == 1:
                 return study.best_value

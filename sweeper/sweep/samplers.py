@@ -49,6 +49,12 @@ def make_sampler(
             raise SweeperError(
                 "the cmaes sampler cannot be used with several metrics: use nsga2 or tpe"
             )
+        try:
+            import cmaes  # noqa: F401  (Optuna imports it only when the first trial asks)
+        except ImportError:
+            raise SweeperError(
+                "the cmaes sampler needs the cmaes package: pip install cmaes, or use tpe"
+            ) from None
         return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
     if name == "gp":
         try:

@@ -181,7 +181,20 @@ def space_from_task(step: Any, task: Any) -> SearchSpace:
     space = SearchSpace(source=f"task {task.name}")
     kind = task.type
     if task.parameter_sets:
-        space.parameter_sets = [dict(s) for s in task.parameter_sets]
+        space.parameter_sets = [
+            {name: _parameter(step, name).validate(value) for name, value in s.items()}
+            for s in task.parameter_sets
+        ]
+        # Optuna puts an enqueued value into a trial only for a parameter it is asked to
+        # suggest: each name of the sets is a choice among the values the sets give it.
+        for name in dict.fromkeys(n for s in space.parameter_sets for n in s):
+            values = [s[name] for s in space.parameter_sets if name in s]
+            if any(isinstance(v, (list, dict)) for v in values):
+                raise SweeperError(
+                    f'task "{task.name}": parameter-sets give "{name}" several values in '
+                    "one set; a sweep takes one value per parameter"
+                )
+            space.distributions[name] = CategoricalDistribution(list(dict.fromkeys(values)))
     for variant in task.parameters:
         parameter = _parameter(step, variant.name)
         style = variant.style

@@ -109,7 +109,9 @@ def summarize(study: optuna.Study, sweep_id: str, metrics: list[str]) -> dict[st
     counts = outcome_counts(study)
     best: Any = None
     try:
-        if len(metrics) <= 1:
+        if not metrics:
+            best = None  # an unranked sweep has no best trial
+        elif len(metrics) == 1:
             best = _trial_summary(study.best_trial, metrics)
         else:
             best = [_trial_summary(t, metrics) for t in study.best_trials]

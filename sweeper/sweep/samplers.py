@@ -10,6 +10,10 @@ from sweeper.errors import SweeperError
 from sweeper.sweep.choices import PRUNERS, SAMPLERS
 from sweeper.sweep.space import SearchSpace
 
+# Optuna's INFO lines ("A new study created...") are not sweeper's output; set here too, not
+# only in the engine, for the commands that use Optuna without it (`sweep replay`).
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
 
 class AskTellGridSampler(optuna.samplers.GridSampler):
     """Optuna's grid sampler for an ask/tell loop.

@@ -38,6 +38,7 @@ DETAILS = {
     "query_api_compacted_s": "query compacted s",
     "query_cli_compacted_s": "sweep ls compacted s",
     "trials_done": "trials",
+    "cpu_s": "cpu s",
 }
 
 

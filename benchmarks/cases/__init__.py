@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from benchmarks.cases import containers, overhead, parallel, quality, scale, store
+from benchmarks.cases import cli, containers, overhead, parallel, quality, scale, store
 from benchmarks.cases.base import CaseResult, Settings
 
 CASES: dict[str, Callable[[Settings], CaseResult]] = {
@@ -14,4 +14,5 @@ CASES: dict[str, Callable[[Settings], CaseResult]] = {
     "scale": scale.run,
     "quality": quality.run,
     "store": store.run,
+    "cli": cli.run,
 }

@@ -8,7 +8,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import yaml
@@ -25,10 +25,13 @@ from sweeper.cli.options import (
 from sweeper.cli.project import Project, project_from
 from sweeper.config import lint_file, parse_config
 from sweeper.errors import SweeperError
-from sweeper.execution.inputs import resolve_inputs
-from sweeper.execution.runner import FINAL_STATUSES, Executor, StopToken
 from sweeper.execution.spec import ExecutionSpec, build_spec, parse_assignments
-from sweeper.runtime import get_runtime
+
+if TYPE_CHECKING:
+    from sweeper.execution.runner import StopToken
+
+# The runner, the runtimes and the input fetchers (urllib, ssl) are imported by the commands
+# that run something, so that lint, steps and run --dry-run start at once.
 
 
 @click.command()
@@ -76,6 +79,8 @@ def steps(config_path: str | None) -> None:
 
 def _run_with_ctrl_c(func: Callable[[StopToken], dict[str, Any]]) -> dict[str, Any]:
     """Run ``func`` in a thread so that Ctrl-C stops the execution cleanly instead of killing it."""
+    from sweeper.execution.runner import StopToken
+
     stop = StopToken()
     result: dict[str, Any] = {}
     failure: list[BaseException] = []
@@ -114,6 +119,9 @@ def execute_spec(
     project: Project, spec: ExecutionSpec, *, as_json: bool, reuse: bool
 ) -> dict[str, Any]:
     """Run one spec in this process, streaming its log, and print the record."""
+    from sweeper.execution.runner import Executor
+    from sweeper.runtime import get_runtime
+
     store = project.open_store(create=True)
     executor = Executor(store, get_runtime(spec.runtime))
     stream = sys.stderr if as_json else sys.stdout
@@ -192,6 +200,8 @@ def run(
         for command in step_obj.build_command(values):
             click.echo(command)
         return
+    from sweeper.execution.inputs import resolve_inputs
+
     uris = resolve_inputs(
         step_obj.inputs, parse_assignments(inputs, "--input"), project_dir=project.directory
     )
@@ -246,6 +256,8 @@ def rerun(execution: str, as_json: bool, config_path: str | None, store: str | N
         inputs.setdefault(item["name"], []).append(uri)
     image = record.get("image_digest") or spec_data.get("image")
     if spec_data.get("runtime") == "docker" and image:
+        from sweeper.runtime import get_runtime
+
         step_runtime = get_runtime("docker")
         step_runtime.resolve_image(image, "never")
     spec = ExecutionSpec(
@@ -299,6 +311,8 @@ def show(execution: str, as_json: bool, config_path: str | None, store: str | No
 @store_option
 def logs(execution: str, follow: bool, config_path: str | None, store: str | None) -> None:
     """Print the log of one execution."""
+    from sweeper.execution.runner import FINAL_STATUSES
+
     opened = project_from(config_path, store).open_store()
     record = opened.find_execution(execution)
     relpath = f"{opened.execution_dir(record['id'])}/logs.txt"

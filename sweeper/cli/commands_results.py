@@ -9,13 +9,16 @@ from pathlib import Path
 from typing import Any
 
 import click
-import pandas as pd
 
 from sweeper.cli import output
 from sweeper.cli.options import config_option, store_option
 from sweeper.cli.project import project_from
 from sweeper.errors import SweeperError
 from sweeper.results import Results
+from sweeper.results._results import missing_last, take, to_pandas, to_rows
+
+# `ls` works on Arrow tables so that it answers without importing pandas (~0.5 s); the commands
+# that need DataFrames import pandas through sweeper.results.
 
 #: Columns `sweep ls` shows in a table before the parameters and metrics.
 LS_COLUMNS = ["counter", "execution_id", "step", "status", "trial_number", "duration_s"]
@@ -26,14 +29,21 @@ def _results(config_path: str | None, store: str | None) -> Results:
 
 
 def _latest_sweep_id(results: Results) -> str:
-    sweeps = results.sweeps()
-    if sweeps.empty:
+    table = results.to_arrow("sweeps").select(["sweep_id", "created_at", "updated_at"])
+    if not table.num_rows:
         raise SweeperError(f"no sweep in the store {results.store.location}")
-    return str(sweeps.sort_values("created_at").iloc[-1]["sweep_id"])
+    # each sweep's latest row, then the sweep created last (as Results.sweeps() orders them)
+    latest: dict[Any, dict[str, Any]] = {}
+    for row in sorted(to_rows(table), key=lambda r: missing_last(r["updated_at"])):
+        latest.pop(row["sweep_id"], None)
+        latest[row["sweep_id"]] = row
+    ordered = sorted(latest.values(), key=lambda r: missing_last(r["created_at"]))
+    return str(ordered[-1]["sweep_id"])
 
 
 def _plain(value: Any) -> Any:
-    if value is None or value is pd.NA:
+    pandas = sys.modules.get("pandas")  # a pandas NA comes only from an imported pandas
+    if value is None or (pandas is not None and value is pandas.NA):
         return None
     if isinstance(value, float) and not math.isfinite(value):
         return None
@@ -86,35 +96,40 @@ def ls(
     results = _results(config_path, store)
     if sweep_id == "latest":
         sweep_id = _latest_sweep_id(results)
-    df = results.executions(sweep_id=sweep_id, step=step, status=status)
+    table = results.execution_table(sweep_id=sweep_id, step=step, status=status)
     if sort_key:
         column = sort_key.lstrip("-+")
-        if column not in df.columns:
+        if column not in table.column_names:
             known = (
-                ", ".join(c for c in df.columns if c.startswith(("metric.", "param."))) or "none"
+                ", ".join(c for c in table.column_names if c.startswith(("metric.", "param.")))
+                or "none"
             )
             raise SweeperError(
                 f'cannot sort by "{column}": no such column (metric and parameter columns: {known})'
             )
-        df = df.sort_values(
-            column, ascending=not sort_key.startswith("-"), na_position="last", kind="stable"
-        )
+        values = [row[column] for row in to_rows(table.select([column]))]
+        present = [row for row, value in enumerate(values) if not missing_last(value)[0]]
+        # a stable sort either way, missing values (null, NaN) last: as pandas sorts
+        present.sort(key=values.__getitem__, reverse=sort_key.startswith("-"))
+        missing = [row for row, value in enumerate(values) if missing_last(value)[0]]
+        table = take(table, present + missing)
     if limit is not None:
-        df = df.head(limit)
+        # as DataFrame.head: a negative N drops the last -N rows
+        table = table.slice(0, limit if limit >= 0 else max(table.num_rows + limit, 0))
     if fmt == "json":
-        rows = [{k: _plain(v) for k, v in row.items()} for row in df.to_dict(orient="records")]
+        rows = [{k: _plain(v) for k, v in row.items()} for row in to_rows(table)]
         click.echo(json.dumps(rows, default=str))
         return
-    extra = [c for c in df.columns if c.startswith("param.")] + [
-        c for c in df.columns if c.startswith("metric.")
+    extra = [c for c in table.column_names if c.startswith("param.")] + [
+        c for c in table.column_names if c.startswith("metric.")
     ]
-    columns = [c for c in LS_COLUMNS if c in df.columns] + extra
+    columns = [c for c in LS_COLUMNS if c in table.column_names] + extra
     if fmt == "csv":
-        df[columns].to_csv(sys.stdout, index=False)
+        to_pandas(table.select(columns)).to_csv(sys.stdout, index=False)
         return
     cells = [
         [output.format_value(_plain(row[c])) if _plain(row[c]) is not None else "" for c in columns]
-        for _, row in df.iterrows()
+        for row in to_rows(table.select(columns))
     ]
     output.table(columns, cells)
 

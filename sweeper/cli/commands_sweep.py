@@ -8,10 +8,9 @@ import shlex
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from optuna.trial import TrialState
 
 from sweeper.cli import output
 from sweeper.cli.options import (
@@ -24,9 +23,13 @@ from sweeper.cli.options import (
 from sweeper.cli.project import Project, project_from
 from sweeper.errors import ClusterError, SweeperError
 from sweeper.execution.spec import MASK, parse_assignments
-from sweeper.sweep import Progress, SweepOptions, SweepRunner, summarize
-from sweeper.sweep.samplers import PRUNERS, SAMPLERS
-from sweeper.sweep.state import load_study
+from sweeper.sweep.choices import PRUNERS, SAMPLERS
+
+if TYPE_CHECKING:
+    from sweeper.sweep.engine import Progress, SweepOptions, SweepRunner
+
+# The sweep engine (Ray, Optuna) is imported by the commands that sweep; `status` needs only
+# Optuna's study and the store.
 
 SPACE_HELP = """Sweep STEP: run N trials, Optuna suggesting parameters, each trial one execution on a
 Ray actor that holds the step's CPUs/GPUs.
@@ -189,6 +192,8 @@ def run_sweep(runner: SweepRunner, *, as_json: bool) -> dict[str, Any]:
 
 
 def _print_results(runner: SweepRunner, summary: dict[str, Any]) -> None:
+    from optuna.trial import TrialState
+
     study = runner._study()
     metrics = runner.options.metrics
     complete = [
@@ -232,6 +237,8 @@ def _runner(
     resume: bool = False,
     code: tuple[str, str | None] | None = None,
 ) -> SweepRunner:
+    from sweeper.sweep.engine import SweepRunner
+
     store = project.open_store(create=True)
     version, archive = code or project.snapshot_code(store)
     return SweepRunner(
@@ -250,6 +257,8 @@ def _runner(
 @click.argument("step")
 @_sweep_options
 def sweep_command(step: str, **kw: Any) -> None:
+    from sweeper.sweep.engine import SweepOptions
+
     project = project_from(kw.pop("config_path"), kw.pop("store"))
     as_json = kw.pop("as_json")
     options = SweepOptions(
@@ -322,6 +331,8 @@ def resume(
     store: str | None,
 ) -> None:
     """Continue a sweep to exactly its number of trials (default: the latest unfinished one)."""
+    from sweeper.sweep.engine import SweepOptions
+
     project = project_from(config_path, store)
     opened = project.open_store()
     sweep_id = sweep_id or _latest_sweep(opened, unfinished=True)
@@ -355,6 +366,8 @@ def resume(
 @store_option
 def status(sweep_id: str | None, as_json: bool, config_path: str | None, store: str | None) -> None:
     """Show a sweep's progress, also while it runs (default: the latest sweep)."""
+    from sweeper.sweep.state import load_study, summarize
+
     opened = project_from(config_path, store).open_store()
     sweep_id = sweep_id or _latest_sweep(opened)
     saved = _saved(opened, sweep_id)

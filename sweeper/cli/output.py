@@ -6,14 +6,37 @@ import json
 import sys
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
-from rich.table import Table
+if TYPE_CHECKING:
+    from rich.console import Console
 
-# Off a terminal (pipes, files, CI logs) tables keep their natural width instead of wrapping.
-stdout = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 1000)
-stderr = Console(stderr=True, soft_wrap=True, width=None if sys.stderr.isatty() else 1000)
+    stdout: Console
+    stderr: Console
+
+
+def _console(name: str) -> Console:
+    """The rich console ``stdout`` or ``stderr`` of this module, made on first use.
+
+    rich takes ~60 ms to import, which commands that print no table (lint, run --dry-run)
+    should not pay.
+    """
+    made = globals().get(name)
+    if made is None:
+        from rich.console import Console
+
+        to_stderr = name == "stderr"
+        stream = sys.stderr if to_stderr else sys.stdout
+        # Off a terminal (pipes, files, CI logs) tables keep their natural width, not wrapping.
+        made = Console(stderr=to_stderr, soft_wrap=True, width=None if stream.isatty() else 1000)
+        globals()[name] = made
+    return made
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("stdout", "stderr"):
+        return _console(name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def table(
@@ -24,12 +47,14 @@ def table(
     console: Console | None = None,
 ) -> None:
     """Print rows as a table."""
+    from rich.table import Table
+
     view = Table(title=title, show_lines=False, header_style="bold")
     for header in headers:
         view.add_column(str(header), overflow="fold")
     for row in rows:
         view.add_row(*("" if v is None else str(v) for v in row))
-    (console or stdout).print(view)
+    (console or _console("stdout")).print(view)
 
 
 def format_value(value: Any) -> str:
@@ -52,13 +77,14 @@ def execution_summary(record: dict[str, Any]) -> None:
         line += f" (reused {record['reused_from']})"
     if record.get("error"):
         line += f" ({record['error']})"
-    stderr.print(line, highlight=False)
+    console = _console("stderr")
+    console.print(line, highlight=False)
     if metrics:
-        stderr.print(f"  metrics: {metrics}", highlight=False)
+        console.print(f"  metrics: {metrics}", highlight=False)
     for item in record.get("outputs") or []:
-        stderr.print(f"  output: {item['path']} {item['size']} B {item['uri']}", highlight=False)
+        console.print(f"  output: {item['path']} {item['size']} B {item['uri']}", highlight=False)
     for item in record.get("outputs_skipped") or []:
-        stderr.print(f"  output skipped: {item['path']} ({item['reason']})", highlight=False)
+        console.print(f"  output skipped: {item['path']} ({item['reason']})", highlight=False)
 
 
 def execution_details(record: dict[str, Any]) -> None:
@@ -134,7 +160,7 @@ class SweepProgress:
             TimeElapsedColumn(),
             TextColumn("ETA"),
             TimeRemainingColumn(),
-            console=stderr,
+            console=_console("stderr"),
             transient=False,
         )
         self.task = self.progress.add_task("sweep", total=total, status="")
@@ -161,6 +187,6 @@ class SweepProgress:
             time.monotonic() - self._last_plain > 5 or done == self.progress.tasks[0].total
         ):
             self._last_plain = time.monotonic()
-            stderr.print(
+            _console("stderr").print(
                 f"sweep: {done}/{self.progress.tasks[0].total} done, {status}", highlight=False
             )

@@ -6,12 +6,12 @@ import os
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sweeper.config import load_config
 from sweeper.errors import ConfigError
-from sweeper.execution.code import archive_project, code_version, project_files
-from sweeper.store import Store
+
+if TYPE_CHECKING:
+    from sweeper.store import Store
 
 
 @dataclass
@@ -33,6 +33,8 @@ class Project:
         An item with errors is set aside rather than failing the whole file: running a step
         depends on that step alone (``sweep lint`` still reports everything).
         """
+        from sweeper.config import load_config  # not for the commands that only read the store
+
         if not self.config_path.is_file():
             raise ConfigError(
                 f"no valohai.yaml at {self.config_path}: run in a project folder or pass -f PATH"
@@ -50,10 +52,14 @@ class Project:
 
     def open_store(self, *, create: bool = False) -> Store:
         """Open (or create) the store."""
+        from sweeper.store import Store  # pyarrow: only for the commands that read results
+
         return Store.open(self.store_path, create=create)
 
     def snapshot_code(self, store: Store) -> tuple[str, str]:
         """Archive the project's files into the store; return (code version, archive sha256)."""
+        from sweeper.execution.code import archive_project, code_version, project_files
+
         files = project_files(self.directory)
         local = store.local_path
         if local is not None:

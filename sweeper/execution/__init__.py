@@ -6,10 +6,17 @@ record to a store. Nothing here imports Ray: the Ray actor in :mod:`sweeper.clus
 thin wrapper around :class:`Executor`.
 """
 
-from sweeper.execution.ids import new_execution_id
-from sweeper.execution.metrics import MetricsCollector, parse_metric_line
-from sweeper.execution.runner import Executor
-from sweeper.execution.spec import ExecutionSpec, build_spec
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from sweeper._lazy import lazy_attributes
+
+if TYPE_CHECKING:
+    from sweeper.execution.ids import new_execution_id
+    from sweeper.execution.metrics import MetricsCollector, parse_metric_line
+    from sweeper.execution.runner import Executor
+    from sweeper.execution.spec import ExecutionSpec, build_spec
 
 __all__ = [
     "ExecutionSpec",
@@ -19,3 +26,16 @@ __all__ = [
     "new_execution_id",
     "parse_metric_line",
 ]
+
+# Imported on first use: `sweep lint` reaches execution.spec, not the runner and its runtimes.
+__getattr__ = lazy_attributes(
+    __name__,
+    {
+        "ExecutionSpec": "sweeper.execution.spec",
+        "Executor": "sweeper.execution.runner",
+        "MetricsCollector": "sweeper.execution.metrics",
+        "build_spec": "sweeper.execution.spec",
+        "new_execution_id": "sweeper.execution.ids",
+        "parse_metric_line": "sweeper.execution.metrics",
+    },
+)

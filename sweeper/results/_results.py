@@ -3,19 +3,26 @@
 from __future__ import annotations
 
 import json
+import math
 import os
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Iterable, Sequence
+from datetime import timezone
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
 
-import pandas as pd
 import pyarrow as pa
 
 from sweeper.errors import StoreError
 from sweeper.store import Store, parse_blob_uri
 from sweeper.store._schema import ID_COLUMNS, METRIC_PREFIX, PARAM_PREFIX
+from sweeper.store._unify import int64_array
 
 from ._lineage import Lineage, build_lineage, datum_id
-from .replay import Replay, replay_sweep
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from .replay import Replay
 
 _DIRECTIONS = {"minimize": True, "min": True, "maximize": False, "max": False}
 
@@ -41,7 +48,44 @@ def _decode(text: Any) -> Any:
         return text
 
 
-_INTEGER_TYPES = {pa.int64(): pd.Int64Dtype(), pa.int32(): pd.Int64Dtype()}
+def take(table: pa.Table, rows: Sequence[int]) -> pa.Table:
+    """The rows at these positions, in this order.
+
+    The positions become Arrow without pyarrow's pandas import (see ``int64_array``).
+    """
+    return table.take(int64_array(rows))
+
+
+def to_rows(table: pa.Table) -> list[dict[str, Any]]:
+    """``table.to_pylist()``, zoned times converted here: pyarrow imports pandas to convert them."""
+    zones = {f.name: f.type.tz for f in table.schema if pa.types.is_timestamp(f.type) and f.type.tz}
+    if not zones:
+        return list(table.to_pylist())
+    naive = [
+        pa.field(f.name, pa.timestamp(f.type.unit)) if f.name in zones else f for f in table.schema
+    ]
+    rows = table.cast(pa.schema(naive)).to_pylist()
+    for name, zone in zones.items():
+        tzinfo = timezone.utc if zone in ("UTC", "+00:00") else ZoneInfo(zone)
+        for row in rows:
+            if row[name] is not None:  # the naive value is the UTC time
+                row[name] = row[name].replace(tzinfo=timezone.utc).astimezone(tzinfo)
+    return list(rows)
+
+
+def missing_last(value: Any) -> tuple[bool, Any]:
+    """A sort key that puts None and NaN after every value, as pandas sorts NA last."""
+    missing = value is None or (isinstance(value, float) and math.isnan(value))
+    return (missing, 0 if missing else value)
+
+
+def to_pandas(table: pa.Table) -> pd.DataFrame:
+    """A dataset table as a DataFrame; integer columns with gaps (trial_number of a plain run)
+    stay integers, not floats."""
+    import pandas as pd  # here, not at the top: `sweep ls` and `status` run without pandas
+
+    integers = {pa.int64(): pd.Int64Dtype(), pa.int32(): pd.Int64Dtype()}
+    return table.to_pandas(types_mapper=integers.get)
 
 
 class Results:
@@ -55,23 +99,29 @@ class Results:
         return self.store.read_dataset(name)
 
     def _frame(self, name: str) -> pd.DataFrame:
-        # Integer columns with gaps (trial_number of a plain run) stay integers, not floats.
-        return self.store.read_dataset(name).to_pandas(types_mapper=_INTEGER_TYPES.get)
+        return to_pandas(self.store.read_dataset(name))
 
     def executions(
         self, sweep_id: str | None = None, step: str | None = None, status: str | None = None
     ) -> pd.DataFrame:
         """One row per execution (the last row written for an id), ordered by counter."""
-        df = self._frame("executions").drop_duplicates("execution_id", keep="last")
-        if sweep_id is not None:
-            df = df[df["sweep_id"] == sweep_id]
-            if df.empty and self._sweep(sweep_id) is None:
-                raise StoreError(f"unknown sweep {sweep_id!r} in store {self.store.location}")
-        if step is not None:
-            df = df[df["step"] == step]
-        if status is not None:
-            df = df[df["status"] == status]
-        return df.sort_values("counter", kind="stable").reset_index(drop=True)
+        return to_pandas(self.execution_table(sweep_id=sweep_id, step=step, status=status))
+
+    def execution_table(
+        self, sweep_id: str | None = None, step: str | None = None, status: str | None = None
+    ) -> pa.Table:
+        """:meth:`executions` as an Arrow table (what `sweep ls` reads, without pandas)."""
+        table = self.store.read_dataset("executions")
+        keys = table.select(["execution_id", "sweep_id", "step", "status", "counter"]).to_pydict()
+        last = {key: row for row, key in enumerate(keys["execution_id"])}
+        rows = sorted(last.values())  # each id's last row, where it was written
+        for column, value in (("sweep_id", sweep_id), ("step", step), ("status", status)):
+            if value is not None:
+                rows = [row for row in rows if keys[column][row] == value]
+                if column == "sweep_id" and not rows and not self._has_sweep(value):
+                    raise StoreError(f"unknown sweep {value!r} in store {self.store.location}")
+        rows.sort(key=lambda row: missing_last(keys["counter"][row]))
+        return take(table, rows)
 
     def metrics(self, execution_id: str | None = None) -> pd.DataFrame:
         """Metric events, one row per key (``value`` numeric, ``value_json`` any value)."""
@@ -109,6 +159,10 @@ class Results:
         df = self._latest("pipeline_runs")
         df["nodes"] = df["nodes"].map(_decode).astype(object)
         return df
+
+    def _has_sweep(self, sweep_id: str) -> bool:
+        ids = self.store.read_dataset("sweeps", columns=["sweep_id"]).column("sweep_id")
+        return sweep_id in ids.to_pylist()
 
     def _sweep(self, sweep_id: str) -> dict[str, Any] | None:
         df = self.sweeps()
@@ -155,6 +209,8 @@ class Results:
                 f"no complete execution of sweep {sweep_id!r} reported metric {metric!r}; "
                 f"known metrics: {', '.join(known) or 'none'}"
             )
+        import pandas as pd
+
         key = pd.to_numeric(df[column], errors="coerce")
         df = df.assign(_key=key)[key.notna()]
         df = df.sort_values("_key", ascending=ascending, kind="stable").drop(columns="_key")
@@ -164,6 +220,8 @@ class Results:
         """What ``pruner`` (median, asha, hyperband) would have stopped in a finished sweep,
         the compute it would have saved and whether the best trial would have survived,
         replayed from the recorded metric curves (see :mod:`sweeper.results.replay`)."""
+        from .replay import replay_sweep  # Optuna and pandas: not for `sweep ls`
+
         return replay_sweep(self, sweep_id, pruner)
 
     def compare(self, ids: Iterable[str]) -> pd.DataFrame:
@@ -175,6 +233,8 @@ class Results:
             names.update({PARAM_PREFIX + k: None for k in record.get("parameters") or {}})
         for record in records:
             names.update({METRIC_PREFIX + k: None for k in record.get("metrics") or {}})
+        import pandas as pd
+
         columns = {}
         for record in records:
             values: dict[str, Any] = {

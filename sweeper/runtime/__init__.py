@@ -9,10 +9,16 @@ Both runtimes implement :class:`Runtime`: ``run(request, on_output, stop) -> Run
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING
+
+from sweeper._lazy import lazy_attributes
 from sweeper.errors import SweeperError
 from sweeper.runtime.base import RunRequest, RunResult, Runtime
-from sweeper.runtime.docker import DockerRuntime
 from sweeper.runtime.local import LocalRuntime
+
+if TYPE_CHECKING:
+    from sweeper.runtime.docker import DockerRuntime
 
 __all__ = [
     "DockerRuntime",
@@ -23,7 +29,14 @@ __all__ = [
     "get_runtime",
 ]
 
-RUNTIMES: dict[str, type[Runtime]] = {"local": LocalRuntime, "docker": DockerRuntime}
+# The Docker SDK (and requests under it) is imported only when a Docker runtime is made.
+__getattr__ = lazy_attributes(__name__, {"DockerRuntime": "sweeper.runtime.docker"})
+
+#: Runtime classes by name, as ``module:class``.
+RUNTIMES: dict[str, str] = {
+    "local": "sweeper.runtime.local:LocalRuntime",
+    "docker": "sweeper.runtime.docker:DockerRuntime",
+}
 
 
 def get_runtime(name: str) -> Runtime:
@@ -33,9 +46,10 @@ def get_runtime(name: str) -> Runtime:
     does, and raises :class:`~sweeper.errors.RuntimeUnavailableError` if it is unreachable.
     """
     try:
-        runtime_class = RUNTIMES[name]
+        module_name, class_name = RUNTIMES[name].split(":")
     except KeyError:
         raise SweeperError(
             f"unknown runtime {name!r}: use one of {', '.join(sorted(RUNTIMES))}"
         ) from None
+    runtime_class: type[Runtime] = getattr(importlib.import_module(module_name), class_name)
     return runtime_class()

@@ -8,7 +8,6 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from sweeper.errors import StoreError
 
@@ -51,6 +50,8 @@ def find_execution(store: Store, ref: str) -> dict[str, Any]:
             number = int(ref[1:])
         except ValueError:
             raise _unknown(store, ref, ": a counter looks like #12") from None
+        import pyarrow.compute as pc
+
         index = _index(store)
         ids = _unique(index.filter(pc.equal(index["counter"], number))["execution_id"].to_pylist())
         if not ids:
@@ -88,6 +89,8 @@ def latest_completed(
     store: Store, spec_hashes: Iterable[str] | None = None
 ) -> dict[str, dict[str, Any]]:
     """For each spec hash (all when None), the record of its latest ``complete`` execution."""
+    import pyarrow.compute as pc
+
     index = _index(store)
     mask = pc.equal(index["status"], "complete")
     if spec_hashes is not None:

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from sweeper.errors import StoreError
 
@@ -101,6 +100,8 @@ class Store:
         return _counter.allocate(self.backend, self._max_counter)
 
     def _max_counter(self) -> int:
+        import pyarrow.compute as pc
+
         table = self.read_dataset("executions", columns=["counter"])
         value = pc.max(table["counter"]).as_py() if table.num_rows else None
         return int(value or 0)
@@ -202,6 +203,8 @@ class Store:
 
     def has_rows(self, dataset: str, execution_id: str) -> bool:
         """Whether a dataset holds any row of an execution."""
+        import pyarrow.compute as pc
+
         table = self.read_dataset(dataset, columns=["execution_id"])
         if not table.num_rows:
             return False

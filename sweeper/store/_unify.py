@@ -8,8 +8,23 @@ string (values cast to text), so a read never fails because of a type clash.
 
 from __future__ import annotations
 
+import array
+from collections.abc import Iterable
+
 import pyarrow as pa
-import pyarrow.compute as pc
+
+# pyarrow.compute is imported where it is used: it builds its kernel wrappers at import
+# (~30 ms), which a plain read of same-schema parts (`sweep ls`) does not need.
+
+
+def int64_array(values: Iterable[int]) -> pa.Array:
+    """Python ints as an Arrow int64 array, built from a buffer.
+
+    pyarrow imports pandas (~0.5 s) to convert a Python list or a NumPy array, which a
+    command that only reads the store should not pay.
+    """
+    data = array.array("q", values)
+    return pa.Array.from_buffers(pa.int64(), len(data), [None, pa.py_buffer(data)])
 
 
 def _field_type(types: list[pa.DataType]) -> pa.DataType:
@@ -33,6 +48,8 @@ def _cast_column(column: pa.ChunkedArray, target: pa.DataType) -> pa.ChunkedArra
         return column
     if pa.types.is_null(column.type):
         return pa.chunked_array([pa.nulls(len(column), target)], type=target)
+    import pyarrow.compute as pc
+
     try:
         return pc.cast(column, target, safe=False)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
@@ -83,8 +100,10 @@ def concat(tables: list[pa.Table], base: pa.Schema | None = None) -> pa.Table:
     parts = []
     for indexes in groups.values():
         group = pa.concat_tables([tables[i] for i in indexes])
-        order = pa.array([i for i in indexes for _ in range(tables[i].num_rows)], pa.int64())
+        order = int64_array(i for i in indexes for _ in range(tables[i].num_rows))
         parts.append(conform(group, schema).append_column(_ORDER, order))
+    import pyarrow.compute as pc
+
     result = pa.concat_tables(parts)
     result = result.take(pc.sort_indices(result, [(_ORDER, "ascending")]))
     return result.drop_columns([_ORDER])

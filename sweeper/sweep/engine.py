@@ -30,7 +30,8 @@ from sweeper.execution.ids import new_execution_id
 from sweeper.execution.inputs import resolve_inputs
 from sweeper.execution.runner import ExecutionContext
 from sweeper.execution.spec import MASK, ExecutionSpec, build_spec, is_secret_name
-from sweeper.sweep.samplers import VALUE_FREE_SAMPLERS, make_pruner, make_sampler
+from sweeper.sweep.choices import VALUE_FREE_SAMPLERS
+from sweeper.sweep.samplers import make_pruner, make_sampler
 from sweeper.sweep.space import SearchSpace, resolve_space
 from sweeper.sweep.state import (
     COUNTED_OUTCOMES,
@@ -39,6 +40,7 @@ from sweeper.sweep.state import (
     load_study,
     outcome_counts,
     study_storage,
+    summarize,
 )
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -641,39 +643,3 @@ class SweepRunner:
         """The ``--json`` summary of the sweep."""
         study = study or load_study(self.store, self.sweep_id, self.options.storage)
         return summarize(study, self.sweep_id, self.options.metrics)
-
-
-def _trial_summary(trial: optuna.trial.FrozenTrial, metrics: list[str]) -> dict[str, Any]:
-    values = trial.values or []
-    return {
-        "execution_id": trial.user_attrs.get("execution_id"),
-        "trial_number": trial.number,
-        "value": values[0] if len(values) == 1 else None,
-        "values": dict(zip(metrics, values, strict=False)),
-        "parameters": dict(trial.params),
-    }
-
-
-def summarize(study: optuna.Study, sweep_id: str, metrics: list[str]) -> dict[str, Any]:
-    """Counts and best trial(s) of a study, in the ``sweep --json`` shape."""
-    counts = outcome_counts(study)
-    best: Any = None
-    try:
-        if not metrics:
-            best = None  # an unranked sweep has no best trial
-        elif len(metrics) == 1:
-            best = _trial_summary(study.best_trial, metrics)
-        else:
-            best = [_trial_summary(t, metrics) for t in study.best_trials]
-    except ValueError:
-        best = None if len(metrics) <= 1 else []
-    return {
-        "sweep_id": sweep_id,
-        "trials": {
-            "complete": counts.get("complete", 0),
-            "error": counts.get("error", 0),
-            "pruned": counts.get("pruned", 0),
-            "running": counts.get("running", 0),
-        },
-        "best": best,
-    }

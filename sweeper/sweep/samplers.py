@@ -7,7 +7,12 @@ from typing import Any
 import optuna
 
 from sweeper.errors import SweeperError
+from sweeper.sweep.choices import PRUNERS, SAMPLERS
 from sweeper.sweep.space import SearchSpace
+
+# Optuna's INFO lines ("A new study created...") are not sweeper's output; set here too, not
+# only in the engine, for the commands that use Optuna without it (`sweep replay`).
+optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
 class AskTellGridSampler(optuna.samplers.GridSampler):
@@ -19,12 +24,6 @@ class AskTellGridSampler(optuna.samplers.GridSampler):
 
     def after_trial(self, study: Any, trial: Any, state: Any, values: Any) -> None:
         """Nothing to do: the sweep loop knows the grid size."""
-
-
-SAMPLERS = ("tpe", "random", "grid", "cmaes", "gp", "nsga2", "qmc")
-PRUNERS = ("none", "median", "hyperband", "asha")
-#: Samplers that never read the values of finished trials: they can sweep without a metric.
-VALUE_FREE_SAMPLERS = ("grid", "random", "qmc")
 
 
 def make_sampler(

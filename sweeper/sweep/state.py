@@ -93,6 +93,42 @@ def outcome_counts(study: optuna.Study) -> dict[str, int]:
     return dict(counts)
 
 
+def _trial_summary(trial: optuna.trial.FrozenTrial, metrics: list[str]) -> dict[str, Any]:
+    values = trial.values or []
+    return {
+        "execution_id": trial.user_attrs.get("execution_id"),
+        "trial_number": trial.number,
+        "value": values[0] if len(values) == 1 else None,
+        "values": dict(zip(metrics, values, strict=False)),
+        "parameters": dict(trial.params),
+    }
+
+
+def summarize(study: optuna.Study, sweep_id: str, metrics: list[str]) -> dict[str, Any]:
+    """Counts and best trial(s) of a study, in the ``sweep --json`` shape."""
+    counts = outcome_counts(study)
+    best: Any = None
+    try:
+        if not metrics:
+            best = None  # an unranked sweep has no best trial
+        elif len(metrics) == 1:
+            best = _trial_summary(study.best_trial, metrics)
+        else:
+            best = [_trial_summary(t, metrics) for t in study.best_trials]
+    except ValueError:
+        best = None if len(metrics) <= 1 else []
+    return {
+        "sweep_id": sweep_id,
+        "trials": {
+            "complete": counts.get("complete", 0),
+            "error": counts.get("error", 0),
+            "pruned": counts.get("pruned", 0),
+            "running": counts.get("running", 0),
+        },
+        "best": best,
+    }
+
+
 class SweepState:
     """Reads and writes ``sweeps/<sweep_id>/sweep.json``."""
 

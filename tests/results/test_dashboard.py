@@ -99,9 +99,11 @@ def test_a_sweep_with_a_database_url_is_served_from_that_database(tmp_path: Path
 
 def test_it_is_registered_as_sweep_dashboard() -> None:
     """`sweep dashboard` is a subcommand of the `sweep` CLI (sweeper/cli/main.py)."""
+    import click
+
     from sweeper.cli.main import cli
 
-    assert cli.commands.get("dashboard") is dashboard
+    assert cli.get_command(click.Context(cli), "dashboard") is dashboard
 
 
 class _Dashboard:

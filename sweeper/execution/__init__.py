@@ -8,14 +8,19 @@ thin wrapper around :class:`Executor`.
 
 from sweeper.execution.ids import new_execution_id
 from sweeper.execution.metrics import MetricsCollector, parse_metric_line
+from sweeper.execution.record import ExecutionRecord, MetricEvent
 from sweeper.execution.runner import Executor
 from sweeper.execution.spec import ExecutionSpec, build_spec
+from sweeper.status import Status
 
 __all__ = [
+    "ExecutionRecord",
     "ExecutionSpec",
     "Executor",
+    "MetricEvent",
     "MetricsCollector",
     "build_spec",
+    "Status",
     "new_execution_id",
     "parse_metric_line",
 ]

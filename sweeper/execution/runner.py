@@ -33,6 +33,7 @@ from sweeper.execution.inputs import InputFile, fetch_inputs
 from sweeper.execution.metrics import MetricsCollector
 from sweeper.execution.spec import MASK, ExecutionSpec
 from sweeper.runtime import RunRequest, Runtime
+from sweeper.status import Status
 
 #: Statuses after which an execution never changes again.
 FINAL_STATUSES = frozenset({"complete", "error", "stopped", "crashed", "pruned"})
@@ -61,11 +62,11 @@ class StopToken:
 
     def __init__(self) -> None:
         self.event = threading.Event()
-        self.reason = "stopped"
+        self.reason = Status.STOPPED
 
-    def stop(self, reason: str = "stopped") -> None:
+    def stop(self, reason: Status | str = Status.STOPPED) -> None:
         """Ask the execution to stop; ``reason`` becomes its status."""
-        self.reason = reason
+        self.reason = Status(reason)
         self.event.set()
 
 
@@ -365,10 +366,10 @@ class Executor:
                 result = self.runtime.run(request, sink, stop.event)
                 status, reason, exit_code = result.status, result.reason, result.exit_code
             except SweeperError as exc:
-                status, reason, exit_code = "crashed", str(exc), None
+                status, reason, exit_code = Status.CRASHED, str(exc), None
             except Exception as exc:  # infrastructure failure: record it, never lose the row
-                status, reason, exit_code = "crashed", f"{type(exc).__name__}: {exc}", None
-        if status == "stopped" and stop.reason != "stopped":
+                status, reason, exit_code = Status.CRASHED, f"{type(exc).__name__}: {exc}", None
+        if status == Status.STOPPED and stop.reason != Status.STOPPED:
             status = stop.reason
         record["outputs"], skipped = self._collect_outputs(record["id"], workdir / "outputs")
         record["outputs_skipped"] = skipped

@@ -251,8 +251,9 @@ class Executor:
                 for f in files
             ]
             record["image_digest"] = image_digest
+            identity_image = (image_digest or spec.image) if self.runtime.uses_images else None
             record["spec_hash"] = spec.spec_hash(
-                [(f.name, f.path, f.sha256) for f in files], image_digest
+                [(f.name, f.path, f.sha256) for f in files], identity_image
             )
             record["counter"] = self.store.allocate_counter()
             if reuse:

@@ -1,12 +1,19 @@
-"""ExecutionRecord and Status: every record sweeper wrote reads back and writes back unchanged."""
+"""ExecutionRecord, Status and the spec of a record: nothing a record holds is lost."""
 
 from __future__ import annotations
 
+import doctest
 import json
+from dataclasses import replace
+from types import ModuleType
 
 import pytest
 
-from sweeper.execution import ExecutionRecord, Status
+import sweeper.execution.record as record_module
+import sweeper.execution.spec as spec_module
+import sweeper.status as status_module
+from sweeper.config import parse_config
+from sweeper.execution import ExecutionRecord, ExecutionSpec, Status, build_spec
 
 #: A full record as Executor wrote it before ExecutionRecord existed (keys in that order).
 FULL = {
@@ -131,3 +138,116 @@ def test_finished_and_objective_values() -> None:
     )
     with pytest.raises(ValueError):
         ExecutionRecord.from_dict({"status": "complete"})
+
+
+# -- the spec of a record -----------------------------------------------------------------
+
+STEP_YAML = """
+- step:
+    name: train
+    image: sweeper-test/python:latest
+    command: python train.py {parameters}
+    parameters:
+      - name: lr
+        type: float
+        default: 0.1
+    inputs:
+      - name: data
+        default: data.csv
+    environment-variables:
+      - name: MODE
+        default: fast
+      - name: API_TOKEN
+        default: s3cr3t-value
+    mounts:
+      - /data:/mnt/data:ro
+"""
+
+
+def _spec(runtime: str) -> ExecutionSpec:
+    step = parse_config(STEP_YAML).steps["train"]
+    return build_spec(
+        step,
+        parameters={"lr": 0.5},
+        inputs={"data": ["file:///d.csv"]},
+        code_version="git:abc",
+        code_archive="c" * 64,
+        project_dir="/p",
+        runtime=runtime,
+        cpus=2,
+    )
+
+
+def test_spec_hash_is_unchanged() -> None:
+    # Hex digests of the code before the image was passed in by the caller: a spec hash that
+    # changed would make --reuse miss every execution recorded before.
+    def spec(runtime: str) -> ExecutionSpec:
+        return ExecutionSpec(
+            step="train",
+            step_definition={"name": "train", "image": "python:3.12", "command": ["python t.py"]},
+            image="python:3.12",
+            commands=("python t.py --lr=0.1",),
+            parameters={"lr": 0.1},
+            inputs={"data": ("file:///d.csv",)},
+            environment={"A": "1", "API_TOKEN": "s3cr3t"},
+            code_version="git:abc",
+            code_archive=None,
+            project_dir="/p",
+            runtime=runtime,
+        )
+
+    checksums = [("data", "data/d.csv", "aa" * 32)]
+    digest = "python@sha256:" + "b" * 64
+    assert spec("local").spec_hash(checksums, None) == (
+        "4281978b08db384f1cfee958d8ff324e8f38e4ec100a49e4e4a4f38aa0e51141"
+    )
+    assert spec("docker").spec_hash(checksums, digest) == (
+        "d7a5ee93178b29b7b3160bbf503fbe9a1c30ee92b35196255b889b2f4501738c"
+    )
+    assert spec("docker").spec_hash(checksums, "python:3.12") == (
+        "c23ec169abeb54de954c046f7387361173682f368088514d5f8b02ff46304110"
+    )
+
+
+@pytest.mark.parametrize("runtime", ["local", "docker"])
+def test_from_record_gives_back_the_spec(runtime: str) -> None:
+    spec = _spec(runtime)
+    uses_images = runtime == "docker"
+    digest = "sweeper-test/python@sha256:" + "d" * 64 if uses_images else None
+    record = ExecutionRecord(
+        id="e1",
+        step=spec.step,
+        command=spec.commands,
+        image=spec.image if uses_images else None,
+        image_digest=digest,
+        code_version=spec.code_version,
+        parameters=spec.parameters,
+        runtime=runtime,
+        spec=spec.to_record(),
+    )
+    # What a stored record reads back as, not the object built here.
+    stored = ExecutionRecord.from_dict(json.loads(json.dumps(record.to_dict())))
+    again = ExecutionSpec.from_record(
+        stored,
+        project_dir="/p",
+        inputs={"data": ["datum://" + "e" * 64]},
+        step_inputs=spec.step_inputs,
+        pull_policy="missing",
+    )
+    # Secret values were never recorded; the docker run gets the very image that ran.
+    expected = replace(
+        spec,
+        step_definition=spec.masked_step_definition(),
+        environment={"MODE": "fast"},
+        inputs={"data": ("datum://" + "e" * 64,)},
+        image=digest if uses_images else spec.image,
+    )
+    assert again == expected
+    assert again.mounts and isinstance(again.mounts[0], tuple)  # tuples, as build_spec gives
+    assert again.step_inputs == spec.step_inputs
+    assert ExecutionSpec.from_record(stored, project_dir="/p", inputs={}).pull_policy == "never"
+
+
+@pytest.mark.parametrize("module", [status_module, record_module, spec_module])
+def test_docstring_examples_run(module: ModuleType) -> None:
+    assert doctest.testmod(module).failed == 0

@@ -1,9 +1,9 @@
 """Executions: the immutable spec of one run, running it, and the record it leaves.
 
 ``build_spec`` resolves a step, its parameter values and input URIs into an
-:class:`ExecutionSpec`; ``Executor.execute`` runs a spec with a runtime and writes the
-record to a store. Nothing here imports Ray: the Ray actor in :mod:`sweeper.cluster` is a
-thin wrapper around :class:`Executor`.
+:class:`ExecutionSpec`; ``Executor.run`` runs a spec with a runtime and stores the
+:class:`ExecutionRecord` it leaves. Nothing here imports Ray: the Ray actor in
+:mod:`sweeper.cluster` is a thin wrapper around :class:`Executor`.
 """
 
 from sweeper.execution.ids import new_execution_id

@@ -154,6 +154,8 @@ class ExecutionSpec:
         data["secret_names"] = sorted(self.secret_names)
         data["inputs"] = {k: list(v) for k, v in self.inputs.items()}
         data["commands"] = list(self.commands)
+        # Lists, as JSON gives them back: a record read from the store equals the one written.
+        data["mounts"] = [list(mount) for mount in self.mounts]
         return data
 
     def spec_hash(self, input_checksums: Sequence[tuple[str, str, str]], image: str | None) -> str:

@@ -337,9 +337,11 @@ class Store:
                 return
         else:
             self.write_json(f"{self.execution_dir(execution_id)}/execution.json", dict(record))
-        metrics = metric_rows(execution_id, events)
-        if metrics and not (missing_only and self.has_rows("metrics", execution_id)):
-            Parts(self.backend, "metrics").write(metrics_table(metrics))
+        # Checked before ``events`` is read: a recovery passes them lazily, from the log.
+        if not (missing_only and self.has_rows("metrics", execution_id)):
+            metrics = metric_rows(execution_id, events)
+            if metrics:
+                Parts(self.backend, "metrics").write(metrics_table(metrics))
         artifacts = artifact_rows(record)
         if artifacts and not (missing_only and self.has_rows("artifacts", execution_id)):
             self.write_rows("artifacts", artifacts)

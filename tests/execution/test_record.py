@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import doctest
 import json
+import shlex
+import sys
 from dataclasses import replace
+from pathlib import Path
 from types import ModuleType
 
 import pytest
@@ -13,7 +16,10 @@ import sweeper.execution.record as record_module
 import sweeper.execution.spec as spec_module
 import sweeper.status as status_module
 from sweeper.config import parse_config
-from sweeper.execution import ExecutionRecord, ExecutionSpec, Status, build_spec
+from sweeper.errors import SweeperError
+from sweeper.execution import ExecutionRecord, ExecutionSpec, Executor, Status, build_spec
+from sweeper.runtime import LocalRuntime
+from sweeper.store import Store
 
 #: A full record as Executor wrote it before ExecutionRecord existed (keys in that order).
 FULL = {
@@ -94,6 +100,8 @@ def test_status_sets() -> None:
     assert Status.counted() == {"complete", "error", "pruned"}
     assert Status.node_final() == {"complete", "error", "stopped", "skipped"}
     assert Status.PRUNED.is_final and not Status.STARTED.is_final
+    # Plain strings read from JSON find the members (a str enum hashes as its text).
+    assert "complete" in Status.final() and {Status.ERROR: 1}["error"] == 1
 
 
 def test_full_record_round_trips_byte_for_byte() -> None:
@@ -251,3 +259,94 @@ def test_from_record_gives_back_the_spec(runtime: str) -> None:
 @pytest.mark.parametrize("module", [status_module, record_module, spec_module])
 def test_docstring_examples_run(module: ModuleType) -> None:
     assert doctest.testmod(module).failed == 0
+
+
+# -- what Executor.run stores ------------------------------------------------------------
+
+#: The keys of execution.json, in the order the executor wrote them before ExecutionRecord.
+STORED_KEYS = list(FULL)
+
+RUN_STEP = """
+- step:
+    name: fit
+    image: sweeper-test/python:latest
+    command: {command}
+    parameters:
+      - name: lr
+        type: float
+        default: 0.1
+"""
+
+RUN_CODE = (
+    "import json, os, sys; "
+    "print(json.dumps({'loss': 0.5})); print(json.dumps({'loss': 0.25})); "
+    "open(os.path.join(os.environ['VH_OUTPUTS_DIR'], 'model.txt'), 'w').write(sys.argv[-1])"
+)
+
+
+def fit_spec(tmp_path: Path, runtime: str = "local") -> ExecutionSpec:
+    command = f"{shlex.quote(sys.executable)} -c {shlex.quote(RUN_CODE)} {{parameters}}"
+    text = RUN_STEP.format(command=json.dumps(command))  # a JSON string is a YAML scalar
+    return build_spec(
+        parse_config(text).steps["fit"],
+        parameters={"lr": 0.5},
+        inputs={},
+        code_version="none",
+        code_archive=None,
+        project_dir=str(tmp_path),
+        runtime=runtime,
+    )
+
+
+def test_executor_run_stores_exactly_its_record(tmp_path: Path) -> None:
+    store = Store.open(tmp_path / "store", create=True)
+    seen: list[ExecutionRecord] = []
+    record = Executor(store, LocalRuntime()).run(fit_spec(tmp_path), on_record=seen.append)
+
+    assert record.status is Status.COMPLETE and record.exit_code == 0
+    assert record.metrics == {"loss": 0.25}
+    assert [o["name"] for o in record.outputs] == ["model.txt"]
+    assert record.image is None and record.spec_hash and record.counter == 1
+    assert [r.status for r in seen] == [Status.STARTED, Status.COMPLETE]
+    assert seen[-1] == record
+
+    text = (tmp_path / "store" / "executions" / record.id / "execution.json").read_text()
+    stored = json.loads(text)
+    assert list(stored) == STORED_KEYS  # no key lost, none added, same order
+    assert stored == record.to_dict()
+    assert ExecutionRecord.from_dict(stored) == record
+    assert store.get_record(record.id) == record
+
+    (row,) = store.read_dataset("executions").to_pylist()
+    assert row["status"] == "complete" and type(row["status"]) is str
+    assert row["metric.loss"] == 0.25
+    assert "loss" in (store.read_log(record.id) or "")
+
+
+def test_execute_keeps_giving_dicts(tmp_path: Path) -> None:
+    # Callers not yet on ExecutionRecord (the CLI, the Ray actor) get today's dict.
+    store = Store.open(tmp_path / "store", create=True)
+    seen: list[dict[str, object]] = []
+    data = Executor(store, LocalRuntime()).execute(fit_spec(tmp_path), on_record=seen.append)
+    assert isinstance(data, dict) and list(data) == STORED_KEYS
+    assert data["status"] == "complete" and [d["status"] for d in seen] == ["started", "complete"]
+    assert json.loads(
+        (tmp_path / "store" / "executions" / str(data["id"]) / "execution.json").read_text()
+    ) == json.loads(json.dumps(data))
+
+
+def test_reuse_and_bad_input_records(tmp_path: Path) -> None:
+    store = Store.open(tmp_path / "store", create=True)
+    executor = Executor(store, LocalRuntime())
+    first = executor.run(fit_spec(tmp_path))
+    again = executor.run(fit_spec(tmp_path), reuse=True)
+    assert again.reused_from == first.id and again.status is Status.COMPLETE
+    assert again.outputs == first.outputs and again.metrics == first.metrics
+    assert store.get_record(again.id) == again
+
+    broken = replace(fit_spec(tmp_path), inputs={"data": ("/no/such/file.csv",)})
+    failed = executor.run(broken)
+    assert failed.status is Status.ERROR and failed.error and failed.counter == 3
+    assert store.get_record(failed.id) == failed
+    with pytest.raises(SweeperError):
+        executor.run(broken, raise_bad_input=True)

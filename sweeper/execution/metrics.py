@@ -12,9 +12,15 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from sweeper.execution.record import ExecutionRecord
+
+if TYPE_CHECKING:
+    from sweeper.store import RecordStore
 
 MAX_METRIC_LINE_BYTES = 256 * 1024
 #: How deep a metrics event may nest (the event object itself is level 1). Everything
@@ -159,18 +165,19 @@ def events_from_log(text: str) -> list[dict[str, Any]]:
     return collector.events
 
 
-def record_missing_rows(store: Any, record: dict[str, Any]) -> None:
+def record_missing_rows(store: RecordStore, record: ExecutionRecord | Mapping[str, Any]) -> None:
     """Finish the Parquet rows of a finished execution whose writer was killed midway.
 
     ``execution.json`` is written final before the rows; a writer killed in between (a
     killed driver, a lost node) leaves a finished record without its executions row and
-    maybe without its metrics. This writes what is missing, the metrics events from the log.
+    maybe without its metrics. This writes what is missing, the metrics events from the log
+    (read only when the rows are really missing: the events are produced lazily).
     """
-    execution_id = str(record["id"])
-    if store.has_rows("executions", execution_id):
-        return
-    events: list[dict[str, Any]] = []
-    if not store.has_rows("metrics", execution_id):
-        text = store.read_text(f"{store.execution_dir(execution_id)}/logs.txt") or ""
-        events = events_from_log(text)
-    store.write_execution(record, events, missing_only=True)
+    if not isinstance(record, ExecutionRecord):
+        record = ExecutionRecord.from_dict(record)
+    execution_id = record.id
+
+    def logged_events() -> Iterator[dict[str, Any]]:
+        yield from events_from_log(store.read_log(execution_id) or "")
+
+    store.complete_rows(record, logged_events())

@@ -17,11 +17,10 @@ import os
 import shutil
 import socket
 import stat
-import tempfile
 import threading
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TextIO
@@ -31,11 +30,15 @@ from sweeper.execution.code import copy_tree_linked, extract_snapshot
 from sweeper.execution.ids import new_execution_id
 from sweeper.execution.inputs import InputFile, fetch_inputs
 from sweeper.execution.metrics import MetricsCollector
+from sweeper.execution.record import ExecutionRecord, MetricEvent
 from sweeper.execution.spec import MASK, ExecutionSpec
 from sweeper.runtime import RunRequest, Runtime
+from sweeper.status import Status
+from sweeper.store import RecordStore
 
-#: Statuses after which an execution never changes again.
-FINAL_STATUSES = frozenset({"complete", "error", "stopped", "crashed", "pruned"})
+#: Statuses after which an execution never changes again (an alias of ``Status.final()``
+#: for callers that still import it).
+FINAL_STATUSES = Status.final()
 
 
 def utc_now() -> str:
@@ -61,11 +64,11 @@ class StopToken:
 
     def __init__(self) -> None:
         self.event = threading.Event()
-        self.reason = "stopped"
+        self.reason = Status.STOPPED
 
-    def stop(self, reason: str = "stopped") -> None:
+    def stop(self, reason: Status | str = Status.STOPPED) -> None:
         """Ask the execution to stop; ``reason`` becomes its status."""
-        self.reason = reason
+        self.reason = Status(reason)
         self.event.set()
 
 
@@ -103,20 +106,15 @@ class Executor:
     """Runs specs with one runtime and records them in one store.
 
     ``scratch_dir`` holds work folders and the per-node cache of code snapshots and
-    downloaded inputs; it defaults to a folder inside a local store, else the temp dir.
+    downloaded inputs; it defaults to the store's (:meth:`RecordStore.scratch_dir`).
     """
 
-    def __init__(self, store: Any, runtime: Runtime, *, scratch_dir: Path | None = None) -> None:
+    def __init__(
+        self, store: RecordStore, runtime: Runtime, *, scratch_dir: Path | None = None
+    ) -> None:
         self.store = store
         self.runtime = runtime
-        if scratch_dir is None:
-            local = store.local_path
-            scratch_dir = (
-                Path(local) / "tmp"
-                if local is not None
-                else Path(tempfile.gettempdir()) / "sweeper-scratch"
-            )
-        self.scratch = Path(scratch_dir)
+        self.scratch = Path(scratch_dir) if scratch_dir is not None else store.scratch_dir()
         self.scratch.mkdir(parents=True, exist_ok=True)
 
     # -- preparing ---------------------------------------------------------------------
@@ -142,9 +140,9 @@ class Executor:
         copy_tree_linked(extracted, dest)
 
     def _write_config(
-        self, spec: ExecutionSpec, workdir: Path, files: list[InputFile], record: dict[str, Any]
+        self, spec: ExecutionSpec, workdir: Path, files: list[InputFile], record: ExecutionRecord
     ) -> None:
-        base = "/valohai" if spec.runtime == "docker" else str(workdir)
+        base = self.runtime.workdir_root(workdir)
         inputs: dict[str, dict[str, list[dict[str, Any]]]] = {}
         for item in files:
             inputs.setdefault(item.name, {"files": []})["files"].append(
@@ -162,8 +160,8 @@ class Executor:
         (config / "parameters.json").write_text(json.dumps(dict(spec.parameters), default=str))
         (config / "inputs.json").write_text(json.dumps(inputs))
         execution = {
-            "valohai.execution-id": record["id"],
-            "valohai.execution-counter": record["counter"],
+            "valohai.execution-id": record.id,
+            "valohai.execution-counter": record.counter,
             "valohai.execution-step": spec.step,
             "valohai.execution-image": spec.image,
             "valohai.execution-commit": spec.code_version,
@@ -172,7 +170,7 @@ class Executor:
 
     # -- running -----------------------------------------------------------------------
 
-    def execute(
+    def run(
         self,
         spec: ExecutionSpec,
         *,
@@ -180,89 +178,90 @@ class Executor:
         context: ExecutionContext | None = None,
         reuse: bool = False,
         stop: StopToken | None = None,
-        on_metrics: Callable[[dict[str, Any]], None] | None = None,
+        on_metrics: Callable[[MetricEvent], None] | None = None,
         echo: Callable[[str], None] | None = None,
-        on_record: Callable[[dict[str, Any]], None] | None = None,
+        on_record: Callable[[ExecutionRecord], None] | None = None,
         raise_bad_input: bool = False,
-    ) -> dict[str, Any]:
+    ) -> ExecutionRecord:
         """Run ``spec`` to its end and return the final record.
 
-        With ``raise_bad_input`` a problem found before anything ran (an unreadable input,
-        a missing image) raises :class:`SweeperError` and leaves nothing behind; otherwise it
+        ``on_record`` sees the record each time it is stored (started, then final). With
+        ``raise_bad_input`` a problem found before anything ran (an unreadable input, a
+        missing image) raises :class:`SweeperError` and leaves nothing behind; otherwise it
         is recorded as a failed execution, which is what a sweep or pipeline wants.
         """
         context = context or ExecutionContext()
         stop = stop or StopToken()
         execution_id = execution_id or new_execution_id()
         workdir = self.scratch / "work" / execution_id
-        record: dict[str, Any] = {
-            "id": execution_id,
-            "counter": None,
-            "step": spec.step,
-            "status": "created",
-            "exit_code": None,
-            "error": None,
-            "command": list(spec.commands),
-            "image": spec.image if spec.runtime == "docker" else None,
-            "image_digest": None,
-            "code_version": spec.code_version,
-            "parameters": dict(spec.parameters),
-            "metrics": {},
-            "metrics_dropped": 0,
-            "inputs": [],
-            "outputs": [],
-            "outputs_skipped": [],
-            "created_at": utc_now(),
-            "started_at": None,
-            "ended_at": None,
-            "duration_s": None,
-            "runtime": spec.runtime,
-            "reused_from": None,
-            "sweep_id": context.sweep_id,
-            "trial_number": context.trial_number,
-            "pipeline_run_id": context.pipeline_run_id,
-            "node": context.node,
-            "ray_node": context.ray_node,
-            "gpu_ids": list(context.gpu_ids),
-            "attempt": context.attempt,
-            "host": socket.gethostname(),
-            "spec_hash": None,
-            "environment": spec.masked_environment(),
-            "resources": spec.resources(),
-            "spec": spec.to_record(),
-        }
+        record = ExecutionRecord(
+            id=execution_id,
+            step=spec.step,
+            command=tuple(spec.commands),
+            image=spec.image if self.runtime.uses_images else None,
+            code_version=spec.code_version,
+            parameters=dict(spec.parameters),
+            created_at=utc_now(),
+            runtime=spec.runtime,
+            sweep_id=context.sweep_id,
+            trial_number=context.trial_number,
+            pipeline_run_id=context.pipeline_run_id,
+            node=context.node,
+            ray_node=context.ray_node,
+            gpu_ids=tuple(context.gpu_ids),
+            attempt=context.attempt,
+            host=socket.gethostname(),
+            environment=spec.masked_environment(),
+            resources=spec.resources(),
+            spec=spec.to_record(),
+        )
         try:
             try:
                 files, image_digest = self._prepare(spec, workdir)
             except SweeperError as exc:
                 if raise_bad_input:
                     raise
-                return self._finish_early(record, "error", str(exc), on_record)
-            record["inputs"] = [
-                {
-                    "name": f.name,
-                    "uri": f.uri,
-                    "path": f.path,
-                    "sha256": f.sha256,
-                    "size": f.size,
-                    "producer_execution_id": f.producer_execution_id,
-                }
-                for f in files
-            ]
-            record["image_digest"] = image_digest
-            record["spec_hash"] = spec.spec_hash(
-                [(f.name, f.path, f.sha256) for f in files], image_digest
+                return self._finish_early(record, Status.ERROR, str(exc), on_record)
+            identity_image = (image_digest or spec.image) if self.runtime.uses_images else None
+            record = replace(
+                record,
+                inputs=tuple(
+                    {
+                        "name": f.name,
+                        "uri": f.uri,
+                        "path": f.path,
+                        "sha256": f.sha256,
+                        "size": f.size,
+                        "producer_execution_id": f.producer_execution_id,
+                    }
+                    for f in files
+                ),
+                image_digest=image_digest,
+                spec_hash=spec.spec_hash(
+                    [(f.name, f.path, f.sha256) for f in files], identity_image
+                ),
+                counter=self.store.allocate_counter(),
             )
-            record["counter"] = self.store.allocate_counter()
-            if reuse:
-                previous = self.store.find_completed(record["spec_hash"])
+            if reuse and record.spec_hash is not None:
+                previous = self.store.find_completed(record.spec_hash)
                 if previous is not None:
                     return self._reuse(record, previous, on_record)
-            record["status"] = "queued"
+            record = replace(record, status=Status.QUEUED)
             self._write_config(spec, workdir, files, record)
             return self._run(spec, record, workdir, stop, on_metrics, echo, on_record)
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
+
+    def execute(
+        self,
+        spec: ExecutionSpec,
+        *,
+        on_record: Callable[[dict[str, Any]], None] | None = None,
+        **options: Any,
+    ) -> dict[str, Any]:
+        """:meth:`run`, with the record as a dict (for callers not yet on ExecutionRecord)."""
+        see = None if on_record is None else (lambda record: on_record(record.to_dict()))
+        return self.run(spec, on_record=see, **options).to_dict()
 
     def _prepare(self, spec: ExecutionSpec, workdir: Path) -> tuple[list[InputFile], str | None]:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -277,132 +276,120 @@ class Executor:
             cache_dir=self.scratch / "input-cache",
             store=self.store,
         )
-        digest = None
-        if spec.runtime == "docker" and spec.image:
-            digest = self.runtime.resolve_image(spec.image, spec.pull_policy)
+        # A runtime that ignores images resolves none (and answers None).
+        digest = self.runtime.resolve_image(spec.image, spec.pull_policy) if spec.image else None
         return files, digest
 
     def _save(
-        self, record: dict[str, Any], on_record: Callable[[dict[str, Any]], None] | None
-    ) -> None:
-        self.store.write_json(f"{self.store.execution_dir(record['id'])}/execution.json", record)
+        self,
+        record: ExecutionRecord,
+        on_record: Callable[[ExecutionRecord], None] | None,
+        events: Iterable[MetricEvent] = (),
+    ) -> ExecutionRecord:
+        self.store.put_record(record, events)  # a final record gets its dataset rows too
         if on_record is not None:
-            on_record(dict(record))
+            on_record(record)
+        return record
 
     def _finish_early(
         self,
-        record: dict[str, Any],
-        status: str,
+        record: ExecutionRecord,
+        status: Status,
         reason: str,
-        on_record: Callable[[dict[str, Any]], None] | None,
-    ) -> dict[str, Any]:
-        if record["counter"] is None:
-            record["counter"] = self.store.allocate_counter()
+        on_record: Callable[[ExecutionRecord], None] | None,
+    ) -> ExecutionRecord:
+        counter = record.counter if record.counter is not None else self.store.allocate_counter()
         now = utc_now()
-        record.update(status=status, error=reason, started_at=now, ended_at=now, duration_s=0.0)
-        self.store.write_execution(record, [])
-        if on_record is not None:
-            on_record(dict(record))
-        return record
+        record = record.finished(
+            status, error=reason, ended_at=now, counter=counter, started_at=now, duration_s=0.0
+        )
+        return self._save(record, on_record)
 
     def _reuse(
         self,
-        record: dict[str, Any],
+        record: ExecutionRecord,
         previous: Mapping[str, Any],
-        on_record: Callable[[dict[str, Any]], None] | None,
-    ) -> dict[str, Any]:
+        on_record: Callable[[ExecutionRecord], None] | None,
+    ) -> ExecutionRecord:
         now = utc_now()
-        record.update(
-            status="complete",
+        record = record.finished(
+            Status.COMPLETE,
+            error=None,
+            ended_at=now,
             exit_code=previous.get("exit_code", 0),
             metrics=dict(previous.get("metrics") or {}),
-            outputs=list(previous.get("outputs") or []),
-            outputs_skipped=list(previous.get("outputs_skipped") or []),
+            outputs=tuple(previous.get("outputs") or ()),
+            outputs_skipped=tuple(previous.get("outputs_skipped") or ()),
             reused_from=previous.get("reused_from") or previous["id"],
             started_at=now,
-            ended_at=now,
             duration_s=0.0,
         )
-        self.store.write_execution(record, [])
-        if on_record is not None:
-            on_record(dict(record))
-        return record
+        return self._save(record, on_record)
 
     def _run(
         self,
         spec: ExecutionSpec,
-        record: dict[str, Any],
+        record: ExecutionRecord,
         workdir: Path,
         stop: StopToken,
-        on_metrics: Callable[[dict[str, Any]], None] | None,
+        on_metrics: Callable[[MetricEvent], None] | None,
         echo: Callable[[str], None] | None,
-        on_record: Callable[[dict[str, Any]], None] | None,
-    ) -> dict[str, Any]:
+        on_record: Callable[[ExecutionRecord], None] | None,
+    ) -> ExecutionRecord:
         metrics = MetricsCollector()
-        log_path, remote_log = self._log_path(record["id"])
-        record["status"] = "started"
-        record["started_at"] = utc_now()
-        self._save(record, on_record)
-        environment = dict(spec.environment)
+        log_path = self.store.log_file(record.id)
+        remote_log = log_path is None
+        if log_path is None:  # a remote store: write a scratch file, upload it at the end
+            log_path = self.scratch / "logs" / f"{record.id}.txt"
+            log_path.parent.mkdir(parents=True, exist_ok=True)
+        record = self._save(replace(record, status=Status.STARTED, started_at=utc_now()), on_record)
         request = RunRequest(
-            execution_id=record["id"],
+            execution_id=record.id,
             commands=tuple(spec.commands),
             workdir=workdir,
-            environment=environment,
+            environment=dict(spec.environment),
             image=spec.image,
             cpus=spec.cpus,
             memory_mb=spec.memory_mb,
-            gpu_ids=tuple(record["gpu_ids"]),
+            gpu_ids=record.gpu_ids,
             time_limit_s=spec.time_limit_s,
             no_output_timeout_s=spec.no_output_timeout_s,
             pull_policy=spec.pull_policy,
             mounts=tuple(spec.mounts),
         )
         started = time.monotonic()
+        status: Status
         with open(log_path, "a", encoding="utf-8", errors="replace") as handle:
             sink = _LogSink(handle, spec.secret_values(), metrics, on_metrics, echo)
             try:
                 result = self.runtime.run(request, sink, stop.event)
-                status, reason, exit_code = result.status, result.reason, result.exit_code
+                status, reason, exit_code = Status(result.status), result.reason, result.exit_code
             except SweeperError as exc:
-                status, reason, exit_code = "crashed", str(exc), None
+                status, reason, exit_code = Status.CRASHED, str(exc), None
             except Exception as exc:  # infrastructure failure: record it, never lose the row
-                status, reason, exit_code = "crashed", f"{type(exc).__name__}: {exc}", None
-        if status == "stopped" and stop.reason != "stopped":
+                status, reason, exit_code = Status.CRASHED, f"{type(exc).__name__}: {exc}", None
+        if status == Status.STOPPED and stop.reason != Status.STOPPED:
             status = stop.reason
-        record["outputs"], skipped = self._collect_outputs(record["id"], workdir / "outputs")
-        record["outputs_skipped"] = skipped
+        outputs, skipped = self._collect_outputs(record.id, workdir / "outputs")
         if skipped:
             # The user who expected a file reads why it is missing where they look first.
             with open(log_path, "a", encoding="utf-8") as handle:
                 for item in skipped:
                     handle.write(f"sweeper: output {item['path']} refused: {item['reason']}\n")
-        if remote_log is not None:
-            self.store.upload_file(log_path, remote_log)
-        record.update(
-            status=status,
-            error=reason if status != "complete" else None,
+        if remote_log:
+            self.store.put_log(record.id, log_path)
+        record = record.finished(
+            status,
+            error=reason if status != Status.COMPLETE else None,
+            ended_at=utc_now(),
             exit_code=exit_code,
+            outputs=tuple(outputs),
+            outputs_skipped=tuple(skipped),
             metrics=metrics.summary,
             metrics_dropped=metrics.dropped,
-            ended_at=utc_now(),
             duration_s=round(time.monotonic() - started, 6),
         )
-        self.store.write_execution(record, metrics.events)  # also rewrites execution.json
-        if on_record is not None:
-            on_record(dict(record))
-        return record
-
-    def _log_path(self, execution_id: str) -> tuple[Path, str | None]:
-        relpath = f"{self.store.execution_dir(execution_id)}/logs.txt"
-        local = self.store.local_path
-        if local is not None:
-            path = Path(local) / relpath
-            path.parent.mkdir(parents=True, exist_ok=True)
-            return path, None
-        path = self.scratch / "logs" / f"{execution_id}.txt"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return path, relpath
+        return self._save(record, on_record, metrics.events)  # rewrites execution.json too
 
     def _collect_outputs(
         self, execution_id: str, outputs: Path

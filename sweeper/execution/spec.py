@@ -14,9 +14,14 @@ import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sweeper.errors import SweeperError
+from sweeper.execution.inputs import InputLike
+
+if TYPE_CHECKING:
+    from sweeper.config import Step
+    from sweeper.execution.record import ExecutionRecord
 
 #: Environment variable names whose values never appear in records or logs.
 SECRET_PATTERNS = ("*TOKEN*", "*SECRET*", "*PASSWORD*")
@@ -53,7 +58,58 @@ class ExecutionSpec:
     pull_policy: str = "missing"
     step_stop_condition: str | None = None
     mounts: tuple[tuple[str, str, bool], ...] = ()
-    step_inputs: tuple[Any, ...] = field(default=(), compare=False)
+    step_inputs: tuple[InputLike, ...] = field(default=(), compare=False)
+
+    @classmethod
+    def from_record(
+        cls,
+        record: ExecutionRecord,
+        *,
+        project_dir: str,
+        inputs: Mapping[str, Sequence[str]],
+        step_inputs: tuple[InputLike, ...] = (),
+        pull_policy: str = "never",
+    ) -> ExecutionSpec:
+        """The spec that runs a recorded execution again, as it ran.
+
+        The image is the recorded digest when the runtime used images (the record keeps an
+        ``image`` only then), so a re-run gets the very image of the first run. Secret values
+        were never recorded: those variables are left out (give them again). The caller
+        chooses ``inputs`` (e.g. ``datum://<sha256>`` for an input still in the store) and
+        ``step_inputs`` (the step's declared inputs, from its recorded definition).
+
+        >>> from sweeper.execution.record import ExecutionRecord
+        >>> record = ExecutionRecord.from_dict({"id": "e1", "step": "train", "runtime": "local",
+        ...     "spec": {"commands": ["python t.py"], "environment": {"A": "1", "KEY": "****"}}})
+        >>> spec = ExecutionSpec.from_record(record, project_dir=".", inputs={})
+        >>> spec.commands, dict(spec.environment), spec.image
+        (('python t.py',), {'A': '1'}, None)
+        """
+        data = record.spec
+        image = data.get("image")
+        if record.image is not None:
+            image = record.image_digest or image
+        return cls(
+            step=record.step,
+            step_definition=data.get("step_definition") or {},
+            image=image,
+            commands=tuple(data.get("commands") or record.command),
+            parameters=dict(record.parameters),
+            inputs={name: tuple(uris) for name, uris in inputs.items()},
+            environment={k: v for k, v in (data.get("environment") or {}).items() if v != MASK},
+            code_version=record.code_version or "",
+            code_archive=data.get("code_archive"),
+            project_dir=project_dir,
+            runtime=data.get("runtime") or record.runtime,
+            cpus=data.get("cpus"),
+            memory_mb=data.get("memory_mb"),
+            gpus=float(data.get("gpus") or 0),
+            time_limit_s=data.get("time_limit_s"),
+            no_output_timeout_s=data.get("no_output_timeout_s"),
+            pull_policy=pull_policy,
+            mounts=tuple((m[0], m[1], bool(m[2])) for m in data.get("mounts") or ()),
+            step_inputs=step_inputs,
+        )
 
     def masked_environment(self) -> dict[str, str]:
         """The environment as records show it: secret values replaced by ``****``."""
@@ -98,15 +154,20 @@ class ExecutionSpec:
         data["secret_names"] = sorted(self.secret_names)
         data["inputs"] = {k: list(v) for k, v in self.inputs.items()}
         data["commands"] = list(self.commands)
+        # Lists, as JSON gives them back: a record read from the store equals the one written.
+        data["mounts"] = [list(mount) for mount in self.mounts]
         return data
 
-    def spec_hash(
-        self, input_checksums: Sequence[tuple[str, str, str]], image_digest: str | None
-    ) -> str:
-        """Identity of a run: same code, image, command, parameters and input contents."""
+    def spec_hash(self, input_checksums: Sequence[tuple[str, str, str]], image: str | None) -> str:
+        """Identity of a run: same code, image, command, parameters and input contents.
+
+        ``image`` is the image that makes the run what it is: its digest (else its name)
+        where the runtime uses images, None where it ignores them (see
+        :attr:`sweeper.runtime.Runtime.uses_images`).
+        """
         identity = {
             "step": self.step_definition,
-            "image": image_digest or self.image if self.runtime == "docker" else None,
+            "image": image,
             "commands": list(self.commands),
             "parameters": dict(self.parameters),
             "inputs": sorted(input_checksums),
@@ -130,7 +191,7 @@ def parse_assignments(pairs: Sequence[str], what: str) -> dict[str, list[str]]:
 
 
 def build_spec(
-    step: Any,
+    step: Step,
     *,
     parameters: Mapping[str, Any],
     inputs: Mapping[str, Sequence[str]],
@@ -155,12 +216,12 @@ def build_spec(
     for variable in step.environment_variables:
         if variable.default is not None:
             env[variable.name] = str(variable.default)
-        if getattr(variable, "secret", False):
+        if variable.secret:
             secrets.add(variable.name)
     env.update(environment or {})
     resources = step.resources
     step_gpus = float(resources.gpus or 0)
-    stop_condition = getattr(step, "stop_condition", None)
+    stop_condition = step.stop_condition
     return ExecutionSpec(
         step=step.name,
         step_definition=step.serialize(),
@@ -186,10 +247,10 @@ def build_spec(
     )
 
 
-def _bind_mounts(step: Any) -> tuple[tuple[str, str, bool], ...]:
+def _bind_mounts(step: Step) -> tuple[tuple[str, str, bool], ...]:
     """The step's declared mounts as (source, destination, read-only) bind mounts."""
     mounts = []
-    for mount in getattr(step, "mounts", ()):
+    for mount in step.mounts:
         if mount.type not in (None, "bind"):
             raise SweeperError(
                 f'step "{step.name}": mount type "{mount.type}" ({mount.destination}) is not '

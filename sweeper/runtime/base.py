@@ -15,14 +15,16 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import ClassVar
 
 from sweeper.errors import SweeperError
+from sweeper.status import Status
 
-#: Statuses a run can end with.
-COMPLETE = "complete"
-ERROR = "error"
-STOPPED = "stopped"
-CRASHED = "crashed"
+#: Statuses a run can end with (aliases of the :class:`Status` members).
+COMPLETE = Status.COMPLETE
+ERROR = Status.ERROR
+STOPPED = Status.STOPPED
+CRASHED = Status.CRASHED
 
 PULL_POLICIES = ("missing", "always", "never")
 
@@ -84,7 +86,7 @@ class RunResult:
     N ended the step.
     """
 
-    status: str
+    status: Status
     exit_code: int | None
     reason: str | None
     started_at: datetime
@@ -94,9 +96,28 @@ class RunResult:
 
 
 class Runtime(ABC):
-    """Runs one execution's commands; one instance may serve many runs, one at a time or not."""
+    """Runs one execution's commands; one instance may serve many runs, one at a time or not.
 
-    name: str
+    Everything that differs between runtimes goes through this class: the class members
+    below say whether images matter and where the step sees its work folder, and
+    :meth:`remove_leftovers` cleans up after a runner that died. Code outside
+    ``sweeper/runtime/`` never asks which runtime it has.
+    """
+
+    name: ClassVar[str]
+    #: Whether the step runs in an image: the record keeps it and it is part of the spec hash.
+    uses_images: ClassVar[bool] = False
+
+    def workdir_root(self, workdir: Path) -> str:
+        """Where the step sees ``workdir`` (the paths written into ``inputs.json``)."""
+        return str(workdir)
+
+    def remove_leftovers(self, execution_id: str) -> int:
+        """Remove what a runner killed midway left running for an execution; how many things.
+
+        Best effort and never raises: called while settling an execution whose runner died.
+        """
+        return 0
 
     @abstractmethod
     def run(

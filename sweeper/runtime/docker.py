@@ -10,6 +10,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import docker
@@ -32,6 +33,7 @@ from sweeper.runtime.base import (
     utcnow,
 )
 from sweeper.runtime.output import LineSplitter
+from sweeper.status import Status
 
 #: The label every container carries, so leftovers of a crashed sweeper can be found.
 EXECUTION_LABEL = "sweeper.execution_id"
@@ -67,6 +69,7 @@ class DockerRuntime(Runtime):
     """
 
     name = "docker"
+    uses_images = True
 
     def __init__(
         self,
@@ -112,6 +115,14 @@ class DockerRuntime(Runtime):
                     ) from exc
                 self._client = client
             return self._client
+
+    def workdir_root(self, workdir: Path) -> str:
+        """The work folder is mounted at ``/valohai`` in the container."""
+        return MOUNT_POINT
+
+    def remove_leftovers(self, execution_id: str) -> int:
+        """Remove the execution's containers, found by label (see :func:`remove_leftover_containers`)."""
+        return remove_leftover_containers(execution_id, self.base_url)
 
     def resolve_image(self, image: str, pull_policy: str) -> str | None:
         """Ensure ``image`` is present per ``pull_policy``; return its RepoDigest or image id."""
@@ -222,7 +233,7 @@ class DockerRuntime(Runtime):
 
     def _result(
         self,
-        status: str,
+        status: Status,
         exit_code: int | None,
         reason: str | None,
         started_at: datetime,
@@ -255,9 +266,9 @@ class _ContainerRun:
         self.stream: Any = None
         self.reader: threading.Thread | None = None
         self.started_at: datetime | None = None
-        self.verdict: tuple[str, str] | None = None
+        self.verdict: tuple[Status, str] | None = None
 
-    def run(self) -> tuple[str, int | None, str | None]:
+    def run(self) -> tuple[Status, int | None, str | None]:
         options = self.runtime.container_options(self.request, self.image_id, self.token)
         self.creating = True
         self.container = self.client.containers.create(**options)
@@ -314,7 +325,7 @@ class _ContainerRun:
 
     def _check_limits(
         self, now: float, deadline: float | None, last_output: float
-    ) -> tuple[str, str] | None:
+    ) -> tuple[Status, str] | None:
         request = self.request
         if self.stop.is_set():
             return STOPPED, "stopped"
@@ -332,7 +343,7 @@ class _ContainerRun:
         except _DOCKER_ERRORS:
             pass  # it has exited already, or is gone: the log stream ends either way
 
-    def _outcome(self) -> tuple[str, int | None, str | None]:
+    def _outcome(self) -> tuple[Status, int | None, str | None]:
         try:
             exit_code = self.container.wait(timeout=self.runtime.api_timeout_s)["StatusCode"]
             self.container.reload()

@@ -27,6 +27,7 @@ from sweeper.runtime.base import (
 )
 from sweeper.runtime.descendants import RunProcesses
 from sweeper.runtime.output import LineSplitter
+from sweeper.status import Status
 
 #: How often the stop event is checked while nothing else happens.
 STOP_CHECK_S = 0.05
@@ -129,7 +130,7 @@ class LocalRuntime(Runtime):
         return self._result(status, exit_code, reason, started_at)
 
     def _result(
-        self, status: str, exit_code: int | None, reason: str | None, started_at: datetime
+        self, status: Status, exit_code: int | None, reason: str | None, started_at: datetime
     ) -> RunResult:
         return RunResult(status, exit_code, reason, started_at, utcnow(), host=self._host)
 
@@ -161,14 +162,14 @@ class _Supervisor:
         self.deadline = now + limit if limit is not None else None
         self.last_output = now
         # Set when we end the run ourselves: the status and reason to report.
-        self.verdict: tuple[str, str] | None = None
+        self.verdict: tuple[Status, str] | None = None
         self.kill_at = math.inf
         self.hard_killed_at: float | None = None
         self.ending = False
         self.cleared = False  # the shell exited and no process of the run was left
         self.drain_until: float | None = None
 
-    def run(self) -> tuple[str | None, str | None]:
+    def run(self) -> tuple[Status | None, str | None]:
         process = self.process
         assert process.stdout is not None
         out = process.stdout.fileno()
@@ -268,7 +269,7 @@ class _Supervisor:
             wait = min(wait, self.drain_until - now)
         return max(wait, 0.0)
 
-    def _terminate(self, status: str, reason: str, now: float) -> None:
+    def _terminate(self, status: Status, reason: str, now: float) -> None:
         self.verdict = (status, reason)
         self.kill_at = now + self.grace_s
         self._signal(signal.SIGTERM)

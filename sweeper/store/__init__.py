@@ -5,7 +5,16 @@ The layout, the schemas and the guarantees are described in docs/store.md.
 
 from ._blobs import blob_uri, parse_blob_uri
 from ._parts import DamagedPartWarning
+from ._protocol import RecordStore
 from ._schema import SCHEMA_VERSION, SCHEMAS
 from ._store import Store
 
-__all__ = ["SCHEMAS", "SCHEMA_VERSION", "DamagedPartWarning", "Store", "blob_uri", "parse_blob_uri"]
+__all__ = [
+    "SCHEMAS",
+    "SCHEMA_VERSION",
+    "DamagedPartWarning",
+    "RecordStore",
+    "Store",
+    "blob_uri",
+    "parse_blob_uri",
+]

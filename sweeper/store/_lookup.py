@@ -23,8 +23,8 @@ def _index(store: Store) -> pa.Table:
 
 
 def _load(store: Store, execution_id: str) -> dict[str, Any]:
-    record = store.read_json(f"{store.execution_dir(execution_id)}/execution.json")
-    if not isinstance(record, dict):
+    record = store._record_dict(execution_id)
+    if record is None:
         raise StoreError(
             f"execution {execution_id} has no readable execution.json in {store.location}"
         )
@@ -59,8 +59,8 @@ def find_execution(store: Store, ref: str) -> dict[str, Any]:
         return _load(store, ids[-1])
     if not _ID.match(ref):
         raise _unknown(store, ref)
-    record = store.read_json(f"{store.execution_dir(ref)}/execution.json")
-    if isinstance(record, dict):
+    record = store._record_dict(ref)
+    if record is not None:
         return record
     return _load(store, _resolve_prefix(store, ref))
 

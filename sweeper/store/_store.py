@@ -6,10 +6,11 @@ import io
 import json
 import os
 import posixpath
+import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
@@ -23,6 +24,10 @@ from ._parts import Parts, check_dataset_name
 from ._rows import artifact_rows, execution_row, metric_rows, metrics_table, rows_to_table
 from ._schema import FORMAT, ID_COLUMNS, MARKER, SCHEMA_VERSION, SCHEMAS
 
+if TYPE_CHECKING:
+    # For types only: importing the store must not import execution/ (and the Docker SDK).
+    from sweeper.execution.record import ExecutionRecord
+
 
 def _check_relpath(relpath: str) -> str:
     path = posixpath.normpath(relpath.replace("\\", "/"))
@@ -31,15 +36,24 @@ def _check_relpath(relpath: str) -> str:
     return path
 
 
+def _check_id(kind: str, value: str) -> str:
+    """``value`` when it can name a folder of the store, else ValueError naming it."""
+    if not value or "/" in value or "\\" in value or value.startswith("."):
+        raise ValueError(f"invalid {kind} id {value!r}")
+    return value
+
+
 class Store:
     """A sweeper store: datasets, blobs and execution folders under one root.
 
     Open with :meth:`open`; every method is safe to call from many processes (and, for an
-    object store, many machines) at once. Example::
+    object store, many machines) at once. The store is the only code that knows its layout:
+    everything else goes through the record-level methods of
+    :class:`~sweeper.store.RecordStore`, which this class implements. Example::
 
         store = Store.open(".sweeper", create=True)
         sha, size = store.put_file(Path("model.pkl"))
-        store.write_execution(record, events)
+        store.put_record(record, events)
         store.read_dataset("executions").to_pandas()
     """
 
@@ -171,6 +185,137 @@ class Store:
             raise ValueError(f"invalid execution id {execution_id!r}")
         return f"executions/{execution_id}"
 
+    # -- records ---------------------------------------------------------------------------
+
+    def _record_dict(self, execution_id: str) -> dict[str, Any] | None:
+        """execution.json as stored, or None when it is missing or not a JSON object."""
+        data = self.read_json(f"{self.execution_dir(execution_id)}/execution.json")
+        return data if isinstance(data, dict) else None
+
+    def put_record(self, record: ExecutionRecord, events: Iterable[Mapping[str, Any]] = ()) -> None:
+        """Write the record's execution.json; once it is final, its dataset rows too.
+
+        The rows (metrics from ``events``, artifacts, then the executions row) are written
+        once, at the end, so an execution counted in the datasets has ended.
+        """
+        if record.is_final:
+            self.write_execution(record.to_dict(), events)
+        else:
+            self.write_json(f"{self.execution_dir(record.id)}/execution.json", record.to_dict())
+
+    def get_record(self, execution_id: str) -> ExecutionRecord | None:
+        """The execution's record, or None when none was ever written."""
+        from sweeper.execution.record import ExecutionRecord
+
+        data = self._record_dict(execution_id)
+        if data is None:
+            return None
+        # The id is the folder's name; an old or hand-made record may not repeat it.
+        return ExecutionRecord.from_dict(data if "id" in data else {"id": execution_id, **data})
+
+    def complete_rows(self, record: ExecutionRecord, events: Iterable[Mapping[str, Any]]) -> None:
+        """Write the rows of a final record that a killed writer left out (never twice).
+
+        execution.json is left as it is; see :meth:`write_execution` with ``missing_only``.
+        """
+        self.write_execution(record.to_dict(), events, missing_only=True)
+
+    # -- logs ------------------------------------------------------------------------------
+
+    def _log_relpath(self, execution_id: str) -> str:
+        return f"{self.execution_dir(execution_id)}/logs.txt"
+
+    def log_file(self, execution_id: str) -> Path | None:
+        """The local ``logs.txt`` of an execution to append to (its folder made).
+
+        None for a remote store: write the log to a scratch file and :meth:`put_log` it.
+        """
+        local = self.local_path
+        if local is None:
+            return None
+        path = local / self._log_relpath(execution_id)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def put_log(self, execution_id: str, local: Path) -> None:
+        """Store a log written to a local scratch file as the execution's ``logs.txt``."""
+        self.upload_file(local, self._log_relpath(execution_id))
+
+    def read_log(self, execution_id: str) -> str | None:
+        """The execution's log, or None when it has none."""
+        return self.read_text(self._log_relpath(execution_id))
+
+    def scratch_dir(self) -> Path:
+        """Where work folders and caches go: ``tmp/`` in a local store, else the temp dir.
+
+        Inside a local store they share its file system, so outputs are stored by a rename
+        or a link; a remote store has no local folder of its own.
+        """
+        local = self.local_path
+        if local is not None:
+            return local / "tmp"
+        return Path(tempfile.gettempdir()) / "sweeper-scratch"
+
+    # -- sweeps and pipeline runs ----------------------------------------------------------
+
+    def _sweep_dir(self, sweep_id: str) -> str:
+        return f"sweeps/{_check_id('sweep', sweep_id)}"
+
+    def get_sweep(self, sweep_id: str) -> dict[str, Any] | None:
+        """The sweep's saved state (``sweep.json``), or None when there is none."""
+        data = self.read_json(f"{self._sweep_dir(sweep_id)}/sweep.json")
+        return data if isinstance(data, dict) else None
+
+    def put_sweep(self, sweep_id: str, data: Mapping[str, Any]) -> None:
+        """Save the sweep's state (``sweep.json``), atomically."""
+        self.write_json(f"{self._sweep_dir(sweep_id)}/sweep.json", dict(data))
+
+    def sweep_journal(self, sweep_id: str) -> Path:
+        """The sweep's Optuna journal file (its folder made); a local store only.
+
+        Optuna's journal needs a local file with working locks: for a remote store the
+        study needs a database, and the StoreError says so.
+        """
+        local = self.local_path
+        if local is None:
+            raise StoreError(
+                f"the store {self.location} is not a local folder: give the sweep's study a "
+                "database with --storage (e.g. postgresql://...) so that it survives the driver"
+            )
+        path = local / self._sweep_dir(sweep_id) / "optuna.journal"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def latest_sweep(self, *, unfinished: bool = False) -> str | None:
+        """The id of the sweep created last (with ``unfinished``, the last not complete).
+
+        None when the store has no such sweep. Works the same for every backend.
+        """
+        candidates = []
+        for name in self.backend.list_dirs("sweeps"):
+            try:
+                data = self.get_sweep(name)
+            except (ValueError, UnicodeDecodeError):  # a folder that is no sweep's, a bad file
+                continue
+            if data is None or (unfinished and data.get("status") == "complete"):
+                continue
+            candidates.append(
+                (str(data.get("created_at") or ""), str(data.get("sweep_id") or name))
+            )
+        return max(candidates)[1] if candidates else None
+
+    def _pipeline_run_path(self, run_id: str) -> str:
+        return f"pipelines/{_check_id('pipeline run', run_id)}/run.json"
+
+    def get_pipeline_run(self, run_id: str) -> dict[str, Any] | None:
+        """The pipeline run's saved state (``run.json``), or None when there is none."""
+        data = self.read_json(self._pipeline_run_path(run_id))
+        return data if isinstance(data, dict) else None
+
+    def put_pipeline_run(self, run_id: str, data: Mapping[str, Any]) -> None:
+        """Save the pipeline run's state (``run.json``), atomically."""
+        self.write_json(self._pipeline_run_path(run_id), dict(data))
+
     # -- datasets --------------------------------------------------------------------------
 
     def write_execution(
@@ -193,9 +338,11 @@ class Store:
                 return
         else:
             self.write_json(f"{self.execution_dir(execution_id)}/execution.json", dict(record))
-        metrics = metric_rows(execution_id, events)
-        if metrics and not (missing_only and self.has_rows("metrics", execution_id)):
-            Parts(self.backend, "metrics").write(metrics_table(metrics))
+        # Checked before ``events`` is read: a recovery passes them lazily, from the log.
+        if not (missing_only and self.has_rows("metrics", execution_id)):
+            metrics = metric_rows(execution_id, events)
+            if metrics:
+                Parts(self.backend, "metrics").write(metrics_table(metrics))
         artifacts = artifact_rows(record)
         if artifacts and not (missing_only and self.has_rows("artifacts", execution_id)):
             self.write_rows("artifacts", artifacts)
@@ -264,3 +411,10 @@ class Store:
     ) -> dict[str, dict[str, Any]]:
         """For each spec hash (all when None), the record of its latest complete execution."""
         return _lookup.latest_completed(self, spec_hashes)
+
+
+if TYPE_CHECKING:
+    from ._protocol import RecordStore
+
+    # mypy checks here that Store keeps every method of the contract, with its types.
+    _satisfies_protocol: type[RecordStore] = Store

@@ -8,15 +8,18 @@ from datetime import timezone
 
 import pytest
 from runtime_support import (
+    PYTHON,
     Harness,
     Output,
     containers_labelled,
+    docker_client,
     make_harness,
     process_alive,
     stop_on,
 )
 
 from sweeper.runtime.base import RunResult
+from sweeper.runtime.docker import EXECUTION_LABEL
 
 
 def assert_ended(harness: Harness) -> None:
@@ -265,3 +268,36 @@ def test_result_is_a_run_result(harness: Harness) -> None:
         assert result.image_digest and result.image_digest.startswith("sha256:")
     else:
         assert result.image_digest is None
+
+
+def test_workdir_root_is_where_the_step_sees_its_work_folder(harness: Harness) -> None:
+    result, output = harness.run('echo "$VH_INPUTS_DIR"')
+    assert result.status == "complete"
+    root = harness.runtime.workdir_root(harness.workdir.resolve())
+    assert root == harness.mount
+    assert output.lines == [f"{root}/inputs"]
+
+
+def test_uses_images_says_whether_the_image_counts(harness: Harness) -> None:
+    # The execution layer keeps the image in the record and the spec hash only when it counts.
+    assert harness.runtime.uses_images is (harness.runtime.name == "docker")
+    digest = harness.runtime.resolve_image(PYTHON, "never")
+    assert (digest is not None) is harness.runtime.uses_images
+
+
+def test_remove_leftovers_removes_what_a_dead_runner_left(harness: Harness) -> None:
+    if harness.runtime.name == "docker":
+        # What a runner killed with its Ray worker leaves: a running, labelled container.
+        docker_client().containers.run(
+            PYTHON,
+            ["sleep", "300"],
+            detach=True,
+            labels={EXECUTION_LABEL: harness.execution_id},
+        )
+        assert len(containers_labelled(harness.execution_id)) == 1
+        assert harness.runtime.remove_leftovers(harness.execution_id) == 1
+        assert containers_labelled(harness.execution_id) == []
+    else:
+        # A local run's processes end with their runner today: nothing is left to remove.
+        assert harness.runtime.remove_leftovers(harness.execution_id) == 0
+    assert harness.runtime.remove_leftovers(harness.execution_id) == 0

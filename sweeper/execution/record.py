@@ -1,0 +1,179 @@
+"""The record one execution leaves: :class:`ExecutionRecord`.
+
+The record is what ``executions/<id>/execution.json`` holds and what one ``executions``
+row is made from. :meth:`ExecutionRecord.from_dict` reads any record sweeper ever wrote (a
+key it does not know is kept in ``extra``, a missing one takes its default) and
+:meth:`ExecutionRecord.to_dict` writes it back key for key, so a record read and written
+again is the same file.
+
+>>> record = ExecutionRecord.from_dict({"id": "e1", "status": "complete", "metrics": {"loss": 0.5}})
+>>> record.status is Status.COMPLETE, record.is_final
+(True, True)
+>>> record.objective_values(["loss"])
+[0.5]
+>>> ExecutionRecord.from_dict(record.to_dict()) == record
+True
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+from sweeper.status import Status
+
+#: One metrics event of an execution: ``{"time": ISO string, "values": {name: value}}``.
+MetricEvent = Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class ExecutionRecord:
+    """One execution as stored in ``executions/<id>/execution.json`` (and one executions row).
+
+    The fields are the record's keys in the order they are written. ``inputs`` and
+    ``outputs`` hold one mapping per file (``name``, ``uri``, ``path``, ``sha256``,
+    ``size``, ``producer_execution_id``); ``outputs_skipped`` one ``{path, reason}`` per
+    entry of the outputs folder that was not stored. Times are ISO 8601 strings in UTC.
+    ``extra`` keeps the keys this version does not know, so that they are written back.
+    Build changed copies with :func:`dataclasses.replace` or :meth:`finished`.
+    """
+
+    id: str
+    counter: int | None = None
+    step: str = ""
+    status: Status = Status.CREATED
+    exit_code: int | None = None
+    error: str | None = None
+    command: tuple[str, ...] = ()
+    image: str | None = None
+    image_digest: str | None = None
+    code_version: str | None = None
+    parameters: Mapping[str, Any] = field(default_factory=dict)
+    metrics: Mapping[str, Any] = field(default_factory=dict)
+    metrics_dropped: int = 0
+    inputs: tuple[Mapping[str, Any], ...] = ()
+    outputs: tuple[Mapping[str, Any], ...] = ()
+    outputs_skipped: tuple[Mapping[str, Any], ...] = ()
+    created_at: str | None = None
+    started_at: str | None = None
+    ended_at: str | None = None
+    duration_s: float | None = None
+    runtime: str = "local"
+    reused_from: str | None = None
+    sweep_id: str | None = None
+    trial_number: int | None = None
+    pipeline_run_id: str | None = None
+    node: str | None = None
+    ray_node: str | None = None
+    gpu_ids: tuple[str, ...] = ()
+    attempt: int = 1
+    host: str | None = None
+    spec_hash: str | None = None
+    environment: Mapping[str, str] = field(default_factory=dict)
+    resources: Mapping[str, Any] = field(default_factory=dict)
+    spec: Mapping[str, Any] = field(default_factory=dict)
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ExecutionRecord:
+        """The record of a stored dict: missing keys take their defaults, unknown go to ``extra``.
+
+        A value of an unexpected shape (a status this version does not know, ``null`` where
+        a list is expected) is kept in ``extra`` under its own key, so :meth:`to_dict`
+        writes back exactly what was read; the field keeps its default.
+        """
+        if "id" not in data:
+            raise ValueError("an execution record needs an 'id'")
+        values: dict[str, Any] = {}
+        extra: dict[str, Any] = {}
+        for name in _KEYS:
+            if name not in data:
+                continue
+            convert = _CONVERT.get(name)
+            try:
+                values[name] = data[name] if convert is None else convert(data[name])
+            except (TypeError, ValueError):
+                extra[name] = data[name]
+        extra.update((key, value) for key, value in data.items() if key not in _FIELDS)
+        return cls(**values, extra=extra)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The record as stored: every key in field order, lists for tuples, then ``extra``.
+
+        Keys of ``extra`` that are also fields (values of an unexpected shape, see
+        :meth:`from_dict`) take the field's place, so the order is the one that was read.
+        """
+        data: dict[str, Any] = {}
+        for name in _KEYS:
+            value = getattr(self, name)
+            if isinstance(value, Status):
+                value = value.value
+            elif isinstance(value, tuple):
+                value = [dict(v) if isinstance(v, Mapping) else v for v in value]
+            elif isinstance(value, Mapping):
+                value = dict(value)
+            data[name] = value
+        data.update(self.extra)
+        return data
+
+    def finished(
+        self, status: Status, *, error: str | None, ended_at: str, **changes: Any
+    ) -> ExecutionRecord:
+        """A copy that ended with ``status`` (and ``error``) at ``ended_at``, plus ``changes``."""
+        return replace(self, status=status, error=error, ended_at=ended_at, **changes)
+
+    @property
+    def is_final(self) -> bool:
+        """Whether the execution has ended (it never changes again)."""
+        return self.status.is_final and "status" not in self.extra
+
+    def objective_values(self, metrics: Sequence[str]) -> list[float] | None:
+        """The final values of ``metrics``, or None when one is missing or not a finite number."""
+        values = []
+        for name in metrics:
+            value = self.metrics.get(name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                return None
+            if not math.isfinite(float(value)):
+                return None
+            values.append(float(value))
+        return values
+
+
+def _sequence(value: Any) -> tuple[Any, ...]:
+    if not isinstance(value, list):
+        raise TypeError("not a list")
+    return tuple(value)
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise TypeError("not a mapping")
+    return value
+
+
+def _mappings(value: Any) -> tuple[Mapping[str, Any], ...]:
+    items = _sequence(value)
+    if not all(isinstance(item, Mapping) for item in items):
+        raise TypeError("not a list of mappings")
+    return items
+
+
+_FIELDS = frozenset(f.name for f in fields(ExecutionRecord))
+#: The stored keys, in the order they are written.
+_KEYS = tuple(f.name for f in fields(ExecutionRecord) if f.name != "extra")
+_CONVERT: dict[str, Callable[[Any], Any]] = {
+    "status": Status,
+    "command": _sequence,
+    "gpu_ids": _sequence,
+    "inputs": _mappings,
+    "outputs": _mappings,
+    "outputs_skipped": _mappings,
+    "parameters": _mapping,
+    "metrics": _mapping,
+    "environment": _mapping,
+    "resources": _mapping,
+    "spec": _mapping,
+}

@@ -8,11 +8,15 @@ from typing import Any
 
 import click
 
+from sweeper.runtime import DEFAULT_RUNTIME as _BUILTIN_DEFAULT
+from sweeper.runtime import runtime_names
+
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 
-RUNTIMES = click.Choice(["docker", "local"])
+#: The names in :data:`sweeper.runtime.RUNTIMES`: a registered runtime is a choice here too.
+RUNTIMES = click.Choice(runtime_names())
 #: ``docker`` (Valohai's model: each step in its image) unless SWEEPER_RUNTIME says otherwise.
-DEFAULT_RUNTIME = os.environ.get("SWEEPER_RUNTIME", "docker")
+DEFAULT_RUNTIME = os.environ.get("SWEEPER_RUNTIME", _BUILTIN_DEFAULT)
 
 
 def config_option(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -34,7 +38,7 @@ def store_option(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def runtime_option(help_text: str) -> Decorator:
-    """``--runtime docker|local``."""
+    """``--runtime NAME``, one of :func:`sweeper.runtime.runtime_names`."""
     return click.option(
         "--runtime", type=RUNTIMES, default=DEFAULT_RUNTIME, show_default=True, help=help_text
     )

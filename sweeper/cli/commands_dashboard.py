@@ -8,13 +8,11 @@ parameter importances and parallel coordinates follow a sweep while it runs. It 
 
 from __future__ import annotations
 
-import json
 import re
 import sys
 import threading
-from pathlib import Path
 from socketserver import ThreadingMixIn
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import click
@@ -22,6 +20,9 @@ import click
 from sweeper.cli.options import config_option, store_option
 from sweeper.cli.project import project_from
 from sweeper.errors import SweeperError
+
+if TYPE_CHECKING:
+    from sweeper.store import RecordStore
 
 #: Where the dashboard listens: this machine only (it can tell trials and delete studies).
 HOST = "127.0.0.1"
@@ -59,32 +60,19 @@ def require_dashboard() -> Any:
     return optuna_dashboard
 
 
-def latest_sweep_id(store: Any) -> str:
-    """The id of the most recently created sweep in the store."""
-    local = store.local_path
-    candidates: list[tuple[str, str]] = []
-    if local is not None:
-        for path in (Path(local) / "sweeps").glob("*/sweep.json"):
-            try:
-                data = json.loads(path.read_text())
-            except (OSError, ValueError):
-                continue
-            candidates.append((str(data.get("created_at", "")), str(data.get("sweep_id"))))
-    else:
-        from sweeper.results import Results
-
-        sweeps = Results(store).sweeps()
-        candidates = [(str(r.created_at), str(r.sweep_id)) for r in sweeps.itertuples()]
-    if not candidates:
+def latest_sweep_id(store: RecordStore) -> str:
+    """The id of the most recently created sweep in the store (any backend)."""
+    sweep_id = store.latest_sweep()
+    if sweep_id is None:
         raise SweeperError(f"no sweep in the store {store.location}: run one first, or name it")
-    return max(candidates)[1]
+    return sweep_id
 
 
-def sweep_storage(store: Any, sweep_id: str) -> Any:
+def sweep_storage(store: RecordStore, sweep_id: str) -> Any:
     """The sweep's Optuna storage: its database URL (``--storage``) or its journal storage."""
     from sweeper.sweep.state import study_storage
 
-    saved = store.read_json(f"sweeps/{sweep_id}/sweep.json")
+    saved = store.get_sweep(sweep_id)
     if not saved:
         raise SweeperError(f'unknown sweep "{sweep_id}" in the store {store.location}')
     options = saved.get("options") or {}

@@ -29,16 +29,11 @@ def _results(config_path: str | None, store: str | None) -> Results:
 
 
 def _latest_sweep_id(results: Results) -> str:
-    table = results.to_arrow("sweeps").select(["sweep_id", "created_at", "updated_at"])
-    if not table.num_rows:
+    # the store's one "latest" rule, as `status`, `resume` and `dashboard` use it
+    sweep_id = results.store.latest_sweep()
+    if sweep_id is None:
         raise SweeperError(f"no sweep in the store {results.store.location}")
-    # each sweep's latest row, then the sweep created last (as Results.sweeps() orders them)
-    latest: dict[Any, dict[str, Any]] = {}
-    for row in sorted(to_rows(table), key=lambda r: missing_last(r["updated_at"])):
-        latest.pop(row["sweep_id"], None)
-        latest[row["sweep_id"]] = row
-    ordered = sorted(latest.values(), key=lambda r: missing_last(r["created_at"]))
-    return str(ordered[-1]["sweep_id"])
+    return sweep_id
 
 
 def _plain(value: Any) -> Any:

@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 import pyarrow as pa
 
 from sweeper.errors import StoreError
+from sweeper.status import Status
 from sweeper.store import Store, parse_blob_uri
 from sweeper.store._schema import ID_COLUMNS, METRIC_PREFIX, PARAM_PREFIX
 from sweeper.store._unify import int64_array
@@ -197,7 +198,7 @@ class Results:
         ascending = _DIRECTIONS.get(direction.lower())
         if ascending is None:
             raise StoreError(f"direction must be 'minimize' or 'maximize', not {direction!r}")
-        df = self.executions(sweep_id=sweep_id, status="complete")
+        df = self.executions(sweep_id=sweep_id, status=Status.COMPLETE)
         if df.empty:
             return df
         column = METRIC_PREFIX + metric

@@ -11,7 +11,9 @@ from typing import TYPE_CHECKING, Any
 from sweeper.errors import SweeperError
 
 if TYPE_CHECKING:
+    from sweeper.results._results import Results
     from sweeper.results.replay import Replay
+    from sweeper.store import RecordStore
 
 
 def _save(axes_or_figure: Any, path: Path) -> Path:
@@ -30,7 +32,7 @@ def _save(axes_or_figure: Any, path: Path) -> Path:
 
 
 def plot_sweep(
-    store: Any, results: Any, sweep_id: str, out_dir: Path, *, top: int = 5
+    store: RecordStore, results: Results, sweep_id: str, out_dir: Path, *, top: int = 5
 ) -> list[Path]:
     """Write the sweep's plots into ``out_dir``; return the files written."""
     import matplotlib
@@ -42,7 +44,7 @@ def plot_sweep(
 
     from sweeper.sweep.state import load_study
 
-    saved = store.read_json(f"sweeps/{sweep_id}/sweep.json")
+    saved = store.get_sweep(sweep_id)
     if not saved:
         raise SweeperError(f'unknown sweep "{sweep_id}" in the store {store.location}')
     options = saved["options"]

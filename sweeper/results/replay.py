@@ -28,6 +28,7 @@ import pandas as pd
 from optuna.trial import TrialState
 
 from sweeper.errors import SweeperError
+from sweeper.status import Status
 from sweeper.store._schema import METRIC_PREFIX
 from sweeper.sweep.samplers import make_pruner
 
@@ -45,7 +46,7 @@ TIME_ESTIMATE = (
 )
 
 #: Executions whose curves are replayed; failed, stopped and crashed ones have no result to rank.
-_REPLAYED_STATUSES = ("complete", "pruned")
+_REPLAYED_STATUSES = (Status.COMPLETE, Status.PRUNED)
 
 # The order of timeline items with equal timestamps: finish, then start, then reports.
 _FINISH, _START, _REPORT = 0, 1, 2
@@ -265,12 +266,16 @@ def replay_sweep(results: Results, sweep_id: str, pruner: str) -> Replay:
                 run.pruned_at = step
                 run.used_s = run.elapsed_at(step)
                 study.tell(run.trial, state=TrialState.PRUNED)
-        elif run.row["status"] == "complete":
+        elif run.row["status"] == Status.COMPLETE:
             study.tell(run.trial, float(run.events["value"].iloc[-1]))
         else:
             study.tell(run.trial, state=TrialState.PRUNED)
     trials = tuple(_trial(run) for run in runs)
-    best = results.best(sweep_id, k=1) if any(r.row["status"] == "complete" for r in runs) else None
+    best = (
+        results.best(sweep_id, k=1)
+        if any(r.row["status"] == Status.COMPLETE for r in runs)
+        else None
+    )
     best_id = str(best.iloc[0]["execution_id"]) if best is not None and not best.empty else None
     survived = next((not t.pruned for t in trials if t.execution_id == best_id), None)
     return Replay(

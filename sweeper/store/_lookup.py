@@ -11,6 +11,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from sweeper.errors import StoreError
+from sweeper.status import Status
 
 if TYPE_CHECKING:
     from ._store import Store
@@ -89,7 +90,7 @@ def latest_completed(
 ) -> dict[str, dict[str, Any]]:
     """For each spec hash (all when None), the record of its latest ``complete`` execution."""
     index = _index(store)
-    mask = pc.equal(index["status"], "complete")
+    mask = pc.equal(index["status"], Status.COMPLETE.value)
     if spec_hashes is not None:
         mask = pc.and_(mask, pc.is_in(index["spec_hash"], pa.array(list(spec_hashes), pa.string())))
     never = datetime.min.replace(tzinfo=timezone.utc)

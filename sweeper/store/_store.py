@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from sweeper.errors import StoreError
+from sweeper.status import Status
 
 from . import _counter, _lookup
 from ._backend import Backend, open_backend
@@ -296,7 +297,7 @@ class Store:
                 data = self.get_sweep(name)
             except (ValueError, UnicodeDecodeError):  # a folder that is no sweep's, a bad file
                 continue
-            if data is None or (unfinished and data.get("status") == "complete"):
+            if data is None or (unfinished and data.get("status") == Status.COMPLETE):
                 continue
             candidates.append(
                 (str(data.get("created_at") or ""), str(data.get("sweep_id") or name))

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from sweeper.errors import StoreError
+from sweeper.status import Status
 
 if TYPE_CHECKING:
     from ._store import Store
@@ -92,7 +93,7 @@ def latest_completed(
     import pyarrow.compute as pc
 
     index = _index(store)
-    mask = pc.equal(index["status"], "complete")
+    mask = pc.equal(index["status"], Status.COMPLETE.value)
     if spec_hashes is not None:
         mask = pc.and_(mask, pc.is_in(index["spec_hash"], pa.array(list(spec_hashes), pa.string())))
     never = datetime.min.replace(tzinfo=timezone.utc)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from sweeper.errors import StoreError
+from sweeper.status import Status
 
 from . import _counter, _lookup
 from ._backend import Backend, open_backend
@@ -297,7 +298,7 @@ class Store:
                 data = self.get_sweep(name)
             except (ValueError, UnicodeDecodeError):  # a folder that is no sweep's, a bad file
                 continue
-            if data is None or (unfinished and data.get("status") == "complete"):
+            if data is None or (unfinished and data.get("status") == Status.COMPLETE):
                 continue
             candidates.append(
                 (str(data.get("created_at") or ""), str(data.get("sweep_id") or name))

@@ -110,10 +110,10 @@ def failure_reason(
     error line is added unless the reason already holds it.
     """
     status = str(record.get("status") or "error")
-    base = reason or record.get("error") or status
-    if record.get("exit_code") not in (None, 0) and "exit code" not in str(base):
-        base = f"{base} (exit code {record['exit_code']})"
-    base = str(base).strip()
+    exit_code = record.get("exit_code")
+    base = str(
+        reason or record.get("error") or (f"exit code {exit_code}" if exit_code else status)
+    ).strip()
     detail = error_line(log_text) if status != "complete" and log_text else None
     text = f"{base}: {detail}" if detail and detail not in base else base
     return text[:MAX_REASON_CHARS]

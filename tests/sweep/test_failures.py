@@ -27,15 +27,16 @@ STEP = """
     step: train
     type: manual_search
     parameter-sets:
-      [{x: 0.1}, {x: 0.9}, {x: 0.2}, {x: 0.5}, {x: 0.25}, {x: 0.95}, {x: 0.15}, {x: 0.6}]
+      [{x: 0.9}, {x: 0.1}, {x: 0.2}, {x: 0.5}, {x: 0.25}, {x: 0.95}, {x: 0.15}, {x: 0.6}]
 - task:
     name: hopeless
     step: train
     type: manual_search
-    parameter-sets: [{x: 0.1}, {x: 0.2}, {x: 0.9}]
+    parameter-sets: [{x: 0.9}, {x: 0.1}, {x: 0.2}]
 """
 
 # x < 0.3 raises with the value in the message (one reason, four values); x > 0.8 exits 3.
+# The first trial exits 3, so most-common-first is not first-seen order.
 TRAIN_PY = """
 import argparse, json, sys
 p = argparse.ArgumentParser(); p.add_argument("--x", type=float); x = p.parse_args().x
@@ -162,14 +163,42 @@ def test_exceeding_max_failures_names_the_reasons(make_project, ray_head) -> Non
     assert proc.returncode != 0
     errors = [line for line in proc.stderr.splitlines() if line.startswith("sweep: error: ")]
     assert len(errors) == 1 and "--max-failures 1" in errors[0], proc.stderr
-    # x=0.1 raised, x=0.9 exited 3: one of each, and nothing ran after the second
+    # x=0.9 exited 3, x=0.1 raised: one of each, and nothing ran after the second
     assert f"1 x {RAISES}0.1" in errors[0] and f"1 x {EXITS}0.9" in errors[0], errors[0]
     assert json.loads(proc.stdout)["status"] == "failed"
+
+
+def test_trials_failing_on_a_bad_input_say_which_input(example_project, ray_head) -> None:
+    # a path inside the project passes the check before the first trial; reading it fails
+    proc = sweep(
+        example_project,
+        ray_head,
+        "train-model",
+        "--trials",
+        "2",
+        "--runtime",
+        "local",
+        "--input",
+        "dataset=data/missing.csv",
+        "--json",
+    )
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("sweep: error: ")]
+    assert len(errors) == 1, proc.stderr
+    assert '2 x input "dataset": no such file data/missing.csv' in errors[0], errors[0]
+    summary = json.loads(proc.stdout)
+    assert summary["status"] == "failed"
+    assert [(g["count"], g["reason"]) for g in summary["failures"]] == [
+        (2, 'input "dataset": no such file data/missing.csv')
+    ]
 
 
 def test_reasons_that_differ_only_in_values_group_together() -> None:
     log = 'Traceback (most recent call last):\n  File "/tmp/a/train.py", line 5\nValueError: lr -0.25 < 0\n{"loss": 1}\n'
     assert error_line(log) == "ValueError: lr -0.25 < 0"
+    # the exception wins over what the step printed after it (a cleanup line)
+    assert error_line("KeyError: 'lr'\ncleaning up\n") == "KeyError: 'lr'"
+    assert error_line("loading\nout of patience\n\n") == "out of patience"
     assert reason_key("exit code 1: ValueError: lr -0.25 at /tmp/a/b.csv") == reason_key(
         "exit code 1: ValueError: lr 3e-4 at /tmp/c/d.csv"
     )

@@ -219,6 +219,7 @@ def _print_results(runner: SweepRunner, summary: dict[str, Any]) -> None:
     click.echo(
         f"sweep {summary['sweep_id']}: {counts['complete']} complete, {counts['error']} failed, {counts['pruned']} pruned"
     )
+    _print_failures(summary, indent="")
     best = summary.get("best")
     if isinstance(best, dict):
         click.echo(
@@ -227,6 +228,17 @@ def _print_results(runner: SweepRunner, summary: dict[str, Any]) -> None:
         click.echo("best parameters: " + json.dumps(best["parameters"], default=str))
     elif isinstance(best, list):
         click.echo(f"Pareto front: {len(best)} trials")
+
+
+def _print_failures(summary: dict[str, Any], *, indent: str) -> None:
+    """The failed trials by reason, most common first (see :mod:`sweeper.sweep.failures`)."""
+    from sweeper.sweep.failures import FailureGroup
+
+    groups = [FailureGroup(**group) for group in summary.get("failures") or []]
+    if groups:
+        click.echo(f"{indent}failures by reason:")
+        for group in groups:
+            click.echo(f"{indent}  {group}")
 
 
 def _runner(
@@ -391,6 +403,7 @@ def status(sweep_id: str | None, as_json: bool, config_path: str | None, store: 
         click.echo(
             f"  best {output.format_value(best['value'])}: {json.dumps(best['parameters'], default=str)}"
         )
+    _print_failures(summary, indent="  ")
 
 
 @click.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})

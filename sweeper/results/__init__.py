@@ -6,6 +6,7 @@ results.executions(sweep_id=...)      # pandas.DataFrame
 results.best(sweep_id, k=5)
 results.lineage("datum://<sha256>").to_dict()
 results.replay(sweep_id, pruner="median").to_dict()
+results.failures(sweep_id)            # why trials failed, most common reason first
 """
 
 from __future__ import annotations

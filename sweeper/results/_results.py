@@ -23,6 +23,8 @@ from ._lineage import Lineage, build_lineage, datum_id
 if TYPE_CHECKING:
     import pandas as pd
 
+    from sweeper.sweep.failures import FailureGroup
+
     from .replay import Replay
 
 _DIRECTIONS = {"minimize": True, "min": True, "maximize": False, "max": False}
@@ -224,6 +226,13 @@ class Results:
         from .replay import replay_sweep  # Optuna and pandas: not for `sweep ls`
 
         return replay_sweep(self, sweep_id, pruner)
+
+    def failures(self, sweep_id: str) -> list[FailureGroup]:
+        """A sweep's failed trials grouped by reason, most common first, each with its count
+        and one example execution id (what ``sweep status`` prints)."""
+        from sweeper.sweep.failures import sweep_failures  # Optuna: not for `sweep ls`
+
+        return sweep_failures(self.store, sweep_id)
 
     def compare(self, ids: Iterable[str]) -> pd.DataFrame:
         """Parameters and metrics side by side: one column per execution, one row per name."""

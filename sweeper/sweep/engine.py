@@ -31,6 +31,7 @@ from sweeper.execution.inputs import resolve_inputs
 from sweeper.execution.runner import ExecutionContext
 from sweeper.execution.spec import MASK, ExecutionSpec, build_spec, is_secret_name
 from sweeper.sweep.choices import VALUE_FREE_SAMPLERS
+from sweeper.sweep.failures import describe, failure_reason, read_log_tail, study_failures
 from sweeper.sweep.samplers import make_pruner, make_sampler
 from sweeper.sweep.space import SearchSpace, resolve_space
 from sweeper.sweep.state import (
@@ -399,6 +400,8 @@ class SweepRunner:
                 if stop_all:
                     for handle in in_flight.values():
                         handle.actor.stop.remote("stopped")
+            if status == "complete" and not self._counts.get("complete"):
+                status = "failed"  # not one trial gave a result: the sweep did not do its job
         except KeyboardInterrupt:
             status = "interrupted"
             for handle in in_flight.values():
@@ -422,10 +425,16 @@ class SweepRunner:
                 self._compact()
         summary["status"] = status
         if status == "failed":
+            failed = self._counts.get("error", 0)
+            if options.max_failures is not None and failed > options.max_failures:
+                what = f"stopped after {failed} failed trials, more than --max-failures {options.max_failures}"
+            else:
+                finished = sum(summary["trials"][k] for k in ("complete", "error", "pruned"))
+                what = f"failed: none of its {finished} finished trials completed"
+            reasons = describe(study_failures(study))
             self.failure = (
-                f"sweep {self.sweep_id} stopped after {self._counts.get('error', 0)} failed "
-                f"trials, more than --max-failures {options.max_failures}: `sweep ls --sweep "
-                f"{self.sweep_id} --status error` lists them"
+                f"sweep {self.sweep_id} {what}{': ' + reasons if reasons else ''}. "
+                f"`sweep ls --sweep {self.sweep_id} --status error` lists them"
             )
         return summary
 
@@ -573,8 +582,11 @@ class SweepRunner:
                 self._best = values[0]
         elif values:
             self._best = self._counts.get("complete", 0)
-        if reason or record.get("error"):
-            trial.set_user_attr("reason", str(reason or record.get("error"))[:500])
+        if state != TrialState.COMPLETE and state != TrialState.PRUNED:
+            # worked out once, here, so that `sweep status` groups reasons without the logs
+            execution_id = record.get("id")
+            log_text = read_log_tail(self.store, str(execution_id)) if execution_id else ""
+            trial.set_user_attr("reason", failure_reason(record, reason=reason, log_text=log_text))
         if state == TrialState.COMPLETE:
             study.tell(trial, values or [UNRANKED_VALUE])
         else:

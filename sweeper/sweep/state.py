@@ -19,6 +19,7 @@ from optuna.trial import TrialState
 
 from sweeper.errors import StoreError
 from sweeper.execution.metrics import record_missing_rows
+from sweeper.sweep.failures import study_failures
 
 #: Outcomes that count towards a sweep's ``--trials``.
 COUNTED_OUTCOMES = ("complete", "error", "pruned")
@@ -105,7 +106,7 @@ def _trial_summary(trial: optuna.trial.FrozenTrial, metrics: list[str]) -> dict[
 
 
 def summarize(study: optuna.Study, sweep_id: str, metrics: list[str]) -> dict[str, Any]:
-    """Counts and best trial(s) of a study, in the ``sweep --json`` shape."""
+    """Counts, best trial(s) and failure reasons of a study, in the ``sweep --json`` shape."""
     counts = outcome_counts(study)
     best: Any = None
     try:
@@ -126,6 +127,7 @@ def summarize(study: optuna.Study, sweep_id: str, metrics: list[str]) -> dict[st
             "running": counts.get("running", 0),
         },
         "best": best,
+        "failures": [group.to_dict() for group in study_failures(study)],
     }
 
 

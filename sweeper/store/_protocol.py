@@ -69,8 +69,8 @@ class RecordStore(Protocol):
         """Upload a log written to a scratch file as the execution's logs.txt."""
         ...
 
-    def read_log(self, execution_id: str) -> str | None:
-        """The execution's log, or None when it has none."""
+    def read_log(self, execution_id: str, *, tail_bytes: int | None = None) -> str | None:
+        """The execution's log (only its last ``tail_bytes``, when given), or None."""
         ...
 
     def scratch_dir(self) -> Path:

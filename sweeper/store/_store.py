@@ -242,9 +242,27 @@ class Store:
         """Store a log written to a local scratch file as the execution's ``logs.txt``."""
         self.upload_file(local, self._log_relpath(execution_id))
 
-    def read_log(self, execution_id: str) -> str | None:
-        """The execution's log, or None when it has none."""
-        return self.read_text(self._log_relpath(execution_id))
+    def read_log(self, execution_id: str, *, tail_bytes: int | None = None) -> str | None:
+        """The execution's log, or None when it has none.
+
+        ``tail_bytes`` keeps only the end of the log, from its first whole line; a local log
+        is then read with a seek instead of whole.
+        """
+        relpath = self._log_relpath(execution_id)
+        local = self.local_path
+        if tail_bytes is None or local is None:
+            text = self.read_text(relpath)
+            return text if text is None or tail_bytes is None else text[-tail_bytes:]
+        try:
+            with open(local / relpath, "rb") as handle:
+                size = handle.seek(0, 2)
+                handle.seek(max(0, size - tail_bytes))
+                data = handle.read()
+        except FileNotFoundError:
+            return None
+        text = data.decode("utf-8", errors="replace")
+        # a tail cut mid-line would start with half a line
+        return text.split("\n", 1)[1] if size > tail_bytes and "\n" in text else text
 
     def scratch_dir(self) -> Path:
         """Where work folders and caches go: ``tmp/`` in a local store, else the temp dir.

@@ -18,8 +18,10 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sweeper.store import RecordStore
 
 #: How much of the end of a log is searched for the error line.
 LOG_TAIL_BYTES = 16_384
@@ -80,24 +82,9 @@ def error_line(log_text: str) -> str | None:
     return last
 
 
-def read_log_tail(store: Any, execution_id: str, max_bytes: int = LOG_TAIL_BYTES) -> str:
-    """The end of an execution's log ("" when it has none), read whole only from a remote store."""
-    relpath = f"{store.execution_dir(execution_id)}/logs.txt"
-    local = store.local_path
-    if local is not None:
-        path = Path(local) / relpath
-        try:
-            with open(path, "rb") as handle:
-                size = handle.seek(0, 2)
-                handle.seek(max(0, size - max_bytes))
-                data = handle.read()
-        except OSError:
-            return ""
-        text = data.decode("utf-8", errors="replace")
-        # a tail cut mid-line would offer half a line as the error
-        return text.split("\n", 1)[1] if size > max_bytes and "\n" in text else text
-    text = store.read_text(relpath)
-    return "" if text is None else str(text)[-max_bytes:]
+def read_log_tail(store: RecordStore, execution_id: str, max_bytes: int = LOG_TAIL_BYTES) -> str:
+    """The end of an execution's log ("" when it has none)."""
+    return store.read_log(execution_id, tail_bytes=max_bytes) or ""
 
 
 def failure_reason(
@@ -164,12 +151,12 @@ def describe(groups: list[FailureGroup], limit: int = TOP_REASONS) -> str:
     return f"{text}; and {more} other reason{'s' if more > 1 else ''}" if more > 0 else text
 
 
-def sweep_failures(store: Any, sweep_id: str) -> list[FailureGroup]:
+def sweep_failures(store: RecordStore, sweep_id: str) -> list[FailureGroup]:
     """The failed trials of a sweep in ``store``, grouped by reason, most common first."""
     from sweeper.errors import StoreError
     from sweeper.sweep.state import load_study
 
-    saved = store.read_json(f"sweeps/{sweep_id}/sweep.json")
+    saved = store.get_sweep(sweep_id)
     if not saved:
         raise StoreError(f'unknown sweep "{sweep_id}" in {store.location}')
     storage = (saved.get("options") or {}).get("storage")

@@ -283,7 +283,13 @@ def test_a_bad_input_fails_the_sweep_before_any_trial(
     project = make_project(ENV_STEP, {"read.py": READ_PY})
     outside = tmp_path / "numbers.txt"
     outside.write_text("1\n")
-    for given, says in ((f"data={outside}", "file://"), ("dta=x.txt", 'unknown input "dta"')):
+    # an absolute path is the user's own file (file://); these are refused up front
+    bad = (
+        ("data=../numbers.txt", "outside the project folder"),
+        ("data=ftp://example.com/numbers.txt", 'unsupported URI scheme "ftp"'),
+        ("dta=x.txt", 'unknown input "dta"'),
+    )
+    for given, says in bad:
         proc = sweep(
             project, ray_head, "read", "--trials", "2", "--metric", "loss", "--input", given
         )

@@ -9,13 +9,21 @@ the work-folder mount. Secrets never reach records, logs, Parquet or ``sweep sho
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import sweep_cli
-from tests.faults.conftest import containers, processes_under, records, sweep_popen, wait_for
+from tests.faults.conftest import (
+    containers,
+    processes_under,
+    records,
+    sweep_popen,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.faults]
 
@@ -99,6 +107,37 @@ def _started(project: Path) -> str:
 def _container_of(execution_id: str) -> str:
     label = f"sweeper.execution_id={execution_id}"
     return str(wait_for(lambda: (containers(label) or [None])[0], timeout=60))
+
+
+def _holding_container(project: Path) -> dict:
+    """Docker's view of the one execution's container, once its step holds it open.
+
+    Waits for the step's own first line in the execution's log, so the container is past
+    create and start and is running the step (which holds until the test releases it).
+    """
+    import docker
+
+    execution_id = _started(project)
+    log = project / ".sweeper" / "executions" / execution_id / "logs.txt"
+    wait_for(lambda: log.exists() and "token is" in log.read_text(errors="replace"), timeout=60)
+    label = f"sweeper.execution_id={execution_id}"
+    running = wait_for(lambda: containers_running(label), timeout=60)
+    assert len(running) == 1, running
+    return dict(docker.from_env().containers.get(running[0]).attrs)
+
+
+def containers_running(label: str) -> list[str]:
+    """Ids of the running containers that carry ``label``."""
+    return [c for c in containers(label) if _state(c) == "running"]
+
+
+def _state(container: str) -> str:
+    return subprocess.run(
+        ["docker", "inspect", "-f", "{{.State.Status}}", container],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
 
 
 def _docker_logs(container: str) -> str:
@@ -193,9 +232,14 @@ def test_live_container_is_confined_and_secrets_stay_out_of_the_store(project: P
         "--json",
         cwd=project,
     )
-    client = docker.from_env()
-    container = client.containers.get(_container_of(_started(project)))
-    attrs = container.attrs
+    try:
+        attrs = _holding_container(project)
+    except (AssertionError, docker.errors.NotFound) as exc:
+        # show why the step's container ended before the test could look at it
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate(timeout=60)
+        raise AssertionError(f"the held container is gone: {exc}\n{out}\n{err}") from exc
     workdir = next(Path(m["Source"]) for m in attrs["Mounts"] if m["Destination"] == "/valohai")
     (workdir / "release").write_text("")
     host = attrs["HostConfig"]

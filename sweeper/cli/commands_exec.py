@@ -60,6 +60,9 @@ def _span(low: float | None, high: float | None) -> str:
 @config_option
 def steps(config_path: str | None) -> None:
     """List the steps with their parameters, inputs and resources."""
+    from sweeper.config.fields import has_control_characters
+    from sweeper.config.problems import quoted
+
     config = project_from(config_path, None).config
     rows = []
     for step in config.steps.values():
@@ -73,7 +76,8 @@ def steps(config_path: str | None) -> None:
             resources.append(f"memory {_span(res.memory_min, res.memory_max)} MB")
         if res.gpus:
             resources.append(f"gpu {res.gpus:g}")
-        rows.append([step.name, step.image or "-", params, inputs, ", ".join(resources) or "-"])
+        name = quoted(step.name) if has_control_characters(step.name) else step.name
+        rows.append([name, step.image or "-", params, inputs, ", ".join(resources) or "-"])
     output.table(["step", "image", "parameters", "inputs", "resources"], rows)
 
 

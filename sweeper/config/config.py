@@ -13,7 +13,7 @@ from sweeper.config.endpoint import check_deployment, check_endpoint
 from sweeper.config.fields import has_control_characters
 from sweeper.config.loader import MAX_BYTES, YamlList, YamlMap, load_yaml
 from sweeper.config.pipeline import Pipeline
-from sweeper.config.problems import Problem, Problems, quoted
+from sweeper.config.problems import Problem, Problems, listed, quoted
 from sweeper.config.step import Step
 from sweeper.config.task import Task
 from sweeper.errors import ConfigError, ParameterValueError
@@ -69,7 +69,7 @@ class Config:
                 raise ConfigError("\n".join(str(p) for p in found))
         if name in items:
             return items[name]
-        known = ", ".join(items) or "(none)"
+        known = listed(items)
         raise ConfigError(f"unknown {kind} {quoted(name)}; known {kind}s: {known}")
 
     def get_step(self, name: str) -> Step:
@@ -210,7 +210,7 @@ def _check_task(steps: Mapping[str, Step], task: Task, problems: Problems) -> No
     prefix = f"task {quoted(task.name)}: "
     step = steps.get(task.step)
     if step is None:
-        known = ", ".join(steps) or "(none)"
+        known = listed(steps)
         problems.error(
             task.step_line,
             f"{prefix}step {quoted(task.step)} does not exist; known steps: {known}",
@@ -219,7 +219,7 @@ def _check_task(steps: Mapping[str, Step], task: Task, problems: Problems) -> No
     by_name = {p.name: p for p in step.parameters}
     for variant in task.parameters:
         if variant.name not in by_name:
-            known = ", ".join(by_name) or "(none)"
+            known = listed(by_name)
             problems.error(
                 variant.line,
                 f"{prefix}parameter {quoted(variant.name)} does not exist in step {quoted(step.name)}; known parameters: {known}",

@@ -129,8 +129,11 @@ class Fields:
             # Valohai accepts it; it is almost certainly a slip.
             self.warning(key, f"{key} is empty")
         if has_control_characters(value):
-            self.error(key, f"{key} {quoted(value)} contains control characters")
-            return None
+            # Valohai accepts it, but such a name cannot be typed, printed or stored safely:
+            # the file stays valid and sweeper refuses to run the item.
+            line = self.line_of(key)
+            message = f"{self.prefix}{key} {quoted(value)} contains control characters"
+            self.problems.warning(line, message, blocks_run=True)
         return value
 
     def boolean(self, key: str, default: bool) -> bool:

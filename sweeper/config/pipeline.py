@@ -13,7 +13,7 @@ from sweeper.config.edge import EDGE_RULES, Edge, split_socket
 from sweeper.config.fields import SCALAR_TYPES, Fields
 from sweeper.config.loader import YamlList, YamlMap
 from sweeper.config.node import Node
-from sweeper.config.problems import Problems, quoted
+from sweeper.config.problems import Problems, listed, quoted
 from sweeper.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -184,7 +184,7 @@ class Pipeline:
         for node in self.nodes:
             if node.name == name:
                 return node
-        known = ", ".join(n.name for n in self.nodes) or "(none)"
+        known = listed(n.name for n in self.nodes)
         raise ConfigError(
             f"pipeline {quoted(self.name)} has no node {quoted(name)}; known nodes: {known}"
         )
@@ -289,8 +289,7 @@ class Pipeline:
 
 def _hint(key: str, known: list[str]) -> str:
     close = difflib.get_close_matches(key, known, n=1)
-    listed = ", ".join(known) or "(none)"
-    return f" (did you mean {quoted(close[0])}?)" if close else f"; known: {listed}"
+    return f" (did you mean {quoted(close[0])}?)" if close else f"; known: {listed(known)}"
 
 
 class _PipelineCheck:
@@ -353,7 +352,7 @@ class _PipelineCheck:
             )
             return
         if node.task is not None and node.task not in self.tasks:
-            known = ", ".join(self.tasks) or "(none)"
+            known = listed(self.tasks)
             self.problems.error(
                 node.line, f"{label}task {quoted(node.task)} does not exist; known tasks: {known}"
             )
@@ -363,7 +362,7 @@ class _PipelineCheck:
             return
         step = self.steps.get(step_name)
         if step is None:
-            known = ", ".join(self.steps) or "(none)"
+            known = listed(self.steps)
             self.problems.error(
                 node.line,
                 f"{label}step {quoted(step_name)} does not exist; known steps: {known}",
@@ -378,7 +377,7 @@ class _PipelineCheck:
         missing = False
         for role, name in (("source", edge.source_node), ("target", edge.target_node)):
             if name not in self.nodes:
-                known = ", ".join(self.nodes) or "(none)"
+                known = listed(self.nodes)
                 self.problems.error(
                     edge.line,
                     f"{what}{role} node {quoted(name)} does not exist; known nodes: {known}",
@@ -434,7 +433,7 @@ class _PipelineCheck:
         for node_name, name in parameter.sockets:
             node = self.nodes.get(node_name)
             if node is None:
-                known = ", ".join(self.nodes) or "(none)"
+                known = listed(self.nodes)
                 self.problems.error(
                     parameter.line,
                     f"{what}target node {quoted(node_name)} does not exist; known nodes: {known}",

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import unicodedata
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -91,6 +93,15 @@ class Problems:
 class _Blocking(Problems):
     def error(self, line: int | None, message: str, *, column: int | None = None) -> None:
         self.warning(line, message, column=column, blocks_run=True)
+
+
+def listed(names: Iterable[object]) -> str:
+    """Names joined for a "known ..." list: as written, or quoted when one holds a control
+    character (so a terminal never receives it raw)."""
+    shown = [
+        quoted(n) if any(unicodedata.category(c) == "Cc" for c in str(n)) else str(n) for n in names
+    ]
+    return ", ".join(shown) or "(none)"
 
 
 def quoted(name: object) -> str:

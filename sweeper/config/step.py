@@ -22,7 +22,7 @@ from sweeper.config.loader import YamlList, YamlMap, as_yaml
 from sweeper.config.mount import Mount
 from sweeper.config.output import Output
 from sweeper.config.parameter import Parameter
-from sweeper.config.problems import Problems, quoted
+from sweeper.config.problems import Problems, listed, quoted
 from sweeper.config.resources import Resources
 from sweeper.config.valohai_expressions import valohai_refuses
 from sweeper.errors import ConfigError, ParameterValueError
@@ -238,7 +238,7 @@ class Step:
         for parameter in self.parameters:
             if parameter.name == name:
                 return parameter
-        known = ", ".join(p.name for p in self.parameters) or "(none)"
+        known = listed(p.name for p in self.parameters)
         raise ConfigError(
             f"step {quoted(self.name)} has no parameter {quoted(name)}; known parameters: {known}"
         )
@@ -248,7 +248,7 @@ class Step:
         for input_ in self.inputs:
             if input_.name == name:
                 return input_
-        known = ", ".join(i.name for i in self.inputs) or "(none)"
+        known = listed(i.name for i in self.inputs)
         raise ConfigError(
             f"step {quoted(self.name)} has no input {quoted(name)}; known inputs: {known}"
         )
@@ -277,7 +277,7 @@ class Step:
         for name, texts in raw.items():
             parameter = by_name.get(name)
             if parameter is None:
-                known = ", ".join(by_name) or "(none)"
+                known = listed(by_name)
                 messages.append(
                     f"unknown parameter {quoted(name)} for step {quoted(self.name)}; known parameters: {known}"
                 )
@@ -374,7 +374,7 @@ class Step:
                     found.error(where, f"override: each of {key} must be a mapping with a name")
                     continue
                 if name not in merged:
-                    known = ", ".join(merged) or "(none)"
+                    known = listed(merged)
                     found.error(
                         where,
                         f"override: {kind} {quoted(name)} does not exist in step {quoted(self.name)}; "

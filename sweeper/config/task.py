@@ -12,7 +12,7 @@ from typing import Any
 from sweeper.config.expressions import Expression
 from sweeper.config.fields import SCALAR_TYPES, Fields, is_number, plain
 from sweeper.config.loader import YamlMap
-from sweeper.config.problems import Problems, quoted
+from sweeper.config.problems import Problems, listed, quoted
 from sweeper.config.step import parse_optional_expression
 from sweeper.errors import ConfigError
 
@@ -485,7 +485,7 @@ class Task:
         for parameter in self.parameters:
             if parameter.name == name:
                 return parameter
-        known = ", ".join(p.name for p in self.parameters) or "(none)"
+        known = listed(p.name for p in self.parameters)
         raise ConfigError(
             f"task {quoted(self.name)} does not vary parameter {quoted(name)}; it varies: {known}"
         )

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import shlex
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -21,7 +19,7 @@ from sweeper.cli.options import (
     store_option,
 )
 from sweeper.cli.project import Project, project_from
-from sweeper.errors import ClusterError, SweeperError
+from sweeper.errors import SweeperError
 from sweeper.execution.spec import MASK, parse_assignments
 from sweeper.sweep.choices import PRUNERS, SAMPLERS
 
@@ -430,9 +428,7 @@ def submit(
     \b
     sweep submit --address http://HEAD:8265 --follow -- train-model --trials 200 --store s3://bucket/store
     """
-    import time
-
-    from ray.job_submission import JobStatus
+    from sweeper.cluster import jobs as cluster_jobs
 
     project = project_from(config_path, None)
     _ = project.config  # a missing or broken valohai.yaml fails here, not in the job
@@ -441,59 +437,26 @@ def submit(
         a in ("-f", "--config") or a.startswith("--config=") for a in command
     ):
         command += ["--config", project.config_path.name]
-    sweep_args = shlex.join(command)
-    if python:
-        entrypoint = f"{shlex.quote(python)} -m sweeper.cli.main {sweep_args}"
-    else:
-        # the console script where sweeper is installed on the head's PATH, else python3
-        entrypoint = (
-            f"if command -v sweep >/dev/null 2>&1; then exec sweep {sweep_args}; "
-            f"else exec python3 -m sweeper.cli.main {sweep_args}; fi"
-        )
-    client = _job_client(address)
+    cluster_jobs.job_client(address)  # an unreachable server fails before the warning below
     if not any(a == "--store" or a.startswith("--store=") for a in command):
         click.echo(
             "sweep: warning: no --store: the results stay in the job's temporary working "
             "directory on the head; pass --store s3://BUCKET/PATH or a shared path",
             err=True,
         )
-    runtime_env = {"working_dir": str(project.directory), "excludes": [".sweeper/", ".git/"]}
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            job_id = client.submit_job(
-                entrypoint=entrypoint,
-                runtime_env=runtime_env,
-                metadata={"sweeper": "1", "sweep_args": sweep_args},
-            )
-            break
-        except Exception as exc:
-            message = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
-            # a head that just started has no job agent yet: it answers 500 for a while
-            if "No available agent" in message and time.monotonic() < deadline:
-                time.sleep(2)
-                continue
-            raise ClusterError(
-                f"the Ray job server at {address} refused the job: {message.rstrip('.')}"
-            ) from None
+    job_id = cluster_jobs.submit_sweep(project.directory, command, address=address, python=python)
     click.echo(job_id)
     if not follow:
         return
-    import asyncio
 
-    async def tail() -> None:
-        async for lines in client.tail_job_logs(job_id):
-            sys.stdout.write(lines)
-            sys.stdout.flush()
+    def write(lines: str) -> None:
+        sys.stdout.write(lines)
+        sys.stdout.flush()
 
     try:
-        try:
-            asyncio.run(tail())
-        except Exception as exc:  # the log stream broke: the job goes on, wait for it
-            click.echo(f"sweep: warning: lost the job's log stream: {exc}", err=True)
-        while not (state := client.get_job_status(job_id)).is_terminal():
-            time.sleep(1)
-        info = client.get_job_info(job_id)
+        ended = cluster_jobs.follow(
+            address, job_id, write, warn=lambda m: click.echo(f"sweep: warning: {m}", err=True)
+        )
     except KeyboardInterrupt:
         click.echo(
             f"sweep: the job {job_id} keeps running: `sweep jobs --address {address}` shows it, "
@@ -501,48 +464,10 @@ def submit(
             err=True,
         )
         sys.exit(130)
-    except Exception as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
-        raise ClusterError(
-            f"lost the Ray job server at {address} while following the job {job_id}: {reason}"
-        ) from None
-    reasons = (info.message or "").strip().splitlines()
-    detail = f": {reasons[0]}" if state != JobStatus.SUCCEEDED and reasons else ""
-    click.echo(f"job {job_id}: {state.value}{detail}", err=True)
-    sys.exit(0 if state == JobStatus.SUCCEEDED else 1)
-
-
-def _job_client(address: str) -> Any:
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    if address.startswith("ray://"):
-        raise ClusterError(
-            f"{address} is a Ray client address: jobs go to the dashboard, e.g. http://HEAD:8265"
-        )
-    if "://" not in address:
-        address = f"http://{address}"  # else the client would take it for a GCS address
-    import logging
-
-    from ray.job_submission import JobSubmissionClient
-
-    for name in ("ray.dashboard.modules.dashboard_sdk", "ray.dashboard.modules.job.sdk"):
-        logging.getLogger(name).setLevel(logging.WARNING)  # "Uploading package ..." and the like
-    try:
-        return JobSubmissionClient(address)
-    except Exception as exc:
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        if "authenticat" in message.lower():
-            hint = (
-                "the head requires its token: set RAY_AUTH_MODE=token and give the head's token "
-                "in RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token"
-            )
-        else:
-            hint = (
-                "check that the head is running and the dashboard address (http://HEAD:8265); "
-                "for a token-protected head set RAY_AUTH_MODE=token"
-            )
-        raise ClusterError(
-            f"could not reach the Ray job server at {address}: {message.rstrip('.')}. {hint}"
-        ) from None
+    reasons = (ended.message or "").strip().splitlines()
+    detail = f": {reasons[0]}" if not ended.succeeded and reasons else ""
+    click.echo(f"job {job_id}: {ended.status}{detail}", err=True)
+    sys.exit(0 if ended.succeeded else 1)
 
 
 @click.command()
@@ -550,42 +475,15 @@ def _job_client(address: str) -> Any:
 @click.option("--json", "as_json", is_flag=True, help="Print the jobs as JSON.")
 def jobs(address: str, as_json: bool) -> None:
     """List the Ray jobs of a cluster, oldest first (sweeps as `sweep ARGS`)."""
-    from datetime import datetime, timezone
+    from sweeper.cluster.jobs import list_jobs
 
-    client = _job_client(address)
-    try:
-        listed = client.list_jobs()
-    except Exception as exc:
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
-        raise ClusterError(
-            f"the Ray job server at {address} failed to list the jobs: {message}"
-        ) from None
-    listed.sort(key=lambda j: j.start_time or 0)
-    records = []
-    for job in listed:
-        sweep_args = (job.metadata or {}).get("sweep_args")
-        started = (
-            datetime.fromtimestamp(job.start_time / 1000, timezone.utc).isoformat(
-                timespec="seconds"
-            )
-            if job.start_time
-            else None
-        )
-        records.append(
-            {
-                "job_id": job.submission_id or job.job_id,
-                "status": getattr(job.status, "value", str(job.status)),
-                "started_at": started,
-                "entrypoint": f"sweep {sweep_args}" if sweep_args is not None else job.entrypoint,
-                "message": job.message,
-            }
-        )
+    listed = list_jobs(address)
     if as_json:
-        click.echo(json.dumps(records))
+        click.echo(json.dumps([job.to_dict() for job in listed]))
     else:
         output.table(
             ["job", "status", "started", "entrypoint"],
-            [[r["job_id"], r["status"], r["started_at"] or "-", r["entrypoint"]] for r in records],
+            [[j.job_id, j.status, j.started_at or "-", j.entrypoint] for j in listed],
         )
 
 

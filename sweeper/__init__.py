@@ -16,8 +16,11 @@ from sweeper._lazy import lazy_attributes
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from sweeper.api import rerun, run
+    from sweeper.api import SweepResult, rerun, resume_sweep, run, run_sweep
 
-__all__ = ["__version__", "rerun", "run"]
+__all__ = ["SweepResult", "__version__", "rerun", "resume_sweep", "run", "run_sweep"]
 
-__getattr__ = lazy_attributes(__name__, {"run": "sweeper.api", "rerun": "sweeper.api"})
+__getattr__ = lazy_attributes(
+    __name__,
+    {name: "sweeper.api" for name in ("SweepResult", "rerun", "resume_sweep", "run", "run_sweep")},
+)

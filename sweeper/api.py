@@ -2,14 +2,18 @@
 
 ``sweeper.run("train")`` runs one execution of a step and returns its
 :class:`~sweeper.execution.record.ExecutionRecord`, the same record ``sweep run --json``
-prints; ``sweeper.rerun(execution_id)`` runs a recorded execution again as it ran. The
-commands are thin wrappers over these functions, so both behave the same.
+prints; ``sweeper.rerun(execution_id)`` runs a recorded execution again as it ran.
+``sweeper.run_sweep("train", trials=20, ...)`` sweeps a step on Ray and returns a frozen
+:class:`SweepResult` (``.to_dict()`` is the ``sweep --json`` summary); ``resume_sweep``
+continues a killed one. The commands are thin wrappers over these functions, so both
+behave the same.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import yaml
@@ -17,14 +21,16 @@ import yaml
 from sweeper.errors import SweeperError
 from sweeper.project import Project, project_from
 from sweeper.runtime import DEFAULT_RUNTIME
+from sweeper.status import Status
 
 if TYPE_CHECKING:
     from sweeper.config import Step
     from sweeper.execution.record import ExecutionRecord
     from sweeper.execution.runner import StopToken
     from sweeper.execution.spec import ExecutionSpec
+    from sweeper.sweep.engine import Progress, SweepOptions, SweepRunner
 
-__all__ = ["rerun", "run"]
+__all__ = ["SweepResult", "TrialSummary", "rerun", "resume_sweep", "run", "run_sweep"]
 
 Echo = Callable[[str], None]
 OnRecord = Callable[["ExecutionRecord"], None]
@@ -175,3 +181,196 @@ def rerun(
                 f'input "{old["name"]}" changed since {record.id}: {old["uri"]} has a different checksum'
             )
     return new
+
+
+# -- sweeps ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TrialSummary:
+    """One trial of a sweep's result: its execution, objective value(s) and parameters."""
+
+    execution_id: str | None
+    trial_number: int
+    value: float | None
+    values: Mapping[str, float]
+    parameters: Mapping[str, Any]
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TrialSummary:
+        """From a ``best`` entry of the ``sweep --json`` summary."""
+        return cls(
+            execution_id=data.get("execution_id"),
+            trial_number=int(data["trial_number"]),
+            value=data.get("value"),
+            values=dict(data.get("values") or {}),
+            parameters=dict(data.get("parameters") or {}),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``best`` entry of the ``sweep --json`` summary."""
+        return {
+            "execution_id": self.execution_id,
+            "trial_number": self.trial_number,
+            "value": self.value,
+            "values": dict(self.values),
+            "parameters": dict(self.parameters),
+        }
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    """How a sweep ended: ``to_dict()`` is the summary ``sweep --json`` prints.
+
+    ``best`` is the best trial (one metric), the Pareto front (several metrics) or None (no
+    metric, or no trial completed). ``failure`` says why the sweep failed, when it did (too
+    many failed trials, none completed); it is not part of the summary.
+    """
+
+    sweep_id: str
+    status: Status
+    counts: Mapping[str, int]
+    best: TrialSummary | tuple[TrialSummary, ...] | None
+    failures: tuple[Mapping[str, Any], ...] = ()
+    failure: str | None = None
+
+    @classmethod
+    def from_summary(cls, summary: Mapping[str, Any], failure: str | None = None) -> SweepResult:
+        """From the summary :meth:`SweepRunner.run` returns."""
+        best = summary.get("best")
+        return cls(
+            sweep_id=summary["sweep_id"],
+            status=Status(summary["status"]),
+            counts=dict(summary["trials"]),
+            best=(
+                TrialSummary.from_dict(best)
+                if isinstance(best, Mapping)
+                else tuple(TrialSummary.from_dict(t) for t in best)
+                if isinstance(best, list | tuple)
+                else None
+            ),
+            failures=tuple(dict(group) for group in summary.get("failures") or ()),
+            failure=failure,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``sweep --json`` summary."""
+        best: Any = self.best
+        if isinstance(best, TrialSummary):
+            best = best.to_dict()
+        elif isinstance(best, tuple):
+            best = [trial.to_dict() for trial in best]
+        return {
+            "sweep_id": self.sweep_id,
+            "trials": dict(self.counts),
+            "best": best,
+            "failures": [dict(group) for group in self.failures],
+            "status": str(self.status),
+        }
+
+
+OnSweepStart = Callable[["SweepRunner"], None]
+OnProgress = Callable[["Progress"], None]
+
+
+def _sweep(
+    project: Project,
+    options: SweepOptions,
+    *,
+    sweep_id: str | None = None,
+    code: tuple[str, str | None] | None = None,
+    on_start: OnSweepStart | None,
+    on_progress: OnProgress | None,
+) -> SweepResult:
+    from sweeper.sweep.engine import SweepRunner
+
+    store = project.open_store(create=True)
+    version, archive = code or project.snapshot_code(store)
+    runner = SweepRunner(
+        config=project.config,
+        store=store,
+        project_dir=project.directory,
+        options=options,
+        code_version=version,
+        code_archive=archive,
+        sweep_id=sweep_id,
+        resume=code is not None,
+    )
+    if on_start is not None:
+        on_start(runner)
+    summary = runner.run(on_progress=on_progress)
+    return SweepResult.from_summary(summary, runner.failure)
+
+
+def run_sweep(
+    step: str,
+    *,
+    trials: int | None = None,
+    config: str | os.PathLike[str] = "valohai.yaml",
+    store: str | None = None,
+    on_start: OnSweepStart | None = None,
+    on_progress: OnProgress | None = None,
+    **options: Any,
+) -> SweepResult:
+    """Sweep ``step``: run ``trials`` trials on Ray, Optuna suggesting the parameters.
+
+    ``options`` are the fields of :class:`~sweeper.sweep.engine.SweepOptions`, named like
+    the ``sweep`` command's options (``metrics=["accuracy"]``, ``parallel=2``,
+    ``specs={"learning_rate": "log:1e-4..1", "epochs": 3}`` as ``-p`` takes them,
+    ``runtime="local"``, ``address=...``).
+    ``on_start`` sees the prepared runner (its search space, sweep id) before the first
+    trial, ``on_progress`` each change. A sweep that fails (``max_failures``, no trial
+    completed) returns a result with status ``failed`` and its ``failure``.
+    """
+    from sweeper.sweep.engine import SweepOptions
+
+    project = project_from(config, store)
+    if "specs" in options:  # as -p gives them: texts, a list only for several -p of one name
+        options["specs"] = {name: _as_texts(spec) for name, spec in options["specs"].items()}
+    sweep_options = SweepOptions(step=step, trials=trials, **options)
+    return _sweep(project, sweep_options, on_start=on_start, on_progress=on_progress)
+
+
+def resume_sweep(
+    sweep_id: str | None = None,
+    *,
+    address: str | None = None,
+    environment: Mapping[str, str] | None = None,
+    config: str | os.PathLike[str] = "valohai.yaml",
+    store: str | None = None,
+    on_start: OnSweepStart | None = None,
+    on_progress: OnProgress | None = None,
+) -> SweepResult:
+    """Continue a sweep to exactly its number of trials (default: the latest unfinished one).
+
+    It runs with the options, code and search space it was started with; ``address`` moves
+    it to another Ray cluster and ``environment`` gives again the secret variables, whose
+    values were never saved.
+    """
+    from sweeper.execution.spec import MASK
+    from sweeper.sweep.engine import SweepOptions
+
+    project = project_from(config, store)
+    opened = project.open_store()
+    if sweep_id is None:
+        sweep_id = opened.latest_sweep(unfinished=True)
+        if sweep_id is None:
+            raise SweeperError(f"no unfinished sweep in the store {opened.location}")
+    saved = opened.get_sweep(sweep_id)
+    if not saved:
+        raise SweeperError(f'unknown sweep "{sweep_id}" in the store {opened.location}')
+    options = SweepOptions(**saved["options"])
+    if address:
+        options.address = address
+    options.environment.update(environment or {})
+    masked = sorted(k for k, v in options.environment.items() if v == MASK)
+    if masked:
+        raise SweeperError(
+            f"the sweep {sweep_id} was started with the secret variable(s) {', '.join(masked)}, "
+            f"whose values are not saved: give them again, e.g. sweep resume {sweep_id} "
+            + " ".join(f"-e {name}=VALUE" for name in masked)
+        )
+    code = (saved["code_version"], saved.get("code_archive"))
+    return _sweep(
+        project, options, sweep_id=sweep_id, code=code, on_start=on_start, on_progress=on_progress
+    )

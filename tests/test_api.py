@@ -73,6 +73,23 @@ def test_readme_example_runs_as_written(in_project_root: Path) -> None:
     assert lines[1] == "['model.npz']"  # what the README's comment promises
     assert lines[2] == "complete True"
 
+    result = namespace["result"]
+    assert isinstance(result, sweeper.SweepResult)
+    assert result.status == Status.COMPLETE and result.counts["complete"] == 3
+    assert result.best is not None and not isinstance(result.best, tuple)
+    assert "epochs" not in result.best.parameters  # the searched ones; epochs is fixed
+    assert 0.01 <= result.best.parameters["learning_rate"] <= 0.5
+    # the sweep is in the store as `sweep status` reads it, its trials as executions
+    assert store.get_sweep(result.sweep_id)["status"] == "complete"
+    assert store.latest_sweep() == result.sweep_id
+    best = store.get_record(result.best.execution_id)
+    assert best is not None and best.sweep_id == result.sweep_id and best.parameters["epochs"] == 3
+    assert best.metrics["accuracy"] == result.best.value
+    summary = result.to_dict()
+    assert summary.keys() == {"sweep_id", "trials", "best", "failures", "status"}
+    assert json.loads(json.dumps(summary)) == summary
+    assert lines[3].startswith(f"complete 3 {result.best.value} ")
+
 
 def test_bad_input_raises_and_runs_nothing(in_project_root: Path) -> None:
     config = "configs/valohai.yaml"

@@ -32,7 +32,6 @@ ALLOWED_DOCKER: dict[str, int] = {
 
 #: Rule 2: files outside sweeper/store/ that build store paths, and how many sites.
 ALLOWED_STORE_PATHS: dict[str, int] = {
-    "sweeper/cli/commands_sweep.py": 2,  # _latest_sweep, _saved (P3: store.latest_sweep/get_sweep)
     # Valohai's own /valohai/config/execution.json in the work folder, not a store path.
     "sweeper/execution/runner.py": 1,
     "sweeper/pipeline/state.py": 2,  # run.json and read_record (P2)
@@ -41,8 +40,6 @@ ALLOWED_STORE_PATHS: dict[str, int] = {
 
 #: Rule 3: files with a store/step/config/task/record parameter typed ``Any``, and how many.
 ALLOWED_ANY_PARAMETERS: dict[str, int] = {
-    "sweeper/cli/commands_pipeline.py": 1,  # P3
-    "sweeper/cli/commands_sweep.py": 2,  # P3
     "sweeper/pipeline/runner.py": 4,  # P2
     "sweeper/pipeline/state.py": 3,  # P2
     "sweeper/sweep/engine.py": 5,  # P2

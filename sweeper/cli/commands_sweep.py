@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from collections.abc import Callable
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
@@ -18,13 +18,15 @@ from sweeper.cli.options import (
     runtime_option,
     store_option,
 )
-from sweeper.cli.project import Project, project_from
+from sweeper.cli.project import project_from
 from sweeper.errors import SweeperError
-from sweeper.execution.spec import MASK, parse_assignments
+from sweeper.execution.spec import parse_assignments
 from sweeper.sweep.choices import PRUNERS, SAMPLERS
 
 if TYPE_CHECKING:
-    from sweeper.sweep.engine import Progress, SweepOptions, SweepRunner
+    from sweeper.api import SweepResult
+    from sweeper.store import RecordStore
+    from sweeper.sweep.engine import Progress, SweepRunner
 
 # The sweep engine (Ray, Optuna) is imported by the commands that sweep; `status` needs only
 # Optuna's study and the store.
@@ -156,8 +158,34 @@ def _sweep_options(func: Any) -> Any:
     return func
 
 
-def run_sweep(runner: SweepRunner, *, as_json: bool) -> dict[str, Any]:
-    """Run a sweep with a live progress bar, then print its summary."""
+def _sweep_and_print(call: Callable[..., SweepResult], *, as_json: bool, **kw: Any) -> NoReturn:
+    """Call :func:`sweeper.api.run_sweep`/``resume_sweep`` with a live progress bar, print
+    the summary and exit 0 when a trial completed."""
+    prepared: list[SweepRunner] = []
+    with contextlib.ExitStack() as stack:
+        progress: list[output.SweepProgress] = []
+
+        def on_start(runner: SweepRunner) -> None:
+            prepared.append(runner)
+            _print_header(runner, as_json=as_json)
+            progress.append(stack.enter_context(output.SweepProgress(runner.options.trials or 0)))
+
+        def on_progress(state: Progress) -> None:
+            progress[0].update(state.done, state.counts, state.best_value)
+
+        result = call(on_start=on_start, on_progress=on_progress, **kw)
+    summary = result.to_dict()
+    if as_json:
+        click.echo(json.dumps(summary, default=str))
+    else:
+        _print_results(prepared[0], summary)
+    if result.failure:
+        raise SweeperError(result.failure)
+    sys.exit(0 if result.counts["complete"] else 1)
+
+
+def _print_header(runner: SweepRunner, *, as_json: bool) -> None:
+    """What is swept: the objective note, then the search space (one line with --json)."""
     options = runner.options
     if runner.objective_note:
         output.stderr.print(f"sweep: {runner.objective_note}", highlight=False)
@@ -173,20 +201,6 @@ def run_sweep(runner: SweepRunner, *, as_json: bool) -> dict[str, Any]:
         output.stderr.print(
             f"sweep {runner.sweep_id} of {runner.step.name}: {space}", highlight=False
         )
-    progress = output.SweepProgress(options.trials or 0)
-
-    def on_progress(state: Progress) -> None:
-        progress.update(state.done, state.counts, state.best_value)
-
-    with progress:
-        summary = runner.run(on_progress=on_progress)
-    if as_json:
-        click.echo(json.dumps(summary, default=str))
-    else:
-        _print_results(runner, summary)
-    if runner.failure:
-        raise SweeperError(runner.failure)
-    return summary
 
 
 def _print_results(runner: SweepRunner, summary: dict[str, Any]) -> None:
@@ -239,41 +253,19 @@ def _print_failures(summary: dict[str, Any], *, indent: str) -> None:
             click.echo(f"{indent}  {group}")
 
 
-def _runner(
-    project: Project,
-    options: SweepOptions,
-    *,
-    sweep_id: str | None = None,
-    resume: bool = False,
-    code: tuple[str, str | None] | None = None,
-) -> SweepRunner:
-    from sweeper.sweep.engine import SweepRunner
-
-    store = project.open_store(create=True)
-    version, archive = code or project.snapshot_code(store)
-    return SweepRunner(
-        config=project.config,
-        store=store,
-        project_dir=project.directory,
-        options=options,
-        code_version=version,
-        code_archive=archive,
-        sweep_id=sweep_id,
-        resume=resume,
-    )
-
-
 @click.command(name="sweep", help=SPACE_HELP)
 @click.argument("step")
 @_sweep_options
 def sweep_command(step: str, **kw: Any) -> None:
-    from sweeper.sweep.engine import SweepOptions
+    from sweeper import api
 
-    project = project_from(kw.pop("config_path"), kw.pop("store"))
-    as_json = kw.pop("as_json")
-    options = SweepOptions(
+    _sweep_and_print(
+        api.run_sweep,
+        as_json=kw["as_json"],
         step=step,
         trials=kw["trials"],
+        config=kw["config_path"] or "valohai.yaml",
+        store=kw["store"],
         parallel=kw["parallel"],
         metrics=list(kw["metrics"]),
         directions=list(kw["directions"]),
@@ -295,29 +287,19 @@ def sweep_command(step: str, **kw: Any) -> None:
         environment={k: v[-1] for k, v in parse_assignments(kw["env"], "-e").items()},
         pull_policy=kw["pull_policy"],
     )
-    summary = run_sweep(_runner(project, options), as_json=as_json)
-    sys.exit(0 if summary["trials"]["complete"] else 1)
 
 
-def _latest_sweep(store: Any, *, unfinished: bool = False) -> str:
-    local = store.local_path
-    if local is None:
-        raise SweeperError("name the sweep: SWEEP_ID")
-    candidates = []
-    for path in (Path(local) / "sweeps").glob("*/sweep.json"):
-        data = json.loads(path.read_text())
-        if unfinished and data.get("status") == "complete":
-            continue
-        candidates.append((data.get("created_at", ""), data["sweep_id"]))
-    if not candidates:
+def _latest_sweep(store: RecordStore, *, unfinished: bool = False) -> str:
+    sweep_id = store.latest_sweep(unfinished=unfinished)
+    if sweep_id is None:
         raise SweeperError(
             f"no {'unfinished ' if unfinished else ''}sweep in the store {store.location}"
         )
-    return max(candidates)[1]
+    return sweep_id
 
 
-def _saved(store: Any, sweep_id: str) -> dict[str, Any]:
-    data = store.read_json(f"sweeps/{sweep_id}/sweep.json")
+def _saved(store: RecordStore, sweep_id: str) -> dict[str, Any]:
+    data = store.get_sweep(sweep_id)
     if not data:
         raise SweeperError(f'unknown sweep "{sweep_id}" in the store {store.location}')
     return data
@@ -341,32 +323,17 @@ def resume(
     store: str | None,
 ) -> None:
     """Continue a sweep to exactly its number of trials (default: the latest unfinished one)."""
-    from sweeper.sweep.engine import SweepOptions
+    from sweeper import api
 
-    project = project_from(config_path, store)
-    opened = project.open_store()
-    sweep_id = sweep_id or _latest_sweep(opened, unfinished=True)
-    saved = _saved(opened, sweep_id)
-    options = SweepOptions(**saved["options"])
-    if address:
-        options.address = address
-    options.environment.update({k: v[-1] for k, v in parse_assignments(env, "-e").items()})
-    masked = sorted(k for k, v in options.environment.items() if v == MASK)
-    if masked:
-        raise SweeperError(
-            f"the sweep {sweep_id} was started with the secret variable(s) {', '.join(masked)}, "
-            f"whose values are not saved: give them again, e.g. sweep resume {sweep_id} "
-            + " ".join(f"-e {name}=VALUE" for name in masked)
-        )
-    runner = _runner(
-        project,
-        options,
+    _sweep_and_print(
+        api.resume_sweep,
+        as_json=as_json,
         sweep_id=sweep_id,
-        resume=True,
-        code=(saved["code_version"], saved.get("code_archive")),
+        address=address,
+        environment={k: v[-1] for k, v in parse_assignments(env, "-e").items()},
+        config=config_path or "valohai.yaml",
+        store=store,
     )
-    summary = run_sweep(runner, as_json=as_json)
-    sys.exit(0 if summary["trials"]["complete"] else 1)
 
 
 @click.command()

@@ -53,3 +53,45 @@ def test_sweep_run_json_and_sweeper_run_agree(tmp_path: Path) -> None:
     assert from_cli["spec_hash"] == from_api["spec_hash"]
     assert from_cli["metrics"].keys() == from_api["metrics"].keys()
     assert [o["path"] for o in from_cli["outputs"]] == [o["path"] for o in from_api["outputs"]]
+
+
+def test_sweep_json_and_run_sweep_agree(tmp_path: Path) -> None:
+    project = tmp_path / "configs"
+    shutil.copytree(EXAMPLE, project, ignore=shutil.ignore_patterns(".sweeper", "__pycache__"))
+    config = project / "valohai.yaml"
+    space = {"learning_rate": "log:0.01..0.5", "epochs": "2"}
+
+    proc = sweep_cli(
+        "train-model",
+        "--trials",
+        "2",
+        "--metric",
+        "accuracy",
+        "--runtime",
+        "local",
+        *[f"-p{name}={value}" for name, value in space.items()],
+        "--json",
+        "-f",
+        str(config),
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr
+    from_cli = json.loads(proc.stdout)
+    result = sweeper.run_sweep(
+        "train-model", trials=2, metrics=["accuracy"], specs=space, runtime="local", config=config
+    )
+    from_api = result.to_dict()
+
+    assert from_cli.keys() == from_api.keys()
+    assert from_cli["status"] == from_api["status"] == "complete"
+    assert (
+        from_cli["trials"]
+        == from_api["trials"]
+        == {"complete": 2, "error": 0, "pruned": 0, "running": 0}
+    )
+    assert from_cli["best"].keys() == from_api["best"].keys()
+    assert from_cli["best"]["parameters"].keys() == from_api["best"]["parameters"].keys()
+    assert from_cli["sweep_id"] != from_api["sweep_id"]
+    # both sweeps are in the same store, as `sweep status` reads them
+    status = json.loads(sweep_cli("status", "--json", "-f", str(config), check=True).stdout)
+    assert status["sweep_id"] == result.sweep_id and status["status"] == "complete"

@@ -98,6 +98,11 @@ def test_bad_input_raises_and_runs_nothing(in_project_root: Path) -> None:
     with pytest.raises(SweeperError, match="nope"):
         sweeper.run("train-model", parameters={"nope": 1}, runtime="local", config=config)
     assert not list((in_project_root / "configs").glob(".sweeper/executions/*"))
+    Store.open(str(in_project_root / "configs" / ".sweeper"), create=True)
+    with pytest.raises(SweeperError, match="no unfinished sweep in the store"):
+        sweeper.resume_sweep(config=config)
+    with pytest.raises(SweeperError, match='unknown sweep "nope"'):
+        sweeper.resume_sweep("nope", config=config)
 
 
 def test_importing_sweeper_loads_no_heavy_library() -> None:

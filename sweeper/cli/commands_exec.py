@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
-import yaml
 
 from sweeper.cli import output
 from sweeper.cli.options import (
@@ -22,12 +21,14 @@ from sweeper.cli.options import (
     runtime_option,
     store_option,
 )
-from sweeper.cli.project import Project, project_from
-from sweeper.config import lint_file, parse_config
+from sweeper.cli.project import project_from
+from sweeper.config import lint_file
 from sweeper.errors import SweeperError
-from sweeper.execution.spec import ExecutionSpec, build_spec, parse_assignments
+from sweeper.execution.spec import parse_assignments
+from sweeper.status import Status
 
 if TYPE_CHECKING:
+    from sweeper.execution.record import ExecutionRecord
     from sweeper.execution.runner import StopToken
 
 # The runner, the runtimes and the input fetchers (urllib, ssl) are imported by the commands
@@ -81,18 +82,18 @@ def steps(config_path: str | None) -> None:
     output.table(["step", "image", "parameters", "inputs", "resources"], rows)
 
 
-def _run_with_ctrl_c(func: Callable[[StopToken], dict[str, Any]]) -> dict[str, Any]:
+def _run_with_ctrl_c(func: Callable[[StopToken], ExecutionRecord]) -> ExecutionRecord:
     """Run ``func`` in a thread so that Ctrl-C stops the execution cleanly instead of killing it."""
     from sweeper.execution.runner import StopToken
 
     stop = StopToken()
-    result: dict[str, Any] = {}
+    result: list[ExecutionRecord] = []
     failure: list[BaseException] = []
     done = threading.Event()
 
     def target() -> None:
         try:
-            result.update(func(stop))
+            result.append(func(stop))
         except BaseException as exc:  # re-raised in the main thread below
             failure.append(exc)
         finally:
@@ -105,51 +106,44 @@ def _run_with_ctrl_c(func: Callable[[StopToken], dict[str, Any]]) -> dict[str, A
             pass
     except KeyboardInterrupt:
         click.echo("sweep: stopping the execution (Ctrl-C again to force)...", err=True)
-        stop.stop("stopped")
+        stop.stop(Status.STOPPED)
         done.wait()
     if failure:
         raise failure[0]
-    return result
+    return result[0]
 
 
-def _exit_status(record: dict[str, Any]) -> int:
-    if record.get("status") == "complete":
+def _exit_status(record: ExecutionRecord) -> int:
+    if record.status == Status.COMPLETE:
         return 0
-    code = record.get("exit_code")
+    code = record.exit_code
     return code if isinstance(code, int) and 0 < code < 256 else 1
 
 
-def execute_spec(
-    project: Project, spec: ExecutionSpec, *, as_json: bool, reuse: bool
-) -> dict[str, Any]:
-    """Run one spec in this process, streaming its log, and print the record."""
-    from sweeper.execution.runner import Executor
-    from sweeper.runtime import get_runtime
+def _execution(
+    call: Callable[..., ExecutionRecord], *, as_json: bool, **options: Any
+) -> ExecutionRecord:
+    """Call :func:`sweeper.api.run`/``rerun`` streaming the log, and print the final record.
 
-    store = project.open_store(create=True)
-    executor = Executor(store, get_runtime(spec.runtime))
+    The record is printed as soon as it is final, so that an error raised after the run (a
+    re-run whose input changed) still shows it.
+    """
     stream = sys.stderr if as_json else sys.stdout
 
     def echo(line: str) -> None:
         stream.write(line + "\n")
         stream.flush()
 
-    def on_record(record: dict[str, Any]) -> None:
-        if record["status"] == "started":
-            click.echo(
-                f"sweep: execution #{record['counter']} {record['id']} ({spec.step})", err=True
-            )
+    def on_record(record: ExecutionRecord) -> None:
+        if record.status == Status.STARTED:
+            click.echo(f"sweep: execution #{record.counter} {record.id} ({record.step})", err=True)
+        elif record.is_final:
+            if as_json:
+                click.echo(json.dumps(record.to_dict(), indent=2, default=str))
+            else:
+                output.execution_summary(record.to_dict())
 
-    record = _run_with_ctrl_c(
-        lambda stop: executor.execute(
-            spec, reuse=reuse, stop=stop, echo=echo, on_record=on_record, raise_bad_input=True
-        )
-    )
-    if as_json:
-        click.echo(json.dumps(record, indent=2, default=str))
-    else:
-        output.execution_summary(record)
-    return record
+    return _run_with_ctrl_c(lambda stop: call(echo=echo, stop=stop, on_record=on_record, **options))
 
 
 @click.command()
@@ -197,45 +191,28 @@ def run(
     store: str | None,
 ) -> None:
     """Run one execution of STEP and exit with its status (0 when complete)."""
-    project = project_from(config_path, store)
-    step_obj = project.config.get_step(step)
-    values = step_obj.parse_parameter_values(parse_assignments(params, "-p"))
+    parameters = parse_assignments(params, "-p")
     if dry_run:
-        for command in step_obj.build_command(values):
+        step_obj = project_from(config_path, store).config.get_step(step)
+        for command in step_obj.build_command(step_obj.parse_parameter_values(parameters)):
             click.echo(command)
         return
-    from sweeper.execution.inputs import resolve_inputs
+    from sweeper import api
 
-    uris = resolve_inputs(
-        step_obj.inputs, parse_assignments(inputs, "--input"), project_dir=project.directory
-    )
-    environment = {k: v[-1] for k, v in parse_assignments(env, "-e").items()}
-    opened = project.open_store(create=True)
-    version, archive = project.snapshot_code(opened)
-    spec = build_spec(
-        step_obj,
-        parameters=values,
-        inputs=uris,
-        code_version=version,
-        code_archive=archive,
-        project_dir=str(project.directory),
+    record = _execution(
+        api.run,
+        as_json=as_json,
+        step=step,
+        parameters=parameters,
+        inputs=parse_assignments(inputs, "--input"),
+        environment={k: v[-1] for k, v in parse_assignments(env, "-e").items()},
         runtime=runtime,
-        environment=environment,
         pull_policy=pull_policy,
+        reuse=reuse,
+        config=config_path or "valohai.yaml",
+        store=store,
     )
-    record = execute_spec(project, spec, as_json=as_json, reuse=reuse)
     sys.exit(_exit_status(record))
-
-
-def _step_from_record(record: dict[str, Any]) -> Any:
-    definition = record.get("spec", {}).get("step_definition")
-    if not definition:
-        raise SweeperError(f"execution {record['id']} has no step definition to re-run")
-    config = parse_config(
-        yaml.safe_dump([{"step": definition}], sort_keys=False),
-        filename=f"execution {record['id']}",
-    )
-    return next(iter(config.steps.values()))
 
 
 @click.command()
@@ -245,53 +222,16 @@ def _step_from_record(record: dict[str, Any]) -> Any:
 @store_option
 def rerun(execution: str, as_json: bool, config_path: str | None, store: str | None) -> None:
     """Run EXECUTION again with the same spec: image digest, inputs by checksum, code, parameters."""
-    project = project_from(config_path, store)
-    opened = project.open_store()
-    record = opened.find_execution(execution)
-    spec_data = record.get("spec") or {}
-    step_obj = _step_from_record(record)
-    if spec_data.get("code_archive") and not opened.has_blob(spec_data["code_archive"]):
-        raise SweeperError(
-            f"execution {record['id']} cannot be re-run: its code snapshot is no longer in the store"
-        )
-    inputs: dict[str, list[str]] = {}
-    for item in record.get("inputs", []):
-        uri = f"datum://{item['sha256']}" if opened.has_blob(item["sha256"]) else item["uri"]
-        inputs.setdefault(item["name"], []).append(uri)
-    image = record.get("image_digest") or spec_data.get("image")
-    if spec_data.get("runtime") == "docker" and image:
-        from sweeper.runtime import get_runtime
+    from sweeper import api
 
-        step_runtime = get_runtime("docker")
-        step_runtime.resolve_image(image, "never")
-    spec = ExecutionSpec(
-        step=record["step"],
-        step_definition=spec_data.get("step_definition", {}),
-        image=image if spec_data.get("runtime") == "docker" else spec_data.get("image"),
-        commands=tuple(spec_data.get("commands") or record.get("command") or ()),
-        parameters=dict(record.get("parameters") or {}),
-        inputs={k: tuple(v) for k, v in inputs.items()},
-        environment={k: v for k, v in (spec_data.get("environment") or {}).items() if v != "****"},
-        code_version=record.get("code_version") or "",
-        code_archive=spec_data.get("code_archive"),
-        project_dir=str(project.directory),
-        runtime=spec_data.get("runtime") or record.get("runtime") or "local",
-        cpus=spec_data.get("cpus"),
-        memory_mb=spec_data.get("memory_mb"),
-        gpus=float(spec_data.get("gpus") or 0),
-        time_limit_s=spec_data.get("time_limit_s"),
-        no_output_timeout_s=spec_data.get("no_output_timeout_s"),
-        pull_policy="never",
-        mounts=tuple((m[0], m[1], bool(m[2])) for m in spec_data.get("mounts") or ()),
-        step_inputs=tuple(step_obj.inputs),
+    record = _execution(
+        api.rerun,
+        as_json=as_json,
+        execution=execution,
+        config=config_path or "valohai.yaml",
+        store=store,
     )
-    new = execute_spec(project, spec, as_json=as_json, reuse=False)
-    for old, now in zip(record.get("inputs", []), new.get("inputs", []), strict=False):
-        if old["sha256"] != now["sha256"]:
-            raise SweeperError(
-                f'input "{old["name"]}" changed since {record["id"]}: {old["uri"]} has a different checksum'
-            )
-    sys.exit(_exit_status(new))
+    sys.exit(_exit_status(record))
 
 
 @click.command()
@@ -315,18 +255,14 @@ def show(execution: str, as_json: bool, config_path: str | None, store: str | No
 @store_option
 def logs(execution: str, follow: bool, config_path: str | None, store: str | None) -> None:
     """Print the log of one execution."""
-    from sweeper.execution.runner import FINAL_STATUSES
-
     opened = project_from(config_path, store).open_store()
-    record = opened.find_execution(execution)
-    relpath = f"{opened.execution_dir(record['id'])}/logs.txt"
-    local = opened.local_path
-    if local is None:
-        text = opened.read_text(relpath)
+    execution_id = opened.find_execution(execution)["id"]
+    path = opened.log_file(execution_id)
+    if path is None:  # a remote store: its log is uploaded when the execution ends
+        text = opened.read_log(execution_id)
         if text is not None:
             click.echo(text, nl=False)
         return
-    path = Path(local) / relpath
     position = 0
     while True:
         if path.exists():
@@ -339,9 +275,9 @@ def logs(execution: str, follow: bool, config_path: str | None, store: str | Non
                 sys.stdout.flush()
         if not follow:
             return
-        current = opened.read_json(f"{opened.execution_dir(record['id'])}/execution.json") or {}
-        if current.get("status") in FINAL_STATUSES:
-            follow = False
+        current = opened.get_record(execution_id)
+        if current is not None and current.is_final:
+            follow = False  # one more read: the lines written before the record was final
             continue
         time.sleep(0.3)
 

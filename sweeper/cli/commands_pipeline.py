@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -27,6 +27,9 @@ from sweeper.cli.project import project_from
 from sweeper.errors import StoreError
 from sweeper.execution.spec import parse_assignments
 from sweeper.pipeline import PipelineOptions, PipelineRunner, PipelineState, latest_runs
+
+if TYPE_CHECKING:
+    from sweeper.store import RecordStore
 
 
 def _echo_event(text: str) -> None:
@@ -63,7 +66,7 @@ def _exit(summary: dict[str, Any]) -> None:
     sys.exit(0 if summary["status"] == "complete" else 1)
 
 
-def _resolve_run(store: Any, ref: str) -> str:
+def _resolve_run(store: RecordStore, ref: str) -> str:
     if ref != "latest":
         return ref
     runs = latest_runs(store)

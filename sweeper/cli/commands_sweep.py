@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
-import os
-import shlex
 import sys
 from collections.abc import Callable
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
@@ -20,13 +18,15 @@ from sweeper.cli.options import (
     runtime_option,
     store_option,
 )
-from sweeper.cli.project import Project, project_from
-from sweeper.errors import ClusterError, SweeperError
-from sweeper.execution.spec import MASK, parse_assignments
+from sweeper.cli.project import project_from
+from sweeper.errors import SweeperError
+from sweeper.execution.spec import parse_assignments
 from sweeper.sweep.choices import PRUNERS, SAMPLERS
 
 if TYPE_CHECKING:
-    from sweeper.sweep.engine import Progress, SweepOptions, SweepRunner
+    from sweeper.api import SweepResult
+    from sweeper.store import RecordStore
+    from sweeper.sweep.engine import Progress, SweepRunner
 
 # The sweep engine (Ray, Optuna) is imported by the commands that sweep; `status` needs only
 # Optuna's study and the store.
@@ -158,8 +158,34 @@ def _sweep_options(func: Any) -> Any:
     return func
 
 
-def run_sweep(runner: SweepRunner, *, as_json: bool) -> dict[str, Any]:
-    """Run a sweep with a live progress bar, then print its summary."""
+def _sweep_and_print(call: Callable[..., SweepResult], *, as_json: bool, **kw: Any) -> NoReturn:
+    """Call :func:`sweeper.api.run_sweep`/``resume_sweep`` with a live progress bar, print
+    the summary and exit 0 when a trial completed."""
+    prepared: list[SweepRunner] = []
+    with contextlib.ExitStack() as stack:
+        progress: list[output.SweepProgress] = []
+
+        def on_start(runner: SweepRunner) -> None:
+            prepared.append(runner)
+            _print_header(runner, as_json=as_json)
+            progress.append(stack.enter_context(output.SweepProgress(runner.options.trials or 0)))
+
+        def on_progress(state: Progress) -> None:
+            progress[0].update(state.done, state.counts, state.best_value)
+
+        result = call(on_start=on_start, on_progress=on_progress, **kw)
+    summary = result.to_dict()
+    if as_json:
+        click.echo(json.dumps(summary, default=str))
+    else:
+        _print_results(prepared[0], summary)
+    if result.failure:
+        raise SweeperError(result.failure)
+    sys.exit(0 if result.counts["complete"] else 1)
+
+
+def _print_header(runner: SweepRunner, *, as_json: bool) -> None:
+    """What is swept: the objective note, then the search space (one line with --json)."""
     options = runner.options
     if runner.objective_note:
         output.stderr.print(f"sweep: {runner.objective_note}", highlight=False)
@@ -175,20 +201,6 @@ def run_sweep(runner: SweepRunner, *, as_json: bool) -> dict[str, Any]:
         output.stderr.print(
             f"sweep {runner.sweep_id} of {runner.step.name}: {space}", highlight=False
         )
-    progress = output.SweepProgress(options.trials or 0)
-
-    def on_progress(state: Progress) -> None:
-        progress.update(state.done, state.counts, state.best_value)
-
-    with progress:
-        summary = runner.run(on_progress=on_progress)
-    if as_json:
-        click.echo(json.dumps(summary, default=str))
-    else:
-        _print_results(runner, summary)
-    if runner.failure:
-        raise SweeperError(runner.failure)
-    return summary
 
 
 def _print_results(runner: SweepRunner, summary: dict[str, Any]) -> None:
@@ -241,41 +253,19 @@ def _print_failures(summary: dict[str, Any], *, indent: str) -> None:
             click.echo(f"{indent}  {group}")
 
 
-def _runner(
-    project: Project,
-    options: SweepOptions,
-    *,
-    sweep_id: str | None = None,
-    resume: bool = False,
-    code: tuple[str, str | None] | None = None,
-) -> SweepRunner:
-    from sweeper.sweep.engine import SweepRunner
-
-    store = project.open_store(create=True)
-    version, archive = code or project.snapshot_code(store)
-    return SweepRunner(
-        config=project.config,
-        store=store,
-        project_dir=project.directory,
-        options=options,
-        code_version=version,
-        code_archive=archive,
-        sweep_id=sweep_id,
-        resume=resume,
-    )
-
-
 @click.command(name="sweep", help=SPACE_HELP)
 @click.argument("step")
 @_sweep_options
 def sweep_command(step: str, **kw: Any) -> None:
-    from sweeper.sweep.engine import SweepOptions
+    from sweeper import api
 
-    project = project_from(kw.pop("config_path"), kw.pop("store"))
-    as_json = kw.pop("as_json")
-    options = SweepOptions(
+    _sweep_and_print(
+        api.run_sweep,
+        as_json=kw["as_json"],
         step=step,
         trials=kw["trials"],
+        config=kw["config_path"] or "valohai.yaml",
+        store=kw["store"],
         parallel=kw["parallel"],
         metrics=list(kw["metrics"]),
         directions=list(kw["directions"]),
@@ -297,29 +287,19 @@ def sweep_command(step: str, **kw: Any) -> None:
         environment={k: v[-1] for k, v in parse_assignments(kw["env"], "-e").items()},
         pull_policy=kw["pull_policy"],
     )
-    summary = run_sweep(_runner(project, options), as_json=as_json)
-    sys.exit(0 if summary["trials"]["complete"] else 1)
 
 
-def _latest_sweep(store: Any, *, unfinished: bool = False) -> str:
-    local = store.local_path
-    if local is None:
-        raise SweeperError("name the sweep: SWEEP_ID")
-    candidates = []
-    for path in (Path(local) / "sweeps").glob("*/sweep.json"):
-        data = json.loads(path.read_text())
-        if unfinished and data.get("status") == "complete":
-            continue
-        candidates.append((data.get("created_at", ""), data["sweep_id"]))
-    if not candidates:
+def _latest_sweep(store: RecordStore, *, unfinished: bool = False) -> str:
+    sweep_id = store.latest_sweep(unfinished=unfinished)
+    if sweep_id is None:
         raise SweeperError(
             f"no {'unfinished ' if unfinished else ''}sweep in the store {store.location}"
         )
-    return max(candidates)[1]
+    return sweep_id
 
 
-def _saved(store: Any, sweep_id: str) -> dict[str, Any]:
-    data = store.read_json(f"sweeps/{sweep_id}/sweep.json")
+def _saved(store: RecordStore, sweep_id: str) -> dict[str, Any]:
+    data = store.get_sweep(sweep_id)
     if not data:
         raise SweeperError(f'unknown sweep "{sweep_id}" in the store {store.location}')
     return data
@@ -343,32 +323,17 @@ def resume(
     store: str | None,
 ) -> None:
     """Continue a sweep to exactly its number of trials (default: the latest unfinished one)."""
-    from sweeper.sweep.engine import SweepOptions
+    from sweeper import api
 
-    project = project_from(config_path, store)
-    opened = project.open_store()
-    sweep_id = sweep_id or _latest_sweep(opened, unfinished=True)
-    saved = _saved(opened, sweep_id)
-    options = SweepOptions(**saved["options"])
-    if address:
-        options.address = address
-    options.environment.update({k: v[-1] for k, v in parse_assignments(env, "-e").items()})
-    masked = sorted(k for k, v in options.environment.items() if v == MASK)
-    if masked:
-        raise SweeperError(
-            f"the sweep {sweep_id} was started with the secret variable(s) {', '.join(masked)}, "
-            f"whose values are not saved: give them again, e.g. sweep resume {sweep_id} "
-            + " ".join(f"-e {name}=VALUE" for name in masked)
-        )
-    runner = _runner(
-        project,
-        options,
+    _sweep_and_print(
+        api.resume_sweep,
+        as_json=as_json,
         sweep_id=sweep_id,
-        resume=True,
-        code=(saved["code_version"], saved.get("code_archive")),
+        address=address,
+        environment={k: v[-1] for k, v in parse_assignments(env, "-e").items()},
+        config=config_path or "valohai.yaml",
+        store=store,
     )
-    summary = run_sweep(runner, as_json=as_json)
-    sys.exit(0 if summary["trials"]["complete"] else 1)
 
 
 @click.command()
@@ -430,9 +395,7 @@ def submit(
     \b
     sweep submit --address http://HEAD:8265 --follow -- train-model --trials 200 --store s3://bucket/store
     """
-    import time
-
-    from ray.job_submission import JobStatus
+    from sweeper.cluster import jobs as cluster_jobs
 
     project = project_from(config_path, None)
     _ = project.config  # a missing or broken valohai.yaml fails here, not in the job
@@ -441,59 +404,26 @@ def submit(
         a in ("-f", "--config") or a.startswith("--config=") for a in command
     ):
         command += ["--config", project.config_path.name]
-    sweep_args = shlex.join(command)
-    if python:
-        entrypoint = f"{shlex.quote(python)} -m sweeper.cli.main {sweep_args}"
-    else:
-        # the console script where sweeper is installed on the head's PATH, else python3
-        entrypoint = (
-            f"if command -v sweep >/dev/null 2>&1; then exec sweep {sweep_args}; "
-            f"else exec python3 -m sweeper.cli.main {sweep_args}; fi"
-        )
-    client = _job_client(address)
+    cluster_jobs.job_client(address)  # an unreachable server fails before the warning below
     if not any(a == "--store" or a.startswith("--store=") for a in command):
         click.echo(
             "sweep: warning: no --store: the results stay in the job's temporary working "
             "directory on the head; pass --store s3://BUCKET/PATH or a shared path",
             err=True,
         )
-    runtime_env = {"working_dir": str(project.directory), "excludes": [".sweeper/", ".git/"]}
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            job_id = client.submit_job(
-                entrypoint=entrypoint,
-                runtime_env=runtime_env,
-                metadata={"sweeper": "1", "sweep_args": sweep_args},
-            )
-            break
-        except Exception as exc:
-            message = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
-            # a head that just started has no job agent yet: it answers 500 for a while
-            if "No available agent" in message and time.monotonic() < deadline:
-                time.sleep(2)
-                continue
-            raise ClusterError(
-                f"the Ray job server at {address} refused the job: {message.rstrip('.')}"
-            ) from None
+    job_id = cluster_jobs.submit_sweep(project.directory, command, address=address, python=python)
     click.echo(job_id)
     if not follow:
         return
-    import asyncio
 
-    async def tail() -> None:
-        async for lines in client.tail_job_logs(job_id):
-            sys.stdout.write(lines)
-            sys.stdout.flush()
+    def write(lines: str) -> None:
+        sys.stdout.write(lines)
+        sys.stdout.flush()
 
     try:
-        try:
-            asyncio.run(tail())
-        except Exception as exc:  # the log stream broke: the job goes on, wait for it
-            click.echo(f"sweep: warning: lost the job's log stream: {exc}", err=True)
-        while not (state := client.get_job_status(job_id)).is_terminal():
-            time.sleep(1)
-        info = client.get_job_info(job_id)
+        ended = cluster_jobs.follow(
+            address, job_id, write, warn=lambda m: click.echo(f"sweep: warning: {m}", err=True)
+        )
     except KeyboardInterrupt:
         click.echo(
             f"sweep: the job {job_id} keeps running: `sweep jobs --address {address}` shows it, "
@@ -501,48 +431,10 @@ def submit(
             err=True,
         )
         sys.exit(130)
-    except Exception as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
-        raise ClusterError(
-            f"lost the Ray job server at {address} while following the job {job_id}: {reason}"
-        ) from None
-    reasons = (info.message or "").strip().splitlines()
-    detail = f": {reasons[0]}" if state != JobStatus.SUCCEEDED and reasons else ""
-    click.echo(f"job {job_id}: {state.value}{detail}", err=True)
-    sys.exit(0 if state == JobStatus.SUCCEEDED else 1)
-
-
-def _job_client(address: str) -> Any:
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    if address.startswith("ray://"):
-        raise ClusterError(
-            f"{address} is a Ray client address: jobs go to the dashboard, e.g. http://HEAD:8265"
-        )
-    if "://" not in address:
-        address = f"http://{address}"  # else the client would take it for a GCS address
-    import logging
-
-    from ray.job_submission import JobSubmissionClient
-
-    for name in ("ray.dashboard.modules.dashboard_sdk", "ray.dashboard.modules.job.sdk"):
-        logging.getLogger(name).setLevel(logging.WARNING)  # "Uploading package ..." and the like
-    try:
-        return JobSubmissionClient(address)
-    except Exception as exc:
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        if "authenticat" in message.lower():
-            hint = (
-                "the head requires its token: set RAY_AUTH_MODE=token and give the head's token "
-                "in RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token"
-            )
-        else:
-            hint = (
-                "check that the head is running and the dashboard address (http://HEAD:8265); "
-                "for a token-protected head set RAY_AUTH_MODE=token"
-            )
-        raise ClusterError(
-            f"could not reach the Ray job server at {address}: {message.rstrip('.')}. {hint}"
-        ) from None
+    reasons = (ended.message or "").strip().splitlines()
+    detail = f": {reasons[0]}" if not ended.succeeded and reasons else ""
+    click.echo(f"job {job_id}: {ended.status}{detail}", err=True)
+    sys.exit(0 if ended.succeeded else 1)
 
 
 @click.command()
@@ -550,42 +442,15 @@ def _job_client(address: str) -> Any:
 @click.option("--json", "as_json", is_flag=True, help="Print the jobs as JSON.")
 def jobs(address: str, as_json: bool) -> None:
     """List the Ray jobs of a cluster, oldest first (sweeps as `sweep ARGS`)."""
-    from datetime import datetime, timezone
+    from sweeper.cluster.jobs import list_jobs
 
-    client = _job_client(address)
-    try:
-        listed = client.list_jobs()
-    except Exception as exc:
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
-        raise ClusterError(
-            f"the Ray job server at {address} failed to list the jobs: {message}"
-        ) from None
-    listed.sort(key=lambda j: j.start_time or 0)
-    records = []
-    for job in listed:
-        sweep_args = (job.metadata or {}).get("sweep_args")
-        started = (
-            datetime.fromtimestamp(job.start_time / 1000, timezone.utc).isoformat(
-                timespec="seconds"
-            )
-            if job.start_time
-            else None
-        )
-        records.append(
-            {
-                "job_id": job.submission_id or job.job_id,
-                "status": getattr(job.status, "value", str(job.status)),
-                "started_at": started,
-                "entrypoint": f"sweep {sweep_args}" if sweep_args is not None else job.entrypoint,
-                "message": job.message,
-            }
-        )
+    listed = list_jobs(address)
     if as_json:
-        click.echo(json.dumps(records))
+        click.echo(json.dumps([job.to_dict() for job in listed]))
     else:
         output.table(
             ["job", "status", "started", "entrypoint"],
-            [[r["job_id"], r["status"], r["started_at"] or "-", r["entrypoint"]] for r in records],
+            [[j.job_id, j.status, j.started_at or "-", j.entrypoint] for j in listed],
         )
 
 

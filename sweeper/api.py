@@ -1,0 +1,376 @@
+"""The Python API: what the ``sweep`` commands do, as functions that return records.
+
+``sweeper.run("train")`` runs one execution of a step and returns its
+:class:`~sweeper.execution.record.ExecutionRecord`, the same record ``sweep run --json``
+prints; ``sweeper.rerun(execution_id)`` runs a recorded execution again as it ran.
+``sweeper.run_sweep("train", trials=20, ...)`` sweeps a step on Ray and returns a frozen
+:class:`SweepResult` (``.to_dict()`` is the ``sweep --json`` summary); ``resume_sweep``
+continues a killed one. The commands are thin wrappers over these functions, so both
+behave the same.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from sweeper.errors import SweeperError
+from sweeper.project import Project, project_from
+from sweeper.runtime import DEFAULT_RUNTIME
+from sweeper.status import Status
+
+if TYPE_CHECKING:
+    from sweeper.config import Step
+    from sweeper.execution.record import ExecutionRecord
+    from sweeper.execution.runner import StopToken
+    from sweeper.execution.spec import ExecutionSpec
+    from sweeper.sweep.engine import Progress, SweepOptions, SweepRunner
+
+__all__ = ["SweepResult", "TrialSummary", "rerun", "resume_sweep", "run", "run_sweep"]
+
+Echo = Callable[[str], None]
+OnRecord = Callable[["ExecutionRecord"], None]
+
+
+def _as_texts(value: Any) -> list[str]:
+    """A Python value as the texts ``-p NAME=VALUE`` would give (a list for a multiple one)."""
+    values = value if isinstance(value, list | tuple) else [value]
+    return [v if isinstance(v, str) else str(v) for v in values]
+
+
+def _execute(
+    project: Project,
+    spec: ExecutionSpec,
+    *,
+    reuse: bool,
+    echo: Echo | None,
+    stop: StopToken | None,
+    on_record: OnRecord | None,
+) -> ExecutionRecord:
+    from sweeper.execution.runner import Executor
+    from sweeper.runtime import get_runtime
+
+    executor = Executor(project.open_store(create=True), get_runtime(spec.runtime))
+    return executor.run(
+        spec, reuse=reuse, stop=stop, echo=echo, on_record=on_record, raise_bad_input=True
+    )
+
+
+def run(
+    step: str,
+    *,
+    parameters: Mapping[str, Any] | None = None,
+    inputs: Mapping[str, Sequence[str]] | None = None,
+    environment: Mapping[str, str] | None = None,
+    runtime: str = DEFAULT_RUNTIME,
+    pull_policy: str = "missing",
+    reuse: bool = False,
+    config: str | os.PathLike[str] = "valohai.yaml",
+    store: str | None = None,
+    echo: Echo | None = None,
+    stop: StopToken | None = None,
+    on_record: OnRecord | None = None,
+) -> ExecutionRecord:
+    """Run one execution of ``step`` of the valohai.yaml ``config`` and return its final record.
+
+    ``parameters`` are checked and typed like ``-p NAME=VALUE`` (a list for a multiple
+    parameter); ``inputs`` maps an input name to its URIs, replacing the step's default. The
+    project's files are snapshotted into ``store`` (default ``.sweeper/`` next to the
+    valohai.yaml) and the step runs in ``runtime``. ``echo`` sees each log line, ``on_record``
+    the record each time it is stored, and ``stop`` stops the execution from another thread.
+    A failed step is a record with status ``error``; bad input (an unknown parameter, a
+    missing input or image) raises :class:`~sweeper.errors.SweeperError` and runs nothing.
+    """
+    from sweeper.execution.inputs import resolve_inputs
+    from sweeper.execution.spec import build_spec
+
+    project = project_from(config, store)
+    step_obj = project.config.get_step(step)
+    values = step_obj.parse_parameter_values(
+        {name: _as_texts(value) for name, value in (parameters or {}).items()}
+    )
+    uris = resolve_inputs(
+        step_obj.inputs,
+        {
+            name: [uris] if isinstance(uris, str) else list(uris)
+            for name, uris in (inputs or {}).items()
+        },
+        project_dir=project.directory,
+    )
+    opened = project.open_store(create=True)
+    version, archive = project.snapshot_code(opened)
+    spec = build_spec(
+        step_obj,
+        parameters=values,
+        inputs=uris,
+        code_version=version,
+        code_archive=archive,
+        project_dir=str(project.directory),
+        runtime=runtime,
+        environment=dict(environment or {}),
+        pull_policy=pull_policy,
+    )
+    return _execute(project, spec, reuse=reuse, echo=echo, stop=stop, on_record=on_record)
+
+
+def _recorded_step(record: ExecutionRecord) -> Step:
+    """The step as the execution recorded it (its valohai.yaml may have changed since)."""
+    from sweeper.config import parse_config
+
+    definition = record.spec.get("step_definition")
+    if not definition:
+        raise SweeperError(f"execution {record.id} has no step definition to re-run")
+    config = parse_config(
+        yaml.safe_dump([{"step": dict(definition)}], sort_keys=False),
+        filename=f"execution {record.id}",
+    )
+    return next(iter(config.steps.values()))
+
+
+def rerun(
+    execution: str,
+    *,
+    config: str | os.PathLike[str] = "valohai.yaml",
+    store: str | None = None,
+    echo: Echo | None = None,
+    stop: StopToken | None = None,
+    on_record: OnRecord | None = None,
+) -> ExecutionRecord:
+    """Run ``execution`` (an id, ``#counter`` or ``latest``) again as it ran; the new record.
+
+    The re-run gets the recorded image digest, code snapshot, parameters and the inputs by
+    checksum (from the store while it holds them, else from their URIs). Secret variables
+    were never recorded and are left out. Raises :class:`~sweeper.errors.SweeperError` when
+    the code snapshot is gone or an input read from its URI changed (the new record is
+    stored all the same).
+    """
+    from sweeper.execution.record import ExecutionRecord
+    from sweeper.execution.spec import ExecutionSpec
+    from sweeper.runtime import get_runtime
+
+    project = project_from(config, store)
+    opened = project.open_store()
+    record = ExecutionRecord.from_dict(opened.find_execution(execution))
+    step_obj = _recorded_step(record)
+    archive = record.spec.get("code_archive")
+    if archive and not opened.has_blob(archive):
+        raise SweeperError(
+            f"execution {record.id} cannot be re-run: its code snapshot is no longer in the store"
+        )
+    inputs: dict[str, list[str]] = {}
+    for item in record.inputs:
+        uri = f"datum://{item['sha256']}" if opened.has_blob(item["sha256"]) else item["uri"]
+        inputs.setdefault(item["name"], []).append(uri)
+    spec = ExecutionSpec.from_record(
+        record,
+        project_dir=str(project.directory),
+        inputs=inputs,
+        step_inputs=tuple(step_obj.inputs),
+    )
+    step_runtime = get_runtime(spec.runtime)
+    if step_runtime.uses_images and spec.image:
+        step_runtime.resolve_image(spec.image, "never")  # the very image, or a clear error
+    new = _execute(project, spec, reuse=False, echo=echo, stop=stop, on_record=on_record)
+    for old, now in zip(record.inputs, new.inputs, strict=False):
+        if old["sha256"] != now["sha256"]:
+            raise SweeperError(
+                f'input "{old["name"]}" changed since {record.id}: {old["uri"]} has a different checksum'
+            )
+    return new
+
+
+# -- sweeps ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TrialSummary:
+    """One trial of a sweep's result: its execution, objective value(s) and parameters."""
+
+    execution_id: str | None
+    trial_number: int
+    value: float | None
+    values: Mapping[str, float]
+    parameters: Mapping[str, Any]
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TrialSummary:
+        """From a ``best`` entry of the ``sweep --json`` summary."""
+        return cls(
+            execution_id=data.get("execution_id"),
+            trial_number=int(data["trial_number"]),
+            value=data.get("value"),
+            values=dict(data.get("values") or {}),
+            parameters=dict(data.get("parameters") or {}),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``best`` entry of the ``sweep --json`` summary."""
+        return {
+            "execution_id": self.execution_id,
+            "trial_number": self.trial_number,
+            "value": self.value,
+            "values": dict(self.values),
+            "parameters": dict(self.parameters),
+        }
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    """How a sweep ended: ``to_dict()`` is the summary ``sweep --json`` prints.
+
+    ``best`` is the best trial (one metric), the Pareto front (several metrics) or None (no
+    metric, or no trial completed). ``failure`` says why the sweep failed, when it did (too
+    many failed trials, none completed); it is not part of the summary.
+    """
+
+    sweep_id: str
+    status: Status
+    counts: Mapping[str, int]
+    best: TrialSummary | tuple[TrialSummary, ...] | None
+    failures: tuple[Mapping[str, Any], ...] = ()
+    failure: str | None = None
+
+    @classmethod
+    def from_summary(cls, summary: Mapping[str, Any], failure: str | None = None) -> SweepResult:
+        """From the summary :meth:`SweepRunner.run` returns."""
+        best = summary.get("best")
+        return cls(
+            sweep_id=summary["sweep_id"],
+            status=Status(summary["status"]),
+            counts=dict(summary["trials"]),
+            best=(
+                TrialSummary.from_dict(best)
+                if isinstance(best, Mapping)
+                else tuple(TrialSummary.from_dict(t) for t in best)
+                if isinstance(best, list | tuple)
+                else None
+            ),
+            failures=tuple(dict(group) for group in summary.get("failures") or ()),
+            failure=failure,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``sweep --json`` summary."""
+        best: Any = self.best
+        if isinstance(best, TrialSummary):
+            best = best.to_dict()
+        elif isinstance(best, tuple):
+            best = [trial.to_dict() for trial in best]
+        return {
+            "sweep_id": self.sweep_id,
+            "trials": dict(self.counts),
+            "best": best,
+            "failures": [dict(group) for group in self.failures],
+            "status": str(self.status),
+        }
+
+
+OnSweepStart = Callable[["SweepRunner"], None]
+OnProgress = Callable[["Progress"], None]
+
+
+def _sweep(
+    project: Project,
+    options: SweepOptions,
+    *,
+    sweep_id: str | None = None,
+    code: tuple[str, str | None] | None = None,
+    on_start: OnSweepStart | None,
+    on_progress: OnProgress | None,
+) -> SweepResult:
+    from sweeper.sweep.engine import SweepRunner
+
+    store = project.open_store(create=True)
+    version, archive = code or project.snapshot_code(store)
+    runner = SweepRunner(
+        config=project.config,
+        store=store,
+        project_dir=project.directory,
+        options=options,
+        code_version=version,
+        code_archive=archive,
+        sweep_id=sweep_id,
+        resume=code is not None,
+    )
+    if on_start is not None:
+        on_start(runner)
+    summary = runner.run(on_progress=on_progress)
+    return SweepResult.from_summary(summary, runner.failure)
+
+
+def run_sweep(
+    step: str,
+    *,
+    trials: int | None = None,
+    config: str | os.PathLike[str] = "valohai.yaml",
+    store: str | None = None,
+    on_start: OnSweepStart | None = None,
+    on_progress: OnProgress | None = None,
+    **options: Any,
+) -> SweepResult:
+    """Sweep ``step``: run ``trials`` trials on Ray, Optuna suggesting the parameters.
+
+    ``options`` are the fields of :class:`~sweeper.sweep.engine.SweepOptions`, named like
+    the ``sweep`` command's options (``metrics=["accuracy"]``, ``parallel=2``,
+    ``specs={"learning_rate": "log:1e-4..1", "epochs": 3}`` as ``-p`` takes them,
+    ``runtime="local"``, ``address=...``).
+    ``on_start`` sees the prepared runner (its search space, sweep id) before the first
+    trial, ``on_progress`` each change. A sweep that fails (``max_failures``, no trial
+    completed) returns a result with status ``failed`` and its ``failure``.
+    """
+    from sweeper.sweep.engine import SweepOptions
+
+    project = project_from(config, store)
+    if "specs" in options:  # as -p gives them: texts, a list only for several -p of one name
+        options["specs"] = {name: _as_texts(spec) for name, spec in options["specs"].items()}
+    sweep_options = SweepOptions(step=step, trials=trials, **options)
+    return _sweep(project, sweep_options, on_start=on_start, on_progress=on_progress)
+
+
+def resume_sweep(
+    sweep_id: str | None = None,
+    *,
+    address: str | None = None,
+    environment: Mapping[str, str] | None = None,
+    config: str | os.PathLike[str] = "valohai.yaml",
+    store: str | None = None,
+    on_start: OnSweepStart | None = None,
+    on_progress: OnProgress | None = None,
+) -> SweepResult:
+    """Continue a sweep to exactly its number of trials (default: the latest unfinished one).
+
+    It runs with the options, code and search space it was started with; ``address`` moves
+    it to another Ray cluster and ``environment`` gives again the secret variables, whose
+    values were never saved.
+    """
+    from sweeper.execution.spec import MASK
+    from sweeper.sweep.engine import SweepOptions
+
+    project = project_from(config, store)
+    opened = project.open_store()
+    if sweep_id is None:
+        sweep_id = opened.latest_sweep(unfinished=True)
+        if sweep_id is None:
+            raise SweeperError(f"no unfinished sweep in the store {opened.location}")
+    saved = opened.get_sweep(sweep_id)
+    if not saved:
+        raise SweeperError(f'unknown sweep "{sweep_id}" in the store {opened.location}')
+    options = SweepOptions(**saved["options"])
+    if address:
+        options.address = address
+    options.environment.update(environment or {})
+    masked = sorted(k for k, v in options.environment.items() if v == MASK)
+    if masked:
+        raise SweeperError(
+            f"the sweep {sweep_id} was started with the secret variable(s) {', '.join(masked)}, "
+            f"whose values are not saved: give them again, e.g. sweep resume {sweep_id} "
+            + " ".join(f"-e {name}=VALUE" for name in masked)
+        )
+    code = (saved["code_version"], saved.get("code_archive"))
+    return _sweep(
+        project, options, sweep_id=sweep_id, code=code, on_start=on_start, on_progress=on_progress
+    )

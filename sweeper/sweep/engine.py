@@ -23,6 +23,7 @@ import ray
 from optuna.distributions import CategoricalDistribution
 from optuna.trial import TrialState
 
+from sweeper.cluster import recovery
 from sweeper.cluster.actors import ActorPool, ResourceShape, TrialHandle
 from sweeper.cluster.connect import ClusterInfo, connect
 from sweeper.errors import SweeperError
@@ -30,8 +31,10 @@ from sweeper.execution.ids import new_execution_id
 from sweeper.execution.inputs import resolve_inputs
 from sweeper.execution.runner import ExecutionContext
 from sweeper.execution.spec import MASK, ExecutionSpec, build_spec, is_secret_name
+from sweeper.status import Status
 from sweeper.sweep.choices import VALUE_FREE_SAMPLERS
 from sweeper.sweep.failures import describe, failure_reason, read_log_tail, study_failures
+from sweeper.sweep.policy import guess_direction
 from sweeper.sweep.samplers import make_pruner, make_sampler
 from sweeper.sweep.space import SearchSpace, resolve_space
 from sweeper.sweep.state import (
@@ -156,9 +159,7 @@ class SweepRunner:
         if not options.metrics and not resume:  # a resumed sweep keeps what it started with
             options.metrics, self.objective_note = self._default_metrics(config, task)
         if not options.directions:
-            options.directions = [
-                "minimize" if "loss" in m or "error" in m else "maximize" for m in options.metrics
-            ]
+            options.directions = [guess_direction(m) for m in options.metrics]
         if len(options.directions) != len(options.metrics):
             raise SweeperError(
                 f"{len(options.metrics)} --metric but {len(options.directions)} --direction: give one direction per metric"
@@ -310,13 +311,6 @@ class SweepRunner:
             pull_policy=self.options.pull_policy,
         )
 
-    def _shape(self, spec: ExecutionSpec) -> ResourceShape:
-        return ResourceShape(
-            cpus=float(spec.cpus if spec.cpus is not None else 1),
-            gpus=float(spec.gpus or 0),
-            memory_mb=None,
-        )
-
     # -- the loop ----------------------------------------------------------------------
 
     def run(
@@ -330,7 +324,7 @@ class SweepRunner:
         assert options.trials is not None
         cluster = connect(options.address)
         probe = self._spec({})
-        shape = self._shape(probe)
+        shape = ResourceShape.of(probe)
         cluster.check_fits(shape.cpus, shape.gpus)
         parallel = options.parallel or max(
             1, int(cluster.largest("CPU") // max(shape.cpus, 1e-9)) if shape.cpus else 1
@@ -346,25 +340,25 @@ class SweepRunner:
         if not self.resume:
             for params in self.space.parameter_sets:
                 study.enqueue_trial(params)
-        self.store.write_rows("sweeps", [self._sweep_row("running")])
+        self.store.write_rows("sweeps", [self._sweep_row(Status.RUNNING)])
         if on_start is not None:
             on_start(cluster)
         self._recover(study)
         # Counted here rather than re-read from the study on every loop (O(trials) each time).
-        self._counts = {k: v for k, v in outcome_counts(study).items() if k != "running"}
+        self._counts = {k: v for k, v in outcome_counts(study).items() if k != Status.RUNNING}
         self._best = self._best_value(study)
         pool = ActorPool(self.store.location, options.runtime, fresh_actors=options.fresh_actors)
         in_flight: dict[Any, TrialHandle] = {}
         started = time.monotonic()
         stop_all = False
-        status = "complete"
+        status = Status.COMPLETE
         try:
             while True:
                 counts = self._counts
                 done = sum(counts.get(k, 0) for k in COUNTED_OUTCOMES)
                 failures = counts.get("error", 0)
                 if options.max_failures is not None and failures > options.max_failures:
-                    status = "failed"
+                    status = Status.FAILED
                     stop_all = True
                 while (
                     not stop_all
@@ -399,14 +393,14 @@ class SweepRunner:
                     stop_all = self._finish(study, pool, handle) or stop_all
                 if stop_all:
                     for handle in in_flight.values():
-                        handle.actor.stop.remote("stopped")
-            if status == "complete" and not self._counts.get("complete"):
-                status = "failed"  # not one trial gave a result: the sweep did not do its job
+                        handle.actor.stop.remote(Status.STOPPED)
+            if status == Status.COMPLETE and not self._counts.get("complete"):
+                status = Status.FAILED  # not one trial gave a result: the sweep did not do its job
         except KeyboardInterrupt:
-            status = "interrupted"
+            status = Status.INTERRUPTED
             for handle in in_flight.values():
                 try:
-                    handle.actor.stop.remote("stopped")
+                    handle.actor.stop.remote(Status.STOPPED)
                 except Exception:
                     pass
             try:
@@ -424,12 +418,14 @@ class SweepRunner:
             if options.trials >= COMPACT_AFTER_TRIALS:
                 self._compact()
         summary["status"] = status
-        if status == "failed":
+        if status == Status.FAILED:
             failed = self._counts.get("error", 0)
             if options.max_failures is not None and failed > options.max_failures:
                 what = f"stopped after {failed} failed trials, more than --max-failures {options.max_failures}"
             else:
-                finished = sum(summary["trials"][k] for k in ("complete", "error", "pruned"))
+                finished = sum(
+                    summary["trials"][k] for k in (Status.COMPLETE, Status.ERROR, Status.PRUNED)
+                )
                 what = f"failed: none of its {finished} finished trials completed"
             reasons = describe(study_failures(study))
             self.failure = (
@@ -462,7 +458,12 @@ class SweepRunner:
             sweep_id=self.sweep_id, trial_number=trial.number, attempt=attempt
         )
         handle = pool.submit(
-            trial, spec, execution_id, context, reuse=self.options.reuse, shape=self._shape(spec)
+            trial,
+            spec,
+            execution_id,
+            context,
+            reuse=self.options.reuse,
+            shape=ResourceShape.of(spec),
         )
         return handle
 
@@ -487,7 +488,7 @@ class SweepRunner:
                 handle.reported_steps += 1
             if handle.reported_steps and trial.should_prune():
                 handle.stopping = True
-                handle.actor.stop.remote("pruned")
+                handle.actor.stop.remote(Status.PRUNED)
 
     def _finish(self, study: optuna.Study, pool: ActorPool, handle: TrialHandle) -> bool:
         """Tell Optuna how a trial ended; return True when the sweep must stop."""
@@ -497,15 +498,18 @@ class SweepRunner:
             pool.release(handle)
         except Exception as exc:  # the actor or its node died: an infrastructure failure
             pool.release(handle, healthy=False)
-            record = self.state.mark_crashed(
-                handle.execution_id, f"the Ray actor running it died: {type(exc).__name__}"
-            )
+            record = recovery.mark_crashed(
+                self.store,
+                handle.execution_id,
+                f"the Ray actor running it died: {type(exc).__name__}",
+                sweep_id=self.sweep_id,
+            ).to_dict()
         status = record.get("status")
-        if status == "crashed":
+        if status == Status.CRASHED:
             # A retry is a new trial: the crashes so far travel with it in its user attrs.
             used = int(trial.user_attrs.get("crashes", 0))
             if used < self.options.max_retries:
-                self._tell(study, trial, TrialState.FAIL, "crashed", record)
+                self._tell(study, trial, TrialState.FAIL, Status.CRASHED, record)
                 study.enqueue_trial(
                     trial.params,
                     user_attrs={
@@ -519,20 +523,20 @@ class SweepRunner:
                 study,
                 trial,
                 TrialState.FAIL,
-                "error",
+                Status.ERROR,
                 record,
                 reason=f"crashed {used + 1} times: {record.get('error')}",
             )
             return False
-        if status == "pruned":
-            self._tell(study, trial, TrialState.PRUNED, "pruned", record)
+        if status == Status.PRUNED:
+            self._tell(study, trial, TrialState.PRUNED, Status.PRUNED, record)
             return False
-        if status != "complete":
+        if status != Status.COMPLETE:
             self._tell(
                 study,
                 trial,
                 TrialState.FAIL,
-                "error" if status == "error" else status or "error",
+                Status.ERROR if status == Status.ERROR else status or Status.ERROR,
                 record,
             )
             return False
@@ -544,9 +548,9 @@ class SweepRunner:
                 if not isinstance(record.get("metrics", {}).get(m), (int, float))
             ]
             reason = f"the step never printed the metric {', '.join(missing) or self.options.metrics[0]} as a finite number"
-            self._tell(study, trial, TrialState.FAIL, "error", record, reason=reason)
+            self._tell(study, trial, TrialState.FAIL, Status.ERROR, record, reason=reason)
             return False
-        self._tell(study, trial, TrialState.COMPLETE, "complete", record, values=values)
+        self._tell(study, trial, TrialState.COMPLETE, Status.COMPLETE, record, values=values)
         if self.stop_condition is not None:
             try:
                 return bool(
@@ -599,36 +603,39 @@ class SweepRunner:
         for frozen in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             execution_id = frozen.user_attrs.get("execution_id")
             # settle: rows a killed writer never wrote are written, a container it left removed
-            record = self.state.settle(execution_id) if execution_id else None
+            settled = recovery.settle(self.store, execution_id) if execution_id else None
+            record = settled.to_dict() if settled is not None else None
             trial = optuna.Trial(study, frozen._trial_id)
             if record is not None and record.get("status") in (
-                "complete",
-                "error",
-                "pruned",
-                "stopped",
+                Status.COMPLETE,
+                Status.ERROR,
+                Status.PRUNED,
+                Status.STOPPED,
             ):
                 values = (
                     _objective_values(record, self.options.metrics)
-                    if record.get("status") == "complete"
+                    if record.get("status") == Status.COMPLETE
                     else None
                 )
                 if values is not None:
-                    self._tell(study, trial, TrialState.COMPLETE, "complete", record, values=values)
-                elif record.get("status") == "pruned":
-                    self._tell(study, trial, TrialState.PRUNED, "pruned", record)
+                    self._tell(
+                        study, trial, TrialState.COMPLETE, Status.COMPLETE, record, values=values
+                    )
+                elif record.get("status") == Status.PRUNED:
+                    self._tell(study, trial, TrialState.PRUNED, Status.PRUNED, record)
                 else:
                     reason = (
                         None
-                        if record.get("status") != "complete"
+                        if record.get("status") != Status.COMPLETE
                         else "the step never printed the metric"
                     )
-                    self._tell(study, trial, TrialState.FAIL, "error", record, reason=reason)
+                    self._tell(study, trial, TrialState.FAIL, Status.ERROR, record, reason=reason)
                 continue
-            if record is not None and execution_id:
-                self.state.mark_crashed(
-                    execution_id, "the sweep driver stopped while it ran; re-run on resume"
+            if settled is not None:
+                recovery.crash(
+                    self.store, settled, "the sweep driver stopped while it ran; re-run on resume"
                 )
-            trial.set_user_attr("outcome", "interrupted")
+            trial.set_user_attr("outcome", Status.INTERRUPTED)
             study.tell(trial, state=TrialState.FAIL)
             study.enqueue_trial(
                 frozen.params,

@@ -11,14 +11,18 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ray
 
 from sweeper.execution.runner import ExecutionContext, Executor, StopToken
 from sweeper.execution.spec import ExecutionSpec
 from sweeper.runtime import get_runtime
+from sweeper.status import Status
 from sweeper.store import Store
+
+if TYPE_CHECKING:
+    from sweeper.config import Step
 
 
 class ExecutionActor:
@@ -65,7 +69,7 @@ class ExecutionActor:
             events, self._events = self._events, []
         return events
 
-    def stop(self, reason: str = "stopped") -> None:
+    def stop(self, reason: str = Status.STOPPED) -> None:
         """Stop the running execution; ``reason`` (``stopped``/``pruned``) becomes its status."""
         with self._lock:
             if self._stop is not None:
@@ -86,6 +90,25 @@ class ResourceShape:
     cpus: float
     gpus: float
     memory_mb: int | None = None
+
+    @classmethod
+    def of(cls, spec: ExecutionSpec) -> ResourceShape:
+        """What an execution of ``spec`` reserves: its CPUs (1 when unset) and its GPUs.
+
+        The one rule for sweeps and pipelines alike; :func:`sweeper.execution.spec.build_spec`
+        has already put the step's ``resources`` (or a sweep's per-trial figures) in ``spec``.
+        """
+        return cls(cpus=float(spec.cpus if spec.cpus is not None else 1), gpus=float(spec.gpus))
+
+    @classmethod
+    def of_step(cls, step: Step) -> ResourceShape:
+        """The shape of an execution of ``step`` with no override: :meth:`of` its defaults.
+
+        For checks made before any spec exists (does every step of a pipeline fit?), with
+        the defaults :func:`~sweeper.execution.spec.build_spec` would use.
+        """
+        resources = step.resources
+        return cls(cpus=float(resources.cpu_min or 1), gpus=float(resources.gpus or 0))
 
 
 @dataclass

@@ -24,6 +24,7 @@ from typing import Any
 
 import ray
 
+from sweeper.cluster import recovery
 from sweeper.cluster.actors import ActorPool, ResourceShape, TrialHandle
 from sweeper.cluster.connect import connect
 from sweeper.errors import SweeperError
@@ -38,8 +39,9 @@ from sweeper.pipeline.graph import (
     merge_inputs,
     resolve_edges,
 )
-from sweeper.pipeline.state import EXECUTION_FINAL, Child, NodeState, PipelineState, utc_now
+from sweeper.pipeline.state import Child, NodeState, PipelineState, utc_now
 from sweeper.pipeline.tasks import best_record, target_metric, task_variants
+from sweeper.status import Status
 
 
 @dataclass
@@ -151,18 +153,18 @@ class PipelineRunner:
         cannot be resolved at run time, e.g. a metadata key the source never printed.
         """
         self.on_event = on_event
-        if self.resuming and self.state.status == "complete":
+        if self.resuming and self.state.status == Status.COMPLETE:
             return self.state.summary()
         cluster = connect(self.options.address)
         for plan in self.graph.plans.values():
             if plan.step is None:
                 continue
-            shape = self._shape(plan.step)
+            shape = ResourceShape.of_step(plan.step)
             cluster.check_fits(shape.cpus, shape.gpus)
         self._cpus = cluster.largest("CPU") or 1.0
         if self.resuming:
             self._recover()
-            self._save(row=True, status="running", error=None)
+            self._save(row=True, status=Status.RUNNING, error=None)
         else:
             self.state.create(
                 {
@@ -196,8 +198,8 @@ class PipelineRunner:
                 for ref in ready:
                     self._collect(pool, self._in_flight.pop(ref))
         except KeyboardInterrupt:
-            status = "interrupted"
-            self._halt("interrupted", "interrupted")
+            status = Status.INTERRUPTED
+            self._halt(Status.INTERRUPTED, "interrupted")
             try:
                 ray.wait(list(self._in_flight), num_returns=len(self._in_flight), timeout=30)
             except Exception:
@@ -207,7 +209,7 @@ class PipelineRunner:
             pool.shutdown()
             status = status or self._final_status()
             error = str(self._failure) if self._failure else self.state.data.get("error")
-            self._save(row=True, status=status, error=error if status != "complete" else None)
+            self._save(row=True, status=status, error=error if status != Status.COMPLETE else None)
             self._event(f"pipeline run {self.run_id}: {status}")
         if self._failure is not None:
             raise self._failure
@@ -218,40 +220,38 @@ class PipelineRunner:
             return self._halted
         for name, node in self.state.nodes.items():
             on_error = self.graph.plans[name].node.on_error
-            if node.status == "error" and on_error != "continue":
-                return "error"
-            if node.status in ("skipped", "stopped", "pending", "running"):
-                return "error"
-        return "complete"
-
-    def _shape(self, step: Any) -> ResourceShape:
-        resources = step.resources
-        return ResourceShape(cpus=float(resources.cpu_min or 1), gpus=float(resources.gpus or 0))
+            if node.status == Status.ERROR and on_error != "continue":
+                return Status.ERROR
+            if node.status in (Status.SKIPPED, Status.STOPPED, Status.PENDING, Status.RUNNING):
+                return Status.ERROR
+        return Status.COMPLETE
 
     # -- starting nodes --------------------------------------------------------------------
 
     def _start_ready(self) -> None:
         for name in self.graph.order:
             node = self.state.nodes[name]
-            if node.status != "pending" or self._halted is not None:
+            if node.status != Status.PENDING or self._halted is not None:
                 continue
             blocked = None
             waiting = False
             for pred in self.graph.predecessors(name):
                 pred_state = self.state.nodes[pred]
-                if pred_state.status == "complete":
+                if pred_state.status == Status.COMPLETE:
                     continue
                 if (
-                    pred_state.status == "error"
+                    pred_state.status == Status.ERROR
                     and self.graph.plans[pred].node.on_error == "continue"
                 ):
                     continue
-                if pred_state.status in ("error", "stopped", "skipped"):
+                if pred_state.status in (Status.ERROR, Status.STOPPED, Status.SKIPPED):
                     blocked = pred
                     break
                 waiting = True
             if blocked is not None:
-                self._finish_node(name, "skipped", f'upstream node "{blocked}" did not complete')
+                self._finish_node(
+                    name, Status.SKIPPED, f'upstream node "{blocked}" did not complete'
+                )
             elif not waiting:
                 self._start(name)
 
@@ -260,10 +260,10 @@ class PipelineRunner:
         node = self.state.nodes[name]
         if plan.step is None:  # a deployment node: it fails alone, its on-error decides the rest
             node.started_at = utc_now()
-            self._finish_node(name, "error", DEPLOYMENT_UNSUPPORTED)
+            self._finish_node(name, Status.ERROR, DEPLOYMENT_UNSUPPORTED)
             self._after_error(name, DEPLOYMENT_UNSUPPORTED, {}, {})
             return
-        node.status = "running"
+        node.status = Status.RUNNING
         node.started_at = node.started_at or utc_now()
         node.error = None
         try:
@@ -277,8 +277,8 @@ class PipelineRunner:
                 node.children = [Child(index=i, parameters=v) for i, v in enumerate(variants)]
         except PipelineError as exc:
             self._failure = self._failure or exc
-            self._finish_node(name, "error", str(exc))
-            self._halt("error", str(exc))
+            self._finish_node(name, Status.ERROR, str(exc))
+            self._halt(Status.ERROR, str(exc))
             return
         limit = 1
         if plan.is_task:
@@ -288,7 +288,9 @@ class PipelineRunner:
                 if task is not None
                 else None
             )
-            limit = int(cap or max(1, self._cpus // max(self._shape(plan.step).cpus, 1e-9)))
+            limit = int(
+                cap or max(1, self._cpus // max(ResourceShape.of_step(plan.step).cpus, 1e-9))
+            )
         self._contexts[name] = _NodeContext(
             inputs, {**self.options.environment, **edges.environment}, limit
         )
@@ -302,7 +304,7 @@ class PipelineRunner:
             {k: v for k, v in parameters.items() if not isinstance(v, list)},
         ):
             return  # _halt marked this node stopped
-        if all(c.status == "complete" for c in node.children):
+        if all(c.status == Status.COMPLETE for c in node.children):
             self._node_done(name)  # finished while a killed driver was away
 
     def _outcome(self, name: str) -> NodeOutcome:
@@ -317,10 +319,10 @@ class PipelineRunner:
 
     def _record(self, execution_id: str) -> dict[str, Any] | None:
         if execution_id not in self._records:
-            record = self.state.read_record(execution_id)
+            record = recovery.read_record(self.store, execution_id)
             if record is None:
                 return None
-            self._records[execution_id] = record
+            self._records[execution_id] = record.to_dict()
         return self._records[execution_id]
 
     # -- executions ------------------------------------------------------------------------
@@ -333,7 +335,7 @@ class PipelineRunner:
             busy[handle.key[0]] = busy.get(handle.key[0], 0) + 1
         for name in self.graph.order:
             node = self.state.nodes[name]
-            if node.status != "running":
+            if node.status != Status.RUNNING:
                 continue
             context = self._contexts[name]
             for child in node.children:
@@ -341,12 +343,12 @@ class PipelineRunner:
                     return
                 if busy.get(name, 0) >= context.limit:
                     break
-                if child.status != "pending":
+                if child.status != Status.PENDING:
                     continue
                 try:
                     handle = self._launch(pool, name, child)
                 except SweeperError as exc:
-                    child.status, child.error = "error", str(exc)
+                    child.status, child.error = Status.ERROR, str(exc)
                     self._child_done(name)
                     continue
                 self._in_flight[handle.ref] = handle
@@ -367,7 +369,7 @@ class PipelineRunner:
             pull_policy=self.options.pull_policy,
         )
         child.execution_id = new_execution_id()
-        child.status = "running"
+        child.status = Status.RUNNING
         child.reused_from = child.error = None
         self._save()  # the id is durable before the execution can start
         execution_context = ExecutionContext(
@@ -382,7 +384,7 @@ class PipelineRunner:
             child.execution_id,
             execution_context,
             reuse=self.reuse,
-            shape=self._shape(plan.step),
+            shape=ResourceShape.of_step(plan.step),
         )
 
     def _collect(self, pool: ActorPool, handle: TrialHandle) -> None:
@@ -393,26 +395,30 @@ class PipelineRunner:
         except Exception as exc:  # the actor or its node died
             pool.release(handle, healthy=False)
             reason = f"the Ray actor running it died: {type(exc).__name__}: {str(exc)[:300]}"
-            self.state.mark_crashed(handle.execution_id, reason)
-            record = self.state.read_record(handle.execution_id) or {
-                "id": handle.execution_id,
-                "status": "crashed",
-                "error": reason,
-            }
+            settled = recovery.settle(self.store, handle.execution_id)
+            record = (
+                recovery.crash(self.store, settled, reason).to_dict()
+                if settled is not None
+                else {"id": handle.execution_id, "status": Status.CRASHED, "error": reason}
+            )
         self._records[handle.execution_id] = record
         node = self.state.nodes[name]
         child = node.children[index]
-        child.status = str(record.get("status") or "crashed")
+        child.status = str(record.get("status") or Status.CRASHED)
         child.reused_from = record.get("reused_from")
         child.error = record.get("error")
         plan = self.graph.plans[name]
         reused = f", reused {child.reused_from}" if child.reused_from else ""
         self._event(f"node {name}: execution {handle.execution_id} {child.status}{reused}")
-        if child.status != "complete" and plan.node.on_error == "retry" and self._halted is None:
+        if (
+            child.status != Status.COMPLETE
+            and plan.node.on_error == "retry"
+            and self._halted is None
+        ):
             if child.retries < self.options.max_retries:
                 child.retries += 1
                 child.attempt += 1
-                child.status = "pending"
+                child.status = Status.PENDING
                 self._event(f"node {name}: retrying (attempt {child.attempt})")
                 self._save()
                 return
@@ -425,7 +431,7 @@ class PipelineRunner:
         if task is None:
             return
         stop = False
-        if child.status == "complete" and task.stop_condition is not None:
+        if child.status == Status.COMPLETE and task.stop_condition is not None:
             try:
                 stop = bool(
                     task.stop_condition.evaluate(
@@ -434,14 +440,14 @@ class PipelineRunner:
                 )
             except Exception:
                 stop = False
-        if child.status != "complete" and task.on_child_error == "stop-all-and-error":
+        if child.status != Status.COMPLETE and task.on_child_error == "stop-all-and-error":
             stop = True
         if stop:
             self._stop_node(name)
 
     def _child_done(self, name: str) -> None:
         node = self.state.nodes[name]
-        if any(c.status in ("pending", "running") for c in node.children):
+        if any(c.status in (Status.PENDING, Status.RUNNING) for c in node.children):
             self._save()
             return
         self._node_done(name)
@@ -449,12 +455,12 @@ class PipelineRunner:
     def _stop_node(self, name: str) -> None:
         """Stop a node's running executions and skip its pending ones."""
         for child in self.state.nodes[name].children:
-            if child.status == "pending":
-                child.status = "skipped"
+            if child.status == Status.PENDING:
+                child.status = Status.SKIPPED
         for handle in self._in_flight.values():
             if handle.key[0] == name:
                 try:
-                    handle.actor.stop.remote("stopped")
+                    handle.actor.stop.remote(Status.STOPPED)
                 except Exception:
                     pass
 
@@ -469,14 +475,18 @@ class PipelineRunner:
         else:
             best = records[-1] if records else None
             last = node.children[-1] if node.children else None
-            status = "complete" if last is not None and last.status == "complete" else "error"
+            status = (
+                Status.COMPLETE
+                if last is not None and last.status == Status.COMPLETE
+                else Status.ERROR
+            )
             error = (
                 None
-                if status == "complete"
+                if status == Status.COMPLETE
                 else (last.error if last else None) or "the execution failed"
             )
-            if last is not None and last.status == "stopped" and self._halted is not None:
-                status = "stopped"
+            if last is not None and last.status == Status.STOPPED and self._halted is not None:
+                status = Status.STOPPED
         node.best_execution_id = best.get("id") if best else None
         self._outcomes[name] = NodeOutcome(records, best)
         self._finish_node(name, status, error)
@@ -484,9 +494,9 @@ class PipelineRunner:
             return
         metadata = (best or {}).get("metrics") or {}
         parameters = (best or {}).get("parameters") or {}
-        if status == "complete":
+        if status == Status.COMPLETE:
             self._act(name, "node-complete", metadata, parameters)
-        elif status == "error":
+        elif status == Status.ERROR:
             self._after_error(name, error, metadata, parameters)
 
     def _after_error(
@@ -500,39 +510,39 @@ class PipelineRunner:
             self.state.data["error"] = f'node "{name}" failed: {error}'
         if on_error == "stop-next":
             for descendant in self.graph.descendants(name):
-                if self.state.nodes[descendant].status == "pending":
+                if self.state.nodes[descendant].status == Status.PENDING:
                     self._finish_node(
-                        descendant, "skipped", f'node "{name}" failed (on-error: stop-next)'
+                        descendant, Status.SKIPPED, f'node "{name}" failed (on-error: stop-next)'
                     )
         elif on_error != "continue":
-            self._halt("error", f'node "{name}" failed: {error}')
+            self._halt(Status.ERROR, f'node "{name}" failed: {error}')
 
     def _task_result(
         self, name: str, records: list[dict[str, Any]]
     ) -> tuple[str, str | None, dict[str, Any] | None]:
         plan = self.graph.plans[name]
         task = plan.task
-        complete = [r for r in records if r.get("status") == "complete"]
-        failed = [r for r in records if r.get("status") not in ("complete", "stopped")]
+        complete = [r for r in records if r.get("status") == Status.COMPLETE]
+        failed = [r for r in records if r.get("status") not in (Status.COMPLETE, Status.STOPPED)]
         best = best_record(plan, records)
         if self._halted is not None and not complete:
-            return "stopped", "the pipeline stopped", None
+            return Status.STOPPED, "the pipeline stopped", None
         if not complete:
-            return "error", f"none of its {len(records)} executions completed", None
+            return Status.ERROR, f"none of its {len(records)} executions completed", None
         if best is None:
             metric, _ = target_metric(plan)
-            return "error", f'none of its executions printed the metric "{metric}"', None
+            return Status.ERROR, f'none of its executions printed the metric "{metric}"', None
         if (
             failed
             and task is not None
             and task.on_child_error in ("continue-and-error", "stop-all-and-error")
         ):
             return (
-                "error",
+                Status.ERROR,
                 f"{len(failed)} of its executions failed (on-child-error: {task.on_child_error})",
                 best,
             )
-        return "complete", None, best
+        return Status.COMPLETE, None, best
 
     def _finish_node(self, name: str, status: str, error: str | None) -> None:
         node = self.state.nodes[name]
@@ -553,7 +563,7 @@ class PipelineRunner:
                 continue
             for then in action.then:
                 if then in ("stop-pipeline", "error-pipeline"):
-                    status = "stopped" if then == "stop-pipeline" else "error"
+                    status = Status.STOPPED if then == "stop-pipeline" else Status.ERROR
                     conditions = " and ".join(c.text for c in action.if_) or "always"
                     self._halt(status, f'node "{name}": {when} action ({conditions}): {then}')
                     return True
@@ -567,12 +577,12 @@ class PipelineRunner:
         self.state.data["error"] = reason
         self._event(f"pipeline run {self.run_id}: {status}: {reason}")
         for name, node in self.state.nodes.items():
-            if node.status == "running":
+            if node.status == Status.RUNNING:
                 self._stop_node(name)
-                if not any(c.status == "running" for c in node.children):
-                    self._finish_node(name, "stopped", reason)
-            elif node.status == "pending":
-                self._finish_node(name, "skipped", reason)
+                if not any(c.status == Status.RUNNING for c in node.children):
+                    self._finish_node(name, Status.STOPPED, reason)
+            elif node.status == Status.PENDING:
+                self._finish_node(name, Status.SKIPPED, reason)
 
     # -- resume ----------------------------------------------------------------------------
 
@@ -580,23 +590,23 @@ class PipelineRunner:
         """Keep complete nodes and executions; make everything else run again."""
         reason = "the pipeline driver stopped while it ran; re-run on resume"
         for node in self.state.nodes.values():
-            if node.status == "complete":
+            if node.status == Status.COMPLETE:
                 continue
             for child in node.children:
                 if child.execution_id is None:
-                    child.status = "pending"
+                    child.status = Status.PENDING
                     continue
-                record = self.state.read_record(child.execution_id)
-                if record is not None and record.get("status") == "complete":
-                    child.status = "complete"
-                    child.reused_from = record.get("reused_from")
+                record = recovery.settle(self.store, child.execution_id)
+                if record is not None and record.status is Status.COMPLETE:
+                    child.status = Status.COMPLETE
+                    child.reused_from = record.reused_from
                     continue
-                if record is None or record.get("status") not in EXECUTION_FINAL:
-                    self.state.mark_crashed(child.execution_id, reason)
-                child.status = "pending"
+                if record is not None:
+                    recovery.crash(self.store, record, reason)
+                child.status = Status.PENDING
                 child.attempt += 1
                 child.retries = 0
-            node.status = "pending"
+            node.status = Status.PENDING
             node.error = None
             node.best_execution_id = None
             node.ended_at = None

@@ -15,13 +15,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from sweeper.errors import StoreError
-from sweeper.execution.metrics import record_missing_rows
-from sweeper.sweep.state import remove_leftovers
-
-#: Node statuses after which a node never runs again in this run (until ``resume``).
-NODE_FINAL = frozenset({"complete", "error", "stopped", "skipped"})
-#: Execution statuses after which an execution never changes.
-EXECUTION_FINAL = frozenset({"complete", "error", "stopped", "crashed", "pruned"})
+from sweeper.status import Status
 
 
 def utc_now() -> str:
@@ -36,7 +30,7 @@ class Child:
     index: int
     parameters: dict[str, Any]
     execution_id: str | None = None
-    status: str = "pending"
+    status: str = Status.PENDING
     attempt: int = 1
     retries: int = 0
     reused_from: str | None = None
@@ -49,7 +43,7 @@ class NodeState:
 
     name: str
     type: str = "execution"
-    status: str = "pending"
+    status: str = Status.PENDING
     children: list[Child] = field(default_factory=list)
     best_execution_id: str | None = None
     error: str | None = None
@@ -116,7 +110,7 @@ class PipelineState:
         now = utc_now()
         self.data = {
             "pipeline_run_id": self.run_id,
-            "status": "running",
+            "status": Status.RUNNING,
             "created_at": now,
             "updated_at": now,
             **data,
@@ -127,7 +121,7 @@ class PipelineState:
     @property
     def status(self) -> str:
         """The run's status: running, complete, error, stopped or interrupted."""
-        return str(self.data.get("status", "running"))
+        return str(self.data.get("status", Status.RUNNING))
 
     def public_nodes(self) -> dict[str, dict[str, Any]]:
         """Every node as ``--json`` shows it."""
@@ -165,27 +159,6 @@ class PipelineState:
                     }
                 ],
             )
-
-    def read_record(self, execution_id: str) -> dict[str, Any] | None:
-        """An execution's record, or None when it never got one."""
-        record = self.store.read_json(f"{self.store.execution_dir(execution_id)}/execution.json")
-        if not isinstance(record, dict):
-            return None
-        if record.get("status") in EXECUTION_FINAL:
-            # a writer killed between the final record and its rows: finish the rows
-            record_missing_rows(self.store, record)
-        return record
-
-    def mark_crashed(self, execution_id: str, reason: str) -> None:
-        """Finish the record of an execution whose driver died while it ran, as ``crashed``."""
-        record = self.read_record(execution_id)
-        remove_leftovers(record)
-        if record is None or record.get("status") in EXECUTION_FINAL:
-            return
-        record.update(status="crashed", error=reason, ended_at=utc_now())
-        if record.get("counter") is None:
-            record["counter"] = self.store.allocate_counter()
-        self.store.write_execution(record, [])
 
 
 def latest_runs(store: Any) -> list[dict[str, Any]]:

@@ -16,6 +16,8 @@ from typing import Any
 
 from sweeper.errors import SweeperError
 from sweeper.pipeline.graph import NodePlan, PipelineError
+from sweeper.status import Status
+from sweeper.sweep.policy import guess_direction
 
 
 def _is_axis(value: Any, parameter: Any) -> bool:
@@ -82,8 +84,7 @@ def target_metric(plan: NodePlan) -> tuple[str | None, str]:
     metric = plan.task.optimization_target_metric if plan.task is not None else None
     if not metric:
         return None, "maximize"
-    lowered = metric.lower()
-    return metric, "minimize" if ("loss" in lowered or "error" in lowered) else "maximize"
+    return metric, guess_direction(metric)
 
 
 def best_record(plan: NodePlan, records: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
@@ -93,7 +94,7 @@ def best_record(plan: NodePlan, records: Sequence[Mapping[str, Any]]) -> dict[st
     ``*loss*``/``*error*``) ``optimization-target-metric``; without a metric, the last
     complete one.
     """
-    complete = [dict(r) for r in records if r.get("status") == "complete"]
+    complete = [dict(r) for r in records if r.get("status") == Status.COMPLETE]
     if not complete:
         return None
     metric, direction = target_metric(plan)

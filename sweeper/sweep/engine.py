@@ -1,6 +1,9 @@
-"""The sweep loop: Optuna asks, Ray actors run executions, metrics go back to Optuna.
+"""A sweep: Optuna asks, Ray actors run executions, metrics go back to Optuna.
 
-K trials are in flight at once; each runs as one execution on a Ray actor that holds the
+:class:`SweepRunner` checks the options and builds the search space, the sampler and the
+pruner; its :meth:`~SweepRunner.run` hands the trials to the one
+:class:`~sweeper.cluster.controller.Controller` with a
+:class:`~sweeper.sweep.policy.SweepPolicy` that decides them. K trials are in flight at once; each runs as one execution on a Ray actor that holds the
 trial's resources. The Optuna study lives in a journal file inside the store, and every
 trial's execution is written to the store by the actor that ran it, so a killed driver
 loses nothing: ``resume`` re-tells finished executions the driver never heard about and
@@ -9,8 +12,6 @@ re-runs, with the same parameters, what was running.
 
 from __future__ import annotations
 
-import math
-import time
 import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -19,40 +20,32 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-import ray
 from optuna.distributions import CategoricalDistribution
-from optuna.trial import TrialState
 
-from sweeper.cluster.actors import ActorPool, ResourceShape, TrialHandle
-from sweeper.cluster.connect import ClusterInfo, connect
+from sweeper.cluster.connect import ClusterInfo
+from sweeper.cluster.controller import Controller
 from sweeper.errors import SweeperError
 from sweeper.execution.ids import new_execution_id
 from sweeper.execution.inputs import resolve_inputs
-from sweeper.execution.runner import ExecutionContext
 from sweeper.execution.spec import MASK, ExecutionSpec, build_spec, is_secret_name
+from sweeper.status import Status
 from sweeper.sweep.choices import VALUE_FREE_SAMPLERS
-from sweeper.sweep.failures import describe, failure_reason, read_log_tail, study_failures
+from sweeper.sweep.failures import describe, study_failures
+from sweeper.sweep.policy import SweepPolicy, guess_direction
 from sweeper.sweep.samplers import make_pruner, make_sampler
 from sweeper.sweep.space import SearchSpace, resolve_space
 from sweeper.sweep.state import (
     COUNTED_OUTCOMES,
-    DEFAULT_OUTCOMES,
     SweepState,
     load_study,
-    outcome_counts,
     study_storage,
     summarize,
 )
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
-#: Sweeps at least this long compact the store's datasets when they end.
-COMPACT_AFTER_TRIALS = 50
 #: The study's name for the objective of a sweep without a metric (plots, dashboard).
 UNRANKED = "unranked"
-#: What an unranked sweep tells Optuna for every complete trial: Optuna completes a trial
-#: only with a value, and a constant one ranks no trial above another.
-UNRANKED_VALUE = 0.0
 
 
 @dataclass
@@ -111,18 +104,6 @@ class Progress:
         return sum(self.counts.get(k, 0) for k in COUNTED_OUTCOMES)
 
 
-def _objective_values(record: dict[str, Any], metrics: list[str]) -> list[float] | None:
-    values = []
-    for name in metrics:
-        value = record.get("metrics", {}).get(name)
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            return None
-        if not math.isfinite(float(value)):
-            return None
-        values.append(float(value))
-    return values
-
-
 class SweepRunner:
     """Runs (or resumes) one sweep of one step against a store and a Ray cluster."""
 
@@ -156,9 +137,7 @@ class SweepRunner:
         if not options.metrics and not resume:  # a resumed sweep keeps what it started with
             options.metrics, self.objective_note = self._default_metrics(config, task)
         if not options.directions:
-            options.directions = [
-                "minimize" if "loss" in m or "error" in m else "maximize" for m in options.metrics
-            ]
+            options.directions = [guess_direction(m) for m in options.metrics]
         if len(options.directions) != len(options.metrics):
             raise SweeperError(
                 f"{len(options.metrics)} --metric but {len(options.directions)} --direction: give one direction per metric"
@@ -185,8 +164,6 @@ class SweepRunner:
         self.sweep_id = sweep_id or new_execution_id()
         self.state = SweepState(store, self.sweep_id)
         self.stop_condition = task.stop_condition if task is not None else None
-        self._counts: dict[str, int] = {}
-        self._best: Any = None
         #: Why the sweep stopped short of its trials, when it did (``--max-failures``).
         self.failure: str | None = None
 
@@ -310,14 +287,7 @@ class SweepRunner:
             pull_policy=self.options.pull_policy,
         )
 
-    def _shape(self, spec: ExecutionSpec) -> ResourceShape:
-        return ResourceShape(
-            cpus=float(spec.cpus if spec.cpus is not None else 1),
-            gpus=float(spec.gpus or 0),
-            memory_mb=None,
-        )
-
-    # -- the loop ----------------------------------------------------------------------
+    # -- the run -----------------------------------------------------------------------
 
     def run(
         self,
@@ -325,331 +295,35 @@ class SweepRunner:
         on_progress: Callable[[Progress], None] | None = None,
         on_start: Callable[[ClusterInfo], None] | None = None,
     ) -> dict[str, Any]:
-        """Run until ``trials`` trials have finished; return the summary (``sweep --json``)."""
+        """Run until ``trials`` trials have finished; return the summary (``sweep --json``).
+
+        The :class:`~sweeper.cluster.controller.Controller` runs the trials; the
+        :class:`~sweeper.sweep.policy.SweepPolicy` decides what they are and what they mean.
+        """
         options = self.options
-        assert options.trials is not None
-        cluster = connect(options.address)
-        probe = self._spec({})
-        shape = self._shape(probe)
-        cluster.check_fits(shape.cpus, shape.gpus)
-        parallel = options.parallel or max(
-            1, int(cluster.largest("CPU") // max(shape.cpus, 1e-9)) if shape.cpus else 1
+        controller = Controller(
+            self.store,
+            address=options.address,
+            runtime=options.runtime,
+            fresh_actors=options.fresh_actors,
         )
-        if not self.resume:
-            self.state.create(
-                options.to_dict(probe.secret_names),
-                self.code_version,
-                self.code_archive,
-                self.space.to_json(),
-            )
-        study = self._study()
-        if not self.resume:
-            for params in self.space.parameter_sets:
-                study.enqueue_trial(params)
-        self.store.write_rows("sweeps", [self._sweep_row("running")])
-        if on_start is not None:
-            on_start(cluster)
-        self._recover(study)
-        # Counted here rather than re-read from the study on every loop (O(trials) each time).
-        self._counts = {k: v for k, v in outcome_counts(study).items() if k != "running"}
-        self._best = self._best_value(study)
-        pool = ActorPool(self.store.location, options.runtime, fresh_actors=options.fresh_actors)
-        in_flight: dict[Any, TrialHandle] = {}
-        started = time.monotonic()
-        stop_all = False
-        status = "complete"
-        try:
-            while True:
-                counts = self._counts
-                done = sum(counts.get(k, 0) for k in COUNTED_OUTCOMES)
-                failures = counts.get("error", 0)
-                if options.max_failures is not None and failures > options.max_failures:
-                    status = "failed"
-                    stop_all = True
-                while (
-                    not stop_all
-                    and len(in_flight) < parallel
-                    and done + len(in_flight) < options.trials
-                ):
-                    handle = self._launch(study, pool)
-                    in_flight[handle.ref] = handle
-                if stop_all or done + len(in_flight) >= options.trials:
-                    pool.trim(keep=0)  # no more work for idle actors: give their resources back
-                if on_progress is not None:
-                    on_progress(
-                        Progress(
-                            self.sweep_id,
-                            options.trials,
-                            {**counts, "running": len(in_flight)},
-                            self._best,
-                            started,
-                        )
-                    )
-                if not in_flight:
-                    break
-                ready, _ = ray.wait(
-                    list(in_flight),
-                    num_returns=1,
-                    timeout=0.25 if options.pruner != "none" else 1.0,
-                )
-                if options.pruner != "none":
-                    self._report_intermediate(study, in_flight.values())
-                for ref in ready:
-                    handle = in_flight.pop(ref)
-                    stop_all = self._finish(study, pool, handle) or stop_all
-                if stop_all:
-                    for handle in in_flight.values():
-                        handle.actor.stop.remote("stopped")
-            if status == "complete" and not self._counts.get("complete"):
-                status = "failed"  # not one trial gave a result: the sweep did not do its job
-        except KeyboardInterrupt:
-            status = "interrupted"
-            for handle in in_flight.values():
-                try:
-                    handle.actor.stop.remote("stopped")
-                except Exception:
-                    pass
-            try:
-                ray.wait(list(in_flight), num_returns=len(in_flight), timeout=30)
-            except Exception:
-                pass
-            raise
-        finally:
-            pool.shutdown()
-            summary = self.summary(study)
-            self.state.update(status=status)
-            best = summary.get("best")
-            best_id = best.get("execution_id") if isinstance(best, dict) else None
-            self.store.write_rows("sweeps", [self._sweep_row(status, best_id)])
-            if options.trials >= COMPACT_AFTER_TRIALS:
-                self._compact()
+        policy = SweepPolicy(self, on_progress=on_progress, on_start=on_start)
+        status = controller.run(policy)
+        summary = policy.summary
         summary["status"] = status
-        if status == "failed":
-            failed = self._counts.get("error", 0)
+        if status is Status.FAILED:
+            failed = policy.counts.get(Status.ERROR, 0)
             if options.max_failures is not None and failed > options.max_failures:
                 what = f"stopped after {failed} failed trials, more than --max-failures {options.max_failures}"
             else:
-                finished = sum(summary["trials"][k] for k in ("complete", "error", "pruned"))
+                finished = sum(summary["trials"][k] for k in Status.counted())
                 what = f"failed: none of its {finished} finished trials completed"
-            reasons = describe(study_failures(study))
+            reasons = describe(study_failures(policy.study))
             self.failure = (
                 f"sweep {self.sweep_id} {what}{': ' + reasons if reasons else ''}. "
                 f"`sweep ls --sweep {self.sweep_id} --status error` lists them"
             )
         return summary
-
-    def _compact(self) -> None:
-        """Merge the sweep's many small part files so that queries stay fast (readers see no change)."""
-        for dataset in ("executions", "metrics", "artifacts"):
-            try:
-                self.store.compact(dataset)
-            except SweeperError:
-                pass  # another process is compacting it; its result serves us as well
-
-    def _launch(self, study: optuna.Study, pool: ActorPool) -> TrialHandle:
-        distributions = dict(self.space.distributions)
-        for name, values in (self.space.grid or {}).items():
-            distributions[name] = CategoricalDistribution(values)
-        trial = study.ask(distributions)
-        params = {**self.space.fixed, **trial.params}
-        attempt = int(trial.user_attrs.get("attempt", 1))
-        spec = self._spec(params)
-        execution_id = new_execution_id()
-        # attempt and retry_of were set when the retry was enqueued; the execution id is what
-        # resume needs to find this trial's record.
-        trial.set_user_attr("execution_id", execution_id)
-        context = ExecutionContext(
-            sweep_id=self.sweep_id, trial_number=trial.number, attempt=attempt
-        )
-        handle = pool.submit(
-            trial, spec, execution_id, context, reuse=self.options.reuse, shape=self._shape(spec)
-        )
-        return handle
-
-    def _report_intermediate(self, study: optuna.Study, handles: Any) -> None:
-        pending = [(h, h.actor.take_events.remote()) for h in handles if not h.stopping]
-        metric = self.options.metrics[0]
-        for handle, ref in pending:
-            try:
-                events = ray.get(ref, timeout=5)
-            except Exception:
-                continue
-            trial: optuna.Trial = handle.key
-            for event in events:
-                value = event["values"].get(metric)
-                if (
-                    isinstance(value, bool)
-                    or not isinstance(value, (int, float))
-                    or not math.isfinite(value)
-                ):
-                    continue
-                trial.report(float(value), handle.reported_steps)
-                handle.reported_steps += 1
-            if handle.reported_steps and trial.should_prune():
-                handle.stopping = True
-                handle.actor.stop.remote("pruned")
-
-    def _finish(self, study: optuna.Study, pool: ActorPool, handle: TrialHandle) -> bool:
-        """Tell Optuna how a trial ended; return True when the sweep must stop."""
-        trial: optuna.Trial = handle.key
-        try:
-            record = ray.get(handle.ref)
-            pool.release(handle)
-        except Exception as exc:  # the actor or its node died: an infrastructure failure
-            pool.release(handle, healthy=False)
-            record = self.state.mark_crashed(
-                handle.execution_id, f"the Ray actor running it died: {type(exc).__name__}"
-            )
-        status = record.get("status")
-        if status == "crashed":
-            # A retry is a new trial: the crashes so far travel with it in its user attrs.
-            used = int(trial.user_attrs.get("crashes", 0))
-            if used < self.options.max_retries:
-                self._tell(study, trial, TrialState.FAIL, "crashed", record)
-                study.enqueue_trial(
-                    trial.params,
-                    user_attrs={
-                        "retry_of": trial.number,
-                        "attempt": int(trial.user_attrs.get("attempt", 1)) + 1,
-                        "crashes": used + 1,
-                    },
-                )
-                return False
-            self._tell(
-                study,
-                trial,
-                TrialState.FAIL,
-                "error",
-                record,
-                reason=f"crashed {used + 1} times: {record.get('error')}",
-            )
-            return False
-        if status == "pruned":
-            self._tell(study, trial, TrialState.PRUNED, "pruned", record)
-            return False
-        if status != "complete":
-            self._tell(
-                study,
-                trial,
-                TrialState.FAIL,
-                "error" if status == "error" else status or "error",
-                record,
-            )
-            return False
-        values = _objective_values(record, self.options.metrics)
-        if values is None:
-            missing = [
-                m
-                for m in self.options.metrics
-                if not isinstance(record.get("metrics", {}).get(m), (int, float))
-            ]
-            reason = f"the step never printed the metric {', '.join(missing) or self.options.metrics[0]} as a finite number"
-            self._tell(study, trial, TrialState.FAIL, "error", record, reason=reason)
-            return False
-        self._tell(study, trial, TrialState.COMPLETE, "complete", record, values=values)
-        if self.stop_condition is not None:
-            try:
-                return bool(
-                    self.stop_condition.evaluate(
-                        record.get("metrics", {}), record.get("parameters", {})
-                    )
-                )
-            except Exception:
-                return False
-        return False
-
-    def _tell(
-        self,
-        study: optuna.Study,
-        trial: optuna.Trial,
-        state: TrialState,
-        outcome: str,
-        record: dict[str, Any],
-        *,
-        values: list[float] | None = None,
-        reason: str | None = None,
-    ) -> None:
-        if outcome != DEFAULT_OUTCOMES.get(state):
-            trial.set_user_attr("outcome", outcome)
-        self._counts[outcome] = self._counts.get(outcome, 0) + 1
-        if values is not None and len(values) == 1:
-            better = self._best is None or (
-                values[0] < self._best
-                if self.options.directions[0] == "minimize"
-                else values[0] > self._best
-            )
-            if better:
-                self._best = values[0]
-        elif values:
-            self._best = self._counts.get("complete", 0)
-        if state != TrialState.COMPLETE and state != TrialState.PRUNED:
-            # worked out once, here, so that `sweep status` groups reasons without the logs
-            execution_id = record.get("id")
-            log_text = read_log_tail(self.store, str(execution_id)) if execution_id else ""
-            trial.set_user_attr("reason", failure_reason(record, reason=reason, log_text=log_text))
-        if state == TrialState.COMPLETE:
-            study.tell(trial, values or [UNRANKED_VALUE])
-        else:
-            study.tell(trial, state=state)
-
-    # -- recovery ----------------------------------------------------------------------
-
-    def _recover(self, study: optuna.Study) -> None:
-        """Settle trials left RUNNING by a killed driver: re-tell finished ones, re-run the rest."""
-        for frozen in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            execution_id = frozen.user_attrs.get("execution_id")
-            # settle: rows a killed writer never wrote are written, a container it left removed
-            record = self.state.settle(execution_id) if execution_id else None
-            trial = optuna.Trial(study, frozen._trial_id)
-            if record is not None and record.get("status") in (
-                "complete",
-                "error",
-                "pruned",
-                "stopped",
-            ):
-                values = (
-                    _objective_values(record, self.options.metrics)
-                    if record.get("status") == "complete"
-                    else None
-                )
-                if values is not None:
-                    self._tell(study, trial, TrialState.COMPLETE, "complete", record, values=values)
-                elif record.get("status") == "pruned":
-                    self._tell(study, trial, TrialState.PRUNED, "pruned", record)
-                else:
-                    reason = (
-                        None
-                        if record.get("status") != "complete"
-                        else "the step never printed the metric"
-                    )
-                    self._tell(study, trial, TrialState.FAIL, "error", record, reason=reason)
-                continue
-            if record is not None and execution_id:
-                self.state.mark_crashed(
-                    execution_id, "the sweep driver stopped while it ran; re-run on resume"
-                )
-            trial.set_user_attr("outcome", "interrupted")
-            study.tell(trial, state=TrialState.FAIL)
-            study.enqueue_trial(
-                frozen.params,
-                user_attrs={
-                    "retry_of": frozen.number,
-                    "attempt": int(frozen.user_attrs.get("attempt", 1)) + 1,
-                    "crashes": int(frozen.user_attrs.get("crashes", 0)),
-                },
-            )
-
-    # -- results -----------------------------------------------------------------------
-
-    def _best_value(self, study: optuna.Study) -> Any:
-        if not self.options.metrics:
-            return None
-        try:
-            if len(self.options.metrics) == 1:
-                return study.best_value
-            return len(study.best_trials)
-        except ValueError:
-            return None
 
     def summary(self, study: optuna.Study | None = None) -> dict[str, Any]:
         """The ``--json`` summary of the sweep."""

@@ -18,13 +18,11 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
 from sweeper.errors import StoreError
-from sweeper.execution.metrics import record_missing_rows
+from sweeper.status import Status
 from sweeper.sweep.failures import study_failures
 
 #: Outcomes that count towards a sweep's ``--trials``.
-COUNTED_OUTCOMES = ("complete", "error", "pruned")
-#: Statuses after which an execution never changes again.
-FINAL_STATUSES = ("complete", "error", "stopped", "crashed", "pruned")
+COUNTED_OUTCOMES = (Status.COMPLETE, Status.ERROR, Status.PRUNED)
 
 
 def journal_path(store: Any, sweep_id: str) -> Path:
@@ -60,24 +58,10 @@ def load_study(store: Any, sweep_id: str, storage_url: str | None = None) -> opt
 #: The outcome a finished trial has when none was recorded (only failures record theirs,
 #: which saves a journal write, with its fsync, for every complete or pruned trial).
 DEFAULT_OUTCOMES = {
-    TrialState.COMPLETE: "complete",
-    TrialState.PRUNED: "pruned",
-    TrialState.FAIL: "error",
+    TrialState.COMPLETE: Status.COMPLETE,
+    TrialState.PRUNED: Status.PRUNED,
+    TrialState.FAIL: Status.ERROR,
 }
-
-
-def remove_leftovers(record: dict[str, Any] | None) -> None:
-    """Remove the container of an execution whose runner died before it could.
-
-    Called only where the runner is known dead (a resumed sweep, a dead actor).
-    """
-    if record is None or record.get("runtime") != "docker":
-        return
-    if record.get("status") in ("complete", "error", "stopped", "pruned"):
-        return  # the runner got to the end, and removed its container on the way
-    from sweeper.runtime.docker import remove_leftover_containers
-
-    remove_leftover_containers(str(record["id"]))
 
 
 def outcome_counts(study: optuna.Study) -> dict[str, int]:
@@ -152,7 +136,7 @@ class SweepState:
             "code_version": code_version,
             "code_archive": code_archive,
             "search_space": space_json,
-            "status": "running",
+            "status": Status.RUNNING,
             "created_at": self.created_at,
         }
         self.store.write_json(self.path, self.data)
@@ -161,30 +145,3 @@ class SweepState:
         """Change fields of the saved state (e.g. the status at the end)."""
         self.data.update(changes, updated_at=datetime.now(timezone.utc).isoformat())
         self.store.write_json(self.path, self.data)
-
-    def settle(self, execution_id: str) -> dict[str, Any] | None:
-        """The record of an execution (None if none was written), its rows completed if final.
-
-        A writer killed between the final ``execution.json`` and its Parquet rows leaves a
-        finished execution that readers of the datasets would not see: its rows are
-        written now, so a recovered trial never counts an execution the store lacks.
-        """
-        record = self.store.read_json(f"{self.store.execution_dir(execution_id)}/execution.json")
-        if record is not None and record.get("status") in FINAL_STATUSES:
-            record_missing_rows(self.store, record)
-        remove_leftovers(record)
-        return record  # type: ignore[no-any-return]
-
-    def mark_crashed(self, execution_id: str, reason: str) -> dict[str, Any]:
-        """Finish the record of an execution whose actor or driver died, as ``crashed``."""
-        relpath = f"{self.store.execution_dir(execution_id)}/execution.json"
-        record = self.settle(execution_id) or {"id": execution_id, "sweep_id": self.sweep_id}
-        if record.get("status") in FINAL_STATUSES:
-            return record
-        now = datetime.now(timezone.utc).isoformat()
-        record.update(status="crashed", error=reason, ended_at=now)
-        if record.get("counter") is None:
-            record["counter"] = self.store.allocate_counter()
-        self.store.write_json(relpath, record)
-        self.store.write_execution(record, [])
-        return record

@@ -1,0 +1,389 @@
+"""A sweep's decisions, as a :class:`~sweeper.cluster.controller.Policy`: what Optuna asks next
+and what each trial's end means; the :class:`~sweeper.cluster.controller.Controller` runs them.
+
+>>> guess_direction("val_loss"), guess_direction("Error_rate"), guess_direction("accuracy")
+('minimize', 'minimize', 'maximize')
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import optuna
+from optuna.distributions import CategoricalDistribution
+from optuna.trial import TrialState
+
+from sweeper.cluster import recovery
+from sweeper.cluster.actors import ResourceShape, TrialHandle
+from sweeper.cluster.connect import ClusterInfo
+from sweeper.cluster.controller import Controller, Launch
+from sweeper.errors import SweeperError
+from sweeper.execution.record import MetricEvent
+from sweeper.execution.runner import ExecutionContext
+from sweeper.status import Status
+from sweeper.sweep.failures import failure_reason, read_log_tail
+from sweeper.sweep.state import DEFAULT_OUTCOMES, outcome_counts
+
+if TYPE_CHECKING:
+    # engine.py builds the policy (and defines Progress, which the CLI imports from there)
+    from sweeper.sweep.engine import Progress, SweepRunner
+
+
+def guess_direction(metric: str) -> str:
+    """``minimize`` for a metric named like a loss or an error (any case), else ``maximize``.
+
+    The one guess for a sweep's ``--metric`` without ``--direction`` and for a pipeline
+    task's ``optimization-target-metric``.
+    """
+    lowered = metric.lower()
+    return "minimize" if ("loss" in lowered or "error" in lowered) else "maximize"
+
+
+class SweepPolicy:
+    """Optuna asks, each trial runs as one execution, its end is told back to Optuna.
+
+    Also what a sweep keeps on the side: counts and the best value for progress, crashed
+    trials retried as new ones, ``--max-failures``, the task's stop condition, trials a
+    killed driver left running (settled on resume), ``sweep.json`` and the ``sweeps`` row.
+    """
+
+    def __init__(
+        self,
+        runner: SweepRunner,
+        *,
+        on_progress: Callable[[Progress], None] | None = None,
+        on_start: Callable[[ClusterInfo], None] | None = None,
+    ) -> None:
+        self.runner = runner
+        self.options = runner.options
+        self.on_progress = on_progress
+        self.on_start = on_start
+        self.poll_metrics = self.options.pruner != "none"
+        self.probe = runner._spec({})
+        self.shape: ResourceShape = ResourceShape.of(self.probe)
+        self.counts: dict[str, int] = {}
+        self.best: Any = None
+        self.started = time.monotonic()
+        self.summary: dict[str, Any] = {}
+        self._study: optuna.Study | None = None
+        self._controller: Controller | None = None
+
+    @property
+    def study(self) -> optuna.Study:
+        """The sweep's Optuna study (opened by :meth:`start`)."""
+        if self._study is None:
+            raise RuntimeError("the sweep has not started")
+        return self._study
+
+    # -- Policy --------------------------------------------------------------------------
+
+    def shapes(self) -> Sequence[ResourceShape]:
+        """Every trial reserves the same resources."""
+        return [self.shape]
+
+    def slots(self, cluster: ClusterInfo) -> int | None:
+        """``--parallel``, else as many trials as fit on the largest node."""
+        cpus = self.shape.cpus
+        return self.options.parallel or max(
+            1, int(cluster.largest("CPU") // max(cpus, 1e-9)) if cpus else 1
+        )
+
+    def start(self, controller: Controller) -> None:
+        """Save a new sweep (or load a resumed one), then settle what a killed driver left."""
+        runner = self.runner
+        self._controller = controller
+        if not runner.resume:
+            runner.state.create(
+                self.options.to_dict(self.probe.secret_names),
+                runner.code_version,
+                runner.code_archive,
+                runner.space.to_json(),
+            )
+        study = self._study = runner._study()
+        if not runner.resume:
+            for params in runner.space.parameter_sets:
+                study.enqueue_trial(params)
+        runner.store.write_rows("sweeps", [runner._sweep_row(Status.RUNNING)])
+        if self.on_start is not None:
+            self.on_start(controller.cluster)
+        self._recover(controller)
+        # Counted here rather than re-read from the study on every turn (O(trials) each time).
+        self.counts = {k: v for k, v in outcome_counts(study).items() if k != Status.RUNNING}
+        self.best = self._best_value()
+        self.started = time.monotonic()
+        self._check_failures(controller)
+
+    def ask(self, controller: Controller, free: int) -> list[Launch]:
+        """New trials up to ``free``, never beyond ``--trials`` with those in flight."""
+        assert self.options.trials is not None
+        room = self.options.trials - self._done() - len(controller.in_flight)
+        return [self._launch() for _ in range(min(free, room))]
+
+    def exhausted(self) -> bool:
+        """Whether every trial left to run is already in flight."""
+        assert self.options.trials is not None and self._controller is not None
+        return self._done() + len(self._controller.in_flight) >= self.options.trials
+
+    def tick(self, controller: Controller) -> None:
+        """Report progress."""
+        from sweeper.sweep.engine import Progress
+
+        if self.on_progress is None:
+            return
+        assert self.options.trials is not None
+        counts = {**self.counts, Status.RUNNING.value: len(controller.in_flight)}
+        self.on_progress(
+            Progress(self.runner.sweep_id, self.options.trials, counts, self.best, self.started)
+        )
+
+    def on_events(
+        self, controller: Controller, handle: TrialHandle, events: list[MetricEvent]
+    ) -> None:
+        """Report the first metric to Optuna as intermediate values; prune when it says so."""
+        trial: optuna.Trial = handle.key  # type: ignore[assignment]
+        metric = self.options.metrics[0]
+        for event in events:
+            value = event["values"].get(metric)
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or not math.isfinite(value)
+            ):
+                continue
+            trial.report(float(value), handle.reported_steps)
+            handle.reported_steps += 1
+        if handle.reported_steps and trial.should_prune():
+            controller.stop(handle.key, Status.PRUNED)
+
+    def on_result(
+        self, controller: Controller, handle: TrialHandle, record: Mapping[str, Any]
+    ) -> None:
+        """Tell Optuna how the trial ended; stop the sweep on its stop condition or failures."""
+        if self._finish(handle.key, dict(record)):  # type: ignore[arg-type]
+            controller.stop_all()
+        self._check_failures(controller)
+
+    def end(self, controller: Controller, status: Status) -> Status:
+        """Save how the sweep ended (``sweep.json``, a ``sweeps`` row); compact a long one."""
+        runner = self.runner
+        if status is Status.COMPLETE and not self.counts.get(Status.COMPLETE):
+            status = Status.FAILED  # not one trial gave a result: the sweep did not do its job
+        self.summary = runner.summary(self.study)
+        runner.state.update(status=status)
+        best = self.summary.get("best")
+        best_id = best.get("execution_id") if isinstance(best, dict) else None
+        runner.store.write_rows("sweeps", [runner._sweep_row(status, best_id)])
+        assert self.options.trials is not None
+        if self.options.trials >= COMPACT_AFTER_TRIALS:
+            self._compact()
+        return status
+
+    # -- trials --------------------------------------------------------------------------
+
+    def _done(self) -> int:
+        return sum(self.counts.get(k, 0) for k in Status.counted())
+
+    def _check_failures(self, controller: Controller) -> None:
+        limit = self.options.max_failures
+        if limit is not None and self.counts.get(Status.ERROR, 0) > limit:
+            controller.fail(Status.FAILED)
+
+    def _launch(self) -> Launch:
+
+        runner = self.runner
+        space = runner.space
+        distributions = dict(space.distributions)
+        for name, values in (space.grid or {}).items():
+            distributions[name] = CategoricalDistribution(values)
+        trial = self.study.ask(distributions)
+        params = {**space.fixed, **trial.params}
+        attempt = int(trial.user_attrs.get("attempt", 1))
+        launch = Launch(
+            key=trial,
+            spec=runner._spec(params),
+            context=ExecutionContext(
+                sweep_id=runner.sweep_id, trial_number=trial.number, attempt=attempt
+            ),
+            reuse=self.options.reuse,
+        )
+        # attempt and retry_of were set when the retry was enqueued; the execution id is what
+        # resume needs to find this trial's record.
+        trial.set_user_attr("execution_id", launch.execution_id)
+        return launch
+
+    def _finish(self, trial: optuna.Trial, record: dict[str, Any]) -> bool:
+        """Tell Optuna how a trial ended; return True when the sweep must stop."""
+        status = record.get("status")
+        if status == Status.CRASHED:
+            # A retry is a new trial: the crashes so far travel with it in its user attrs.
+            used = int(trial.user_attrs.get("crashes", 0))
+            if used < self.options.max_retries:
+                self._tell(trial, TrialState.FAIL, Status.CRASHED, record)
+                self.study.enqueue_trial(
+                    trial.params,
+                    user_attrs={
+                        "retry_of": trial.number,
+                        "attempt": int(trial.user_attrs.get("attempt", 1)) + 1,
+                        "crashes": used + 1,
+                    },
+                )
+                return False
+            reason = f"crashed {used + 1} times: {record.get('error')}"
+            self._tell(trial, TrialState.FAIL, Status.ERROR, record, reason=reason)
+            return False
+        if status == Status.PRUNED:
+            self._tell(trial, TrialState.PRUNED, Status.PRUNED, record)
+            return False
+        if status != Status.COMPLETE:
+            outcome = Status.ERROR if status == Status.ERROR else status or Status.ERROR
+            self._tell(trial, TrialState.FAIL, outcome, record)
+            return False
+        metrics = self.options.metrics
+        values = _objective_values(record, metrics)
+        if values is None:
+            missing = [
+                m for m in metrics if not isinstance(record.get("metrics", {}).get(m), (int, float))
+            ]
+            reason = f"the step never printed the metric {', '.join(missing) or metrics[0]} as a finite number"
+            self._tell(trial, TrialState.FAIL, Status.ERROR, record, reason=reason)
+            return False
+        self._tell(trial, TrialState.COMPLETE, Status.COMPLETE, record, values=values)
+        stop_condition = self.runner.stop_condition
+        if stop_condition is not None:
+            try:
+                return bool(
+                    stop_condition.evaluate(record.get("metrics", {}), record.get("parameters", {}))
+                )
+            except Exception:
+                return False
+        return False
+
+    def _tell(
+        self,
+        trial: optuna.Trial,
+        state: TrialState,
+        outcome: str,
+        record: Mapping[str, Any],
+        *,
+        values: list[float] | None = None,
+        reason: str | None = None,
+    ) -> None:
+
+        if outcome != DEFAULT_OUTCOMES.get(state):
+            trial.set_user_attr("outcome", outcome)
+        self.counts[outcome] = self.counts.get(outcome, 0) + 1
+        if values is not None and len(values) == 1:
+            better = self.best is None or (
+                values[0] < self.best
+                if self.options.directions[0] == "minimize"
+                else values[0] > self.best
+            )
+            if better:
+                self.best = values[0]
+        elif values:
+            self.best = self.counts.get(Status.COMPLETE, 0)
+        if state != TrialState.COMPLETE and state != TrialState.PRUNED:
+            # worked out once, here, so that `sweep status` groups reasons without the logs
+            execution_id = record.get("id")
+            store = self.runner.store
+            log_text = read_log_tail(store, str(execution_id)) if execution_id else ""
+            trial.set_user_attr("reason", failure_reason(record, reason=reason, log_text=log_text))
+        if state == TrialState.COMPLETE:
+            self.study.tell(trial, values or [UNRANKED_VALUE])
+        else:
+            self.study.tell(trial, state=state)
+
+    # -- recovery ------------------------------------------------------------------------
+
+    def _recover(self, controller: Controller) -> None:
+        """Settle trials left RUNNING by a killed driver: re-tell finished ones, re-run the rest."""
+
+        study = self.study
+        for frozen in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            execution_id = frozen.user_attrs.get("execution_id")
+            # settle: rows a killed writer never wrote are written, a container it left removed
+            settled = controller.settle(execution_id) if execution_id else None
+            trial = optuna.Trial(study, frozen._trial_id)
+            if settled is not None and settled.status in (
+                Status.COMPLETE,
+                Status.ERROR,
+                Status.PRUNED,
+                Status.STOPPED,
+            ):
+                record = settled.to_dict()
+                values = (
+                    _objective_values(record, self.options.metrics)
+                    if settled.status is Status.COMPLETE
+                    else None
+                )
+                if values is not None:
+                    self._tell(trial, TrialState.COMPLETE, Status.COMPLETE, record, values=values)
+                elif settled.status is Status.PRUNED:
+                    self._tell(trial, TrialState.PRUNED, Status.PRUNED, record)
+                else:
+                    reason = (
+                        None
+                        if settled.status is not Status.COMPLETE
+                        else "the step never printed the metric"
+                    )
+                    self._tell(trial, TrialState.FAIL, Status.ERROR, record, reason=reason)
+                continue
+            if settled is not None:
+                recovery.crash(
+                    controller.store,
+                    settled,
+                    "the sweep driver stopped while it ran; re-run on resume",
+                )
+            trial.set_user_attr("outcome", Status.INTERRUPTED)
+            study.tell(trial, state=TrialState.FAIL)
+            study.enqueue_trial(
+                frozen.params,
+                user_attrs={
+                    "retry_of": frozen.number,
+                    "attempt": int(frozen.user_attrs.get("attempt", 1)) + 1,
+                    "crashes": int(frozen.user_attrs.get("crashes", 0)),
+                },
+            )
+
+    # -- results -------------------------------------------------------------------------
+
+    def _best_value(self) -> Any:
+        metrics = self.options.metrics
+        if not metrics:
+            return None
+        try:
+            if len(metrics) == 1:
+                return self.study.best_value
+            return len(self.study.best_trials)
+        except ValueError:
+            return None
+
+    def _compact(self) -> None:
+        """Merge the sweep's many small part files so that queries stay fast (readers see no change)."""
+        for dataset in ("executions", "metrics", "artifacts"):
+            try:
+                self.runner.store.compact(dataset)
+            except SweeperError:
+                pass  # another process is compacting it; its result serves us as well
+
+
+#: Sweeps at least this long compact the store's datasets when they end.
+COMPACT_AFTER_TRIALS = 50
+#: What an unranked sweep tells Optuna for every complete trial: Optuna completes a trial
+#: only with a value, and a constant one ranks no trial above another.
+UNRANKED_VALUE = 0.0
+
+
+def _objective_values(record: Mapping[str, Any], metrics: list[str]) -> list[float] | None:
+    values = []
+    for name in metrics:
+        value = record.get("metrics", {}).get(name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return None
+        if not math.isfinite(float(value)):
+            return None
+        values.append(float(value))
+    return values

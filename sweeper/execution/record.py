@@ -131,15 +131,21 @@ class ExecutionRecord:
 
     def objective_values(self, metrics: Sequence[str]) -> list[float] | None:
         """The final values of ``metrics``, or None when one is missing or not a finite number."""
-        values = []
-        for name in metrics:
-            value = self.metrics.get(name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                return None
-            if not math.isfinite(float(value)):
-                return None
-            values.append(float(value))
-        return values
+        return objective_values(self.metrics, metrics)
+
+
+def objective_values(values: Mapping[str, Any], names: Sequence[str]) -> list[float] | None:
+    """``values[name]`` for each of ``names`` as floats, or None when one is missing or not a
+    finite number (what Optuna may be told for a trial)."""
+    found = []
+    for name in names:
+        value = values.get(name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return None
+        if not math.isfinite(float(value)):
+            return None
+        found.append(float(value))
+    return found
 
 
 def _sequence(value: Any) -> tuple[Any, ...]:

@@ -21,7 +21,7 @@ from sweeper.cluster.actors import ResourceShape, TrialHandle
 from sweeper.cluster.connect import ClusterInfo
 from sweeper.cluster.controller import Controller, Launch
 from sweeper.errors import SweeperError
-from sweeper.execution.record import MetricEvent
+from sweeper.execution.record import MetricEvent, objective_values
 from sweeper.execution.runner import ExecutionContext
 from sweeper.status import Status
 from sweeper.sweep.failures import failure_reason, read_log_tail
@@ -242,7 +242,7 @@ class SweepPolicy:
             self._tell(trial, TrialState.FAIL, outcome, record)
             return False
         metrics = self.options.metrics
-        values = _objective_values(record, metrics)
+        values = objective_values(record.get("metrics") or {}, metrics)
         if values is None:
             missing = [
                 m for m in metrics if not isinstance(record.get("metrics", {}).get(m), (int, float))
@@ -315,7 +315,7 @@ class SweepPolicy:
             ):
                 record = settled.to_dict()
                 values = (
-                    _objective_values(record, self.options.metrics)
+                    objective_values(record.get("metrics") or {}, self.options.metrics)
                     if settled.status is Status.COMPLETE
                     else None
                 )
@@ -375,15 +375,3 @@ COMPACT_AFTER_TRIALS = 50
 #: What an unranked sweep tells Optuna for every complete trial: Optuna completes a trial
 #: only with a value, and a constant one ranks no trial above another.
 UNRANKED_VALUE = 0.0
-
-
-def _objective_values(record: Mapping[str, Any], metrics: list[str]) -> list[float] | None:
-    values = []
-    for name in metrics:
-        value = record.get("metrics", {}).get(name)
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            return None
-        if not math.isfinite(float(value)):
-            return None
-        values.append(float(value))
-    return values

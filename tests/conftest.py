@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -49,6 +50,36 @@ def make_project(tmp_path: Path):
         return root
 
     return make
+
+
+@contextmanager
+def ray_head_cluster(num_cpus: int) -> Iterator[str]:
+    """A real Ray head with ``num_cpus`` logical CPUs; yields the address drivers join."""
+    import ray
+    from ray.cluster_utils import Cluster
+
+    if ray.is_initialized():
+        ray.shutdown()
+    cluster = Cluster(
+        initialize_head=True,
+        connect=False,
+        head_node_args={"num_cpus": num_cpus, "include_dashboard": False},
+    )
+    try:
+        yield str(cluster.address)
+    finally:
+        cluster.shutdown()
+
+
+@pytest.fixture(scope="module")
+def ray_head() -> Iterator[str]:
+    """A real Ray head (4 logical CPUs) that sweep drivers in subprocesses join with --address.
+
+    Starting an embedded Ray costs ~10 s on a small machine; joining a running head ~1 s,
+    which is what lets the suite kill and resume drivers many times.
+    """
+    with ray_head_cluster(4) as address:
+        yield address
 
 
 @pytest.fixture(scope="module")

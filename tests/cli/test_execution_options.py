@@ -60,23 +60,6 @@ print(json.dumps({"loss": (a.x - 0.3) ** 2}), flush=True)
 """
 
 
-@pytest.fixture(scope="module")
-def ray_address() -> Iterator[str]:
-    """A real Ray head (4 CPUs) for the module: a driver joins it in a second, not ten."""
-    import ray
-    from ray.cluster_utils import Cluster
-
-    if ray.is_initialized():
-        ray.shutdown()
-    cluster = Cluster(
-        initialize_head=True,
-        connect=False,
-        head_node_args={"num_cpus": 4, "include_dashboard": False},
-    )
-    yield str(cluster.address)
-    cluster.shutdown()
-
-
 @pytest.fixture
 def gated(make_project: Any, tmp_path: Path) -> tuple[Path, Path]:
     """The gate project and an empty gate folder."""
@@ -168,7 +151,7 @@ def test_address_of_an_unreachable_cluster_is_one_clear_error(make_project: Any)
 
 
 def test_resume_by_id_finishes_that_sweep_not_the_latest(
-    make_project: Any, tmp_path: Path, ray_address: str
+    make_project: Any, tmp_path: Path, ray_head: str
 ) -> None:
     project = make_project(GATE_STEP, {"gate.py": GATE_PY})
     ids = []
@@ -178,7 +161,7 @@ def test_resume_by_id_finishes_that_sweep_not_the_latest(
         gate.mkdir()
         gates.append(gate)
         before = _sweep_ids(project)
-        driver = sweep_popen(*_gate_sweep(project, gate, ray_address, trials=2, parallel=1))
+        driver = sweep_popen(*_gate_sweep(project, gate, ray_head, trials=2, parallel=1))
         wait_for(lambda g=gate, d=driver: _started(g) >= 1 or d.poll() is not None, timeout=180)
         assert driver.poll() is None, driver.communicate()[1]
         kill_group(driver)  # kill -9 while its first trial runs
@@ -188,9 +171,7 @@ def test_resume_by_id_finishes_that_sweep_not_the_latest(
     for gate in gates:
         (gate / "release").touch()
 
-    resumed = sweep_cli(
-        "resume", first, "--json", "--address", ray_address, cwd=project, timeout=240
-    )
+    resumed = sweep_cli("resume", first, "--json", "--address", ray_head, cwd=project, timeout=240)
     assert resumed.returncode == 0, resumed.stderr
     summary = json.loads(resumed.stdout)
     assert summary["sweep_id"] == first
@@ -210,10 +191,10 @@ def test_resume_by_id_finishes_that_sweep_not_the_latest(
 
 
 def test_status_shows_running_trials_while_the_sweep_runs(
-    gated: tuple[Path, Path], ray_address: str
+    gated: tuple[Path, Path], ray_head: str
 ) -> None:
     project, gate = gated
-    driver = sweep_popen(*_gate_sweep(project, gate, ray_address, trials=3, parallel=2))
+    driver = sweep_popen(*_gate_sweep(project, gate, ray_head, trials=3, parallel=2))
     try:
         wait_for(lambda: _started(gate) >= 2 or driver.poll() is not None, timeout=180)
         assert driver.poll() is None, driver.communicate()[1]
@@ -466,7 +447,7 @@ def _texts_of_the_store(store_dir: Path) -> Iterator[tuple[Path, bytes]]:
 
 
 def test_secret_variable_with_an_ordinary_name_is_masked_everywhere(
-    make_project: Any, ray_address: str
+    make_project: Any, ray_head: str
 ) -> None:
     project = make_project(SECRET_STEP, {"connect.py": CONNECT_PY})
     run = sweep_cli(
@@ -478,17 +459,17 @@ def test_secret_variable_with_an_ordinary_name_is_masked_everywhere(
     assert record["environment"] == {"DB_URL": "****"}
     swept = sweep_cli(
         "connect", "--trials", "1", "--metric", "seen", "--runtime", "local",
-        "-e", f"DB_URL={DB_URL}", "--json", "--address", ray_address, cwd=project, check=True,
+        "-e", f"DB_URL={DB_URL}", "--json", "--address", ray_head, cwd=project, check=True,
     )  # fmt: skip
     sweep_id = json.loads(swept.stdout)["sweep_id"]
     assert json.loads(swept.stdout)["trials"]["complete"] == 1
     # the sweep keeps no secret value, so a resume must be given it again
-    refused = sweep_cli("resume", sweep_id, "--address", ray_address, cwd=project)
+    refused = sweep_cli("resume", sweep_id, "--address", ray_head, cwd=project)
     assert refused.returncode != 0 and "Traceback" not in refused.stderr
     assert refused.stderr.startswith("sweep: error: "), refused.stderr
     assert f"sweep resume {sweep_id} -e DB_URL=VALUE" in refused.stderr
     resumed = sweep_cli(
-        "resume", sweep_id, "-e", f"DB_URL={DB_URL}", "--json", "--address", ray_address,
+        "resume", sweep_id, "-e", f"DB_URL={DB_URL}", "--json", "--address", ray_head,
         cwd=project, check=True,
     )  # fmt: skip
     assert json.loads(resumed.stdout)["trials"]["complete"] == 1

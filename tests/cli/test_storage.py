@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -55,23 +54,6 @@ def postgres_url() -> str:
     return url
 
 
-@pytest.fixture(scope="module")
-def ray_address() -> Iterator[str]:
-    """A real Ray head (4 CPUs) that the sweep drivers of this module join."""
-    import ray
-    from ray.cluster_utils import Cluster
-
-    if ray.is_initialized():
-        ray.shutdown()
-    cluster = Cluster(
-        initialize_head=True,
-        connect=False,
-        head_node_args={"num_cpus": 4, "include_dashboard": False},
-    )
-    yield str(cluster.address)
-    cluster.shutdown()
-
-
 @pytest.fixture
 def tiny(make_project: Any) -> Path:
     return make_project(TINY_STEP, {"tiny.py": TINY_PY})
@@ -94,9 +76,9 @@ def _study_in(url: str, sweep_id: str) -> optuna.Study:
     return optuna.load_study(study_name=sweep_id, storage=url)
 
 
-def _check_storage(project: Path, url: str, ray_address: str) -> None:
+def _check_storage(project: Path, url: str, ray_head: str) -> None:
     """A 3-trial sweep keeps its study in ``url``, and status reads it back from there."""
-    proc = sweep_cli(*_sweep(project, 3, "--storage", url, "--address", ray_address), cwd=project)
+    proc = sweep_cli(*_sweep(project, 3, "--storage", url, "--address", ray_head), cwd=project)
     assert proc.returncode == 0, proc.stderr
     summary = json.loads(proc.stdout)
     sweep_id = summary["sweep_id"]
@@ -117,25 +99,23 @@ def _check_storage(project: Path, url: str, ray_address: str) -> None:
     assert status["best"]["value"] == study.best_value
 
 
-def test_sqlite_storage_holds_the_study(tiny: Path, tmp_path: Path, ray_address: str) -> None:
+def test_sqlite_storage_holds_the_study(tiny: Path, tmp_path: Path, ray_head: str) -> None:
     url = f"sqlite:///{tmp_path / 'studies.db'}"
-    _check_storage(tiny, url, ray_address)
+    _check_storage(tiny, url, ray_head)
     assert (tmp_path / "studies.db").stat().st_size > 0
 
 
-def test_postgresql_storage_holds_the_study(
-    tiny: Path, postgres_url: str, ray_address: str
-) -> None:
-    _check_storage(tiny, postgres_url, ray_address)
+def test_postgresql_storage_holds_the_study(tiny: Path, postgres_url: str, ray_head: str) -> None:
+    _check_storage(tiny, postgres_url, ray_head)
 
 
 def test_kill_9_with_the_study_in_postgresql_then_resume_ends_at_exactly_n(
-    tiny: Path, postgres_url: str, ray_address: str
+    tiny: Path, postgres_url: str, ray_head: str
 ) -> None:
     trials = 5
     store_dir = tiny / ".sweeper"
     parts = store_dir / "datasets" / "executions"
-    args = _sweep(tiny, trials, "--storage", postgres_url, "--address", ray_address)
+    args = _sweep(tiny, trials, "--storage", postgres_url, "--address", ray_head)
     driver = sweep_popen(*args, "-p", "sleep=0.6")
     # kill -9 once two executions have finished and the others are not all done
     wait_for(
@@ -149,9 +129,7 @@ def test_kill_9_with_the_study_in_postgresql_then_resume_ends_at_exactly_n(
     assert 2 <= len(finished) < trials, "the kill must land mid-sweep"
     assert len(_study_in(postgres_url, sweep_id).get_trials()) < trials + 2
 
-    resumed = sweep_cli(
-        "resume", sweep_id, "--json", "--address", ray_address, cwd=tiny, timeout=240
-    )
+    resumed = sweep_cli("resume", sweep_id, "--json", "--address", ray_head, cwd=tiny, timeout=240)
     assert resumed.returncode == 0, resumed.stderr
     summary = json.loads(resumed.stdout)
     assert summary["trials"]["complete"] == trials

@@ -23,7 +23,7 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 
 from sweeper.store import Store
 from sweeper.sweep.state import load_study
-from tests.conftest import sweep_cli
+from tests.conftest import ray_head_cluster, sweep_cli
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
@@ -39,18 +39,8 @@ print(json.dumps({"loss": (x - 0.3) ** 2, "score": x, "argv": " ".join(sys.argv[
 @pytest.fixture(scope="module")
 def ray_head() -> Iterator[str]:
     """A real Ray head (2 CPUs) the sweeps join through RAY_ADDRESS: ~1 s, not ~10 s, each."""
-    import ray
-    from ray.cluster_utils import Cluster
-
-    if ray.is_initialized():
-        ray.shutdown()
-    cluster = Cluster(
-        initialize_head=True,
-        connect=False,
-        head_node_args={"num_cpus": 2, "include_dashboard": False},
-    )
-    yield str(cluster.address)
-    cluster.shutdown()
+    with ray_head_cluster(2) as address:
+        yield address
 
 
 def sweep(project: Path, head: str, *args: str) -> Any:

@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -49,27 +48,6 @@ print(json.dumps({"loss": (a.x - 0.3) ** 2, "x": a.x}), flush=True)
 @pytest.fixture
 def tiny_project(make_project) -> Path:
     return make_project(TINY_STEP, {"tiny.py": TINY_PY})
-
-
-@pytest.fixture(scope="module")
-def ray_head() -> Iterator[str]:
-    """A real Ray head (4 logical CPUs) that sweep drivers in subprocesses join with --address.
-
-    Starting an embedded Ray costs ~10 s on a small machine; joining a running head ~1 s,
-    which is what lets the suite kill and resume drivers many times.
-    """
-    import ray
-    from ray.cluster_utils import Cluster
-
-    if ray.is_initialized():
-        ray.shutdown()
-    cluster = Cluster(
-        initialize_head=True,
-        connect=False,
-        head_node_args={"num_cpus": 4, "include_dashboard": False},
-    )
-    yield str(cluster.address)
-    cluster.shutdown()
 
 
 def sweep_popen(*args: str, cwd: Path | None = None, **env: str) -> subprocess.Popen[str]:

@@ -373,7 +373,11 @@ def status(sweep_id: str | None, as_json: bool, config_path: str | None, store: 
 
 @click.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
 @click.option("--address", required=True, help="The Ray dashboard address, e.g. http://HEAD:8265.")
-@click.option("--follow", is_flag=True, help="Stream the job's logs; exit with the job's result.")
+@click.option(
+    "--follow",
+    is_flag=True,
+    help="Stream the job's logs; exit with the job's result (and pull a head-kept store).",
+)
 @click.option(
     "--python",
     "python",
@@ -388,12 +392,13 @@ def submit(
 ) -> None:
     """Submit `sweep ARGS...` as a Ray job with the project folder as its working directory.
 
-    The job runs on the head and joins its cluster (Ray sets RAY_ADDRESS for it). Give
-    --store a location every node reaches (s3://..., a shared path): the job's working
-    directory is a temporary copy.
+    The job runs on the head and joins its cluster (Ray sets RAY_ADDRESS for it). Without
+    --store in ARGS the job records into ~/.sweeper/jobs/JOB_ID/store on the head, and
+    `sweep jobs pull JOB_ID` (or --follow, at the end) brings it into the local store;
+    with --store s3://... the results are simply there.
 
     \b
-    sweep submit --address http://HEAD:8265 --follow -- train-model --trials 200 --store s3://bucket/store
+    sweep submit --address http://HEAD:8265 --follow -- train-model --trials 200
     """
     from sweeper.cluster import jobs as cluster_jobs
 
@@ -404,15 +409,18 @@ def submit(
         a in ("-f", "--config") or a.startswith("--config=") for a in command
     ):
         command += ["--config", project.config_path.name]
-    cluster_jobs.job_client(address)  # an unreachable server fails before the warning below
-    if not any(a == "--store" or a.startswith("--store=") for a in command):
+    submitted = cluster_jobs.submit_sweep(
+        project.directory, command, address=address, python=python
+    )
+    job_id = submitted.job_id
+    click.echo(job_id)
+    if submitted.head_store:
         click.echo(
-            "sweep: warning: no --store: the results stay in the job's temporary working "
-            "directory on the head; pass --store s3://BUCKET/PATH or a shared path",
+            f"sweep: the job records into {submitted.head_store} on the head; "
+            f"`sweep jobs pull {job_id} --address {address}` brings it here"
+            + (" (--follow does at the end)" if follow else ""),
             err=True,
         )
-    job_id = cluster_jobs.submit_sweep(project.directory, command, address=address, python=python)
-    click.echo(job_id)
     if not follow:
         return
 
@@ -434,14 +442,42 @@ def submit(
     reasons = (ended.message or "").strip().splitlines()
     detail = f": {reasons[0]}" if not ended.succeeded and reasons else ""
     click.echo(f"job {job_id}: {ended.status}{detail}", err=True)
+    if submitted.head_store:
+        _pull(address, job_id, config_path, None, python)
     sys.exit(0 if ended.succeeded else 1)
 
 
-@click.command()
-@click.option("--address", required=True, help="The Ray dashboard address, e.g. http://HEAD:8265.")
+def _pull(
+    address: str, job_id: str, config_path: str | None, store: str | None, python: str | None
+) -> None:
+    """Pull a job's head-kept store into the local one; one line says what came."""
+    from sweeper.cluster.pull import pull
+
+    local = project_from(config_path, store).open_store(create=True)
+    pulled = pull(
+        address,
+        job_id,
+        local,
+        python=python,
+        status=lambda line: click.echo(f"sweep: {line}", err=True),
+    )
+    click.echo(f"sweep: {pulled.describe()} into {local.location}", err=True)
+
+
+@click.group(invoke_without_command=True)
+@click.option("--address", help="The Ray dashboard address, e.g. http://HEAD:8265.")
 @click.option("--json", "as_json", is_flag=True, help="Print the jobs as JSON.")
-def jobs(address: str, as_json: bool) -> None:
-    """List the Ray jobs of a cluster, oldest first (sweeps as `sweep ARGS`)."""
+@click.pass_context
+def jobs(ctx: click.Context, address: str | None, as_json: bool) -> None:
+    """List the Ray jobs of a cluster, oldest first (sweeps as `sweep ARGS`).
+
+    `sweep jobs pull JOB_ID` brings the results a job kept on the head into the local store.
+    """
+    ctx.obj = {"address": address}
+    if ctx.invoked_subcommand is not None:
+        return
+    if not address:
+        raise SweeperError("give the Ray dashboard address: sweep jobs --address http://HEAD:8265")
     from sweeper.cluster.jobs import list_jobs
 
     listed = list_jobs(address)
@@ -452,6 +488,51 @@ def jobs(address: str, as_json: bool) -> None:
             ["job", "status", "started", "entrypoint"],
             [[j.job_id, j.status, j.started_at or "-", j.entrypoint] for j in listed],
         )
+
+
+@jobs.command(name="pull")
+@click.argument("job_id")
+@click.option("--address", help="The Ray dashboard address, e.g. http://HEAD:8265.")
+@click.option(
+    "--python",
+    "python",
+    metavar="PATH",
+    help="The Python on the head that has sweeper installed (default: the job's).",
+)
+@config_option
+@store_option
+@click.pass_context
+def jobs_pull(
+    ctx: click.Context,
+    job_id: str,
+    address: str | None,
+    python: str | None,
+    config_path: str | None,
+    store: str | None,
+) -> None:
+    """Bring the store a submitted job kept on the head into the local store.
+
+    For jobs submitted without --store; pulling twice adds nothing new.
+
+    \b
+    sweep jobs pull raysubmit_XzY... --address http://HEAD:8265
+    """
+    address = address or (ctx.obj or {}).get("address")
+    if not address:
+        raise SweeperError(
+            f"give the Ray dashboard address: sweep jobs pull {job_id} --address http://HEAD:8265"
+        )
+    _pull(address, job_id, config_path, store, python)
+
+
+@jobs.command(name="pack", hidden=True)
+@click.argument("store_dir")
+@click.option("--name", required=True)
+def jobs_pack(store_dir: str, name: str) -> None:
+    """Runs on the head for `sweep jobs pull`: pack a store, keep it until stopped."""
+    from sweeper.cluster.pull import serve_pack
+
+    serve_pack(store_dir, name)
 
 
 COMMANDS = [sweep_command, resume, status, submit, jobs]

@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import secrets
 import shlex
+import string
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -25,6 +27,8 @@ if TYPE_CHECKING:
 
 # How long a head that just started may answer "No available agent" before the job is refused.
 AGENT_WAIT_S = 60
+#: The store of a job submitted without ``--store``, on the head (see :func:`head_store`).
+HEAD_STORE = "~/.sweeper/jobs/{job_id}/store"
 
 
 @dataclass(frozen=True)
@@ -102,24 +106,74 @@ def sweep_entrypoint(args: Sequence[str], python: str | None = None) -> str:
     )
 
 
+def has_store(args: Sequence[str]) -> bool:
+    """Whether ``sweep ARGS`` names its store (``--store``)."""
+    command = list(args)[: list(args).index("--")] if "--" in args else list(args)
+    return any(a == "--store" or a.startswith("--store=") for a in command)
+
+
+def head_store(job_id: str) -> str:
+    """Where a job submitted without ``--store`` keeps its store on the head.
+
+    ``~`` is the home of the user that runs Ray on the head: sweeper expands it there.
+    """
+    return HEAD_STORE.format(job_id=job_id)
+
+
+def _with_store(args: Sequence[str], store: str) -> list[str]:
+    """``args`` with ``--store STORE`` added before a ``--`` (or at the end)."""
+    command = list(args)
+    at = command.index("--") if "--" in command else len(command)
+    return [*command[:at], "--store", store, *command[at:]]
+
+
+def new_job_id() -> str:
+    """A fresh submission id, in Ray's own form (``raysubmit_`` and 16 letters or digits)."""
+    alphabet = string.ascii_letters + string.digits
+    return "raysubmit_" + "".join(secrets.choice(alphabet) for _ in range(16))
+
+
+@dataclass(frozen=True)
+class Submitted:
+    """A submitted sweep: its job id and, without ``--store``, where the head keeps its store."""
+
+    job_id: str
+    head_store: str | None
+
+
 def submit_sweep(
     project_dir: Path, args: Sequence[str], *, address: str, python: str | None = None
-) -> str:
-    """Submit ``sweep ARGS`` as a Ray job whose working directory is ``project_dir``; its id.
+) -> Submitted:
+    """Submit ``sweep ARGS`` as a Ray job whose working directory is ``project_dir``.
 
     ``python`` is the interpreter on the head that has sweeper installed (default: ``sweep``
-    on the head's PATH, else ``python3``).
+    on the head's PATH, else ``python3``). Without ``--store`` in ARGS the job records into
+    :func:`head_store` on the head (the job's working directory is a temporary copy that
+    Ray deletes), which :func:`pull` brings to this machine.
     """
     client = job_client(address)
     runtime_env = {"working_dir": str(project_dir), "excludes": [".sweeper/", ".git/"]}
+    metadata = {"sweeper": "1", "sweep_args": shlex.join(args)}
+    command = list(args)
+    job_id: str | None = None
+    kept: str | None = None
+    if not has_store(args):
+        job_id = new_job_id()
+        kept = head_store(job_id)
+        command = _with_store(command, kept)
+        metadata["head_store"] = kept
+    if python:
+        metadata["python"] = python  # the pull of its results runs there too
     deadline = time.monotonic() + AGENT_WAIT_S
     while True:
         try:
-            return client.submit_job(
-                entrypoint=sweep_entrypoint(args, python),
+            submitted = client.submit_job(
+                entrypoint=sweep_entrypoint(command, python),
                 runtime_env=runtime_env,
-                metadata={"sweeper": "1", "sweep_args": shlex.join(args)},
+                metadata=metadata,
+                submission_id=job_id,
             )
+            return Submitted(job_id=submitted, head_store=kept)
         except Exception as exc:
             message = _first_line(exc)
             # a head that just started has no job agent yet: it answers 500 for a while
@@ -178,7 +232,8 @@ def list_jobs(address: str) -> list[JobInfo]:
             f"the Ray job server at {address} failed to list the jobs: {_first_line(exc)}"
         ) from None
     listed.sort(key=lambda j: j.start_time or 0)
-    return [_job_info(job) for job in listed]
+    # the pack jobs of `sweep jobs pull` are plumbing, not the user's jobs
+    return [_job_info(job) for job in listed if (job.metadata or {}).get("sweeper") != "pull"]
 
 
 def _job_info(job: object, job_id: str | None = None) -> JobInfo:

@@ -21,6 +21,8 @@ from . import _counter, _lookup
 from ._backend import Backend, open_backend
 from ._blobs import Blobs
 from ._compact import compact_dataset
+from ._merge import MergeCounts
+from ._merge import merge as merge_stores
 from ._parts import Parts, check_dataset_name
 from ._rows import artifact_rows, execution_row, metric_rows, metrics_table, rows_to_table
 from ._schema import FORMAT, ID_COLUMNS, MARKER, SCHEMA_VERSION, SCHEMAS
@@ -414,6 +416,13 @@ class Store:
         """Merge small parts (of one dataset, or all); the number of part files removed."""
         names = [check_dataset_name(dataset)] if dataset else self.datasets()
         return sum(compact_dataset(self.backend, name) for name in names)
+
+    def merge(self, source: Store) -> MergeCounts:
+        """Bring in what this store lacks of ``source``: files, then dataset rows by key.
+
+        Merging the same source twice adds nothing the second time (see ``_merge``).
+        """
+        return merge_stores(source.backend, self.backend, source.datasets())
 
     # -- lookups ---------------------------------------------------------------------------
 

@@ -55,6 +55,7 @@ class Head:
     env: dict[str, str]  # what a client of this head needs: the token and loopback settings
     token: str
     temp_dir: Path
+    home: Path  # the head's HOME
 
     def get(self, path: str) -> Any:
         """GET a dashboard endpoint with the head's token."""
@@ -144,7 +145,13 @@ def ray_head() -> Iterator[Head]:
     env.pop("RAY_ADDRESS", None)
     # the head's Python is this venv's, with its bin on PATH, as after `source .venv/bin/activate`:
     # the job's `sweep` console script and the steps' `python` come from there
-    head_env = {**env, "PATH": os.pathsep.join([venv_bin, env.get("PATH", "")])}
+    # its own HOME: jobs submitted without --store keep their store in ~/.sweeper/jobs/ there
+    (temp_dir / "home").mkdir()
+    head_env = {
+        **env,
+        "PATH": os.pathsep.join([venv_bin, env.get("PATH", "")]),
+        "HOME": str(temp_dir / "home"),
+    }
     command = [
         os.path.join(venv_bin, "ray"),
         "start",
@@ -177,7 +184,11 @@ def ray_head() -> Iterator[Head]:
         # it wrote its address file in its own temp dir, not /tmp/ray
         assert (temp_dir / "ray" / "ray_current_cluster").is_file()
         yield Head(
-            url=f"http://127.0.0.1:{ports[1]}", env=env, token=token, temp_dir=temp_dir / "ray"
+            url=f"http://127.0.0.1:{ports[1]}",
+            env=env,
+            token=token,
+            temp_dir=temp_dir / "ray",
+            home=temp_dir / "home",
         )
     finally:
         _stop_head(proc, token)
@@ -380,3 +391,81 @@ def test_submit_follow_of_a_failing_job_exits_non_zero(
     rows = Store.open(store).read_dataset("executions").to_pylist()
     assert sorted(r["status"] for r in rows) == ["error", "error"]
     assert {r["exit_code"] for r in rows} == {3}
+
+
+def _sweep_rows(store: Store, sweep_id: str) -> list[dict[str, Any]]:
+    return [r for r in store.read_dataset("executions").to_pylist() if r["sweep_id"] == sweep_id]
+
+
+def test_a_job_without_store_keeps_its_results_on_the_head_and_follow_pulls_them(
+    ray_head: Head, example_project: Path
+) -> None:
+    proc = sweep_cli(
+        "submit", "--address", ray_head.url, "--follow", "--",
+        "train-model", "--trials", "3", "--runtime", "local", "--metric", "loss", "--json",
+        cwd=example_project, env=ray_head.env, timeout=280,
+    )  # fmt: skip
+    assert proc.returncode == 0, f"{proc.stdout}\n{proc.stderr}"
+    assert "Traceback" not in proc.stderr
+    job_id = proc.stdout.splitlines()[0]
+    summary = json.loads(next(line for line in reversed(proc.stdout.splitlines()) if "{" in line))
+    sweep_id = summary["sweep_id"]
+    # it said where the results are kept, and that they came back
+    head_store = ray_head.home / ".sweeper" / "jobs" / job_id / "store"
+    assert f"~/.sweeper/jobs/{job_id}/store on the head" in proc.stderr
+    assert f"pulled job {job_id}" in proc.stderr and "3 new executions" in proc.stderr
+    assert len(_sweep_rows(Store.open(head_store), sweep_id)) == 3
+
+    # the local store now holds the sweep: records, rows, logs, outputs and its study
+    local = Store.open(example_project / ".sweeper")
+    rows = _sweep_rows(local, sweep_id)
+    assert sorted(r["status"] for r in rows) == ["complete"] * 3
+    best = summary["best"]["execution_id"]
+    logs = sweep_cli("logs", best, cwd=example_project, check=True).stdout
+    assert "loss" in logs
+    shown = json.loads(sweep_cli("show", best, "--json", cwd=example_project, check=True).stdout)
+    assert shown["metrics"]["loss"] == summary["best"]["value"]
+    for output_file in shown["outputs"]:
+        assert local.has_blob(output_file["sha256"])
+    status = json.loads(
+        sweep_cli("status", sweep_id, "--json", cwd=example_project, check=True).stdout
+    )
+    assert status["trials"]["complete"] == 3 and status["status"] == "complete"
+
+    # pulling again adds nothing; the pack jobs are not the user's jobs and left no archive
+    again = sweep_cli(
+        "jobs", "pull", job_id, "--address", ray_head.url,
+        cwd=example_project, env=ray_head.env, timeout=240,
+    )  # fmt: skip
+    assert again.returncode == 0, again.stderr
+    assert "0 new executions, 0 new sweeps" in again.stderr
+    local = Store.open(example_project / ".sweeper")
+    assert len(_sweep_rows(local, sweep_id)) == 3
+    assert len(local.read_dataset("metrics").to_pylist()) == len(
+        Store.open(head_store).read_dataset("metrics").to_pylist()
+    )
+    listed = sweep_cli("jobs", "--address", ray_head.url, "--json", env=ray_head.env, check=True)
+    assert all(j["entrypoint"].startswith("sweep ") for j in json.loads(listed.stdout))
+    _wait(lambda: not list(ray_head.temp_dir.glob("session_*/logs/sweeper-pull/*")), timeout=60)
+
+
+def test_pull_of_a_job_with_its_own_store_or_an_unknown_job_is_one_clear_error(
+    ray_head: Head, make_project: Any, tmp_path: Path
+) -> None:
+    project = make_project(GATED_STEPS, {"gated.py": GATED_PY})
+    proc = sweep_cli(
+        "submit", "--address", ray_head.url, "--follow", "--", "broken", "--trials", "1",
+        "--runtime", "local", "--metric", "loss", "--store", str(tmp_path / "store"),
+        cwd=project, env=ray_head.env, timeout=280,
+    )  # fmt: skip
+    job_id = proc.stdout.splitlines()[0]
+    assert "pulled" not in proc.stderr and "on the head" not in proc.stderr
+    for wanted, expected in ((job_id, "was submitted with --store"), ("raysubmit_nope", "no job")):
+        pulled = sweep_cli(
+            "jobs", "pull", wanted, "--address", ray_head.url,
+            cwd=project, env=ray_head.env, timeout=120,
+        )  # fmt: skip
+        assert pulled.returncode != 0
+        assert "Traceback" not in pulled.stderr
+        errors = [line for line in pulled.stderr.splitlines() if line.startswith("sweep: error:")]
+        assert len(errors) == 1 and expected in errors[0], pulled.stderr

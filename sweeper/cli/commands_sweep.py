@@ -409,14 +409,12 @@ def submit(
         a in ("-f", "--config") or a.startswith("--config=") for a in command
     ):
         command += ["--config", project.config_path.name]
-    submitted = cluster_jobs.submit_sweep(
-        project.directory, command, address=address, python=python
-    )
-    job_id = submitted.job_id
+    job_id = cluster_jobs.submit_sweep(project.directory, command, address=address, python=python)
     click.echo(job_id)
-    if submitted.head_store:
+    kept = None if cluster_jobs.has_store(command) else cluster_jobs.head_store(job_id)
+    if kept:
         click.echo(
-            f"sweep: the job records into {submitted.head_store} on the head; "
+            f"sweep: the job records into {kept} on the head; "
             f"`sweep jobs pull {job_id} --address {address}` brings it here"
             + (" (--follow does at the end)" if follow else ""),
             err=True,
@@ -442,7 +440,7 @@ def submit(
     reasons = (ended.message or "").strip().splitlines()
     detail = f": {reasons[0]}" if not ended.succeeded and reasons else ""
     click.echo(f"job {job_id}: {ended.status}{detail}", err=True)
-    if submitted.head_store:
+    if kept:
         _pull(address, job_id, config_path, None, python)
     sys.exit(0 if ended.succeeded else 1)
 

@@ -133,23 +133,15 @@ def new_job_id() -> str:
     return "raysubmit_" + "".join(secrets.choice(alphabet) for _ in range(16))
 
 
-@dataclass(frozen=True)
-class Submitted:
-    """A submitted sweep: its job id and, without ``--store``, where the head keeps its store."""
-
-    job_id: str
-    head_store: str | None
-
-
 def submit_sweep(
     project_dir: Path, args: Sequence[str], *, address: str, python: str | None = None
-) -> Submitted:
-    """Submit ``sweep ARGS`` as a Ray job whose working directory is ``project_dir``.
+) -> str:
+    """Submit ``sweep ARGS`` as a Ray job whose working directory is ``project_dir``; its id.
 
     ``python`` is the interpreter on the head that has sweeper installed (default: ``sweep``
     on the head's PATH, else ``python3``). Without ``--store`` in ARGS the job records into
     :func:`head_store` on the head (the job's working directory is a temporary copy that
-    Ray deletes), which :func:`pull` brings to this machine.
+    Ray deletes), which :func:`sweeper.cluster.pull.pull` brings to this machine.
     """
     client = job_client(address)
     runtime_env = {"working_dir": str(project_dir), "excludes": [".sweeper/", ".git/"]}
@@ -167,13 +159,12 @@ def submit_sweep(
     deadline = time.monotonic() + AGENT_WAIT_S
     while True:
         try:
-            submitted = client.submit_job(
+            return client.submit_job(
                 entrypoint=sweep_entrypoint(command, python),
                 runtime_env=runtime_env,
                 metadata=metadata,
                 submission_id=job_id,
             )
-            return Submitted(job_id=submitted, head_store=kept)
         except Exception as exc:
             message = _first_line(exc)
             # a head that just started has no job agent yet: it answers 500 for a while

@@ -188,6 +188,15 @@ class Store:
             raise ValueError(f"invalid execution id {execution_id!r}")
         return f"executions/{execution_id}"
 
+    def execution_ids(self, *, since: str | None = None) -> list[str]:
+        """The ids of the execution folders, sorted (ids sort by creation time).
+
+        ``since`` keeps the ids that sort at or after it (e.g. the first characters of an id
+        made at some time).
+        """
+        names = sorted(self.backend.list_dirs("executions"))
+        return [n for n in names if since is None or n >= since]
+
     # -- records ---------------------------------------------------------------------------
 
     def _record_dict(self, execution_id: str) -> dict[str, Any] | None:

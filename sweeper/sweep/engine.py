@@ -29,6 +29,7 @@ from sweeper.execution.ids import new_execution_id
 from sweeper.execution.inputs import resolve_inputs
 from sweeper.execution.spec import MASK, ExecutionSpec, build_spec, is_secret_name
 from sweeper.status import Status
+from sweeper.sweep import remote_study
 from sweeper.sweep.choices import VALUE_FREE_SAMPLERS
 from sweeper.sweep.failures import describe, study_failures
 from sweeper.sweep.policy import SweepPolicy, guess_direction
@@ -166,6 +167,8 @@ class SweepRunner:
         self.stop_condition = task.stop_condition if task is not None else None
         #: Why the sweep stopped short of its trials, when it did (``--max-failures``).
         self.failure: str | None = None
+        self._storage: Any = None  # the study's storage, opened once (see _study)
+        self._adopted = False
 
     def _default_trials(self, task: Any | None) -> int:
         """``--trials`` when not given: the grid's size, the manual sets, the execution-count."""
@@ -234,7 +237,12 @@ class SweepRunner:
     # -- study -------------------------------------------------------------------------
 
     def _study(self) -> optuna.Study:
-        storage = study_storage(self.store, self.sweep_id, self.options.storage)
+        if self._storage is None:
+            if self.options.storage or self.store.local_path is not None:
+                self._storage = study_storage(self.store, self.sweep_id, self.options.storage)
+            else:  # an object store and no --storage: see sweeper.sweep.remote_study
+                self._storage = remote_study.journal_storage(self.store, self.sweep_id, writer=True)
+        storage = self._storage
         # Optuna's study needs an objective: an unranked sweep has one that never varies.
         directions = self.options.directions or ["minimize"]
         names = list(self.options.metrics) or [UNRANKED]
@@ -251,6 +259,15 @@ class SweepRunner:
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 # names the axes in plots and the dashboard ("loss", not "Objective 0")
                 study.set_metric_names(names)
+        if self.resume and not self._adopted and remote_study.is_copy(storage):
+            # a journal copy can be behind the records, which are the truth
+            self._adopted = True
+            distributions = dict(self.space.distributions)
+            for name, values in (self.space.grid or {}).items():
+                distributions[name] = CategoricalDistribution(values)
+            remote_study.adopt_executions(
+                study, self.store, self.sweep_id, distributions, self.state.created_at
+            )
         return study
 
     def _sweep_row(self, status: str, best_execution_id: str | None = None) -> dict[str, Any]:
@@ -308,7 +325,10 @@ class SweepRunner:
             fresh_actors=options.fresh_actors,
         )
         policy = SweepPolicy(self, on_progress=on_progress, on_start=on_start)
-        status = controller.run(policy)
+        try:
+            status = controller.run(policy)
+        finally:
+            remote_study.push(self._storage)  # the last state of a study kept in an object store
         summary = policy.summary
         summary["status"] = status
         if status is Status.FAILED:

@@ -42,6 +42,10 @@ def study_storage(store: Any, sweep_id: str, storage_url: str | None) -> Any:
     """The Optuna storage of a sweep: ``--storage`` when given, else a journal in the store."""
     if storage_url:
         return storage_url
+    if store.local_path is None:  # an object store: a local copy of the store's journal
+        from sweeper.sweep.remote_study import journal_storage
+
+        return journal_storage(store, sweep_id, writer=False)
     return JournalStorage(JournalFileBackend(str(journal_path(store, sweep_id))))
 
 

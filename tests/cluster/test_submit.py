@@ -433,11 +433,13 @@ def test_a_job_without_store_keeps_its_results_on_the_head_and_follow_pulls_them
     assert status["trials"]["complete"] == 3 and status["status"] == "complete"
 
     # pulling again adds nothing; the pack jobs are not the user's jobs and left no archive
+    started = time.monotonic()
     again = sweep_cli(
         "jobs", "pull", job_id, "--address", ray_head.url,
         cwd=example_project, env=ray_head.env, timeout=240,
     )  # fmt: skip
     assert again.returncode == 0, again.stderr
+    print(f"sweep jobs pull of a 3-execution store took {time.monotonic() - started:.1f}s")
     assert "0 new executions, 0 new sweeps" in again.stderr
     local = Store.open(example_project / ".sweeper")
     assert len(_sweep_rows(local, sweep_id)) == 3

@@ -145,7 +145,7 @@ def test_kill_9_with_the_study_in_postgresql_then_resume_ends_at_exactly_n(
 
 
 def test_s3_store_end_to_end(tiny: Path, s3_uri: str, tmp_path: Path) -> None:
-    # an s3:// store keeps no journal: the study goes to a database (here SQLite)
+    # with --storage the study goes to that database (here SQLite), not to the store
     storage = f"sqlite:///{tmp_path / 'studies.db'}"
     proc = sweep_cli(
         *_sweep(tiny, 2, "--store", s3_uri, "--storage", storage), cwd=tiny, timeout=280

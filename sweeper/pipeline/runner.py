@@ -390,7 +390,7 @@ class PipelineRunner:
     def _collect(self, pool: ActorPool, handle: TrialHandle) -> None:
         name, index = handle.key
         try:
-            record = ray.get(handle.ref)
+            record = ray.get(handle.ref).to_dict()
             pool.release(handle)
         except Exception as exc:  # the actor or its node died
             pool.release(handle, healthy=False)

@@ -35,6 +35,8 @@ from typing import Any
 from sweeper.config import Config, Edge, Pipeline
 from sweeper.config.problems import Problems
 from sweeper.errors import ConfigError, SweeperError
+from sweeper.execution.record import ExecutionRecord
+from sweeper.status import Status
 
 #: What a deployment node ends with: sweeper runs steps, not deployments.
 DEPLOYMENT_UNSUPPORTED = "deployment nodes are not supported by sweeper (nothing was deployed)"
@@ -284,13 +286,13 @@ class PipelineGraph:
 class NodeOutcome:
     """What a finished node offers downstream: its execution records and the best one."""
 
-    records: list[dict[str, Any]] = field(default_factory=list)
-    best: dict[str, Any] | None = None
+    records: list[ExecutionRecord] = field(default_factory=list)
+    best: ExecutionRecord | None = None
 
-    def flowing(self, mode: str) -> list[dict[str, Any]]:
+    def flowing(self, mode: str) -> list[ExecutionRecord]:
         """The records whose outputs flow: the best one, or every complete one for ``append``."""
         if mode == "append":
-            complete = [r for r in self.records if r.get("status") == "complete"]
+            complete = [r for r in self.records if r.status is Status.COMPLETE]
             return complete or self.records
         if self.best is not None:
             return [self.best]
@@ -306,10 +308,10 @@ class EdgeValues:
     environment: dict[str, str] = field(default_factory=dict)
 
 
-def matching_outputs(record: Mapping[str, Any], pattern: str) -> list[dict[str, Any]]:
+def matching_outputs(record: ExecutionRecord, pattern: str) -> list[dict[str, Any]]:
     """Outputs of an execution whose path (or file name) matches the glob ``pattern``."""
     found = []
-    for item in record.get("outputs") or []:
+    for item in record.outputs:
         path = str(item.get("path") or item.get("name") or "")
         if fnmatch.fnmatchcase(path, pattern) or fnmatch.fnmatchcase(
             path.rsplit("/", 1)[-1], pattern
@@ -361,38 +363,38 @@ def resolve_edges(
     return values
 
 
-def _edge_files(what: str, edge: Any, record: Mapping[str, Any]) -> list[str]:
+def _edge_files(what: str, edge: Any, record: ExecutionRecord) -> list[str]:
     if edge.source_type == "input":
-        files = [i for i in record.get("inputs") or [] if i.get("name") == edge.source_key]
+        files = [i for i in record.inputs if i.get("name") == edge.source_key]
         return [str(f["uri"]) for f in files]
     found = matching_outputs(record, edge.source_key)
     if not found:
-        have = ", ".join(str(o.get("path")) for o in record.get("outputs") or []) or "none"
+        have = ", ".join(str(o.get("path")) for o in record.outputs) or "none"
         raise PipelineError(
-            f'{what}: execution {record.get("id")} of node "{edge.source_node}" has no output '
+            f'{what}: execution {record.id} of node "{edge.source_node}" has no output '
             f'matching "{edge.source_key}" (its outputs: {have})'
         )
-    return [f"execution://{record['id']}/outputs/{o['path']}" for o in found]
+    return [f"execution://{record.id}/outputs/{o['path']}" for o in found]
 
 
-def _edge_value(what: str, edge: Any, record: Mapping[str, Any]) -> Any:
+def _edge_value(what: str, edge: Any, record: ExecutionRecord) -> Any:
     if edge.source_type == "metadata":
-        metrics = record.get("metrics") or {}
+        metrics = record.metrics
         if edge.source_key not in metrics:
             printed = ", ".join(sorted(metrics)) or "nothing"
             raise PipelineError(
-                f'{what}: node "{edge.source_node}" (execution {record.get("id")}) never printed the '
+                f'{what}: node "{edge.source_node}" (execution {record.id}) never printed the '
                 f'metadata key "{edge.source_key}" (it printed: {printed})'
             )
         return metrics[edge.source_key]
     if edge.source_type == "environment-variable":
-        environment = record.get("environment") or {}
+        environment = record.environment
         if edge.source_key not in environment:
             raise PipelineError(
                 f'{what}: node "{edge.source_node}" has no environment variable "{edge.source_key}"'
             )
         return environment[edge.source_key]
-    parameters = record.get("parameters") or {}
+    parameters = record.parameters
     if edge.source_key not in parameters:
         raise PipelineError(
             f'{what}: node "{edge.source_node}" has no value for parameter "{edge.source_key}"'

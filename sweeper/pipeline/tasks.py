@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sweeper.errors import SweeperError
+from sweeper.execution.record import ExecutionRecord
 from sweeper.pipeline.graph import NodePlan, PipelineError
 from sweeper.status import Status
 from sweeper.sweep.policy import guess_direction
@@ -87,14 +88,14 @@ def target_metric(plan: NodePlan) -> tuple[str | None, str]:
     return metric, guess_direction(metric)
 
 
-def best_record(plan: NodePlan, records: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
+def best_record(plan: NodePlan, records: Sequence[ExecutionRecord]) -> ExecutionRecord | None:
     """The best complete execution of a task node.
 
     With ``optimization-target-value`` the one closest to it, else the highest (lowest for
     ``*loss*``/``*error*``) ``optimization-target-metric``; without a metric, the last
     complete one.
     """
-    complete = [dict(r) for r in records if r.get("status") == Status.COMPLETE]
+    complete = [r for r in records if r.status is Status.COMPLETE]
     if not complete:
         return None
     metric, direction = target_metric(plan)
@@ -102,7 +103,7 @@ def best_record(plan: NodePlan, records: Sequence[Mapping[str, Any]]) -> dict[st
         return complete[-1]
     scored = []
     for record in complete:
-        value = (record.get("metrics") or {}).get(metric)
+        value = record.metrics.get(metric)
         if (
             isinstance(value, (int, float))
             and not isinstance(value, bool)

@@ -24,10 +24,14 @@ from sweeper.runtime import DEFAULT_RUNTIME
 from sweeper.status import Status
 
 if TYPE_CHECKING:
+    from sweeper.cluster.actors import ResourceShape, TrialHandle
+    from sweeper.cluster.connect import ClusterInfo
+    from sweeper.cluster.controller import Controller, Launch
     from sweeper.config import Step
-    from sweeper.execution.record import ExecutionRecord
+    from sweeper.execution.record import ExecutionRecord, MetricEvent
     from sweeper.execution.runner import StopToken
     from sweeper.execution.spec import ExecutionSpec
+    from sweeper.store import RecordStore
     from sweeper.sweep.engine import Progress, SweepOptions, SweepRunner
 
 __all__ = ["SweepResult", "TrialSummary", "rerun", "resume_sweep", "run", "run_sweep"]
@@ -50,14 +54,121 @@ def _execute(
     echo: Echo | None,
     stop: StopToken | None,
     on_record: OnRecord | None,
+    address: str | None = None,
 ) -> ExecutionRecord:
+    """Run ``spec`` here, in this process; or, given a Ray ``address``, on that cluster.
+
+    On a cluster the execution takes the path every cluster execution takes: the
+    :class:`~sweeper.cluster.controller.Controller` runs it on a Ray actor, with a policy
+    of one execution (:class:`_SingleRun`).
+    """
+    store = project.open_store(create=True)
+    if address is not None:
+        from sweeper.cluster.controller import Controller
+
+        policy = _SingleRun(spec, reuse=reuse, stop=stop, echo=echo)
+        Controller(store, address=address, runtime=spec.runtime).run(policy)
+        assert policy.record is not None  # the controller re-raises when it has none
+        policy.echo_log(store, final=True)
+        if on_record is not None:
+            on_record(policy.record)
+        return policy.record
     from sweeper.execution.runner import Executor
     from sweeper.runtime import get_runtime
 
-    executor = Executor(project.open_store(create=True), get_runtime(spec.runtime))
+    executor = Executor(store, get_runtime(spec.runtime))
     return executor.run(
         spec, reuse=reuse, stop=stop, echo=echo, on_record=on_record, raise_bad_input=True
     )
+
+
+class _SingleRun:
+    """The :class:`~sweeper.cluster.controller.Policy` of ``sweep run --address``: one execution.
+
+    Its log is echoed as it grows when the store is a local folder (else once it ended),
+    and ``stop`` (Ctrl-C in ``sweep run``) stops it on its actor.
+    """
+
+    poll_metrics = False
+
+    def __init__(
+        self, spec: ExecutionSpec, *, reuse: bool, stop: StopToken | None, echo: Echo | None
+    ) -> None:
+        from sweeper.cluster.controller import Launch
+        from sweeper.execution.runner import ExecutionContext
+
+        self.launch = Launch(key=0, spec=spec, context=ExecutionContext(), reuse=reuse)
+        self.stop = stop
+        self.echo = echo
+        self.record: ExecutionRecord | None = None
+        self._asked = False
+        self._echoed = 0  # characters of the log echoed so far
+
+    def shapes(self) -> Sequence[ResourceShape]:
+        """The one execution's shape."""
+        from sweeper.cluster.actors import ResourceShape
+
+        return [ResourceShape.of(self.launch.spec)]
+
+    def slots(self, cluster: ClusterInfo) -> int | None:
+        """One at a time (there is only one)."""
+        return 1
+
+    def start(self, controller: Controller) -> None:
+        """Nothing to create or recover: the execution's record is its whole state."""
+
+    def ask(self, controller: Controller, free: int) -> list[Launch]:
+        """The execution, once."""
+        if self._asked:
+            return []
+        self._asked = True
+        return [self.launch]
+
+    def exhausted(self) -> bool:
+        """Once the execution has started."""
+        return self._asked
+
+    def tick(self, controller: Controller) -> None:
+        """Pass a stop on to the actor; echo the log lines written since the last turn."""
+        if self.stop is not None and self.stop.event.is_set():
+            # again each turn: a stop that reaches the actor before its run began is lost
+            controller.stop(self.launch.key, self.stop.reason)
+        self.echo_log(controller.store)
+
+    def on_events(
+        self, controller: Controller, handle: TrialHandle, events: list[MetricEvent]
+    ) -> None:
+        """Not called: no metric is polled."""
+
+    def on_result(
+        self, controller: Controller, handle: TrialHandle, record: ExecutionRecord
+    ) -> None:
+        """Keep the record."""
+        self.record = record
+
+    def end(self, controller: Controller, status: Status) -> Status:
+        """The run's status as the controller saw it."""
+        return status
+
+    def echo_log(self, store: RecordStore, *, final: bool = False) -> None:
+        """Echo the whole log lines not echoed yet (the rest too when ``final``)."""
+        if self.echo is None:
+            return
+        execution_id = self.launch.execution_id
+        path = store.log_file(execution_id)
+        if path is None:  # a remote store: the log is uploaded when the execution ends
+            data = (store.read_log(execution_id) or "").encode() if final else b""
+        elif path.exists():
+            with open(path, "rb") as handle:
+                handle.seek(self._echoed)
+                data = handle.read()
+        else:
+            data = b""
+        if not final:
+            data = data[: data.rfind(b"\n") + 1]  # a line still being written comes next turn
+        self._echoed += len(data)
+        for line in data.decode("utf-8", errors="replace").splitlines():
+            self.echo(line)
 
 
 def run(
@@ -71,6 +182,7 @@ def run(
     reuse: bool = False,
     config: str | os.PathLike[str] = "valohai.yaml",
     store: str | None = None,
+    address: str | None = None,
     echo: Echo | None = None,
     stop: StopToken | None = None,
     on_record: OnRecord | None = None,
@@ -80,10 +192,13 @@ def run(
     ``parameters`` are checked and typed like ``-p NAME=VALUE`` (a list for a multiple
     parameter); ``inputs`` maps an input name to its URIs, replacing the step's default. The
     project's files are snapshotted into ``store`` (default ``.sweeper/`` next to the
-    valohai.yaml) and the step runs in ``runtime``. ``echo`` sees each log line, ``on_record``
-    the record each time it is stored, and ``stop`` stops the execution from another thread.
-    A failed step is a record with status ``error``; bad input (an unknown parameter, a
-    missing input or image) raises :class:`~sweeper.errors.SweeperError` and runs nothing.
+    valohai.yaml) and the step runs in ``runtime``: in this process, or with ``address``
+    (``auto``, ``HOST:PORT``) on a Ray actor of that cluster, as a sweep's trials run. ``echo``
+    sees each log line, ``on_record`` the record each time it is stored (on a cluster: the
+    final one), and ``stop`` stops the execution from another thread. A failed step is a
+    record with status ``error``; bad input (an unknown parameter, a missing input or image)
+    raises :class:`~sweeper.errors.SweeperError` and runs nothing (on a cluster, an input or
+    image the node cannot get is a record with status ``error``).
     """
     from sweeper.execution.inputs import resolve_inputs
     from sweeper.execution.spec import build_spec
@@ -114,7 +229,9 @@ def run(
         environment=dict(environment or {}),
         pull_policy=pull_policy,
     )
-    return _execute(project, spec, reuse=reuse, echo=echo, stop=stop, on_record=on_record)
+    return _execute(
+        project, spec, reuse=reuse, echo=echo, stop=stop, on_record=on_record, address=address
+    )
 
 
 def _recorded_step(record: ExecutionRecord) -> Step:

@@ -24,7 +24,7 @@ from sweeper.errors import SweeperError
 from sweeper.execution.record import ExecutionRecord
 from sweeper.status import Status
 from sweeper.store import Store
-from tests.conftest import EXAMPLE, REPO
+from tests.conftest import EXAMPLE, REPO, sweep_cli
 
 README = REPO / "README.md"
 
@@ -116,3 +116,56 @@ def test_importing_sweeper_loads_no_heavy_library() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
     )
     assert json.loads(out.stdout.replace("'", '"')) == []
+
+
+def test_run_with_an_address_runs_on_an_actor_of_that_cluster(
+    in_project_root: Path, ray_head: str
+) -> None:
+    proc = sweep_cli(
+        "run",
+        "train-model",
+        "--runtime",
+        "local",
+        "-p",
+        "epochs=2",
+        "--address",
+        ray_head,
+        "--json",
+        "-f",
+        "configs/valohai.yaml",
+        cwd=in_project_root,
+    )
+    assert proc.returncode == 0, proc.stderr
+    printed = json.loads(proc.stdout)
+    assert printed["status"] == "complete" and printed["parameters"]["epochs"] == 2
+    assert printed["ray_node"]  # an actor of the cluster ran it, not this process
+    assert '"epoch": 1' in proc.stderr  # its log was echoed, as for a run here
+    store = Store.open(str(in_project_root / "configs" / ".sweeper"))
+    stored = store.get_record(printed["id"])
+    assert stored is not None and stored.status == Status.COMPLETE
+    assert stored.ray_node == printed["ray_node"]
+
+
+SLEEPER = """
+- step:
+    name: sleep
+    image: sweeper-test/python:latest
+    command: python -c "import time; print('started', flush=True); time.sleep(120)"
+"""
+
+
+def test_a_stopped_run_on_a_cluster_ends_stopped(make_project, ray_head: str) -> None:
+    import ray
+
+    from sweeper.execution.runner import StopToken
+
+    project = make_project(SLEEPER)
+    stop = StopToken()
+    stop.stop()  # before the actor even starts: the controller passes it on until it lands
+    try:
+        record = sweeper.run(
+            "sleep", runtime="local", config=project / "valohai.yaml", address=ray_head, stop=stop
+        )
+    finally:
+        ray.shutdown()  # the next test's Ray is its own
+    assert record.status == Status.STOPPED and record.ray_node

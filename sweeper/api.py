@@ -5,8 +5,9 @@
 prints; ``sweeper.rerun(execution_id)`` runs a recorded execution again as it ran.
 ``sweeper.run_sweep("train", trials=20, ...)`` sweeps a step on Ray and returns a frozen
 :class:`SweepResult` (``.to_dict()`` is the ``sweep --json`` summary); ``resume_sweep``
-continues a killed one. The commands are thin wrappers over these functions, so both
-behave the same.
+continues a killed one. ``sweeper.run_pipeline("train-pipeline")`` runs a pipeline and
+returns a frozen :class:`PipelineResult`; ``resume_pipeline`` continues a killed run. The
+commands are thin wrappers over these functions, so both behave the same.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from sweeper.errors import SweeperError
+from sweeper.errors import StoreError, SweeperError
 from sweeper.project import Project, project_from
 from sweeper.runtime import DEFAULT_RUNTIME
 from sweeper.status import Status
@@ -34,7 +35,18 @@ if TYPE_CHECKING:
     from sweeper.store import RecordStore
     from sweeper.sweep.engine import Progress, SweepOptions, SweepRunner
 
-__all__ = ["SweepResult", "TrialSummary", "rerun", "resume_sweep", "run", "run_sweep"]
+__all__ = [
+    "NodeResult",
+    "PipelineResult",
+    "SweepResult",
+    "TrialSummary",
+    "rerun",
+    "resume_pipeline",
+    "resume_sweep",
+    "run",
+    "run_pipeline",
+    "run_sweep",
+]
 
 Echo = Callable[[str], None]
 OnRecord = Callable[["ExecutionRecord"], None]
@@ -491,3 +503,194 @@ def resume_sweep(
     return _sweep(
         project, options, sweep_id=sweep_id, code=code, on_start=on_start, on_progress=on_progress
     )
+
+
+# -- pipelines ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NodeResult:
+    """One node of a pipeline run: how it ended and the executions it ran.
+
+    ``execution_id`` is the execution whose outputs flow downstream (a task node's best
+    one); ``execution_ids`` every execution the node ran last (one per variant of a task).
+    """
+
+    name: str
+    type: str
+    status: Status
+    execution_id: str | None
+    execution_ids: tuple[str, ...] = ()
+    best_execution_id: str | None = None
+    reused_from: str | None = None
+    error: str | None = None
+
+    @classmethod
+    def from_dict(cls, name: str, data: Mapping[str, Any]) -> NodeResult:
+        """From a node of the ``pipeline run --json`` summary."""
+        execution_id = data.get("execution_id")
+        ids = data.get("execution_ids")
+        return cls(
+            name=name,
+            type=str(data.get("type", "execution")),
+            status=Status(data["status"]),
+            execution_id=execution_id,
+            execution_ids=tuple(ids)
+            if ids is not None
+            else ((execution_id,) if execution_id else ()),
+            best_execution_id=data.get("best_execution_id"),
+            reused_from=data.get("reused_from"),
+            error=data.get("error"),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The node as ``pipeline run --json`` prints it."""
+        data: dict[str, Any] = {
+            "status": str(self.status),
+            "type": self.type,
+            "execution_id": self.execution_id,
+            "reused_from": self.reused_from,
+        }
+        if self.type == "task":
+            data["execution_ids"] = list(self.execution_ids)
+            data["best_execution_id"] = self.best_execution_id
+        if self.error:
+            data["error"] = self.error
+        return data
+
+
+@dataclass(frozen=True)
+class PipelineResult:
+    """How a pipeline run ended: ``to_dict()`` is the summary ``pipeline run --json`` prints.
+
+    ``status`` is ``complete``, ``error``, ``stopped`` (an action stopped it) or
+    ``interrupted``; ``error`` says why when it is not complete; ``nodes`` are by name, in
+    the pipeline's order.
+    """
+
+    pipeline_run_id: str
+    pipeline: str
+    status: Status
+    error: str | None
+    nodes: Mapping[str, NodeResult]
+    created_at: str | None = None
+    updated_at: str | None = None
+
+    @classmethod
+    def from_summary(cls, summary: Mapping[str, Any]) -> PipelineResult:
+        """From the summary :meth:`PipelineRunner.run` returns."""
+        return cls(
+            pipeline_run_id=summary["pipeline_run_id"],
+            pipeline=str(summary.get("pipeline")),
+            status=Status(summary["status"]),
+            error=summary.get("error"),
+            nodes={
+                name: NodeResult.from_dict(name, node)
+                for name, node in (summary.get("nodes") or {}).items()
+            },
+            created_at=summary.get("created_at"),
+            updated_at=summary.get("updated_at"),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``pipeline run --json`` summary."""
+        return {
+            "pipeline_run_id": self.pipeline_run_id,
+            "pipeline": self.pipeline,
+            "status": str(self.status),
+            "error": self.error,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+            "nodes": {name: node.to_dict() for name, node in self.nodes.items()},
+        }
+
+
+OnEvent = Callable[[str], None]
+
+
+def run_pipeline(
+    name: str,
+    *,
+    parameters: Mapping[str, Any] | None = None,
+    inputs: Mapping[str, str | Sequence[str]] | None = None,
+    environment: Mapping[str, str] | None = None,
+    runtime: str = DEFAULT_RUNTIME,
+    pull_policy: str = "missing",
+    reuse: bool = False,
+    max_retries: int = 1,
+    address: str | None = None,
+    config: str | os.PathLike[str] = "valohai.yaml",
+    store: str | None = None,
+    on_event: OnEvent | None = None,
+) -> PipelineResult:
+    """Run pipeline ``name`` of the valohai.yaml ``config`` on Ray, as ``sweep pipeline run``.
+
+    ``parameters`` are pipeline parameters (``NAME``) or a node's (``NODE.PARAM``), checked
+    and typed like ``-p``; a list on a task node's parameter adds a grid axis. ``inputs``
+    maps ``NODE.INPUT`` to its URIs. ``on_event`` sees a line per node start, execution end
+    and node end. A node that fails is a result with status ``error``; a pipeline that
+    cannot run (an unknown name, an edge that cannot be resolved) raises
+    :class:`~sweeper.errors.SweeperError`.
+    """
+    from sweeper.pipeline.runner import PipelineOptions, PipelineRunner
+
+    project = project_from(config, store)
+    options = PipelineOptions(
+        pipeline=name,
+        parameters={key: _as_texts(value) for key, value in (parameters or {}).items()},
+        inputs={
+            key: [uris] if isinstance(uris, str) else list(uris)
+            for key, uris in (inputs or {}).items()
+        },
+        environment=dict(environment or {}),
+        reuse=reuse,
+        runtime=runtime,
+        address=address,
+        pull_policy=pull_policy,
+        max_retries=max_retries,
+    )
+    opened = project.open_store(create=True)
+    version, archive = project.snapshot_code(opened)
+    runner = PipelineRunner(
+        config=project.config,
+        config_text=project.config_path.read_text(encoding="utf-8"),
+        store=opened,
+        project_dir=project.directory,
+        options=options,
+        code_version=version,
+        code_archive=archive,
+    )
+    return PipelineResult.from_summary(runner.run(on_event=on_event))
+
+
+def resume_pipeline(
+    run_id: str = "latest",
+    *,
+    address: str | None = None,
+    config: str | os.PathLike[str] = "valohai.yaml",
+    store: str | None = None,
+    on_event: OnEvent | None = None,
+) -> PipelineResult:
+    """Continue pipeline run ``run_id`` (or the latest) as ``sweep pipeline resume`` does.
+
+    Completed nodes and executions are kept; what a killed driver left running runs again
+    with the options and code the run was started with. ``address`` moves it to another
+    Ray cluster.
+    """
+    from sweeper.pipeline.runner import PipelineRunner
+
+    opened = project_from(config, store).open_store()
+    runner = PipelineRunner.for_resume(opened, pipeline_run_id(opened, run_id), address=address)
+    return PipelineResult.from_summary(runner.run(on_event=on_event))
+
+
+def pipeline_run_id(store: RecordStore, ref: str) -> str:
+    """The id of pipeline run ``ref``: an id, or ``latest`` (the newest run in ``store``)."""
+    from sweeper.pipeline.state import latest_runs
+
+    if ref != "latest":
+        return ref
+    runs = latest_runs(store)
+    if not runs:
+        raise StoreError(f"no pipeline run in the store {store.location}")
+    return str(runs[0]["pipeline_run_id"])

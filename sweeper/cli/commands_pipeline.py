@@ -25,6 +25,7 @@ from sweeper.cli.options import (
 )
 from sweeper.cli.project import project_from
 from sweeper.execution.spec import parse_assignments
+from sweeper.status import Status
 
 if TYPE_CHECKING:
     from sweeper.api import PipelineResult
@@ -65,7 +66,7 @@ def _print(summary: dict[str, Any], as_json: bool) -> None:
 def _finish(result: PipelineResult, as_json: bool) -> None:
     """Print the run's summary; exit 0 when it completed."""
     _print(result.to_dict(), as_json)
-    sys.exit(0 if result.status == "complete" else 1)
+    sys.exit(0 if result.status is Status.COMPLETE else 1)
 
 
 @click.group(name="pipeline")

@@ -164,7 +164,7 @@ class PipelinePolicy:
     def end(self, controller: Controller, status: Status) -> Status:
         """Save how the run ended: complete, error, stopped or interrupted."""
         if status is Status.INTERRUPTED:
-            self._halt(Status.INTERRUPTED, "interrupted", stop=False)
+            self._halt(Status.INTERRUPTED, str(Status.INTERRUPTED), stop=False)
         else:
             status = self._final_status()
         error = str(self.failure) if self.failure else self.state.data.get("error")
@@ -320,7 +320,7 @@ class PipelinePolicy:
         context = self._contexts[name]
         runner = self.runner
         spec = build_spec(
-            plan.step,
+            plan.run_step,
             parameters=child.parameters,
             inputs=context.inputs,
             code_version=runner.code_version,

@@ -14,6 +14,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from sweeper.config import Parameter
 from sweeper.errors import SweeperError
 from sweeper.execution.record import ExecutionRecord
 from sweeper.pipeline.graph import NodePlan, PipelineError
@@ -21,14 +22,14 @@ from sweeper.status import Status
 from sweeper.sweep.policy import guess_direction
 
 
-def _is_axis(value: Any, parameter: Any) -> bool:
+def _is_axis(value: Any, parameter: Parameter) -> bool:
     return isinstance(value, list) and parameter.multiple in (None, "none")
 
 
 def task_variants(plan: NodePlan, fixed: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Every parameter combination the task node runs, in order (at least one)."""
     label = f'node "{plan.name}"'
-    step = plan.step
+    step = plan.run_step
     base: dict[str, Any] = {}
     axes: dict[str, list[Any]] = {}
     for name, value in fixed.items():

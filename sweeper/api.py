@@ -5,8 +5,9 @@
 prints; ``sweeper.rerun(execution_id)`` runs a recorded execution again as it ran.
 ``sweeper.run_sweep("train", trials=20, ...)`` sweeps a step on Ray and returns a frozen
 :class:`SweepResult` (``.to_dict()`` is the ``sweep --json`` summary); ``resume_sweep``
-continues a killed one. The commands are thin wrappers over these functions, so both
-behave the same.
+continues a killed one. ``sweeper.run_pipeline("train-pipeline")`` runs a pipeline and
+returns a frozen :class:`PipelineResult`; ``resume_pipeline`` continues a killed run. The
+commands are thin wrappers over these functions, so both behave the same.
 """
 
 from __future__ import annotations
@@ -18,19 +19,34 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from sweeper.errors import SweeperError
+from sweeper.errors import StoreError, SweeperError
 from sweeper.project import Project, project_from
 from sweeper.runtime import DEFAULT_RUNTIME
 from sweeper.status import Status
 
 if TYPE_CHECKING:
+    from sweeper.cluster.actors import ResourceShape, TrialHandle
+    from sweeper.cluster.connect import ClusterInfo
+    from sweeper.cluster.controller import Controller, Launch
     from sweeper.config import Step
-    from sweeper.execution.record import ExecutionRecord
+    from sweeper.execution.record import ExecutionRecord, MetricEvent
     from sweeper.execution.runner import StopToken
     from sweeper.execution.spec import ExecutionSpec
+    from sweeper.store import RecordStore
     from sweeper.sweep.engine import Progress, SweepOptions, SweepRunner
 
-__all__ = ["SweepResult", "TrialSummary", "rerun", "resume_sweep", "run", "run_sweep"]
+__all__ = [
+    "NodeResult",
+    "PipelineResult",
+    "SweepResult",
+    "TrialSummary",
+    "rerun",
+    "resume_pipeline",
+    "resume_sweep",
+    "run",
+    "run_pipeline",
+    "run_sweep",
+]
 
 Echo = Callable[[str], None]
 OnRecord = Callable[["ExecutionRecord"], None]
@@ -50,14 +66,121 @@ def _execute(
     echo: Echo | None,
     stop: StopToken | None,
     on_record: OnRecord | None,
+    address: str | None = None,
 ) -> ExecutionRecord:
+    """Run ``spec`` here, in this process; or, given a Ray ``address``, on that cluster.
+
+    On a cluster the execution takes the path every cluster execution takes: the
+    :class:`~sweeper.cluster.controller.Controller` runs it on a Ray actor, with a policy
+    of one execution (:class:`_SingleRun`).
+    """
+    store = project.open_store(create=True)
+    if address is not None:
+        from sweeper.cluster.controller import Controller
+
+        policy = _SingleRun(spec, reuse=reuse, stop=stop, echo=echo)
+        Controller(store, address=address, runtime=spec.runtime).run(policy)
+        assert policy.record is not None  # the controller re-raises when it has none
+        policy.echo_log(store, final=True)
+        if on_record is not None:
+            on_record(policy.record)
+        return policy.record
     from sweeper.execution.runner import Executor
     from sweeper.runtime import get_runtime
 
-    executor = Executor(project.open_store(create=True), get_runtime(spec.runtime))
+    executor = Executor(store, get_runtime(spec.runtime))
     return executor.run(
         spec, reuse=reuse, stop=stop, echo=echo, on_record=on_record, raise_bad_input=True
     )
+
+
+class _SingleRun:
+    """The :class:`~sweeper.cluster.controller.Policy` of ``sweep run --address``: one execution.
+
+    Its log is echoed as it grows when the store is a local folder (else once it ended),
+    and ``stop`` (Ctrl-C in ``sweep run``) stops it on its actor.
+    """
+
+    poll_metrics = False
+
+    def __init__(
+        self, spec: ExecutionSpec, *, reuse: bool, stop: StopToken | None, echo: Echo | None
+    ) -> None:
+        from sweeper.cluster.controller import Launch
+        from sweeper.execution.runner import ExecutionContext
+
+        self.launch = Launch(key=0, spec=spec, context=ExecutionContext(), reuse=reuse)
+        self.stop = stop
+        self.echo = echo
+        self.record: ExecutionRecord | None = None
+        self._asked = False
+        self._echoed = 0  # characters of the log echoed so far
+
+    def shapes(self) -> Sequence[ResourceShape]:
+        """The one execution's shape."""
+        from sweeper.cluster.actors import ResourceShape
+
+        return [ResourceShape.of(self.launch.spec)]
+
+    def slots(self, cluster: ClusterInfo) -> int | None:
+        """One at a time (there is only one)."""
+        return 1
+
+    def start(self, controller: Controller) -> None:
+        """Nothing to create or recover: the execution's record is its whole state."""
+
+    def ask(self, controller: Controller, free: int) -> list[Launch]:
+        """The execution, once."""
+        if self._asked:
+            return []
+        self._asked = True
+        return [self.launch]
+
+    def exhausted(self) -> bool:
+        """Once the execution has started."""
+        return self._asked
+
+    def tick(self, controller: Controller) -> None:
+        """Pass a stop on to the actor; echo the log lines written since the last turn."""
+        if self.stop is not None and self.stop.event.is_set():
+            # again each turn: a stop that reaches the actor before its run began is lost
+            controller.stop(self.launch.key, self.stop.reason)
+        self.echo_log(controller.store)
+
+    def on_events(
+        self, controller: Controller, handle: TrialHandle, events: list[MetricEvent]
+    ) -> None:
+        """Not called: no metric is polled."""
+
+    def on_result(
+        self, controller: Controller, handle: TrialHandle, record: ExecutionRecord
+    ) -> None:
+        """Keep the record."""
+        self.record = record
+
+    def end(self, controller: Controller, status: Status) -> Status:
+        """The run's status as the controller saw it."""
+        return status
+
+    def echo_log(self, store: RecordStore, *, final: bool = False) -> None:
+        """Echo the whole log lines not echoed yet (the rest too when ``final``)."""
+        if self.echo is None:
+            return
+        execution_id = self.launch.execution_id
+        path = store.log_file(execution_id)
+        if path is None:  # a remote store: the log is uploaded when the execution ends
+            data = (store.read_log(execution_id) or "").encode() if final else b""
+        elif path.exists():
+            with open(path, "rb") as handle:
+                handle.seek(self._echoed)
+                data = handle.read()
+        else:
+            data = b""
+        if not final:
+            data = data[: data.rfind(b"\n") + 1]  # a line still being written comes next turn
+        self._echoed += len(data)
+        for line in data.decode("utf-8", errors="replace").splitlines():
+            self.echo(line)
 
 
 def run(
@@ -71,6 +194,7 @@ def run(
     reuse: bool = False,
     config: str | os.PathLike[str] = "valohai.yaml",
     store: str | None = None,
+    address: str | None = None,
     echo: Echo | None = None,
     stop: StopToken | None = None,
     on_record: OnRecord | None = None,
@@ -80,10 +204,13 @@ def run(
     ``parameters`` are checked and typed like ``-p NAME=VALUE`` (a list for a multiple
     parameter); ``inputs`` maps an input name to its URIs, replacing the step's default. The
     project's files are snapshotted into ``store`` (default ``.sweeper/`` next to the
-    valohai.yaml) and the step runs in ``runtime``. ``echo`` sees each log line, ``on_record``
-    the record each time it is stored, and ``stop`` stops the execution from another thread.
-    A failed step is a record with status ``error``; bad input (an unknown parameter, a
-    missing input or image) raises :class:`~sweeper.errors.SweeperError` and runs nothing.
+    valohai.yaml) and the step runs in ``runtime``: in this process, or with ``address``
+    (``auto``, ``HOST:PORT``) on a Ray actor of that cluster, as a sweep's trials run. ``echo``
+    sees each log line, ``on_record`` the record each time it is stored (on a cluster: the
+    final one), and ``stop`` stops the execution from another thread. A failed step is a
+    record with status ``error``; bad input (an unknown parameter, a missing input or image)
+    raises :class:`~sweeper.errors.SweeperError` and runs nothing (on a cluster, an input or
+    image the node cannot get is a record with status ``error``).
     """
     from sweeper.execution.inputs import resolve_inputs
     from sweeper.execution.spec import build_spec
@@ -114,7 +241,9 @@ def run(
         environment=dict(environment or {}),
         pull_policy=pull_policy,
     )
-    return _execute(project, spec, reuse=reuse, echo=echo, stop=stop, on_record=on_record)
+    return _execute(
+        project, spec, reuse=reuse, echo=echo, stop=stop, on_record=on_record, address=address
+    )
 
 
 def _recorded_step(record: ExecutionRecord) -> Step:
@@ -374,3 +503,194 @@ def resume_sweep(
     return _sweep(
         project, options, sweep_id=sweep_id, code=code, on_start=on_start, on_progress=on_progress
     )
+
+
+# -- pipelines ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NodeResult:
+    """One node of a pipeline run: how it ended and the executions it ran.
+
+    ``execution_id`` is the execution whose outputs flow downstream (a task node's best
+    one); ``execution_ids`` every execution the node ran last (one per variant of a task).
+    """
+
+    name: str
+    type: str
+    status: Status
+    execution_id: str | None
+    execution_ids: tuple[str, ...] = ()
+    best_execution_id: str | None = None
+    reused_from: str | None = None
+    error: str | None = None
+
+    @classmethod
+    def from_dict(cls, name: str, data: Mapping[str, Any]) -> NodeResult:
+        """From a node of the ``pipeline run --json`` summary."""
+        execution_id = data.get("execution_id")
+        ids = data.get("execution_ids")
+        return cls(
+            name=name,
+            type=str(data.get("type", "execution")),
+            status=Status(data["status"]),
+            execution_id=execution_id,
+            execution_ids=tuple(ids)
+            if ids is not None
+            else ((execution_id,) if execution_id else ()),
+            best_execution_id=data.get("best_execution_id"),
+            reused_from=data.get("reused_from"),
+            error=data.get("error"),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The node as ``pipeline run --json`` prints it."""
+        data: dict[str, Any] = {
+            "status": str(self.status),
+            "type": self.type,
+            "execution_id": self.execution_id,
+            "reused_from": self.reused_from,
+        }
+        if self.type == "task":
+            data["execution_ids"] = list(self.execution_ids)
+            data["best_execution_id"] = self.best_execution_id
+        if self.error:
+            data["error"] = self.error
+        return data
+
+
+@dataclass(frozen=True)
+class PipelineResult:
+    """How a pipeline run ended: ``to_dict()`` is the summary ``pipeline run --json`` prints.
+
+    ``status`` is ``complete``, ``error``, ``stopped`` (an action stopped it) or
+    ``interrupted``; ``error`` says why when it is not complete; ``nodes`` are by name, in
+    the pipeline's order.
+    """
+
+    pipeline_run_id: str
+    pipeline: str
+    status: Status
+    error: str | None
+    nodes: Mapping[str, NodeResult]
+    created_at: str | None = None
+    updated_at: str | None = None
+
+    @classmethod
+    def from_summary(cls, summary: Mapping[str, Any]) -> PipelineResult:
+        """From the summary :meth:`PipelineRunner.run` returns."""
+        return cls(
+            pipeline_run_id=summary["pipeline_run_id"],
+            pipeline=str(summary.get("pipeline")),
+            status=Status(summary["status"]),
+            error=summary.get("error"),
+            nodes={
+                name: NodeResult.from_dict(name, node)
+                for name, node in (summary.get("nodes") or {}).items()
+            },
+            created_at=summary.get("created_at"),
+            updated_at=summary.get("updated_at"),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``pipeline run --json`` summary."""
+        return {
+            "pipeline_run_id": self.pipeline_run_id,
+            "pipeline": self.pipeline,
+            "status": str(self.status),
+            "error": self.error,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+            "nodes": {name: node.to_dict() for name, node in self.nodes.items()},
+        }
+
+
+OnEvent = Callable[[str], None]
+
+
+def run_pipeline(
+    name: str,
+    *,
+    parameters: Mapping[str, Any] | None = None,
+    inputs: Mapping[str, str | Sequence[str]] | None = None,
+    environment: Mapping[str, str] | None = None,
+    runtime: str = DEFAULT_RUNTIME,
+    pull_policy: str = "missing",
+    reuse: bool = False,
+    max_retries: int = 1,
+    address: str | None = None,
+    config: str | os.PathLike[str] = "valohai.yaml",
+    store: str | None = None,
+    on_event: OnEvent | None = None,
+) -> PipelineResult:
+    """Run pipeline ``name`` of the valohai.yaml ``config`` on Ray, as ``sweep pipeline run``.
+
+    ``parameters`` are pipeline parameters (``NAME``) or a node's (``NODE.PARAM``), checked
+    and typed like ``-p``; a list on a task node's parameter adds a grid axis. ``inputs``
+    maps ``NODE.INPUT`` to its URIs. ``on_event`` sees a line per node start, execution end
+    and node end. A node that fails is a result with status ``error``; a pipeline that
+    cannot run (an unknown name, an edge that cannot be resolved) raises
+    :class:`~sweeper.errors.SweeperError`.
+    """
+    from sweeper.pipeline.runner import PipelineOptions, PipelineRunner
+
+    project = project_from(config, store)
+    options = PipelineOptions(
+        pipeline=name,
+        parameters={key: _as_texts(value) for key, value in (parameters or {}).items()},
+        inputs={
+            key: [uris] if isinstance(uris, str) else list(uris)
+            for key, uris in (inputs or {}).items()
+        },
+        environment=dict(environment or {}),
+        reuse=reuse,
+        runtime=runtime,
+        address=address,
+        pull_policy=pull_policy,
+        max_retries=max_retries,
+    )
+    opened = project.open_store(create=True)
+    version, archive = project.snapshot_code(opened)
+    runner = PipelineRunner(
+        config=project.config,
+        config_text=project.config_path.read_text(encoding="utf-8"),
+        store=opened,
+        project_dir=project.directory,
+        options=options,
+        code_version=version,
+        code_archive=archive,
+    )
+    return PipelineResult.from_summary(runner.run(on_event=on_event))
+
+
+def resume_pipeline(
+    run_id: str = "latest",
+    *,
+    address: str | None = None,
+    config: str | os.PathLike[str] = "valohai.yaml",
+    store: str | None = None,
+    on_event: OnEvent | None = None,
+) -> PipelineResult:
+    """Continue pipeline run ``run_id`` (or the latest) as ``sweep pipeline resume`` does.
+
+    Completed nodes and executions are kept; what a killed driver left running runs again
+    with the options and code the run was started with. ``address`` moves it to another
+    Ray cluster.
+    """
+    from sweeper.pipeline.runner import PipelineRunner
+
+    opened = project_from(config, store).open_store()
+    runner = PipelineRunner.for_resume(opened, pipeline_run_id(opened, run_id), address=address)
+    return PipelineResult.from_summary(runner.run(on_event=on_event))
+
+
+def pipeline_run_id(store: RecordStore, ref: str) -> str:
+    """The id of pipeline run ``ref``: an id, or ``latest`` (the newest run in ``store``)."""
+    from sweeper.pipeline.state import latest_runs
+
+    if ref != "latest":
+        return ref
+    runs = latest_runs(store)
+    if not runs:
+        raise StoreError(f"no pipeline run in the store {store.location}")
+    return str(runs[0]["pipeline_run_id"])

@@ -22,9 +22,10 @@ import pytest
 import sweeper
 from sweeper.errors import SweeperError
 from sweeper.execution.record import ExecutionRecord
+from sweeper.pipeline.state import PipelineState
 from sweeper.status import Status
 from sweeper.store import Store
-from tests.conftest import EXAMPLE, REPO
+from tests.conftest import EXAMPLE, REPO, sweep_cli
 
 README = REPO / "README.md"
 
@@ -90,6 +91,30 @@ def test_readme_example_runs_as_written(in_project_root: Path) -> None:
     assert json.loads(json.dumps(summary)) == summary
     assert lines[3].startswith(f"complete 3 {result.best.value} ")
 
+    pipeline_run = namespace["pipeline_run"]
+    assert isinstance(pipeline_run, sweeper.PipelineResult)
+    assert pipeline_run.status == Status.COMPLETE and pipeline_run.error is None
+    assert list(pipeline_run.nodes) == ["preprocess", "train", "evaluate"]
+    records = {}
+    for name, node in pipeline_run.nodes.items():
+        assert node.status == Status.COMPLETE and node.execution_ids == (node.execution_id,)
+        stored = store.get_record(str(node.execution_id))
+        assert stored is not None and stored.status == Status.COMPLETE
+        assert stored.pipeline_run_id == pipeline_run.pipeline_run_id and stored.node == name
+        records[name] = stored
+    assert records["train"].parameters["epochs"] == 3
+    # the edge train.output.model* -> evaluate.input.model carried train's own output
+    model = next(i for i in records["evaluate"].inputs if i["name"] == "model")
+    assert model["uri"].startswith(f"execution://{records['train'].id}/outputs/model")
+    # to_dict() is what `sweep pipeline show --json` reads back from the store
+    assert (
+        pipeline_run.to_dict() == PipelineState.load(store, pipeline_run.pipeline_run_id).summary()
+    )
+    assert lines[4] == "complete"
+    assert lines[5:] == [
+        f"{name} complete {node.execution_id}" for name, node in pipeline_run.nodes.items()
+    ]
+
 
 def test_bad_input_raises_and_runs_nothing(in_project_root: Path) -> None:
     config = "configs/valohai.yaml"
@@ -103,6 +128,12 @@ def test_bad_input_raises_and_runs_nothing(in_project_root: Path) -> None:
         sweeper.resume_sweep(config=config)
     with pytest.raises(SweeperError, match='unknown sweep "nope"'):
         sweeper.resume_sweep("nope", config=config)
+    with pytest.raises(SweeperError, match='unknown pipeline "nope"'):
+        sweeper.run_pipeline("nope", runtime="local", config=config)
+    with pytest.raises(SweeperError, match="no pipeline run in the store"):
+        sweeper.resume_pipeline(config=config)
+    with pytest.raises(SweeperError, match='unknown pipeline run "nope"'):
+        sweeper.resume_pipeline("nope", config=config)
 
 
 def test_importing_sweeper_loads_no_heavy_library() -> None:
@@ -116,3 +147,81 @@ def test_importing_sweeper_loads_no_heavy_library() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
     )
     assert json.loads(out.stdout.replace("'", '"')) == []
+
+
+def test_run_with_an_address_runs_on_an_actor_of_that_cluster(
+    in_project_root: Path, ray_head: str
+) -> None:
+    proc = sweep_cli(
+        "run",
+        "train-model",
+        "--runtime",
+        "local",
+        "-p",
+        "epochs=2",
+        "--address",
+        ray_head,
+        "--json",
+        "-f",
+        "configs/valohai.yaml",
+        cwd=in_project_root,
+    )
+    assert proc.returncode == 0, proc.stderr
+    printed = json.loads(proc.stdout)
+    assert printed["status"] == "complete" and printed["parameters"]["epochs"] == 2
+    assert printed["ray_node"]  # an actor of the cluster ran it, not this process
+    assert '"epoch": 1' in proc.stderr  # its log was echoed, as for a run here
+    store = Store.open(str(in_project_root / "configs" / ".sweeper"))
+    stored = store.get_record(printed["id"])
+    assert stored is not None and stored.status == Status.COMPLETE
+    assert stored.ray_node == printed["ray_node"]
+
+
+SLEEPER = """
+- step:
+    name: sleep
+    image: sweeper-test/python:latest
+    command: python -c "import time; print('started', flush=True); time.sleep(120)"
+"""
+
+
+def test_a_stopped_run_on_a_cluster_ends_stopped(make_project, ray_head: str) -> None:
+    import ray
+
+    from sweeper.execution.runner import StopToken
+
+    project = make_project(SLEEPER)
+    stop = StopToken()
+    stop.stop()  # before the actor even starts: the controller passes it on until it lands
+    try:
+        record = sweeper.run(
+            "sleep", runtime="local", config=project / "valohai.yaml", address=ray_head, stop=stop
+        )
+    finally:
+        ray.shutdown()  # the next test's Ray is its own
+    assert record.status == Status.STOPPED and record.ray_node
+
+
+def test_pipeline_run_json_is_the_pipeline_result(in_project_root: Path) -> None:
+    """``sweep pipeline run --json`` prints ``PipelineResult.to_dict()``; resume gives it back."""
+    proc = sweep_cli(
+        "pipeline",
+        "run",
+        "train-pipeline",
+        "--runtime",
+        "local",
+        "-p",
+        "train.epochs=2",
+        "--json",
+        "-f",
+        "configs/valohai.yaml",
+        cwd=in_project_root,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr
+    printed = json.loads(proc.stdout)
+    assert sweeper.PipelineResult.from_summary(printed).to_dict() == printed
+    # a complete run resumes to the same result at once (nothing runs again)
+    resumed = sweeper.resume_pipeline(config="configs/valohai.yaml")
+    assert resumed.to_dict() == printed and resumed.status == Status.COMPLETE
+    assert [node.status for node in resumed.nodes.values()] == [Status.COMPLETE] * 3

@@ -32,14 +32,11 @@ ALLOWED_DOCKER: dict[str, int] = {}
 ALLOWED_STORE_PATHS: dict[str, int] = {
     # Valohai's own /valohai/config/execution.json in the work folder, not a store path.
     "sweeper/execution/runner.py": 1,
-    "sweeper/pipeline/state.py": 1,  # run.json (P2: store.put_pipeline_run)
     "sweeper/sweep/state.py": 2,  # journal_path, SweepState (P2: store.sweep_journal/put_sweep)
 }
 
 #: Rule 3: files with a store/step/config/task/record parameter typed ``Any``, and how many.
 ALLOWED_ANY_PARAMETERS: dict[str, int] = {
-    "sweeper/pipeline/runner.py": 3,  # P2
-    "sweeper/pipeline/state.py": 3,  # P2
     "sweeper/sweep/engine.py": 5,  # P2
     "sweeper/sweep/space.py": 7,  # P2
     "sweeper/sweep/state.py": 4,  # P2

@@ -175,6 +175,10 @@ def _execution(
 @click.option(
     "--dry-run", is_flag=True, help="Print the rendered command(s), one per line, and exit."
 )
+@click.option(
+    "--address",
+    help="Run it on a Ray actor of this cluster: auto, HOST:PORT or ray://HOST:PORT (default: here, without Ray).",
+)
 @config_option
 @store_option
 def run(
@@ -187,6 +191,7 @@ def run(
     as_json: bool,
     reuse: bool,
     dry_run: bool,
+    address: str | None,
     config_path: str | None,
     store: str | None,
 ) -> None:
@@ -211,6 +216,7 @@ def run(
         reuse=reuse,
         config=config_path or "valohai.yaml",
         store=store,
+        address=address,
     )
     sys.exit(_exit_status(record))
 

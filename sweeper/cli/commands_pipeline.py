@@ -24,12 +24,13 @@ from sweeper.cli.options import (
     store_option,
 )
 from sweeper.cli.project import project_from
-from sweeper.errors import StoreError
 from sweeper.execution.spec import parse_assignments
-from sweeper.pipeline import PipelineOptions, PipelineRunner, PipelineState, latest_runs
+from sweeper.status import Status
 
 if TYPE_CHECKING:
-    from sweeper.store import RecordStore
+    from sweeper.api import PipelineResult
+
+# The runner (and Ray behind it) is imported by the commands that run a pipeline.
 
 
 def _echo_event(text: str) -> None:
@@ -62,17 +63,10 @@ def _print(summary: dict[str, Any], as_json: bool) -> None:
     )
 
 
-def _exit(summary: dict[str, Any]) -> None:
-    sys.exit(0 if summary["status"] == "complete" else 1)
-
-
-def _resolve_run(store: RecordStore, ref: str) -> str:
-    if ref != "latest":
-        return ref
-    runs = latest_runs(store)
-    if not runs:
-        raise StoreError(f"no pipeline run in the store {store.location}")
-    return str(runs[0]["pipeline_run_id"])
+def _finish(result: PipelineResult, as_json: bool) -> None:
+    """Print the run's summary; exit 0 when it completed."""
+    _print(result.to_dict(), as_json)
+    sys.exit(0 if result.status is Status.COMPLETE else 1)
 
 
 @click.group(name="pipeline")
@@ -136,33 +130,23 @@ def run_command(
     store: str | None,
 ) -> None:
     """Run pipeline NAME; exit 0 when every node completed."""
-    project = project_from(config_path, store)
-    config = project.config
-    options = PipelineOptions(
-        pipeline=name,
+    from sweeper import api
+
+    result = api.run_pipeline(
+        name,
         parameters=parse_assignments(params, "-p"),
         inputs=parse_assignments(inputs, "--input"),
         environment={k: v[-1] for k, v in parse_assignments(env, "-e").items()},
         reuse=reuse,
         runtime=runtime,
-        address=address,
         pull_policy=pull_policy,
         max_retries=max_retries,
+        address=address,
+        config=config_path or "valohai.yaml",
+        store=store,
+        on_event=_echo_event,
     )
-    opened = project.open_store(create=True)
-    version, archive = project.snapshot_code(opened)
-    runner = PipelineRunner(
-        config=config,
-        config_text=project.config_path.read_text(encoding="utf-8"),
-        store=opened,
-        project_dir=project.directory,
-        options=options,
-        code_version=version,
-        code_archive=archive,
-    )
-    summary = runner.run(on_event=_echo_event)
-    _print(summary, as_json)
-    _exit(summary)
+    _finish(result, as_json)
 
 
 @pipeline_group.command(name="resume")
@@ -177,11 +161,16 @@ def resume_command(
     run_id: str, address: str | None, as_json: bool, config_path: str | None, store: str | None
 ) -> None:
     """Continue pipeline run RUN_ID (or latest): completed nodes are not run again."""
-    opened = project_from(config_path, store).open_store()
-    runner = PipelineRunner.for_resume(opened, _resolve_run(opened, run_id), address=address)
-    summary = runner.run(on_event=_echo_event)
-    _print(summary, as_json)
-    _exit(summary)
+    from sweeper import api
+
+    result = api.resume_pipeline(
+        run_id,
+        address=address,
+        config=config_path or "valohai.yaml",
+        store=store,
+        on_event=_echo_event,
+    )
+    _finish(result, as_json)
 
 
 @pipeline_group.command(name="show")
@@ -191,8 +180,11 @@ def resume_command(
 @store_option
 def show_command(run_id: str, as_json: bool, config_path: str | None, store: str | None) -> None:
     """Show one pipeline run (an id or latest) and its nodes."""
+    from sweeper.api import pipeline_run_id
+    from sweeper.pipeline.state import PipelineState
+
     opened = project_from(config_path, store).open_store()
-    _print(PipelineState.load(opened, _resolve_run(opened, run_id)).summary(), as_json)
+    _print(PipelineState.load(opened, pipeline_run_id(opened, run_id)).summary(), as_json)
 
 
 @pipeline_group.command(name="ls")
@@ -201,6 +193,8 @@ def show_command(run_id: str, as_json: bool, config_path: str | None, store: str
 @store_option
 def ls_command(as_json: bool, config_path: str | None, store: str | None) -> None:
     """List pipeline runs, newest first."""
+    from sweeper.pipeline.state import latest_runs
+
     runs = latest_runs(project_from(config_path, store).open_store())
     if as_json:
         click.echo(

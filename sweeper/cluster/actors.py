@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import ray
 
+from sweeper.execution.record import ExecutionRecord, MetricEvent
 from sweeper.execution.runner import ExecutionContext, Executor, StopToken
 from sweeper.execution.spec import ExecutionSpec
 from sweeper.runtime import get_runtime
@@ -40,7 +41,7 @@ class ExecutionActor:
 
     def run(
         self, spec: ExecutionSpec, execution_id: str, context: ExecutionContext, reuse: bool
-    ) -> dict[str, Any]:
+    ) -> ExecutionRecord:
         """Run one execution to its end and return its record."""
         runtime_context = ray.get_runtime_context()
         gpu_ids = runtime_context.get_accelerator_ids().get("GPU", [])
@@ -50,7 +51,7 @@ class ExecutionActor:
             self._events = []
             self._stop = StopToken()
             stop = self._stop
-        return self.executor.execute(
+        return self.executor.run(
             spec,
             execution_id=execution_id,
             context=context,
@@ -59,9 +60,9 @@ class ExecutionActor:
             on_metrics=self._on_metrics,
         )
 
-    def _on_metrics(self, event: dict[str, Any]) -> None:
+    def _on_metrics(self, event: MetricEvent) -> None:
         with self._lock:
-            self._events.append(event)
+            self._events.append(dict(event))
 
     def take_events(self) -> list[dict[str, Any]]:
         """The metric events printed since the last call (for pruning)."""

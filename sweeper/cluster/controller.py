@@ -79,7 +79,7 @@ class Policy(Protocol):
         ...
 
     def on_result(
-        self, controller: Controller, handle: TrialHandle, record: Mapping[str, Any]
+        self, controller: Controller, handle: TrialHandle, record: ExecutionRecord
     ) -> None:
         """An execution ended (its actor's death included, as ``crashed``)."""
         ...
@@ -197,9 +197,9 @@ class Controller:
                 continue
             yield handle, events
 
-    def _result(self, pool: ActorPool, handle: TrialHandle) -> Mapping[str, Any]:
+    def _result(self, pool: ActorPool, handle: TrialHandle) -> ExecutionRecord:
         try:
-            record: Mapping[str, Any] = ray.get(handle.ref)
+            record: ExecutionRecord = ray.get(handle.ref)
         except Exception as exc:  # the actor or its node died: an infrastructure failure
             pool.release(handle, healthy=False)
             reason = f"the Ray actor running it died: {type(exc).__name__}: {str(exc)[:300]}"
@@ -209,7 +209,7 @@ class Controller:
                 reason,
                 sweep_id=context.sweep_id,
                 pipeline_run_id=context.pipeline_run_id,
-            ).to_dict()
+            )
         pool.release(handle)
         return record
 

@@ -252,17 +252,6 @@ class Executor:
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
 
-    def execute(
-        self,
-        spec: ExecutionSpec,
-        *,
-        on_record: Callable[[dict[str, Any]], None] | None = None,
-        **options: Any,
-    ) -> dict[str, Any]:
-        """:meth:`run`, with the record as a dict (for callers not yet on ExecutionRecord)."""
-        see = None if on_record is None else (lambda record: on_record(record.to_dict()))
-        return self.run(spec, on_record=see, **options).to_dict()
-
     def _prepare(self, spec: ExecutionSpec, workdir: Path) -> tuple[list[InputFile], str | None]:
         shutil.rmtree(workdir, ignore_errors=True)
         for sub in ("inputs", "outputs", "config"):

@@ -32,9 +32,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sweeper.config import Config, Edge, Pipeline
+from sweeper.config import Config, Edge, Node, Parameter, Pipeline, Step, Task
 from sweeper.config.problems import Problems
 from sweeper.errors import ConfigError, SweeperError
+from sweeper.execution.record import ExecutionRecord
+from sweeper.status import Status
 
 #: What a deployment node ends with: sweeper runs steps, not deployments.
 DEPLOYMENT_UNSUPPORTED = "deployment nodes are not supported by sweeper (nothing was deployed)"
@@ -69,14 +71,21 @@ class NodePlan:
     """One node, resolved: the step it runs (override applied; ``None`` for a deployment
     node) and, for a task node, its task."""
 
-    node: Any
-    step: Any
-    task: Any | None = None
+    node: Node
+    step: Step | None
+    task: Task | None = None
 
     @property
     def name(self) -> str:
         """The node's name."""
         return str(self.node.name)
+
+    @property
+    def run_step(self) -> Step:
+        """The step the node runs; :class:`PipelineError` for a deployment node, which runs none."""
+        if self.step is None:
+            raise PipelineError(f'node "{self.name}": {DEPLOYMENT_UNSUPPORTED}')
+        return self.step
 
     @property
     def is_task(self) -> bool:
@@ -94,7 +103,9 @@ class NodePlan:
 class PipelineGraph:
     """The checked DAG of one pipeline (see the module docstring)."""
 
-    def __init__(self, pipeline: Any, plans: dict[str, NodePlan], order: tuple[str, ...]) -> None:
+    def __init__(
+        self, pipeline: Pipeline, plans: dict[str, NodePlan], order: tuple[str, ...]
+    ) -> None:
         self.pipeline = pipeline
         self.plans = plans
         self.order = order
@@ -152,7 +163,7 @@ class PipelineGraph:
                 ):
                     continue
                 raise PipelineError(
-                    f'{self._label(name)}: input "{item.name}" of step "{plan.step.name}" is required '
+                    f'{self._label(name)}: input "{item.name}" of step "{plan.run_step.name}" is required '
                     f"but has no default, no edge into it and no --input {name}.{item.name}=URI"
                 )
 
@@ -202,7 +213,7 @@ class PipelineGraph:
                 )
         for parameter in self.pipeline.parameters:
             for node, pname in parameter.sockets:
-                step_parameter = self.plans[node].step.get_parameter(pname)
+                step_parameter = self.plans[node].run_step.get_parameter(pname)
                 texts = cli.get(parameter.name)
                 what = f'pipeline parameter "{parameter.name}" -> {node}.parameter.{pname}'
                 if texts is not None:
@@ -214,13 +225,13 @@ class PipelineGraph:
                 continue
             node, pname = self._node_socket(name, f"-p {name}")
             plan = self.plans[node]
-            if pname not in {p.name for p in plan.step.parameters}:
-                known = ", ".join(p.name for p in plan.step.parameters) or "(none)"
+            if pname not in {p.name for p in plan.run_step.parameters}:
+                known = ", ".join(p.name for p in plan.run_step.parameters) or "(none)"
                 raise PipelineError(
-                    f'{self._label(node)}: -p {name}: step "{plan.step.name}" has no parameter "{pname}"; known parameters: {known}'
+                    f'{self._label(node)}: -p {name}: step "{plan.run_step.name}" has no parameter "{pname}"; known parameters: {known}'
                 )
             values[node][pname] = self._typed_texts(
-                node, plan.step.get_parameter(pname), texts, f"-p {name}"
+                node, plan.run_step.get_parameter(pname), texts, f"-p {name}"
             )
         return values
 
@@ -242,7 +253,7 @@ class PipelineGraph:
             raise PipelineError(f"{self._label(parts[0])}: {what}: {DEPLOYMENT_UNSUPPORTED}")
         return parts[0], parts[2]
 
-    def _typed_texts(self, node: str, parameter: Any, texts: Sequence[str], what: str) -> Any:
+    def _typed_texts(self, node: str, parameter: Parameter, texts: Sequence[str], what: str) -> Any:
         try:
             if self.plans[node].is_task and len(texts) > 1 and parameter.multiple in (None, "none"):
                 return [parameter.parse_value(t) for t in texts]
@@ -250,7 +261,7 @@ class PipelineGraph:
         except SweeperError as exc:
             raise PipelineError(f"{self._label(node)}: {what}: {exc}") from None
 
-    def _typed(self, node: str, parameter: Any, value: Any, what: str) -> Any:
+    def _typed(self, node: str, parameter: Parameter, value: Any, what: str) -> Any:
         try:
             if isinstance(value, (list, tuple)) and parameter.multiple in (None, "none"):
                 return [parameter.validate(v) for v in value]
@@ -284,13 +295,13 @@ class PipelineGraph:
 class NodeOutcome:
     """What a finished node offers downstream: its execution records and the best one."""
 
-    records: list[dict[str, Any]] = field(default_factory=list)
-    best: dict[str, Any] | None = None
+    records: list[ExecutionRecord] = field(default_factory=list)
+    best: ExecutionRecord | None = None
 
-    def flowing(self, mode: str) -> list[dict[str, Any]]:
+    def flowing(self, mode: str) -> list[ExecutionRecord]:
         """The records whose outputs flow: the best one, or every complete one for ``append``."""
         if mode == "append":
-            complete = [r for r in self.records if r.get("status") == "complete"]
+            complete = [r for r in self.records if r.status is Status.COMPLETE]
             return complete or self.records
         if self.best is not None:
             return [self.best]
@@ -306,10 +317,10 @@ class EdgeValues:
     environment: dict[str, str] = field(default_factory=dict)
 
 
-def matching_outputs(record: Mapping[str, Any], pattern: str) -> list[dict[str, Any]]:
+def matching_outputs(record: ExecutionRecord, pattern: str) -> list[dict[str, Any]]:
     """Outputs of an execution whose path (or file name) matches the glob ``pattern``."""
     found = []
-    for item in record.get("outputs") or []:
+    for item in record.outputs:
         path = str(item.get("path") or item.get("name") or "")
         if fnmatch.fnmatchcase(path, pattern) or fnmatch.fnmatchcase(
             path.rsplit("/", 1)[-1], pattern
@@ -351,7 +362,7 @@ def resolve_edges(
         value = _edge_value(what, edge, record)
         if edge.target_type == "parameter":
             try:
-                values.parameters[edge.target_key] = plan.step.get_parameter(
+                values.parameters[edge.target_key] = plan.run_step.get_parameter(
                     edge.target_key
                 ).validate(value)
             except SweeperError as exc:
@@ -361,38 +372,38 @@ def resolve_edges(
     return values
 
 
-def _edge_files(what: str, edge: Any, record: Mapping[str, Any]) -> list[str]:
+def _edge_files(what: str, edge: Edge, record: ExecutionRecord) -> list[str]:
     if edge.source_type == "input":
-        files = [i for i in record.get("inputs") or [] if i.get("name") == edge.source_key]
+        files = [i for i in record.inputs if i.get("name") == edge.source_key]
         return [str(f["uri"]) for f in files]
     found = matching_outputs(record, edge.source_key)
     if not found:
-        have = ", ".join(str(o.get("path")) for o in record.get("outputs") or []) or "none"
+        have = ", ".join(str(o.get("path")) for o in record.outputs) or "none"
         raise PipelineError(
-            f'{what}: execution {record.get("id")} of node "{edge.source_node}" has no output '
+            f'{what}: execution {record.id} of node "{edge.source_node}" has no output '
             f'matching "{edge.source_key}" (its outputs: {have})'
         )
-    return [f"execution://{record['id']}/outputs/{o['path']}" for o in found]
+    return [f"execution://{record.id}/outputs/{o['path']}" for o in found]
 
 
-def _edge_value(what: str, edge: Any, record: Mapping[str, Any]) -> Any:
+def _edge_value(what: str, edge: Edge, record: ExecutionRecord) -> Any:
     if edge.source_type == "metadata":
-        metrics = record.get("metrics") or {}
+        metrics = record.metrics
         if edge.source_key not in metrics:
             printed = ", ".join(sorted(metrics)) or "nothing"
             raise PipelineError(
-                f'{what}: node "{edge.source_node}" (execution {record.get("id")}) never printed the '
+                f'{what}: node "{edge.source_node}" (execution {record.id}) never printed the '
                 f'metadata key "{edge.source_key}" (it printed: {printed})'
             )
         return metrics[edge.source_key]
     if edge.source_type == "environment-variable":
-        environment = record.get("environment") or {}
+        environment = record.environment
         if edge.source_key not in environment:
             raise PipelineError(
                 f'{what}: node "{edge.source_node}" has no environment variable "{edge.source_key}"'
             )
         return environment[edge.source_key]
-    parameters = record.get("parameters") or {}
+    parameters = record.parameters
     if edge.source_key not in parameters:
         raise PipelineError(
             f'{what}: node "{edge.source_node}" has no value for parameter "{edge.source_key}"'
@@ -405,7 +416,7 @@ def merge_inputs(
 ) -> dict[str, list[str]]:
     """Input URIs of a node: ``--input`` (else the default), replaced or extended by edges."""
     merged: dict[str, list[str]] = {}
-    for item in plan.step.inputs:
+    for item in plan.run_step.inputs:
         base = list(given[item.name]) if item.name in given else list(item.default)
         if item.name in from_edges:
             edge_uris = list(from_edges[item.name])

@@ -12,10 +12,13 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sweeper.errors import StoreError
 from sweeper.status import Status
+
+if TYPE_CHECKING:
+    from sweeper.store import RecordStore
 
 
 def utc_now() -> str:
@@ -87,19 +90,18 @@ class NodeState:
 class PipelineState:
     """Reads and writes one pipeline run's record in the store."""
 
-    def __init__(self, store: Any, run_id: str) -> None:
+    def __init__(self, store: RecordStore, run_id: str) -> None:
         self.store = store
         self.run_id = run_id
-        self.path = f"pipelines/{run_id}/run.json"
         self.data: dict[str, Any] = {}
         self.nodes: dict[str, NodeState] = {}
 
     @classmethod
-    def load(cls, store: Any, run_id: str) -> PipelineState:
+    def load(cls, store: RecordStore, run_id: str) -> PipelineState:
         """An existing run; :class:`StoreError` naming the store when there is none."""
         state = cls(store, run_id)
-        data = store.read_json(state.path)
-        if not isinstance(data, dict):
+        data = store.get_pipeline_run(run_id)
+        if data is None:
             raise StoreError(f'unknown pipeline run "{run_id}" in the store {store.location}')
         state.data = data
         state.nodes = {name: NodeState.from_dict(n) for name, n in data.get("nodes", {}).items()}
@@ -144,7 +146,7 @@ class PipelineState:
         self.data.update(changes)
         self.data["updated_at"] = utc_now()
         self.data["nodes"] = {name: asdict(node) for name, node in self.nodes.items()}
-        self.store.write_json(self.path, self.data)
+        self.store.put_pipeline_run(self.run_id, self.data)
         if row:
             self.store.write_rows(
                 "pipeline_runs",
@@ -161,7 +163,7 @@ class PipelineState:
             )
 
 
-def latest_runs(store: Any) -> list[dict[str, Any]]:
+def latest_runs(store: RecordStore) -> list[dict[str, Any]]:
     """The latest ``pipeline_runs`` row of every run, newest first."""
     rows = store.read_dataset("pipeline_runs").to_pylist()
     latest: dict[str, dict[str, Any]] = {}

@@ -14,20 +14,22 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from sweeper.config import Parameter
 from sweeper.errors import SweeperError
+from sweeper.execution.record import ExecutionRecord
 from sweeper.pipeline.graph import NodePlan, PipelineError
 from sweeper.status import Status
 from sweeper.sweep.policy import guess_direction
 
 
-def _is_axis(value: Any, parameter: Any) -> bool:
+def _is_axis(value: Any, parameter: Parameter) -> bool:
     return isinstance(value, list) and parameter.multiple in (None, "none")
 
 
 def task_variants(plan: NodePlan, fixed: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Every parameter combination the task node runs, in order (at least one)."""
     label = f'node "{plan.name}"'
-    step = plan.step
+    step = plan.run_step
     base: dict[str, Any] = {}
     axes: dict[str, list[Any]] = {}
     for name, value in fixed.items():
@@ -87,14 +89,14 @@ def target_metric(plan: NodePlan) -> tuple[str | None, str]:
     return metric, guess_direction(metric)
 
 
-def best_record(plan: NodePlan, records: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
+def best_record(plan: NodePlan, records: Sequence[ExecutionRecord]) -> ExecutionRecord | None:
     """The best complete execution of a task node.
 
     With ``optimization-target-value`` the one closest to it, else the highest (lowest for
     ``*loss*``/``*error*``) ``optimization-target-metric``; without a metric, the last
     complete one.
     """
-    complete = [dict(r) for r in records if r.get("status") == Status.COMPLETE]
+    complete = [r for r in records if r.status is Status.COMPLETE]
     if not complete:
         return None
     metric, direction = target_metric(plan)
@@ -102,7 +104,7 @@ def best_record(plan: NodePlan, records: Sequence[Mapping[str, Any]]) -> dict[st
         return complete[-1]
     scored = []
     for record in complete:
-        value = (record.get("metrics") or {}).get(metric)
+        value = record.metrics.get(metric)
         if (
             isinstance(value, (int, float))
             and not isinstance(value, bool)

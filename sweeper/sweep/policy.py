@@ -21,7 +21,7 @@ from sweeper.cluster.actors import ResourceShape, TrialHandle
 from sweeper.cluster.connect import ClusterInfo
 from sweeper.cluster.controller import Controller, Launch
 from sweeper.errors import SweeperError
-from sweeper.execution.record import MetricEvent, objective_values
+from sweeper.execution.record import ExecutionRecord, MetricEvent, objective_values
 from sweeper.execution.runner import ExecutionContext
 from sweeper.status import Status
 from sweeper.sweep.failures import failure_reason, read_log_tail
@@ -159,10 +159,10 @@ class SweepPolicy:
             controller.stop(handle.key, Status.PRUNED)
 
     def on_result(
-        self, controller: Controller, handle: TrialHandle, record: Mapping[str, Any]
+        self, controller: Controller, handle: TrialHandle, record: ExecutionRecord
     ) -> None:
         """Tell Optuna how the trial ended; stop the sweep on its stop condition or failures."""
-        if self._finish(handle.key, dict(record)):  # type: ignore[arg-type]
+        if self._finish(handle.key, record.to_dict()):  # type: ignore[arg-type]
             controller.stop_all()
         self._check_failures(controller)
 

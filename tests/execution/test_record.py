@@ -323,18 +323,6 @@ def test_executor_run_stores_exactly_its_record(tmp_path: Path) -> None:
     assert "loss" in (store.read_log(record.id) or "")
 
 
-def test_execute_keeps_giving_dicts(tmp_path: Path) -> None:
-    # Callers not yet on ExecutionRecord (the CLI, the Ray actor) get today's dict.
-    store = Store.open(tmp_path / "store", create=True)
-    seen: list[dict[str, object]] = []
-    data = Executor(store, LocalRuntime()).execute(fit_spec(tmp_path), on_record=seen.append)
-    assert isinstance(data, dict) and list(data) == STORED_KEYS
-    assert data["status"] == "complete" and [d["status"] for d in seen] == ["started", "complete"]
-    assert json.loads(
-        (tmp_path / "store" / "executions" / str(data["id"]) / "execution.json").read_text()
-    ) == json.loads(json.dumps(data))
-
-
 def test_reuse_and_bad_input_records(tmp_path: Path) -> None:
     store = Store.open(tmp_path / "store", create=True)
     executor = Executor(store, LocalRuntime())

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from sweeper.config import Edge, parse_config
+from sweeper.execution.record import ExecutionRecord
 from sweeper.pipeline.graph import (
     NodeOutcome,
     PipelineError,
@@ -178,15 +179,22 @@ def test_required_input_without_source_is_refused() -> None:
 
 
 def rec(
-    execution_id: str, score: float, outputs: list[str], status: str = "complete"
-) -> dict[str, Any]:
-    return {
-        "id": execution_id,
-        "status": status,
-        "metrics": {"score": score},
-        "parameters": {"x": score},
-        "outputs": [{"path": p, "sha256": "0" * 64} for p in outputs],
-    }
+    execution_id: str,
+    score: float,
+    outputs: list[str],
+    status: str = "complete",
+    inputs: list[dict[str, Any]] | None = None,
+) -> ExecutionRecord:
+    return ExecutionRecord.from_dict(
+        {
+            "id": execution_id,
+            "status": status,
+            "metrics": {"score": score},
+            "parameters": {"x": score},
+            "outputs": [{"path": p, "sha256": "0" * 64} for p in outputs],
+            "inputs": inputs or [],
+        }
+    )
 
 
 def test_edges_from_a_task_carry_the_best_or_all() -> None:
@@ -197,7 +205,7 @@ def test_edges_from_a_task_carry_the_best_or_all() -> None:
         rec("e3", 0.5, ["model-0.5.txt"]),
     ]
     best = best_record(g.plans["tune"], records)
-    assert best is not None and best["id"] == "e2"
+    assert best is not None and best.id == "e2"
     outcome = NodeOutcome(records, best)
     consume = resolve_edges(g, "consume", {"tune": outcome})
     assert consume.inputs == {"model": ["execution://e2/outputs/model-0.9.txt"]}
@@ -243,10 +251,14 @@ def test_task_variants_grid_with_pipeline_axes() -> None:
 def test_input_to_input_edge_passes_the_files_the_source_got() -> None:
     config = with_edges("slow-chain", ("first.input.model", "second.input.model"))
     g = PipelineGraph.build(config, "slow-chain")
-    source = rec("e1", 0.1, [])
-    source["inputs"] = [
-        {"name": "model", "uri": "execution://e0/outputs/m.txt", "sha256": "1" * 64},
-        {"name": "other", "uri": "data/x.csv", "sha256": "2" * 64},
-    ]
+    source = rec(
+        "e1",
+        0.1,
+        [],
+        inputs=[
+            {"name": "model", "uri": "execution://e0/outputs/m.txt", "sha256": "1" * 64},
+            {"name": "other", "uri": "data/x.csv", "sha256": "2" * 64},
+        ],
+    )
     values = resolve_edges(g, "second", {"first": NodeOutcome([source])})
     assert values.inputs == {"model": ["execution://e0/outputs/m.txt"]}

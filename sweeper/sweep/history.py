@@ -244,30 +244,45 @@ class TrialCache:
         self.store = store
         self.runtime = get_runtime(runtime)
         self._identity: tuple[list[InputFile], str | None, str | None] | None = None
+        self._unavailable = False
 
-    def _identify(self, spec: ExecutionSpec) -> tuple[list[InputFile], str | None, str | None]:
-        if self._identity is None:
-            with tempfile.TemporaryDirectory(prefix="sweeper-reuse-") as tmp:
-                files = fetch_inputs(
-                    spec.inputs,
-                    spec.step_inputs,
-                    inputs_dir=Path(tmp),
-                    project_dir=Path(spec.project_dir),
-                    cache_dir=self.store.scratch_dir() / "input-cache",
-                    store=self.store,
-                )
-            digest = (
-                self.runtime.resolve_image(spec.image, spec.pull_policy) if spec.image else None
-            )
-            image = (digest or spec.image) if self.runtime.uses_images else None
-            self._identity = (files, digest, image)
+    def _identify(
+        self, spec: ExecutionSpec
+    ) -> tuple[list[InputFile], str | None, str | None] | None:
+        """The sweep's input files, image digest and identity image; None when unavailable.
+
+        An input or image this driver cannot have answers no trial from the store: the
+        trials run and fail (or not) where they run, as without ``--reuse``.
+        """
+        if self._identity is None and not self._unavailable:
+            try:
+                self._identity = self._resolve(spec)
+            except SweeperError:
+                self._unavailable = True
         return self._identity
+
+    def _resolve(self, spec: ExecutionSpec) -> tuple[list[InputFile], str | None, str | None]:
+        with tempfile.TemporaryDirectory(prefix="sweeper-reuse-") as tmp:
+            files = fetch_inputs(
+                spec.inputs,
+                spec.step_inputs,
+                inputs_dir=Path(tmp),
+                project_dir=Path(spec.project_dir),
+                cache_dir=self.store.scratch_dir() / "input-cache",
+                store=self.store,
+            )
+        digest = self.runtime.resolve_image(spec.image, spec.pull_policy) if spec.image else None
+        image = (digest or spec.image) if self.runtime.uses_images else None
+        return files, digest, image
 
     def answer(
         self, spec: ExecutionSpec, execution_id: str, context: ExecutionContext
     ) -> ExecutionRecord | None:
         """The record of ``execution_id`` answered from the store, or None when nothing matches."""
-        files, digest, image = self._identify(spec)
+        identity = self._identify(spec)
+        if identity is None:
+            return None
+        files, digest, image = identity
         spec_hash = spec.spec_hash([(f.name, f.path, f.sha256) for f in files], image)
         previous = self.store.find_completed(spec_hash)
         if previous is None:

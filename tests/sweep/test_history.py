@@ -93,7 +93,7 @@ def test_a_warm_started_tpe_finds_a_better_best_in_20_trials_than_a_cold_one(
     seeds = range(7)
     cold = statistics.median(tpe_best_of_20(seed, None) for seed in seeds)
     warm = statistics.median(tpe_best_of_20(seed, store) for seed in seeds)
-    # measured: warm 0.49, cold 1.74 (the minimum is 0.40)
+    # measured: warm 0.49, cold 1.81; the best of the 40 earlier points is 4.04 (minimum 0.40)
     assert warm < cold, (warm, cold)
 
 

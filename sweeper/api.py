@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import yaml
@@ -352,8 +352,12 @@ class SweepResult:
     """How a sweep ended: ``to_dict()`` is the summary ``sweep --json`` prints.
 
     ``best`` is the best trial (one metric), the Pareto front (several metrics) or None (no
-    metric, or no trial completed). ``failure`` says why the sweep failed, when it did (too
-    many failed trials, none completed); it is not part of the summary.
+    metric, or no trial completed). ``failures`` group the failed trials by class and
+    reason, ``failure_classes`` count them by class (oom, time_limit, user_error,
+    infrastructure). ``reused`` counts the trials answered from the store (``reuse``);
+    ``warm_start`` says what a warm start added and why the rest did not fit. ``failure``
+    says why the sweep failed, when it did (too many failed trials, none completed); it is
+    not part of the summary.
     """
 
     sweep_id: str
@@ -362,6 +366,9 @@ class SweepResult:
     best: TrialSummary | tuple[TrialSummary, ...] | None
     failures: tuple[Mapping[str, Any], ...] = ()
     failure: str | None = None
+    failure_classes: Mapping[str, int] = field(default_factory=dict)
+    reused: int = 0
+    warm_start: Mapping[str, Any] | None = None
 
     @classmethod
     def from_summary(cls, summary: Mapping[str, Any], failure: str | None = None) -> SweepResult:
@@ -380,6 +387,9 @@ class SweepResult:
             ),
             failures=tuple(dict(group) for group in summary.get("failures") or ()),
             failure=failure,
+            failure_classes=dict(summary.get("failure_classes") or {}),
+            reused=int(summary.get("reused") or 0),
+            warm_start=summary.get("warm_start"),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -389,13 +399,18 @@ class SweepResult:
             best = best.to_dict()
         elif isinstance(best, tuple):
             best = [trial.to_dict() for trial in best]
-        return {
+        summary = {
             "sweep_id": self.sweep_id,
             "trials": dict(self.counts),
             "best": best,
             "failures": [dict(group) for group in self.failures],
+            "failure_classes": dict(self.failure_classes),
+            "reused": self.reused,
             "status": str(self.status),
         }
+        if self.warm_start is not None:
+            summary["warm_start"] = dict(self.warm_start)
+        return summary
 
 
 OnSweepStart = Callable[["SweepRunner"], None]

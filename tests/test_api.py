@@ -87,7 +87,15 @@ def test_readme_example_runs_as_written(in_project_root: Path) -> None:
     assert best is not None and best.sweep_id == result.sweep_id and best.parameters["epochs"] == 3
     assert best.metrics["accuracy"] == result.best.value
     summary = result.to_dict()
-    assert summary.keys() == {"sweep_id", "trials", "best", "failures", "status"}
+    assert summary.keys() == {
+        "sweep_id",
+        "trials",
+        "best",
+        "failures",
+        "failure_classes",
+        "reused",
+        "status",
+    }
     assert json.loads(json.dumps(summary)) == summary
     assert lines[3].startswith(f"complete 3 {result.best.value} ")
 

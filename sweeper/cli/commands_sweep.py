@@ -127,7 +127,16 @@ def _sweep_options(func: Any) -> Any:
         click.option(
             "--reuse",
             is_flag=True,
-            help="Answer a trial identical to a completed execution from the store.",
+            help="Answer a trial identical to a completed execution from the store "
+            "(no slot, no process; told to the sampler).",
+        ),
+        click.option(
+            "--warm-start",
+            "warm_start",
+            multiple=True,
+            metavar="SWEEP_ID|latest|step",
+            help="Seed the study with the complete trials of an earlier sweep of this step "
+            "that fit the space (latest: the newest one; step: all; repeatable).",
         ),
         click.option(
             "--max-failures", type=int, help="Stop the sweep after more than F failed trials."
@@ -208,8 +217,12 @@ def _print_results(runner: SweepRunner, summary: dict[str, Any]) -> None:
 
     study = runner._study()
     metrics = runner.options.metrics
-    complete = [
-        t for t in study.get_trials(deepcopy=False) if t.values and t.state == TrialState.COMPLETE
+    from sweeper.sweep.state import is_own_trial
+
+    complete = [  # the sweep's own trials: a warm start's are history
+        t
+        for t in study.get_trials(deepcopy=False)
+        if t.values and t.state == TrialState.COMPLETE and is_own_trial(t)
     ]
     if metrics:
         reverse = runner.options.directions[0] == "maximize"
@@ -229,8 +242,9 @@ def _print_results(runner: SweepRunner, summary: dict[str, Any]) -> None:
     output.table(["trial", "execution", *metrics, *names], rows, title=title)
     counts = summary["trials"]
     click.echo(
-        f"sweep {summary['sweep_id']}: {counts['complete']} complete, {counts['error']} failed, {counts['pruned']} pruned"
+        f"sweep {summary['sweep_id']}: {counts['complete']} complete{_reused(summary)}, {counts['error']} failed, {counts['pruned']} pruned"
     )
+    _print_warm_start(summary, indent="")
     _print_failures(summary, indent="")
     best = summary.get("best")
     if isinstance(best, dict):
@@ -242,12 +256,29 @@ def _print_results(runner: SweepRunner, summary: dict[str, Any]) -> None:
         click.echo(f"Pareto front: {len(best)} trials")
 
 
+def _reused(summary: dict[str, Any]) -> str:
+    """`` (reused N)`` after the complete count when the store answered trials (--reuse)."""
+    return f" (reused {summary['reused']} from the store)" if summary.get("reused") else ""
+
+
+def _print_warm_start(summary: dict[str, Any], *, indent: str) -> None:
+    """What a warm start added, and why the rest did not fit."""
+    from sweeper.sweep.history import WarmStart
+
+    if summary.get("warm_start"):
+        click.echo(indent + WarmStart.from_dict(summary["warm_start"]).describe())
+
+
 def _print_failures(summary: dict[str, Any], *, indent: str) -> None:
-    """The failed trials by reason, most common first (see :mod:`sweeper.sweep.failures`)."""
+    """The failed trials by class and reason, most common first (see :mod:`sweeper.sweep.failures`)."""
     from sweeper.sweep.failures import FailureGroup
 
     groups = [FailureGroup(**group) for group in summary.get("failures") or []]
     if groups:
+        classes = {k: v for k, v in (summary.get("failure_classes") or {}).items() if v}
+        click.echo(
+            f"{indent}failures by class: " + ", ".join(f"{k} {v}" for k, v in classes.items())
+        )
         click.echo(f"{indent}failures by reason:")
         for group in groups:
             click.echo(f"{indent}  {group}")
@@ -280,6 +311,7 @@ def sweep_command(step: str, **kw: Any) -> None:
         address=kw["address"],
         storage=kw["storage"],
         reuse=kw["reuse"],
+        warm_start=list(kw["warm_start"]),
         max_failures=kw["max_failures"],
         max_retries=kw["max_retries"],
         fresh_actors=kw["fresh_actors"],
@@ -350,9 +382,11 @@ def status(sweep_id: str | None, as_json: bool, config_path: str | None, store: 
     saved = _saved(opened, sweep_id)
     options = saved["options"]
     study = load_study(opened, sweep_id, options.get("storage"))
-    summary = summarize(study, sweep_id, options["metrics"])
+    summary = summarize(study, sweep_id, options["metrics"], options.get("directions"))
     summary["status"] = saved.get("status")
     summary["trials_asked"] = options.get("trials")
+    if saved.get("warm_start"):
+        summary["warm_start"] = saved["warm_start"]
     if as_json:
         click.echo(json.dumps(summary, default=str))
         return
@@ -361,13 +395,14 @@ def status(sweep_id: str | None, as_json: bool, config_path: str | None, store: 
         f"sweep {sweep_id} ({saved.get('status')}): step {options['step']}, {options.get('trials')} trials asked"
     )
     click.echo(
-        f"  complete {counts['complete']}, failed {counts['error']}, pruned {counts['pruned']}, running {counts['running']}"
+        f"  complete {counts['complete']}{_reused(summary)}, failed {counts['error']}, pruned {counts['pruned']}, running {counts['running']}"
     )
     best = summary.get("best")
     if isinstance(best, dict):
         click.echo(
             f"  best {output.format_value(best['value'])}: {json.dumps(best['parameters'], default=str)}"
         )
+    _print_warm_start(summary, indent="  ")
     _print_failures(summary, indent="  ")
 
 

@@ -31,7 +31,8 @@ from sweeper.execution.spec import MASK, ExecutionSpec, build_spec, is_secret_na
 from sweeper.status import Status
 from sweeper.sweep import remote_study
 from sweeper.sweep.choices import VALUE_FREE_SAMPLERS
-from sweeper.sweep.failures import describe, study_failures
+from sweeper.sweep.failures import RESOURCE_CLASSES, describe, study_failures
+from sweeper.sweep.history import resolve_sources
 from sweeper.sweep.policy import SweepPolicy, guess_direction
 from sweeper.sweep.samplers import make_pruner, make_sampler
 from sweeper.sweep.space import SearchSpace, resolve_space
@@ -69,6 +70,8 @@ class SweepOptions:
     address: str | None = None
     storage: str | None = None
     reuse: bool = False
+    #: Earlier sweeps whose complete trials seed the study: ids, ``latest`` or ``step``.
+    warm_start: list[str] = field(default_factory=list)
     max_failures: int | None = None
     max_retries: int = 2
     fresh_actors: bool = False
@@ -165,6 +168,12 @@ class SweepRunner:
         self.sweep_id = sweep_id or new_execution_id()
         self.state = SweepState(store, self.sweep_id)
         self.stop_condition = task.stop_condition if task is not None else None
+        #: The earlier sweeps ``--warm-start`` names, checked before anything starts.
+        self.warm_sources: list[str] = (
+            resolve_sources(store, self.step.name, options.warm_start, exclude=self.sweep_id)
+            if options.warm_start and not resume
+            else []
+        )
         #: Why the sweep stopped short of its trials, when it did (``--max-failures``).
         self.failure: str | None = None
         self._storage: Any = None  # the study's storage, opened once (see _study)
@@ -331,14 +340,20 @@ class SweepRunner:
             remote_study.push(self._storage)  # the last state of a study kept in an object store
         summary = policy.summary
         summary["status"] = status
+        warm = policy.warm_start or self.state.data.get("warm_start")
+        if warm is not None:
+            summary["warm_start"] = warm if isinstance(warm, dict) else warm.to_dict()
         if status is Status.FAILED:
-            failed = policy.counts.get(Status.ERROR, 0)
+            failed = policy.counted_failures()
+            groups = study_failures(policy.study)
             if options.max_failures is not None and failed > options.max_failures:
                 what = f"stopped after {failed} failed trials, more than --max-failures {options.max_failures}"
+                # the failures the resources caused steer the search; they are not the cause
+                groups = [g for g in groups if g.failure_class not in RESOURCE_CLASSES]
             else:
                 finished = sum(summary["trials"][k] for k in Status.counted())
                 what = f"failed: none of its {finished} finished trials completed"
-            reasons = describe(study_failures(policy.study))
+            reasons = describe(groups)
             self.failure = (
                 f"sweep {self.sweep_id} {what}{': ' + reasons if reasons else ''}. "
                 f"`sweep ls --sweep {self.sweep_id} --status error` lists them"
@@ -348,4 +363,4 @@ class SweepRunner:
     def summary(self, study: optuna.Study | None = None) -> dict[str, Any]:
         """The ``--json`` summary of the sweep."""
         study = study or load_study(self.store, self.sweep_id, self.options.storage)
-        return summarize(study, self.sweep_id, self.options.metrics)
+        return summarize(study, self.sweep_id, self.options.metrics, self.options.directions)

@@ -8,9 +8,23 @@ paths (the values that change from trial to trial) fall into one group::
 
     3 x exit code 1: ValueError: learning rate must be positive: -0.2 (e.g. 01JB...)
 
-The sweep engine computes each failed trial's reason when it hears of it and keeps it in
-the trial (``reason`` user attribute), so ``sweep status`` and ``results.failures()``
-group what the study already holds instead of reading every log again.
+Each failure also has a class, which decides what the sweep does about it
+(:func:`failure_class`):
+
+- ``oom``: exit code 137, the OOM killer, a ``MemoryError`` or ``CUDA out of memory`` line;
+- ``time_limit``: the step's time limit or no-output timeout;
+- ``infrastructure``: the actor or its node died, the image could not be had;
+- ``user_error``: anything else (a traceback, a non-zero exit, no metric printed).
+
+``oom`` and ``time_limit`` come from the resources a trial's parameters asked for: the
+sweep tells them to Optuna as infeasible, so that TPE avoids the region; they do not count
+towards ``--max-failures``. Infrastructure failures are retried; user errors stop the
+sweep after ``--max-failures``.
+
+The sweep engine computes each failed trial's reason and class when it hears of it and
+keeps them in the trial (``reason``, ``failure_class`` user attributes), so ``sweep status``
+and ``results.failures()`` group what the study already holds instead of reading every
+log again.
 """
 
 from __future__ import annotations
@@ -29,6 +43,29 @@ LOG_TAIL_BYTES = 16_384
 MAX_REASON_CHARS = 500
 #: How many groups an error message names before it says how many more there are.
 TOP_REASONS = 3
+
+OOM = "oom"
+TIME_LIMIT = "time_limit"
+USER_ERROR = "user_error"
+INFRASTRUCTURE = "infrastructure"
+#: Every failure class, in the order summaries list them.
+FAILURE_CLASSES = (OOM, TIME_LIMIT, USER_ERROR, INFRASTRUCTURE)
+#: Classes caused by the resources a trial's parameters asked for: told to the sampler as
+#: infeasible and not counted towards ``--max-failures``.
+RESOURCE_CLASSES = frozenset({OOM, TIME_LIMIT})
+#: The user attribute that holds a failed trial's class.
+CLASS_ATTR = "failure_class"
+#: The Optuna constraint a trial failed by its resources violates (1.0; unset otherwise).
+CONSTRAINT = "resources"
+
+# A log line that says the step ran out of memory (Python's, PyTorch's, CUDA's words).
+_OOM_LINE = re.compile(r"\bMemoryError\b|CUDA out of memory|CUDA error: out of memory|OutOfMemory")
+# Errors of executions that never started their command because the machinery failed.
+_INFRA_ERROR = re.compile(
+    r"cannot (?:pull|inspect) image|is not present on the Docker host|Docker|Ray actor|"
+    r"node (?:died|was lost)|no longer in the store",
+    re.IGNORECASE,
+)
 
 # `SomeError: message`, `pkg.mod.SomeError`, `KeyboardInterrupt`: what Python prints last.
 _EXCEPTION_LINE = re.compile(
@@ -54,6 +91,7 @@ class FailureGroup:
     reason: str
     count: int
     example_execution_id: str | None
+    failure_class: str = USER_ERROR
 
     def to_dict(self) -> dict[str, Any]:
         """The ``--json`` form."""
@@ -61,7 +99,9 @@ class FailureGroup:
 
     def __str__(self) -> str:
         example = f" (e.g. {self.example_execution_id})" if self.example_execution_id else ""
-        return f"{self.count} x {self.reason}{example}"
+        # a user error is what a reason usually is; the other classes say what they are
+        kind = "" if self.failure_class == USER_ERROR else f"{self.failure_class}: "
+        return f"{self.count} x {kind}{self.reason}{example}"
 
 
 def error_line(log_text: str) -> str | None:
@@ -106,6 +146,52 @@ def failure_reason(
     return text[:MAX_REASON_CHARS]
 
 
+def failure_class(record: Mapping[str, Any], log_text: str = "") -> str:
+    """The class of a failed execution: ``oom``, ``time_limit``, ``infrastructure`` or ``user_error``.
+
+    >>> failure_class({"status": "error", "exit_code": 137})
+    'oom'
+    >>> failure_class({"status": "error", "exit_code": 1}, "Traceback ...\\nMemoryError")
+    'oom'
+    >>> failure_class({"status": "error", "error": "time limit of 5s exceeded"})
+    'time_limit'
+    >>> failure_class({"status": "crashed", "error": "the Ray actor running it died"})
+    'infrastructure'
+    >>> failure_class({"status": "error", "exit_code": 1}, "ValueError: bad lr")
+    'user_error'
+    """
+    error = str(record.get("error") or "")
+    exit_code = record.get("exit_code")
+    if str(record.get("status")) == "crashed":
+        return INFRASTRUCTURE
+    if exit_code == 137 or "OOM killer" in error or "OOMKilled" in error:
+        return OOM
+    if any(_OOM_LINE.search(line) for line in log_text.splitlines()[-200:]):
+        return OOM
+    if error.startswith(("time limit", "no output for")):
+        return TIME_LIMIT
+    if exit_code is None and _INFRA_ERROR.search(error):
+        return INFRASTRUCTURE
+    return USER_ERROR
+
+
+def tell_state(trial: Any, kind: str | None) -> Any:
+    """The state to tell Optuna a failed trial of class ``kind`` ended in.
+
+    ``oom`` and ``time_limit`` come back as an infeasible ``PRUNED`` trial: TPE ignores
+    failed trials but ranks infeasible ones (a positive ``resources`` constraint, which
+    Optuna keeps in the trial's system attrs) among the bad, so it proposes fewer points
+    in their region. Pruned trials carry no value, so no plot or best sees a made-up one.
+    Any other failure is ``FAIL``.
+    """
+    from optuna.trial import TrialState
+
+    if kind in RESOURCE_CLASSES:
+        trial.set_constraint(CONSTRAINT, 1.0)
+        return TrialState.PRUNED
+    return TrialState.FAIL
+
+
 def reason_key(reason: str) -> str:
     """``reason`` with what differs per trial (numbers, ids, hashes, paths) replaced."""
 
@@ -116,19 +202,22 @@ def reason_key(reason: str) -> str:
     return _VARYING.sub(replace, reason)
 
 
-def group_reasons(failures: Iterable[tuple[str | None, str]]) -> list[FailureGroup]:
-    """Group ``(execution_id, reason)`` pairs by :func:`reason_key`, most common first.
+def group_reasons(
+    failures: Iterable[tuple[str | None, str] | tuple[str | None, str, str]],
+) -> list[FailureGroup]:
+    """Group ``(execution_id, reason[, class])`` by class and :func:`reason_key`, most common first.
 
     Each group shows the reason and id of its first failure; ties keep first-seen order.
     """
-    groups: dict[str, list[Any]] = {}
-    for execution_id, reason in failures:
-        entry = groups.setdefault(reason_key(reason), [reason, 0, execution_id])
+    groups: dict[tuple[str, str], list[Any]] = {}
+    for execution_id, reason, *rest in failures:
+        kind = rest[0] if rest else USER_ERROR
+        entry = groups.setdefault((kind, reason_key(reason)), [reason, 0, execution_id, kind])
         entry[1] += 1
         if entry[2] is None:
             entry[2] = execution_id
     ordered = sorted(groups.values(), key=lambda entry: -entry[1])
-    return [FailureGroup(reason, count, example) for reason, count, example in ordered]
+    return [FailureGroup(reason, count, example, kind) for reason, count, example, kind in ordered]
 
 
 def study_failures(study: Any) -> list[FailureGroup]:
@@ -136,12 +225,23 @@ def study_failures(study: Any) -> list[FailureGroup]:
     from optuna.trial import TrialState
 
     failed = []
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
-        if trial.user_attrs.get("outcome", "error") != "error":
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.FAIL, TrialState.PRUNED)):
+        # a pruned trial that failed is one told to the sampler as infeasible (oom, time_limit)
+        default = "error" if trial.state == TrialState.FAIL else "pruned"
+        if trial.user_attrs.get("outcome", default) != "error":
             continue  # crashed and retried, or interrupted and re-run: not a failed trial
         reason = trial.user_attrs.get("reason") or "failed without a recorded reason"
-        failed.append((trial.user_attrs.get("execution_id"), str(reason)))
+        kind = str(trial.user_attrs.get(CLASS_ATTR) or USER_ERROR)
+        failed.append((trial.user_attrs.get("execution_id"), str(reason), kind))
     return group_reasons(failed)
+
+
+def class_counts(groups: Iterable[FailureGroup]) -> dict[str, int]:
+    """How many failed trials each class has, in :data:`FAILURE_CLASSES` order (none left out)."""
+    counts = dict.fromkeys(FAILURE_CLASSES, 0)
+    for group in groups:
+        counts[group.failure_class] = counts.get(group.failure_class, 0) + group.count
+    return counts
 
 
 def describe(groups: list[FailureGroup], limit: int = TOP_REASONS) -> str:

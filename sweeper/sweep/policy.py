@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import math
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import optuna
-from optuna.distributions import CategoricalDistribution
 from optuna.trial import TrialState
 
 from sweeper.cluster import recovery
@@ -24,8 +24,23 @@ from sweeper.errors import SweeperError
 from sweeper.execution.record import ExecutionRecord, MetricEvent, objective_values
 from sweeper.execution.runner import ExecutionContext
 from sweeper.status import Status
-from sweeper.sweep.failures import failure_reason, read_log_tail
-from sweeper.sweep.state import DEFAULT_OUTCOMES, outcome_counts
+from sweeper.sweep.failures import (
+    CLASS_ATTR,
+    INFRASTRUCTURE,
+    RESOURCE_CLASSES,
+    failure_class,
+    failure_reason,
+    read_log_tail,
+    tell_state,
+)
+from sweeper.sweep.history import (
+    REUSED_ATTR,
+    TrialCache,
+    WarmStart,
+    trial_distributions,
+    warm_start,
+)
+from sweeper.sweep.state import DEFAULT_OUTCOMES, outcome_counts, own_best
 
 if TYPE_CHECKING:
     # engine.py builds the policy (and defines Progress, which the CLI imports from there)
@@ -68,6 +83,11 @@ class SweepPolicy:
         self.best: Any = None
         self.started = time.monotonic()
         self.summary: dict[str, Any] = {}
+        #: Failed trials by class (oom, time_limit, ...), for ``--max-failures``.
+        self.failure_classes: Counter[str] = Counter()
+        self.warm_start: WarmStart | None = None
+        self.cache = TrialCache(runner.store, self.options.runtime) if self.options.reuse else None
+        self._tail: tuple[str | None, str] = (None, "")
         self._study: optuna.Study | None = None
         self._controller: Controller | None = None
 
@@ -104,6 +124,8 @@ class SweepPolicy:
             )
         study = self._study = runner._study()
         if not runner.resume:
+            if runner.warm_sources:
+                self._warm_start(study)
             for params in runner.space.parameter_sets:
                 study.enqueue_trial(params)
         runner.store.write_rows("sweeps", [runner._sweep_row(Status.RUNNING)])
@@ -112,15 +134,31 @@ class SweepPolicy:
         self._recover(controller)
         # Counted here rather than re-read from the study on every turn (O(trials) each time).
         self.counts = {k: v for k, v in outcome_counts(study).items() if k != Status.RUNNING}
+        self.failure_classes = Counter(
+            str(t.user_attrs[CLASS_ATTR])
+            for t in study.get_trials(deepcopy=False)
+            if t.user_attrs.get("outcome") == Status.ERROR and CLASS_ATTR in t.user_attrs
+        )
         self.best = self._best_value()
         self.started = time.monotonic()
         self._check_failures(controller)
 
     def ask(self, controller: Controller, free: int) -> list[Launch]:
-        """New trials up to ``free``, never beyond ``--trials`` with those in flight."""
+        """New trials up to ``free``, never beyond ``--trials`` with those in flight.
+
+        A trial the store answers (``--reuse``) takes no slot: another is asked in its place.
+        """
         assert self.options.trials is not None
-        room = self.options.trials - self._done() - len(controller.in_flight)
-        return [self._launch() for _ in range(min(free, room))]
+        launches: list[Launch] = []
+        while (
+            len(launches) < free
+            and not controller.stopping
+            and self._done() + len(controller.in_flight) + len(launches) < self.options.trials
+        ):
+            launch = self._launch(controller)
+            if launch is not None:
+                launches.append(launch)
+        return launches
 
     def exhausted(self) -> bool:
         """Whether every trial left to run is already in flight."""
@@ -162,9 +200,7 @@ class SweepPolicy:
         self, controller: Controller, handle: TrialHandle, record: ExecutionRecord
     ) -> None:
         """Tell Optuna how the trial ended; stop the sweep on its stop condition or failures."""
-        if self._finish(handle.key, record.to_dict()):  # type: ignore[arg-type]
-            controller.stop_all()
-        self._check_failures(controller)
+        self._settle(controller, handle.key, record.to_dict())  # type: ignore[arg-type]
 
     def end(self, controller: Controller, status: Status) -> Status:
         """Save how the sweep ended (``sweep.json``, a ``sweeps`` row); compact a long one."""
@@ -186,19 +222,34 @@ class SweepPolicy:
     def _done(self) -> int:
         return sum(self.counts.get(k, 0) for k in Status.counted())
 
+    def counted_failures(self) -> int:
+        """Failed trials that count towards ``--max-failures``: not those the resources caused."""
+        steered = sum(self.failure_classes[kind] for kind in RESOURCE_CLASSES)
+        return self.counts.get(Status.ERROR, 0) - steered
+
     def _check_failures(self, controller: Controller) -> None:
         limit = self.options.max_failures
-        if limit is not None and self.counts.get(Status.ERROR, 0) > limit:
+        if limit is not None and self.counted_failures() > limit:
             controller.fail(Status.FAILED)
 
-    def _launch(self) -> Launch:
+    def _settle(self, controller: Controller, trial: optuna.Trial, record: dict[str, Any]) -> None:
+        if self._finish(trial, record):
+            controller.stop_all()
+        self._check_failures(controller)
 
+    def _warm_start(self, study: optuna.Study) -> None:
+        """Add the complete trials of the ``--warm-start`` sweeps that fit this space."""
+        runner = self.runner
+        self.warm_start = warm_start(
+            study, runner.store, runner.warm_sources, runner.space, self.options.metrics
+        )
+        runner.state.update(warm_start=self.warm_start.to_dict())
+
+    def _launch(self, controller: Controller) -> Launch | None:
+        """Ask Optuna for a trial: its launch, or None when the store answered it (``--reuse``)."""
         runner = self.runner
         space = runner.space
-        distributions = dict(space.distributions)
-        for name, values in (space.grid or {}).items():
-            distributions[name] = CategoricalDistribution(values)
-        trial = self.study.ask(distributions)
+        trial = self.study.ask(trial_distributions(space))
         params = {**space.fixed, **trial.params}
         attempt = int(trial.user_attrs.get("attempt", 1))
         launch = Launch(
@@ -212,12 +263,21 @@ class SweepPolicy:
         # attempt and retry_of were set when the retry was enqueued; the execution id is what
         # resume needs to find this trial's record.
         trial.set_user_attr("execution_id", launch.execution_id)
+        if self.cache is not None:
+            answered = self.cache.answer(launch.spec, launch.execution_id, launch.context)
+            if answered is not None:
+                trial.set_user_attr(REUSED_ATTR, answered.reused_from)
+                self._settle(controller, trial, answered.to_dict())
+                return None
         return launch
 
     def _finish(self, trial: optuna.Trial, record: dict[str, Any]) -> bool:
         """Tell Optuna how a trial ended; return True when the sweep must stop."""
         status = record.get("status")
-        if status == Status.CRASHED:
+        kind = None
+        if status not in (Status.COMPLETE, Status.PRUNED, Status.STOPPED):
+            kind = failure_class(record, self._log_tail(record))
+        if kind == INFRASTRUCTURE:
             # A retry is a new trial: the crashes so far travel with it in its user attrs.
             used = int(trial.user_attrs.get("crashes", 0))
             if used < self.options.max_retries:
@@ -231,7 +291,8 @@ class SweepPolicy:
                     },
                 )
                 return False
-            reason = f"crashed {used + 1} times: {record.get('error')}"
+            what = "crashed" if status == Status.CRASHED else "failed"
+            reason = f"{what} {used + 1} times: {record.get('error')}"
             self._tell(trial, TrialState.FAIL, Status.ERROR, record, reason=reason)
             return False
         if status == Status.PRUNED:
@@ -239,7 +300,9 @@ class SweepPolicy:
             return False
         if status != Status.COMPLETE:
             outcome = Status.ERROR if status == Status.ERROR else status or Status.ERROR
-            self._tell(trial, TrialState.FAIL, outcome, record)
+            # oom and time_limit are told as infeasible, so that TPE avoids their region
+            state = tell_state(trial, kind) if outcome == Status.ERROR else TrialState.FAIL
+            self._tell(trial, state, outcome, record)
             return False
         metrics = self.options.metrics
         values = objective_values(record.get("metrics") or {}, metrics)
@@ -285,16 +348,27 @@ class SweepPolicy:
                 self.best = values[0]
         elif values:
             self.best = self.counts.get(Status.COMPLETE, 0)
-        if state != TrialState.COMPLETE and state != TrialState.PRUNED:
+        if state == TrialState.FAIL or outcome == Status.ERROR:
             # worked out once, here, so that `sweep status` groups reasons without the logs
-            execution_id = record.get("id")
-            store = self.runner.store
-            log_text = read_log_tail(store, str(execution_id)) if execution_id else ""
+            log_text = self._log_tail(record)
             trial.set_user_attr("reason", failure_reason(record, reason=reason, log_text=log_text))
+            if outcome == Status.ERROR:
+                kind = failure_class(record, log_text)
+                trial.set_user_attr(CLASS_ATTR, kind)
+                self.failure_classes[kind] += 1
         if state == TrialState.COMPLETE:
             self.study.tell(trial, values or [UNRANKED_VALUE])
         else:
             self.study.tell(trial, state=state)
+
+    def _log_tail(self, record: Mapping[str, Any]) -> str:
+        """The end of the record's log, read once per execution (classified, then grouped)."""
+        execution_id = record.get("id")
+        if not execution_id or record.get(REUSED_ATTR):
+            return ""
+        if self._tail[0] != execution_id:
+            self._tail = (str(execution_id), read_log_tail(self.runner.store, str(execution_id)))
+        return self._tail[1]
 
     # -- recovery ------------------------------------------------------------------------
 
@@ -354,12 +428,10 @@ class SweepPolicy:
         metrics = self.options.metrics
         if not metrics:
             return None
-        try:
-            if len(metrics) == 1:
-                return self.study.best_value
-            return len(self.study.best_trials)
-        except ValueError:
+        best = own_best(self.study, self.options.directions)
+        if best is None:
             return None
+        return best.value if len(metrics) == 1 else len(best)  # type: ignore[union-attr,arg-type]
 
     def _compact(self) -> None:
         """Merge the sweep's many small part files so that queries stay fast (readers see no change)."""

@@ -19,7 +19,7 @@ from optuna.trial import TrialState
 
 from sweeper.errors import StoreError
 from sweeper.status import Status
-from sweeper.sweep.failures import study_failures
+from sweeper.sweep.failures import class_counts, study_failures
 
 #: Outcomes that count towards a sweep's ``--trials``.
 COUNTED_OUTCOMES = (Status.COMPLETE, Status.ERROR, Status.PRUNED)
@@ -59,6 +59,16 @@ def load_study(store: Any, sweep_id: str, storage_url: str | None = None) -> opt
         raise StoreError(f'unknown sweep "{sweep_id}" in {store.location}') from None
 
 
+#: The outcome (user attribute) of a trial a warm start added: history, not one of the
+#: sweep's own trials (see :mod:`sweeper.sweep.history`).
+WARM_START = "warm_start"
+
+
+def is_own_trial(trial: optuna.trial.FrozenTrial) -> bool:
+    """Whether a trial is one of the sweep's own (not added by a warm start)."""
+    return trial.user_attrs.get("outcome") != WARM_START
+
+
 #: The outcome a finished trial has when none was recorded (only failures record theirs,
 #: which saves a journal write, with its fsync, for every complete or pruned trial).
 DEFAULT_OUTCOMES = {
@@ -93,19 +103,48 @@ def _trial_summary(trial: optuna.trial.FrozenTrial, metrics: list[str]) -> dict[
     }
 
 
-def summarize(study: optuna.Study, sweep_id: str, metrics: list[str]) -> dict[str, Any]:
-    """Counts, best trial(s) and failure reasons of a study, in the ``sweep --json`` shape."""
+def own_best(
+    study: optuna.Study, directions: list[str]
+) -> optuna.trial.FrozenTrial | list[optuna.trial.FrozenTrial] | None:
+    """The best of the sweep's own trials (one objective), or its Pareto front (several).
+
+    Trials a warm start added are left out: they are history, not the sweep's result. A
+    Pareto front keeps the sweep's trials on the front of all of them.
+    """
+    if len(directions) > 1:
+        try:
+            return [t for t in study.best_trials if is_own_trial(t)]
+        except ValueError:
+            return []
+    complete = [
+        t
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if t.value is not None and is_own_trial(t)
+    ]
+    if not complete:
+        return None
+    pick = max if directions and directions[0] == "maximize" else min
+    return pick(complete, key=lambda t: float(t.value or 0.0))
+
+
+def summarize(
+    study: optuna.Study, sweep_id: str, metrics: list[str], directions: list[str] | None = None
+) -> dict[str, Any]:
+    """Counts, best trial(s) and failure reasons of a study, in the ``sweep --json`` shape.
+
+    ``directions`` default to the study's (they are the same unless the sweep is unranked).
+    """
     counts = outcome_counts(study)
+    directions = directions or [d.name.lower() for d in study.directions]
     best: Any = None
-    try:
-        if not metrics:
-            best = None  # an unranked sweep has no best trial
-        elif len(metrics) == 1:
-            best = _trial_summary(study.best_trial, metrics)
-        else:
-            best = [_trial_summary(t, metrics) for t in study.best_trials]
-    except ValueError:
-        best = None if len(metrics) <= 1 else []
+    found = own_best(study, directions) if metrics else None
+    if isinstance(found, list):
+        best = [_trial_summary(t, metrics) for t in found]
+    elif found is not None:
+        best = _trial_summary(found, metrics)
+    elif len(metrics) > 1:
+        best = []
+    groups = study_failures(study)
     return {
         "sweep_id": sweep_id,
         "trials": {
@@ -115,7 +154,11 @@ def summarize(study: optuna.Study, sweep_id: str, metrics: list[str]) -> dict[st
             "running": counts.get("running", 0),
         },
         "best": best,
-        "failures": [group.to_dict() for group in study_failures(study)],
+        "failures": [group.to_dict() for group in groups],
+        "failure_classes": class_counts(groups),
+        "reused": sum(
+            1 for t in study.get_trials(deepcopy=False) if t.user_attrs.get("reused_from")
+        ),
     }
 
 

@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from sweeper.errors import StoreError
+from sweeper.errors import ClusterError, StoreError
 from sweeper.execution.inputs import InputStager
 from sweeper.execution.record import ExecutionRecord
 from sweeper.execution.spec import ExecutionSpec
@@ -145,6 +145,10 @@ class StoreService:
             raise StoreError(f"the store service serves local stores only, not {location}")
         self._uploads = self.store.scratch_dir() / "uploads"
         self._uploads.mkdir(parents=True, exist_ok=True)
+
+    def identity(self) -> str:
+        """The store's machine and folder: names the nodes' scratch folders for it."""
+        return f"{socket.gethostname()}:{self.store.local_path}"
 
     def call(self, method: str, *args: Any, **kwargs: Any) -> Any:
         """One of the :data:`FORWARDED` store methods, called on the driver's store."""
@@ -469,7 +473,7 @@ def probe_nodes(path: Path, token: str, node_ids: Sequence[str]) -> list[str]:
 def _alive_nodes() -> dict[str, str]:
     """Alive node ids, each with its address (for messages)."""
     return {
-        str(n["NodeID"]): str(n.get("NodeManagerAddress") or n["NodeID"][:12])
+        str(n["NodeID"]): f"{n.get('NodeManagerAddress', '?')} (node {str(n['NodeID'])[:8]})"
         for n in ray.nodes()
         if n.get("Alive")
     }
@@ -529,12 +533,18 @@ def link_store(store: RecordStore, cluster: ClusterInfo) -> StoreLink:
     probe.write_text(token)
     nodes = _alive_nodes()
     unshared = probe_nodes(probe, token, list(nodes))
+    service = start_service(str(local))
+    try:
+        identity = str(_get(service.identity.remote()))
+    except Exception as exc:  # e.g. a ray:// client, whose Ray driver runs on the head
+        probe.unlink(missing_ok=True)
+        raise ClusterError(
+            f"the store {store.location} cannot be opened on the Ray node of this driver "
+            f"({exc}): give the sweep an object store (--store s3://...) or run the "
+            "driver on the cluster (sweep submit)"
+        ) from None
     access = StoreAccess(
-        str(local),
-        service=start_service(str(local)),
-        probe=str(probe),
-        token=token,
-        identity=f"{socket.gethostname()}:{local}",
+        str(local), service=service, probe=str(probe), token=token, identity=identity
     )
     if unshared:
         names = ", ".join(sorted(nodes[node] for node in unshared))

@@ -45,7 +45,7 @@ from sweeper.errors import ClusterError, StoreError
 from sweeper.execution.inputs import InputStager
 from sweeper.execution.record import ExecutionRecord
 from sweeper.execution.spec import ExecutionSpec
-from sweeper.store import RecordStore, Store
+from sweeper.store import RecordStore, Store, hash_file
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -330,7 +330,7 @@ class RemoteStore:
     def put_file(self, path: str | os.PathLike[str]) -> tuple[str, int]:
         """Send a file's content to the driver's store unless it is there; (sha256, size)."""
         local = Path(path)
-        sha256, size = _hash_file(local)
+        sha256, size = hash_file(local)
         if self.has_blob(sha256):
             return sha256, size
         upload = self._upload(local)
@@ -433,16 +433,6 @@ class RemoteStore:
     def compact(self, dataset: str | None = None) -> int:
         """Merge small parts of the driver's store."""
         return int(self._call("compact", dataset))
-
-
-def _hash_file(path: Path) -> tuple[str, int]:
-    digest = hashlib.sha256()
-    size = 0
-    with open(path, "rb") as handle:
-        while chunk := handle.read(CHUNK):
-            digest.update(chunk)
-            size += len(chunk)
-    return digest.hexdigest(), size
 
 
 # --------------------------------------------------------------------------- the driver's side

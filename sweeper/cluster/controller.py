@@ -133,7 +133,13 @@ class Controller:
             self._cluster.check_fits(shape.cpus, shape.gpus)
         slots = policy.slots(self._cluster)
         policy.start(self)
-        pool = ActorPool(self.store.location, self.runtime, fresh_actors=self.fresh_actors)
+        pool = ActorPool(
+            self.store.location,
+            self.runtime,
+            fresh_actors=self.fresh_actors,
+            # a policy may have its actors batch their dataset rows (a sweep does)
+            batch_rows_s=getattr(policy, "batch_rows_s", None),
+        )
         status = Status.COMPLETE
         try:
             self._loop(policy, pool, slots)

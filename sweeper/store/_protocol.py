@@ -47,6 +47,10 @@ class RecordStore(Protocol):
         """Write the dataset rows a killed writer left out (never twice, execution.json untouched)."""
         ...
 
+    def without_rows(self, execution_ids: Iterable[str]) -> list[str]:
+        """The ids, of those given, that have no executions row (rows a killed writer held)."""
+        ...
+
     def find_execution(self, ref: str) -> Mapping[str, Any]:
         """The record an id, unique prefix, ``#12`` or ``latest`` names."""
         ...

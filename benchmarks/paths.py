@@ -19,6 +19,8 @@ def benchmark_env() -> dict[str, str]:
     env = dict(os.environ)
     env["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
     env["RAY_USAGE_STATS_ENABLED"] = "0"
+    # every contender starts its own Ray (sweeper would join a `ray start --head` otherwise)
+    env["SWEEPER_REUSE_RAY"] = "0"
     env["PYTHONUNBUFFERED"] = "1"
     bindir = str(Path(sys.executable).parent)
     env["PATH"] = bindir + os.pathsep + env.get("PATH", "")

@@ -16,6 +16,9 @@ from tests.requirements import require_docker
 
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+# A test's sweep never joins a head someone else started (the Ray heads of these fixtures,
+# another test session's): without --address it starts its own embedded Ray.
+os.environ.setdefault("SWEEPER_REUSE_RAY", "0")
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "configs"

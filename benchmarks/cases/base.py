@@ -145,3 +145,21 @@ def add_ratios(rows: list[Row], floor: str | None, sweeper: str | None = "sweepe
 def fmt(value: float | None, digits: int = 2) -> str:
     """A number for the tables ("-" for None)."""
     return "-" if value is None else f"{value:.{digits}f}"
+
+
+def memory_goal(rows: list[Row], sweeper: str, tune: str | None = None) -> Goal:
+    """Goal 6 of issue 13: peak RSS of the driver and of the whole process tree, by Ray Tune's."""
+    by_label = {r.contender: r for r in rows}
+
+    def peaks(label: str | None) -> str | None:
+        row = by_label.get(label) if label else None
+        if row is None or row.peak_driver_mb is None:
+            return None
+        return f"driver {row.peak_driver_mb:.0f} MB / tree {fmt(row.peak_tree_mb, 0)} MB"
+
+    measured = f"sweeper {peaks(sweeper) or 'failed'}"
+    if tune is not None:
+        measured += f"; Ray Tune {peaks(tune) or 'failed'}"
+    else:
+        measured += " (no Ray Tune contender in this case: see the overhead case)"
+    return Goal("(report) peak RSS of the driver and the process tree", measured, None)

@@ -9,6 +9,7 @@ from benchmarks.cases.base import (
     Settings,
     add_ratios,
     alternate,
+    memory_goal,
     summarize,
 )
 
@@ -61,4 +62,5 @@ def run(settings: Settings) -> CaseResult:
         case.goals.append(
             Goal("sweeper <= 1.15 x the plain docker run loop", "a contender failed", None)
         )
+    case.goals.append(memory_goal(case.rows, "sweeper --runtime docker"))
     return case

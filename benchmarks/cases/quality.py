@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import statistics
 
-from benchmarks.cases.base import CaseResult, Contender, Settings, alternate, summarize
+from benchmarks.cases.base import (
+    CaseResult,
+    Contender,
+    Settings,
+    alternate,
+    memory_goal,
+    summarize,
+)
 
 
 def run(settings: Settings) -> CaseResult:
@@ -54,4 +61,5 @@ def run(settings: Settings) -> CaseResult:
         if bests:
             row.extra["best"] = statistics.median(bests)
         case.rows.append(row)
+    case.goals.append(memory_goal(case.rows, labels[0][0], labels[1][0]))
     return case

@@ -40,6 +40,7 @@ class Args:
     runtime: str
     workdir: Path
     out: Path
+    query: bool = False
 
 
 def parse_args(description: str) -> Args:
@@ -55,6 +56,11 @@ def parse_args(description: str) -> Args:
     parser.add_argument("--runtime", default="local", choices=["local", "docker"])
     parser.add_argument("--workdir", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument(
+        "--query",
+        action="store_true",
+        help="After the run, time `sweep ls --sort -metric.loss --limit 10` and results.best().",
+    )
     ns = parser.parse_args()
     ns.workdir.mkdir(parents=True, exist_ok=True)
     return Args(**vars(ns))

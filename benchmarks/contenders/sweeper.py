@@ -4,7 +4,9 @@ The CLI is called exactly as the ``sweep`` console script would call it. Ray is 
 first with sweeper's own :func:`sweeper.cluster.connect.connect` (which the sweep then
 reuses, as it does for any already-initialized Ray) so that the Ray start-up time can be
 reported apart from the sweep itself. Set ``BENCH_PROFILE=FILE`` to write a cProfile of
-the driver's sweep to FILE.
+the driver's sweep to FILE. Reports the sweep's slot idle time (``sweep.json``), the part
+files of each dataset and, with ``--query``, the wall time of ``sweep ls --sort
+-metric.loss --limit 10`` and ``results.best()`` over the store as the sweep left it.
 """
 
 from __future__ import annotations
@@ -14,6 +16,9 @@ import cProfile
 import io
 import json
 import os
+import time
+from pathlib import Path
+from typing import Any
 
 from benchmarks.contenders.common import Clock, parse_args, write_report
 from benchmarks.paths import CONFIG
@@ -67,6 +72,9 @@ def main() -> None:
         json.loads(stdout.getvalue().strip().splitlines()[-1]) if stdout.getvalue().strip() else {}
     )
     values = trial_values(str(store), args.metric)
+    extra = store_facts(store, summary.get("sweep_id"))
+    if args.query and summary.get("sweep_id"):
+        extra.update(queries(store, str(summary["sweep_id"]), args.metric, args.direction))
     write_report(
         args,
         values,
@@ -76,7 +84,41 @@ def main() -> None:
         store=str(store),
         ray_init_s=clock.between("imports", "ray_init"),
         loop_s=clock.between("ray_init", "sweep"),
+        **extra,
     )
+
+
+def store_facts(store: Path, sweep_id: str | None) -> dict[str, Any]:
+    """The sweep's slot idle time and the number of part files of each dataset."""
+    facts: dict[str, Any] = {}
+    if sweep_id:
+        saved = json.loads((store / "sweeps" / sweep_id / "sweep.json").read_text())
+        facts["slot_idle_s"] = saved.get("slot_idle_s")
+    facts["parts"] = {
+        folder.name: len(list(folder.glob("part-*.parquet")))
+        for folder in sorted((store / "datasets").iterdir())
+    }
+    return facts
+
+
+def queries(store: Path, sweep_id: str, metric: str, direction: str) -> dict[str, float]:
+    """Wall seconds of `sweep ls --sort -metric.X --limit 10` and `results.best()`, in-process."""
+    import sweeper.results
+    from sweeper.cli.main import main as sweep_main
+
+    t = time.perf_counter()
+    with contextlib.redirect_stdout(io.StringIO()):
+        try:
+            sweep_main(
+                ["ls", "--sort", f"-metric.{metric}", "--limit", "10", "--store", str(store)]
+            )
+        except SystemExit as exc:
+            if exc.code not in (0, None):
+                raise
+    ls_s = time.perf_counter() - t
+    t = time.perf_counter()
+    sweeper.results.open(str(store)).best(sweep_id, metric=metric, direction=direction)
+    return {"ls_s": ls_s, "best_s": time.perf_counter() - t}
 
 
 def trial_values(store_path: str, metric: str) -> list[float]:

@@ -33,9 +33,12 @@ class ExecutionActor:
     stop the execution while ``run`` is busy.
     """
 
-    def __init__(self, store: StoreAccess, runtime: str) -> None:
+    def __init__(self, store: StoreAccess, runtime: str, batch_rows_s: float | None = None) -> None:
         # The driver made the store; an actor only opens it, directly or through the driver.
-        self.executor = Executor(store.open(), get_runtime(runtime))
+        self.store = store.open()
+        if batch_rows_s:
+            self.store.buffer_rows(batch_rows_s)
+        self.executor = Executor(self.store, get_runtime(runtime))
         self._lock = threading.Lock()
         self._events: list[dict[str, Any]] = []
         self._stop: StopToken | None = None
@@ -77,12 +80,20 @@ class ExecutionActor:
             if self._stop is not None:
                 self._stop.stop(reason)
 
+    def flush(self) -> int:
+        """Write the dataset rows this actor holds (before it is killed); how many executions."""
+        return self.store.flush_rows()
+
     def node_id(self) -> str:
         """The Ray node this actor lives on."""
         return ray.get_runtime_context().get_node_id()
 
 
 RemoteExecutionActor = ray.remote(max_concurrency=4)(ExecutionActor)  # type: ignore[call-overload]
+
+
+#: How long a pool waits for its actors to write the rows they hold before it kills them.
+FLUSH_TIMEOUT_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -132,10 +143,19 @@ class TrialHandle:
 class ActorPool:
     """Creates, reuses and kills execution actors."""
 
-    def __init__(self, store: StoreAccess, runtime: str, *, fresh_actors: bool = False) -> None:
+    def __init__(
+        self,
+        store: StoreAccess,
+        runtime: str,
+        *,
+        fresh_actors: bool = False,
+        batch_rows_s: float | None = None,
+    ) -> None:
         self.store = store
         self.runtime = runtime
         self.fresh_actors = fresh_actors
+        #: Actors hold finished executions' rows this long (None: each execution writes its own).
+        self.batch_rows_s = batch_rows_s
         self._idle: dict[ResourceShape, list[Any]] = {}
         self._all: list[Any] = []
 
@@ -146,7 +166,9 @@ class ActorPool:
         options: dict[str, Any] = {"num_cpus": shape.cpus, "num_gpus": shape.gpus}
         if shape.memory_mb:
             options["memory"] = int(shape.memory_mb) * 1024 * 1024
-        actor = RemoteExecutionActor.options(**options).remote(self.store, self.runtime)
+        actor = RemoteExecutionActor.options(**options).remote(
+            self.store, self.runtime, self.batch_rows_s
+        )
         self._all.append(actor)
         return actor
 
@@ -168,7 +190,7 @@ class ActorPool:
     def release(self, handle: TrialHandle, *, healthy: bool = True) -> None:
         """Give the actor back for the next execution, or kill it (fresh mode or after a failure)."""
         if self.fresh_actors or not healthy:
-            self._kill(handle.actor)
+            self._kill(handle.actor, flush=healthy)
         else:
             self._idle.setdefault(handle.shape, []).append(handle.actor)
 
@@ -181,7 +203,21 @@ class ActorPool:
                     actors.remove(actor)
             self._kill(actor)
 
-    def _kill(self, actor: Any) -> None:
+    def _flush(self, actors: list[Any]) -> None:
+        """Have live actors write the rows they hold; one that cannot leaves them to recovery."""
+        if not self.batch_rows_s or not actors:
+            return
+        refs = [actor.flush.remote() for actor in actors]
+        ray.wait(refs, num_returns=len(refs), timeout=FLUSH_TIMEOUT_S)
+        for ref in refs:
+            try:
+                ray.get(ref, timeout=0)
+            except Exception:  # dead or too slow: restore_rows rebuilds its rows from the records
+                pass
+
+    def _kill(self, actor: Any, *, flush: bool = True) -> None:
+        if flush:
+            self._flush([actor])
         try:
             ray.kill(actor)
         except Exception:  # already dead: nothing to free
@@ -190,7 +226,8 @@ class ActorPool:
             self._all.remove(actor)
 
     def shutdown(self) -> None:
-        """Kill every actor of the pool."""
+        """Kill every actor of the pool (after each has written the rows it holds)."""
+        self._flush(list(self._all))
         for actor in list(self._all):
-            self._kill(actor)
+            self._kill(actor, flush=False)
         self._idle.clear()

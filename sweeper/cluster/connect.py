@@ -61,6 +61,42 @@ def _probe(address: str, timeout_s: float = 10.0) -> None:
         raise ClusterError(f"nothing answers at {address} ({exc.strerror or exc})") from None
 
 
+#: Set to 0 to never join a running ``ray start --head`` when no address is given.
+REUSE_ENV = "SWEEPER_REUSE_RAY"
+#: What ``--address`` (or ``RAY_ADDRESS``) says to always start an embedded Ray.
+LOCAL = "local"
+
+
+def running_head(address_file: str | None = None) -> str | None:
+    """The address of a Ray head started with ``ray start --head`` on this machine, if alive.
+
+    ``ray start`` writes its address to ``/tmp/ray/ray_current_cluster``, which a plain
+    ``ray.init()`` joins too. Only a file this user owns counts (not another user's head on
+    a shared machine), and only when its GCS port answers at once: a killed head leaves the
+    file behind, and that must cost a moment, not a hang. ``SWEEPER_REUSE_RAY=0`` (or
+    ``--address local``) turns this off. ``address_file`` replaces Ray's file (for tests).
+    """
+    if os.environ.get(REUSE_ENV, "1").strip().lower() in ("0", "false", "no", "off"):
+        return None
+    try:
+        from ray._common.utils import get_ray_address_file
+
+        path = address_file or get_ray_address_file(None)
+        if os.stat(path).st_uid != os.getuid():
+            return None
+        with open(path, encoding="utf-8") as handle:
+            address = handle.read().strip()
+    except Exception:  # no file, or a Ray without it: nothing to join
+        return None
+    if not address:
+        return None
+    try:
+        _probe(address, timeout_s=0.5)
+    except ClusterError:
+        return None  # a stale file of a head that is gone
+    return address
+
+
 def connect(
     address: str | None = None,
     *,
@@ -70,8 +106,11 @@ def connect(
 ) -> ClusterInfo:
     """Join ``address`` (``auto``, ``host:port``, ``ray://host:port``) or start a local Ray.
 
-    With neither ``address`` nor ``RAY_ADDRESS`` an embedded Ray is started on loopback,
-    sized to this machine, and never joins a stale cluster left by a killed process.
+    With neither ``address`` nor ``RAY_ADDRESS``, a head the user started on this machine
+    with ``ray start --head`` is joined (see :func:`running_head`; Ray's start-up, seconds,
+    is then saved), else an embedded Ray is started on loopback, sized to this machine,
+    which never joins a stale cluster left by a killed process. ``address="local"`` always
+    starts the embedded one.
     """
     import ray
 
@@ -86,7 +125,18 @@ def connect(
         "configure_logging": True,
         "runtime_env": runtime_env,
     }
-    if address is None:
+    if address is None and num_cpus is None and num_gpus is None:
+        head = running_head()
+        if head is not None:
+            try:
+                ray.init(address=head, **options)
+                joined = ClusterInfo(address=head, embedded=False, nodes=_nodes())
+                if joined.largest("CPU") > 0:
+                    return joined
+            except Exception:  # not a Ray we can join after all
+                pass
+            ray.shutdown()  # nor one that can run anything (a test's 0-CPU head): start our own
+    if address is None or address == LOCAL:
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
         for attempt in (1, 2):  # a loaded machine can time out starting Ray once
             try:
@@ -102,7 +152,7 @@ def connect(
                 ray.shutdown()
                 if attempt == 2:
                     raise ClusterError(f"could not start a local Ray: {exc}") from None
-        return ClusterInfo(address="local", embedded=True, nodes=_nodes())
+        return ClusterInfo(address=LOCAL, embedded=True, nodes=_nodes())
     try:
         _probe(address)
         ray.init(address=address, **options)

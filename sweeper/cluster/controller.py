@@ -137,8 +137,18 @@ class Controller:
         # Before anything starts: how each node reaches the store (directly or through the
         # driver), and whether local inputs must travel through it.
         self._link = link = link_store(self.store, self._cluster)
-        policy.start(self)
-        pool = ActorPool(link.access, self.runtime, fresh_actors=self.fresh_actors)
+        try:
+            policy.start(self)
+        except BaseException:  # nothing ran: the probe file and the service go now
+            link.close()
+            raise
+        pool = ActorPool(
+            link.access,
+            self.runtime,
+            fresh_actors=self.fresh_actors,
+            # a policy may have its actors batch their dataset rows (a sweep does)
+            batch_rows_s=getattr(policy, "batch_rows_s", None),
+        )
         status = Status.COMPLETE
         try:
             self._loop(policy, pool, slots)

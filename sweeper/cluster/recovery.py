@@ -9,6 +9,7 @@ left out, an unfinished one has what its runtime left running removed and is fin
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime, timezone
 
 from sweeper.errors import SweeperError
@@ -30,6 +31,22 @@ def read_record(store: RecordStore, execution_id: str) -> ExecutionRecord | None
     if record is not None and record.is_final:
         record_missing_rows(store, record)
     return record
+
+
+def restore_rows(store: RecordStore, execution_ids: Iterable[str]) -> list[str]:
+    """Give every finished execution of ``execution_ids`` its dataset rows; the ids restored.
+
+    An actor holds its executions' rows for a moment before it writes them (see
+    :meth:`sweeper.store.Store.buffer_rows`); a ``kill -9`` or a lost node takes those rows
+    with it but never ``execution.json``, from which they are rebuilt here. One read of the
+    ``executions`` dataset finds the ids without a row; only those records are read.
+    """
+    restored = []
+    for execution_id in store.without_rows(execution_ids):
+        record = read_record(store, execution_id)
+        if record is not None and record.is_final:
+            restored.append(execution_id)
+    return restored
 
 
 def settle(store: RecordStore, execution_id: str) -> ExecutionRecord | None:

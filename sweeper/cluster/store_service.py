@@ -67,6 +67,7 @@ FORWARDED = frozenset(
         "put_record",
         "get_record",
         "complete_rows",
+        "without_rows",
         "find_execution",
         "find_completed",
         "allocate_counter",
@@ -287,6 +288,18 @@ class RemoteStore:
     def complete_rows(self, record: ExecutionRecord, events: Iterable[Mapping[str, Any]]) -> None:
         """Write the rows a killed writer left out."""
         self._call("complete_rows", record, [dict(e) for e in events])
+
+    def without_rows(self, execution_ids: Iterable[str]) -> list[str]:
+        """The ids, of those given, that have no executions row in the driver's store."""
+        missing: list[str] = self._call("without_rows", list(execution_ids))
+        return missing
+
+    def buffer_rows(self, interval_s: float) -> None:
+        """Nothing to hold here: each record crosses to the driver's store as it is put."""
+
+    def flush_rows(self) -> int:
+        """Nothing is held here (see :meth:`buffer_rows`)."""
+        return 0
 
     def find_execution(self, ref: str) -> Mapping[str, Any]:
         """The record an id, prefix, ``#12`` or ``latest`` names."""

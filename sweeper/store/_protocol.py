@@ -47,6 +47,18 @@ class RecordStore(Protocol):
         """Write the dataset rows a killed writer left out (never twice, execution.json untouched)."""
         ...
 
+    def without_rows(self, execution_ids: Iterable[str]) -> list[str]:
+        """The ids, of those given, that have no executions row (rows a killed writer held)."""
+        ...
+
+    def buffer_rows(self, interval_s: float) -> None:
+        """Hold finished executions' dataset rows and write them every ``interval_s`` s."""
+        ...
+
+    def flush_rows(self) -> int:
+        """Write the rows held now; how many executions they were."""
+        ...
+
     def find_execution(self, ref: str) -> Mapping[str, Any]:
         """The record an id, unique prefix, ``#12`` or ``latest`` names."""
         ...

@@ -19,6 +19,7 @@ from sweeper.status import Status
 
 from . import _counter, _lookup
 from ._backend import Backend, open_backend
+from ._batch import RowBuffer
 from ._blobs import Blobs
 from ._compact import compact_dataset
 from ._merge import MergeCounts
@@ -63,6 +64,7 @@ class Store:
     def __init__(self, backend: Backend) -> None:
         self.backend = backend
         self.blobs = Blobs(backend)
+        self._buffer: RowBuffer | None = None
 
     # -- opening ---------------------------------------------------------------------------
 
@@ -368,15 +370,56 @@ class Store:
                 return
         else:
             self.write_json(f"{self.execution_dir(execution_id)}/execution.json", dict(record))
+        rows: dict[str, list[dict[str, Any]]] = {}
         # Checked before ``events`` is read: a recovery passes them lazily, from the log.
         if not (missing_only and self.has_rows("metrics", execution_id)):
-            metrics = metric_rows(execution_id, events)
-            if metrics:
-                Parts(self.backend, "metrics").write(metrics_table(metrics))
+            rows["metrics"] = metric_rows(execution_id, events)
         artifacts = artifact_rows(record)
         if artifacts and not (missing_only and self.has_rows("artifacts", execution_id)):
-            self.write_rows("artifacts", artifacts)
-        self.write_rows("executions", [execution_row(record)])
+            rows["artifacts"] = artifacts
+        rows["executions"] = [execution_row(record)]
+        if self._buffer is not None and not missing_only:
+            self._buffer.add(rows)  # execution.json is written: the rows can wait
+            return
+        for dataset in ("metrics", "artifacts", "executions"):
+            if rows.get(dataset):
+                self._write_part(dataset, rows[dataset])
+
+    def buffer_rows(self, interval_s: float) -> None:
+        """Hold the rows of finished executions and write them ``interval_s`` s after the first.
+
+        For a writer that finishes many executions (a sweep's actor): one part per dataset
+        per interval instead of per execution. Call :meth:`flush_rows` before the process
+        ends; rows a killed process held are rebuilt from ``execution.json`` by recovery.
+        """
+        if self._buffer is None:
+            self._buffer = RowBuffer(self._write_part, interval_s)
+        else:
+            self._buffer.interval_s = interval_s
+
+    def flush_rows(self) -> int:
+        """Write the rows :meth:`buffer_rows` holds now; how many executions they were."""
+        if self._buffer is None:
+            return 0
+        pending = self._buffer.pending
+        self._buffer.flush()
+        return pending
+
+    def _write_part(self, dataset: str, rows: Sequence[Mapping[str, Any]]) -> None:
+        if dataset == "metrics":
+            Parts(self.backend, dataset).write(metrics_table(rows))
+        else:
+            self.write_rows(dataset, rows)
+
+    def without_rows(self, execution_ids: Iterable[str]) -> list[str]:
+        """The ids, of those given, that have no ``executions`` row (one read of the dataset)."""
+        wanted = list(dict.fromkeys(execution_ids))
+        if not wanted:
+            return []
+        present = set(
+            self.read_dataset("executions", columns=["execution_id"])["execution_id"].to_pylist()
+        )
+        return [i for i in wanted if i not in present]
 
     def has_rows(self, dataset: str, execution_id: str) -> bool:
         """Whether a dataset holds any row of an execution."""

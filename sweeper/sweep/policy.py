@@ -8,6 +8,7 @@ and what each trial's end means; the :class:`~sweeper.cluster.controller.Control
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -90,6 +91,14 @@ class SweepPolicy:
         self._tail: tuple[str | None, str] = (None, "")
         self._study: optuna.Study | None = None
         self._controller: Controller | None = None
+        #: Actors hold their executions' rows this long before writing them (0: at once).
+        self.batch_rows_s = rows_flush_s()
+        self._slots: int | None = None
+        # pre-ask: the next trial, asked while every slot is busy, so a freed slot never
+        # waits for the sampler; and when each freed slot became free (for slot idle time)
+        self._ready: list[Launch] = []
+        self._freed: list[float] = []
+        self.slot_idle_s = 0.0
 
     @property
     def study(self) -> optuna.Study:
@@ -107,9 +116,10 @@ class SweepPolicy:
     def slots(self, cluster: ClusterInfo) -> int | None:
         """``--parallel``, else as many trials as fit on the largest node."""
         cpus = self.shape.cpus
-        return self.options.parallel or max(
+        self._slots = self.options.parallel or max(
             1, int(cluster.largest("CPU") // max(cpus, 1e-9)) if cpus else 1
         )
+        return self._slots
 
     def start(self, controller: Controller) -> None:
         """Save a new sweep (or load a resumed one), then settle what a killed driver left."""
@@ -132,6 +142,8 @@ class SweepPolicy:
         if self.on_start is not None:
             self.on_start(controller.cluster)
         self._recover(controller)
+        if runner.resume:  # rows a killed actor held are rebuilt from the records
+            recovery.restore_rows(controller.store, self._finished_ids())
         # Counted here rather than re-read from the study on every turn (O(trials) each time).
         self.counts = {k: v for k, v in outcome_counts(study).items() if k != Status.RUNNING}
         self.failure_classes = Counter(
@@ -144,31 +156,46 @@ class SweepPolicy:
         self._check_failures(controller)
 
     def ask(self, controller: Controller, free: int) -> list[Launch]:
-        """New trials up to ``free``, never beyond ``--trials`` with those in flight.
+        """Trials up to ``free`` (the one asked ahead first), never beyond ``--trials``.
 
         A trial the store answers (``--reuse``) takes no slot: another is asked in its place.
         """
-        assert self.options.trials is not None
-        launches: list[Launch] = []
+        launches = self._ready[:free]
+        del self._ready[:free]
+        # those taken are not in flight yet, hence the len(launches) in the room
         while (
             len(launches) < free
             and not controller.stopping
-            and self._done() + len(controller.in_flight) + len(launches) < self.options.trials
+            and self._room(controller) - len(launches) > 0
         ):
             launch = self._launch(controller)
             if launch is not None:
                 launches.append(launch)
+        now = time.monotonic()
+        for _ in launches:
+            if self._freed:
+                self.slot_idle_s += now - self._freed.pop(0)
         return launches
 
     def exhausted(self) -> bool:
         """Whether every trial left to run is already in flight."""
         assert self.options.trials is not None and self._controller is not None
-        return self._done() + len(self._controller.in_flight) >= self.options.trials
+        return not self._ready and self._room(self._controller) <= 0
 
     def tick(self, controller: Controller) -> None:
-        """Report progress."""
+        """Ask the next trial while every slot is busy (pre-ask); report progress."""
         from sweeper.sweep.engine import Progress
 
+        if (
+            not controller.stopping
+            and not self._ready
+            and self._slots is not None
+            and len(controller.in_flight) >= self._slots
+            and self._room(controller) > 0
+        ):
+            launch = self._launch(controller)
+            if launch is not None:  # None: the store answered it (--reuse)
+                self._ready.append(launch)
         if self.on_progress is None:
             return
         assert self.options.trials is not None
@@ -200,15 +227,24 @@ class SweepPolicy:
         self, controller: Controller, handle: TrialHandle, record: ExecutionRecord
     ) -> None:
         """Tell Optuna how the trial ended; stop the sweep on its stop condition or failures."""
+        self._freed.append(time.monotonic())
         self._settle(controller, handle.key, record.to_dict())  # type: ignore[arg-type]
 
     def end(self, controller: Controller, status: Status) -> Status:
         """Save how the sweep ended (``sweep.json``, a ``sweeps`` row); compact a long one."""
         runner = self.runner
+        for launch in self._ready:  # asked ahead but never run: not a trial of the sweep
+            trial: optuna.Trial = launch.key  # type: ignore[assignment]
+            trial.set_user_attr("outcome", Status.SKIPPED)
+            self.study.tell(trial, state=TrialState.FAIL)
+        self._ready.clear()
+        # every finished trial has its rows, even those of an actor that died holding them
+        recovery.restore_rows(controller.store, self._finished_ids())
         if status is Status.COMPLETE and not self.counts.get(Status.COMPLETE):
             status = Status.FAILED  # not one trial gave a result: the sweep did not do its job
         self.summary = runner.summary(self.study)
-        runner.state.update(status=status)
+        # the time freed slots waited for their next trial (sampler, journal), for benchmarks
+        runner.state.update(status=status, slot_idle_s=round(self.slot_idle_s, 4))
         best = self.summary.get("best")
         best_id = best.get("execution_id") if isinstance(best, dict) else None
         runner.store.write_rows("sweeps", [runner._sweep_row(status, best_id)])
@@ -218,6 +254,18 @@ class SweepPolicy:
         return status
 
     # -- trials --------------------------------------------------------------------------
+
+    def _room(self, controller: Controller) -> int:
+        """How many more trials may be asked: ``--trials`` less those done, running, asked."""
+        assert self.options.trials is not None
+        return self.options.trials - self._done() - len(controller.in_flight) - len(self._ready)
+
+    def _finished_ids(self) -> list[str]:
+        states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+        trials = self.study.get_trials(deepcopy=False, states=states)
+        return [
+            str(t.user_attrs["execution_id"]) for t in trials if t.user_attrs.get("execution_id")
+        ]
 
     def _done(self) -> int:
         return sum(self.counts.get(k, 0) for k in Status.counted())
@@ -440,6 +488,28 @@ class SweepPolicy:
                 self.runner.store.compact(dataset)
             except SweeperError:
                 pass  # another process is compacting it; its result serves us as well
+
+
+#: The environment variable that sets how long a sweep's actors hold finished executions'
+#: dataset rows before writing them (seconds; 0 writes each execution's rows at once).
+ROWS_FLUSH_ENV = "SWEEPER_ROWS_FLUSH_S"
+#: One part per dataset and actor every 2 s instead of per execution: `sweep ls` sees a
+#: finished trial at most this late (execution.json and `sweep status` at once).
+DEFAULT_ROWS_FLUSH_S = "2"
+
+
+def rows_flush_s() -> float:
+    """How long actors hold rows: :data:`ROWS_FLUSH_ENV`, else :data:`DEFAULT_ROWS_FLUSH_S`."""
+    text = os.environ.get(ROWS_FLUSH_ENV, DEFAULT_ROWS_FLUSH_S)
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not math.isfinite(value) or value < 0:
+        raise SweeperError(
+            f"{ROWS_FLUSH_ENV} must be a number of seconds (0 or more), not {text!r}"
+        )
+    return value
 
 
 #: Sweeps at least this long compact the store's datasets when they end.

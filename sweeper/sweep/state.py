@@ -7,6 +7,7 @@ killed writer) unless ``--storage`` names a database URL.
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Any
 import optuna
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
+from optuna.storages.journal._file import get_lock_file
 from optuna.trial import TrialState
 
 from sweeper.errors import StoreError
@@ -38,6 +40,23 @@ def journal_path(store: Any, sweep_id: str) -> Path:
     return path
 
 
+class JournalFile(JournalFileBackend):
+    """Optuna's journal file, appended under its lock but without an fsync per entry.
+
+    A sweep writes about five entries per trial; their fsyncs were a tenth of the driver's
+    time per trial. A ``kill -9`` loses nothing that ``write`` returned (the data is in the
+    kernel's page cache); only a power loss can drop the last entries, and then resume
+    settles by the execution records, which are written with an fsync: the trials the
+    journal forgot are asked again and the sweep still ends at exactly ``--trials``.
+    """
+
+    def append_logs(self, logs: list[dict[str, Any]]) -> None:
+        """Append entries, one JSON line each, in one ``write`` (whole lines for readers)."""
+        text = "".join(json.dumps(log, separators=(",", ":")) + "\n" for log in logs)
+        with get_lock_file(self._lock), open(self._file_path, "ab") as handle:
+            handle.write(text.encode("utf-8"))
+
+
 def study_storage(store: Any, sweep_id: str, storage_url: str | None) -> Any:
     """The Optuna storage of a sweep: ``--storage`` when given, else a journal in the store."""
     if storage_url:
@@ -46,7 +65,7 @@ def study_storage(store: Any, sweep_id: str, storage_url: str | None) -> Any:
         from sweeper.sweep.remote_study import journal_storage
 
         return journal_storage(store, sweep_id, writer=False)
-    return JournalStorage(JournalFileBackend(str(journal_path(store, sweep_id))))
+    return JournalStorage(JournalFile(str(journal_path(store, sweep_id))))
 
 
 def load_study(store: Any, sweep_id: str, storage_url: str | None = None) -> optuna.Study:

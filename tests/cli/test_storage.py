@@ -18,7 +18,7 @@ import pytest
 
 from sweeper.store import Store
 from tests.conftest import sweep_cli
-from tests.faults.conftest import TINY_PY, TINY_STEP, kill_group, sweep_popen, wait_for
+from tests.faults.conftest import TINY_PY, TINY_STEP, kill_group, records, sweep_popen, wait_for
 from tests.store import conftest as store_fixtures
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
@@ -114,18 +114,21 @@ def test_kill_9_with_the_study_in_postgresql_then_resume_ends_at_exactly_n(
 ) -> None:
     trials = 5
     store_dir = tiny / ".sweeper"
-    parts = store_dir / "datasets" / "executions"
     args = _sweep(tiny, trials, "--storage", postgres_url, "--address", ray_head)
     driver = sweep_popen(*args, "-p", "sleep=0.6")
-    # kill -9 once two executions have finished and the others are not all done
+    # kill -9 once two executions have finished (their final records: actors write the
+    # dataset rows in batches) and the others are not all done
     wait_for(
-        lambda: len(list(parts.glob("part-*.parquet"))) >= 2 or driver.poll() is not None,
+        lambda: (
+            sum(r["status"] == "complete" for r in records(store_dir)) >= 2
+            or driver.poll() is not None
+        ),
         timeout=180,
     )
     assert driver.poll() is None, driver.communicate()[1]
     kill_group(driver)
     (sweep_id,) = [p.parent.name for p in store_dir.glob("sweeps/*/sweep.json")]
-    finished = _complete_rows(Store.open(store_dir), sweep_id)
+    finished = [r for r in records(store_dir) if r["status"] == "complete"]
     assert 2 <= len(finished) < trials, "the kill must land mid-sweep"
     assert len(_study_in(postgres_url, sweep_id).get_trials()) < trials + 2
 

@@ -33,10 +33,8 @@ TRIALS = 6
 
 
 def _finished(store_dir: Path) -> int:
-    folder = store_dir / "datasets" / "executions"
-    if not folder.exists():
-        return 0
-    return len([p for p in folder.glob("part-*.parquet")])
+    # final records, not dataset parts: actors write their rows in batches
+    return len([r for r in records(store_dir) if r.get("status") in ("complete", "crashed")])
 
 
 def _saved(store_dir: Path) -> bool:
@@ -125,7 +123,7 @@ def _run_with_kills(
         before = _finished(store_dir)
         driver = sweep_popen(*args)
         if kind == "finished":
-            # kill once `value` more executions have reached the executions dataset (and,
+            # kill once `value` more executions have ended (and,
             # for the first driver, once the sweep is saved: before, nothing can resume)
             _wait_until(
                 driver, lambda n=before + value: _finished(store_dir) >= n and _saved(store_dir)

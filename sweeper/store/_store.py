@@ -302,6 +302,21 @@ class Store:
         """Save the sweep's state (``sweep.json``), atomically."""
         self.write_json(f"{self._sweep_dir(sweep_id)}/sweep.json", dict(data))
 
+    def fetch_sweep_journal(self, sweep_id: str, dest: str | os.PathLike[str]) -> bool:
+        """Copy the sweep's journal (an object store keeps a copy of the study) to ``dest``.
+
+        False, and ``dest`` untouched, when the store holds none.
+        """
+        relpath = f"{self._sweep_dir(sweep_id)}/optuna.journal"
+        if not self.exists(relpath):
+            return False
+        self.download_file(relpath, dest)
+        return True
+
+    def put_sweep_journal(self, sweep_id: str, local: str | os.PathLike[str]) -> None:
+        """Save a local journal file as the sweep's journal in the store."""
+        self.upload_file(local, f"{self._sweep_dir(sweep_id)}/optuna.journal")
+
     def sweep_journal(self, sweep_id: str) -> Path:
         """The sweep's Optuna journal file (its folder made); a local store only.
 

@@ -38,6 +38,7 @@ from optuna.trial import TrialState, create_trial
 from sweeper.errors import StoreError
 from sweeper.execution.ids import new_execution_id
 from sweeper.status import Status
+from sweeper.store import Store
 
 #: The shortest time between two copies of the journal to the store.
 PUSH_EVERY_S = 2.0
@@ -46,25 +47,19 @@ PUSH_EVERY_S = 2.0
 CLOCK_SLACK_MS = 10 * 60 * 1000
 
 
-def journal_relpath(sweep_id: str) -> str:
-    """The study's journal inside the store (the same place a local store keeps it)."""
-    return f"sweeps/{sweep_id}/optuna.journal"
-
-
 class StoreJournal(BaseJournalBackend):
     """A journal file in a local temporary folder, copied to the store now and then.
 
     ``push_every_s`` None: a reader's copy, never written back.
     """
 
-    def __init__(self, store: Any, sweep_id: str, *, push_every_s: float | None) -> None:
+    def __init__(self, store: Store, sweep_id: str, *, push_every_s: float | None) -> None:
         self.store = store
-        self.relpath = journal_relpath(sweep_id)
+        self.sweep_id = sweep_id
         folder = Path(tempfile.mkdtemp(prefix="sweeper-study-"))
         weakref.finalize(self, shutil.rmtree, folder, True)
-        self.path = folder / "optuna.journal"
-        if store.exists(self.relpath):
-            store.download_file(self.relpath, self.path)
+        self.path = folder / "study.journal"  # a local working copy, not in the store
+        store.fetch_sweep_journal(sweep_id, self.path)  # none yet for a new sweep
         self.file = JournalFileBackend(str(self.path))
         self.push_every_s = push_every_s
         self._pushed_at: float | None = None
@@ -90,13 +85,13 @@ class StoreJournal(BaseJournalBackend):
         if self.push_every_s is None or not self._dirty:
             return
         started = time.monotonic()
-        self.store.upload_file(self.path, self.relpath)
+        self.store.put_sweep_journal(self.sweep_id, self.path)
         self._pushed_at = time.monotonic()
         self._push_took = self._pushed_at - started
         self._dirty = False
 
 
-def journal_storage(store: Any, sweep_id: str, *, writer: bool) -> JournalStorage:
+def journal_storage(store: Store, sweep_id: str, *, writer: bool) -> JournalStorage:
     """The sweep's study from the store's copy; a ``writer`` (the driver) copies it back."""
     backend = StoreJournal(store, sweep_id, push_every_s=PUSH_EVERY_S if writer else None)
     return JournalStorage(backend)
@@ -140,7 +135,7 @@ def _trial_params(
 
 def adopt_executions(
     study: optuna.Study,
-    store: Any,
+    store: Store,
     sweep_id: str,
     distributions: Mapping[str, BaseDistribution],
     created_at: str | None,

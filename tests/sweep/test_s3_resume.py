@@ -18,7 +18,6 @@ import pytest
 
 from sweeper.errors import StoreError
 from sweeper.store import Store
-from sweeper.sweep.remote_study import journal_relpath
 from tests.conftest import ray_head_cluster, sweep_cli
 from tests.faults.conftest import TINY_PY, TINY_STEP, kill_group, sweep_popen, wait_for
 from tests.store import conftest as store_fixtures
@@ -83,8 +82,8 @@ def test_kill_9_with_an_s3_store_then_resume_ends_at_exactly_n(
     assert 2 <= _complete_records(store) < TRIALS, "the kill must land mid-sweep"
     assert not (project / ".sweeper").exists(), "an s3:// sweep wrote a local store"
     if copy == "lost":
-        store.backend.delete(journal_relpath(sweep_id))
-        assert not store.exists(journal_relpath(sweep_id))
+        store.backend.delete(f"sweeps/{sweep_id}/optuna.journal")
+        assert not store.fetch_sweep_journal(sweep_id, tmp_path / "none.journal")
 
     resumed = sweep_cli(
         "resume", sweep_id, "--json", "--store", s3_uri, "--address", s3_ray_head,
@@ -103,7 +102,7 @@ def test_kill_9_with_an_s3_store_then_resume_ends_at_exactly_n(
 
     # the study in the store says the same, and `sweep status` reads it from there
     journal = tmp_path / "optuna.journal"
-    Store.open(s3_uri).download_file(journal_relpath(sweep_id), journal)
+    assert Store.open(s3_uri).fetch_sweep_journal(sweep_id, journal)
     storage = optuna.storages.JournalStorage(
         optuna.storages.journal.JournalFileBackend(str(journal))
     )

@@ -68,6 +68,7 @@ FORWARDED = frozenset(
         "get_record",
         "complete_rows",
         "without_rows",
+        "execution_ids",
         "find_execution",
         "find_completed",
         "allocate_counter",
@@ -258,8 +259,8 @@ class RemoteStore:
         self._location = location
         self._identity = identity or location
 
-    def _call(self, method: str, *args: Any) -> Any:
-        return _get(self._service.call.remote(method, *args))
+    def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        return _get(self._service.call.remote(method, *args, **kwargs))
 
     def __repr__(self) -> str:
         return f"RemoteStore({self._location!r})"
@@ -293,6 +294,19 @@ class RemoteStore:
         """The ids, of those given, that have no executions row in the driver's store."""
         missing: list[str] = self._call("without_rows", list(execution_ids))
         return missing
+
+    def execution_ids(self, *, since: str | None = None) -> list[str]:
+        """The ids of the executions in the driver's store, sorted."""
+        ids: list[str] = self._call("execution_ids", since=since)
+        return ids
+
+    def fetch_sweep_journal(self, sweep_id: str, dest: str | os.PathLike[str]) -> bool:
+        """Not served: a sweep's study belongs to its driver, never to a node's actor."""
+        raise StoreError("the store service does not serve a sweep's study to nodes")
+
+    def put_sweep_journal(self, sweep_id: str, local: str | os.PathLike[str]) -> None:
+        """Not served (see :meth:`fetch_sweep_journal`)."""
+        raise StoreError("the store service does not serve a sweep's study to nodes")
 
     def buffer_rows(self, interval_s: float) -> None:
         """Nothing to hold here: each record crosses to the driver's store as it is put."""

@@ -59,6 +59,10 @@ class RecordStore(Protocol):
         """Write the rows held now; how many executions they were."""
         ...
 
+    def execution_ids(self, *, since: str | None = None) -> list[str]:
+        """The ids of the stored executions, sorted (``since``: those at or after it)."""
+        ...
+
     def find_execution(self, ref: str) -> Mapping[str, Any]:
         """The record an id, unique prefix, ``#12`` or ``latest`` names."""
         ...
@@ -115,6 +119,14 @@ class RecordStore(Protocol):
 
     def put_sweep(self, sweep_id: str, data: Mapping[str, Any]) -> None:
         """Save the sweep's state (sweep.json)."""
+        ...
+
+    def fetch_sweep_journal(self, sweep_id: str, dest: str | os.PathLike[str]) -> bool:
+        """Copy the sweep's journal kept in the store to ``dest``; False when there is none."""
+        ...
+
+    def put_sweep_journal(self, sweep_id: str, local: str | os.PathLike[str]) -> None:
+        """Save a local journal file as the sweep's journal in the store."""
         ...
 
     def sweep_journal(self, sweep_id: str) -> Path:

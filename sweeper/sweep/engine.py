@@ -24,11 +24,13 @@ from optuna.distributions import CategoricalDistribution
 
 from sweeper.cluster.connect import ClusterInfo
 from sweeper.cluster.controller import Controller
+from sweeper.config import Config, Task
 from sweeper.errors import SweeperError
 from sweeper.execution.ids import new_execution_id
 from sweeper.execution.inputs import resolve_inputs
 from sweeper.execution.spec import MASK, ExecutionSpec, build_spec, is_secret_name
 from sweeper.status import Status
+from sweeper.store import RecordStore
 from sweeper.sweep import remote_study
 from sweeper.sweep.choices import VALUE_FREE_SAMPLERS
 from sweeper.sweep.failures import RESOURCE_CLASSES, describe, study_failures
@@ -114,8 +116,8 @@ class SweepRunner:
     def __init__(
         self,
         *,
-        config: Any,
-        store: Any,
+        config: Config,
+        store: RecordStore,
         project_dir: Path,
         options: SweepOptions,
         code_version: str,
@@ -179,7 +181,7 @@ class SweepRunner:
         self._storage: Any = None  # the study's storage, opened once (see _study)
         self._adopted = False
 
-    def _default_trials(self, task: Any | None) -> int:
+    def _default_trials(self, task: Task | None) -> int:
         """``--trials`` when not given: the grid's size, the manual sets, the execution-count."""
         if self.options.sampler == "grid" or self.space.grid is not None:
             size = self.space.grid_size or 1
@@ -194,7 +196,7 @@ class SweepRunner:
             return int(task.execution_count)
         raise SweeperError("say how many trials to run with --trials N")
 
-    def _default_metrics(self, config: Any, task: Any | None) -> tuple[list[str], str | None]:
+    def _default_metrics(self, config: Config, task: Task | None) -> tuple[list[str], str | None]:
         """The metric to rank by when ``--metric`` is not given, and a line saying why.
 
         The task's own optimization-target-metric; else the one the step's tasks name (a

@@ -38,7 +38,7 @@ from optuna.trial import TrialState, create_trial
 from sweeper.errors import StoreError
 from sweeper.execution.ids import new_execution_id
 from sweeper.status import Status
-from sweeper.store import Store
+from sweeper.store import RecordStore
 
 #: The shortest time between two copies of the journal to the store.
 PUSH_EVERY_S = 2.0
@@ -53,7 +53,7 @@ class StoreJournal(BaseJournalBackend):
     ``push_every_s`` None: a reader's copy, never written back.
     """
 
-    def __init__(self, store: Store, sweep_id: str, *, push_every_s: float | None) -> None:
+    def __init__(self, store: RecordStore, sweep_id: str, *, push_every_s: float | None) -> None:
         self.store = store
         self.sweep_id = sweep_id
         folder = Path(tempfile.mkdtemp(prefix="sweeper-study-"))
@@ -91,7 +91,7 @@ class StoreJournal(BaseJournalBackend):
         self._dirty = False
 
 
-def journal_storage(store: Store, sweep_id: str, *, writer: bool) -> JournalStorage:
+def journal_storage(store: RecordStore, sweep_id: str, *, writer: bool) -> JournalStorage:
     """The sweep's study from the store's copy; a ``writer`` (the driver) copies it back."""
     backend = StoreJournal(store, sweep_id, push_every_s=PUSH_EVERY_S if writer else None)
     return JournalStorage(backend)
@@ -135,7 +135,7 @@ def _trial_params(
 
 def adopt_executions(
     study: optuna.Study,
-    store: Store,
+    store: RecordStore,
     sweep_id: str,
     distributions: Mapping[str, BaseDistribution],
     created_at: str | None,

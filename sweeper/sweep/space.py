@@ -31,6 +31,7 @@ from optuna.distributions import (
     IntDistribution,
 )
 
+from sweeper.config import Step, Task
 from sweeper.errors import SweeperError
 
 _RANGE = re.compile(
@@ -104,7 +105,7 @@ def describe_distribution(dist: BaseDistribution) -> str:
     return repr(dist)
 
 
-def _parameter(step: Any, name: str) -> Any:
+def _parameter(step: Step, name: str) -> Any:
     for parameter in step.parameters:
         if parameter.name == name:
             return parameter
@@ -119,7 +120,7 @@ def _number(text: str, what: str) -> float:
         raise SweeperError(f'{what}: "{text}" is not a number') from None
 
 
-def parse_cli_spec(step: Any, name: str, text: str) -> BaseDistribution | Any:
+def parse_cli_spec(step: Step, name: str, text: str) -> BaseDistribution | Any:
     """Parse one ``-p NAME=SPEC``: a distribution, or a fixed typed value."""
     parameter = _parameter(step, name)
     what = f"-p {name}={text}"
@@ -149,7 +150,7 @@ def parse_cli_spec(step: Any, name: str, text: str) -> BaseDistribution | Any:
     return parameter.parse_value(text)
 
 
-def space_from_step(step: Any) -> SearchSpace:
+def space_from_step(step: Step) -> SearchSpace:
     """The default space: ranges and choices the step declares; the rest at defaults."""
     space = SearchSpace(source="step")
     for parameter in step.parameters:
@@ -176,7 +177,7 @@ def space_from_step(step: Any) -> SearchSpace:
     return space
 
 
-def space_from_task(step: Any, task: Any) -> SearchSpace:
+def space_from_task(step: Step, task: Task) -> SearchSpace:
     """A valohai.yaml task block: grid, random/Bayesian ranges or manual parameter sets."""
     space = SearchSpace(source=f"task {task.name}")
     kind = task.type
@@ -229,7 +230,7 @@ def space_from_task(step: Any, task: Any) -> SearchSpace:
 
 
 def resolve_space(
-    step: Any, cli_specs: Mapping[str, Sequence[str]], task: Any | None = None
+    step: Step, cli_specs: Mapping[str, Sequence[str]], task: Task | None = None
 ) -> SearchSpace:
     """Apply the precedence: CLI specs over the task block over the step's own parameters."""
     space = space_from_task(step, task) if task is not None else space_from_step(step)

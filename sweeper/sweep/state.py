@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 from collections import Counter
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 import optuna
@@ -21,23 +20,11 @@ from optuna.trial import TrialState
 
 from sweeper.errors import StoreError
 from sweeper.status import Status
+from sweeper.store import RecordStore
 from sweeper.sweep.failures import class_counts, study_failures
 
 #: Outcomes that count towards a sweep's ``--trials``.
 COUNTED_OUTCOMES = (Status.COMPLETE, Status.ERROR, Status.PRUNED)
-
-
-def journal_path(store: Any, sweep_id: str) -> Path:
-    """Where the sweep's Optuna journal lives (a local store only)."""
-    local = store.local_path
-    if local is None:
-        raise StoreError(
-            f"the store {store.location} is not a local folder: give the sweep's study a "
-            "database with --storage (e.g. postgresql://...) so that it survives the driver"
-        )
-    path = Path(local) / "sweeps" / sweep_id / "optuna.journal"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 class JournalFile(JournalFileBackend):
@@ -57,7 +44,7 @@ class JournalFile(JournalFileBackend):
             handle.write(text.encode("utf-8"))
 
 
-def study_storage(store: Any, sweep_id: str, storage_url: str | None) -> Any:
+def study_storage(store: RecordStore, sweep_id: str, storage_url: str | None) -> Any:
     """The Optuna storage of a sweep: ``--storage`` when given, else a journal in the store."""
     if storage_url:
         return storage_url
@@ -65,10 +52,10 @@ def study_storage(store: Any, sweep_id: str, storage_url: str | None) -> Any:
         from sweeper.sweep.remote_study import journal_storage
 
         return journal_storage(store, sweep_id, writer=False)
-    return JournalStorage(JournalFile(str(journal_path(store, sweep_id))))
+    return JournalStorage(JournalFile(str(store.sweep_journal(sweep_id))))
 
 
-def load_study(store: Any, sweep_id: str, storage_url: str | None = None) -> optuna.Study:
+def load_study(store: RecordStore, sweep_id: str, storage_url: str | None = None) -> optuna.Study:
     """Open an existing sweep's study (for status, resume and plots)."""
     try:
         return optuna.load_study(
@@ -182,13 +169,12 @@ def summarize(
 
 
 class SweepState:
-    """Reads and writes ``sweeps/<sweep_id>/sweep.json``."""
+    """Reads and writes a sweep's saved state (``sweep.json``, through the store)."""
 
-    def __init__(self, store: Any, sweep_id: str) -> None:
+    def __init__(self, store: RecordStore, sweep_id: str) -> None:
         self.store = store
         self.sweep_id = sweep_id
-        self.path = f"sweeps/{sweep_id}/sweep.json"
-        existing = store.read_json(self.path)
+        existing = store.get_sweep(sweep_id)
         self.data: dict[str, Any] = existing or {}
         self.created_at: str = self.data.get("created_at") or datetime.now(timezone.utc).isoformat()
 
@@ -205,9 +191,9 @@ class SweepState:
             "status": Status.RUNNING,
             "created_at": self.created_at,
         }
-        self.store.write_json(self.path, self.data)
+        self.store.put_sweep(self.sweep_id, self.data)
 
     def update(self, **changes: Any) -> None:
         """Change fields of the saved state (e.g. the status at the end)."""
         self.data.update(changes, updated_at=datetime.now(timezone.utc).isoformat())
-        self.store.write_json(self.path, self.data)
+        self.store.put_sweep(self.sweep_id, self.data)

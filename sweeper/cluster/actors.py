@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING, Any
 
 import ray
 
+from sweeper.cluster.store_service import StoreAccess
 from sweeper.execution.runner import ExecutionContext, Executor, StopToken
 from sweeper.execution.spec import ExecutionSpec
 from sweeper.runtime import get_runtime
 from sweeper.status import Status
-from sweeper.store import Store
 
 if TYPE_CHECKING:
     from sweeper.config import Step
@@ -32,8 +32,9 @@ class ExecutionActor:
     stop the execution while ``run`` is busy.
     """
 
-    def __init__(self, store_location: str, runtime: str) -> None:
-        self.executor = Executor(Store.open(store_location, create=True), get_runtime(runtime))
+    def __init__(self, store: StoreAccess, runtime: str) -> None:
+        # The driver made the store; an actor only opens it, directly or through the driver.
+        self.executor = Executor(store.open(), get_runtime(runtime))
         self._lock = threading.Lock()
         self._events: list[dict[str, Any]] = []
         self._stop: StopToken | None = None
@@ -130,8 +131,8 @@ class TrialHandle:
 class ActorPool:
     """Creates, reuses and kills execution actors."""
 
-    def __init__(self, store_location: str, runtime: str, *, fresh_actors: bool = False) -> None:
-        self.store_location = store_location
+    def __init__(self, store: StoreAccess, runtime: str, *, fresh_actors: bool = False) -> None:
+        self.store = store
         self.runtime = runtime
         self.fresh_actors = fresh_actors
         self._idle: dict[ResourceShape, list[Any]] = {}
@@ -144,7 +145,7 @@ class ActorPool:
         options: dict[str, Any] = {"num_cpus": shape.cpus, "num_gpus": shape.gpus}
         if shape.memory_mb:
             options["memory"] = int(shape.memory_mb) * 1024 * 1024
-        actor = RemoteExecutionActor.options(**options).remote(self.store_location, self.runtime)
+        actor = RemoteExecutionActor.options(**options).remote(self.store, self.runtime)
         self._all.append(actor)
         return actor
 

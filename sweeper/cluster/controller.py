@@ -18,6 +18,7 @@ import ray
 from sweeper.cluster import recovery
 from sweeper.cluster.actors import ActorPool, ResourceShape, TrialHandle
 from sweeper.cluster.connect import ClusterInfo, connect
+from sweeper.cluster.store_service import StoreLink, link_store
 from sweeper.execution.ids import new_execution_id
 from sweeper.execution.record import ExecutionRecord, MetricEvent
 from sweeper.execution.runner import ExecutionContext
@@ -108,6 +109,7 @@ class Controller:
         self._in_flight: dict[Any, TrialHandle] = {}  # by result ref, what ray.wait returns
         self._stopping = False
         self._status = Status.COMPLETE
+        self._link: StoreLink | None = None
 
     @property
     def cluster(self) -> ClusterInfo:
@@ -133,7 +135,10 @@ class Controller:
             self._cluster.check_fits(shape.cpus, shape.gpus)
         slots = policy.slots(self._cluster)
         policy.start(self)
-        pool = ActorPool(self.store.location, self.runtime, fresh_actors=self.fresh_actors)
+        # Before the first execution: how each node reaches the store (directly or through
+        # the driver), and whether local inputs must travel through it.
+        self._link = link = link_store(self.store, self._cluster)
+        pool = ActorPool(link.access, self.runtime, fresh_actors=self.fresh_actors)
         status = Status.COMPLETE
         try:
             self._loop(policy, pool, slots)
@@ -144,7 +149,10 @@ class Controller:
             raise
         finally:
             pool.shutdown()
-            status = policy.end(self, status)
+            try:
+                status = policy.end(self, status)
+            finally:
+                link.close()
         return status
 
     def _loop(self, policy: Policy, pool: ActorPool, slots: int | None) -> None:
@@ -176,9 +184,10 @@ class Controller:
                     handle.actor.stop.remote(Status.STOPPED)
 
     def _submit(self, pool: ActorPool, launch: Launch) -> None:
+        spec = self._link.stage(launch.spec) if self._link is not None else launch.spec
         handle = pool.submit(
             launch.key,
-            launch.spec,
+            spec,
             launch.execution_id,
             launch.context,
             reuse=launch.reuse,

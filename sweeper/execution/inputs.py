@@ -13,6 +13,11 @@ defaults) into those files:
 - ``datum://<sha256>``, a blob in the store, and ``execution://<id>/outputs/<path>``, an
   output of an earlier execution; these record which execution produced the file.
 
+On a cluster whose nodes may not see the driver's disk, the driver puts the local files of an
+execution's inputs into the store first (:class:`InputStager`) and hands the node their
+digests (``staged``): the node fetches them from the store, and the record keeps the same
+URIs, paths and sha256 as on a laptop.
+
 Wildcards select several files: ``data/**/*.npz`` and ``file:///data/*.csv`` follow glob rules
 (``*`` stays within one folder, ``**/`` spans any number of them); object stores have no
 folders, so there, as on Valohai, ``*`` also matches ``/``. An input's ``keep-directories``
@@ -59,6 +64,8 @@ __all__ = [
     "BlobStore",
     "InputFile",
     "InputLike",
+    "InputStager",
+    "StagedFile",
     "fetch_inputs",
     "resolve_inputs",
 ]
@@ -96,6 +103,28 @@ class BlobStore(Protocol):
     def fetch_blob(self, sha256: str, dest: Path) -> Any: ...
     def blob_local_path(self, sha256: str) -> Path | None: ...
     def find_execution(self, ref: str) -> Mapping[str, Any]: ...
+
+
+class StagingStore(Protocol):
+    """The part of ``sweeper.store.Store`` that staging local inputs needs."""
+
+    def put_file(self, path: str | os.PathLike[str]) -> tuple[str, int]: ...
+
+
+@dataclass(frozen=True)
+class StagedFile:
+    """A local input file the driver put into the store, for a node without the driver's disk.
+
+    ``uri``, ``full`` and ``suffix`` are what the file's local source would have given
+    (the match of a wildcard, its whole path, its path after the wildcard's fixed prefix),
+    so the file lands where it would on the driver and the record names it the same way.
+    """
+
+    uri: str
+    full: str
+    suffix: str
+    sha256: str
+    size: int
 
 
 @dataclass(frozen=True)
@@ -188,6 +217,7 @@ def fetch_inputs(
     store: BlobStore | None = None,
     s3_endpoint_url: str | None = None,
     max_workers: int = 8,
+    staged: Mapping[str, Sequence[StagedFile]] | None = None,
 ) -> list[InputFile]:
     """Download or copy every input file to ``inputs_dir/<name>/...``.
 
@@ -197,6 +227,9 @@ def fetch_inputs(
     matches of each wildcard. Raises :class:`InputError` for unreadable or missing files,
     unsupported schemes, wildcards that match nothing, and any file name or path that would
     land outside ``inputs_dir/<name>/``.
+
+    ``staged`` maps a local URI to the files :class:`InputStager` put into ``store`` for it;
+    those are fetched from the store instead of the (driver's) project folder.
     """
     inputs: list[InputLike] = list(step_inputs)
     known = {inp.name for inp in inputs}
@@ -208,7 +241,9 @@ def fetch_inputs(
         or os.environ.get("AWS_ENDPOINT_URL")
         or None
     )
-    lister = _Lister(project_dir=project_dir, store=store, s3_endpoint_url=endpoint)
+    lister = _Lister(
+        project_dir=project_dir, store=store, s3_endpoint_url=endpoint, staged=staged or {}
+    )
 
     planned: list[tuple[_Source, str]] = []
     for inp in inputs:
@@ -245,6 +280,58 @@ def fetch_inputs(
         _materialize(cache.blob_path(sha), inputs_dir, rel, src)
         files.append(InputFile(src.name, src.uri, rel, sha, size, src.producer_execution_id))
     return files
+
+
+class InputStager:
+    """Puts the local files of execution inputs into a store, each file once (the driver's side).
+
+    A node of a cluster may not see the driver's disk, where local inputs (a path in the
+    project, ``file://``, a default in valohai.yaml) live. :meth:`stage` puts their files
+    into the store and answers what :func:`fetch_inputs` takes as ``staged``. A file whose
+    size and modification time are unchanged is not read again. A URI that cannot be read
+    here is left as it is: the node then reports it as it would on a laptop.
+    """
+
+    def __init__(self, store: StagingStore) -> None:
+        self.store = store
+        self._known: dict[tuple[str, int, int], tuple[str, int]] = {}
+
+    def stage(
+        self,
+        uris: Mapping[str, Sequence[str]],
+        step_inputs: Iterable[InputLike],
+        project_dir: Path,
+    ) -> dict[str, tuple[StagedFile, ...]]:
+        """The staged files of every local URI among ``uris`` (defaults included), by URI."""
+        inputs: list[InputLike] = list(step_inputs)
+        known = {inp.name for inp in inputs}
+        inputs += [_PlainInput(name) for name in uris if name not in known]
+        try:
+            merged = resolve_inputs(inputs, uris, project_dir=project_dir)
+        except InputError:  # the node says what is wrong, as it would on a laptop
+            return {}
+        lister = _Lister(project_dir=project_dir, store=None, s3_endpoint_url=None)
+        staged: dict[str, tuple[StagedFile, ...]] = {}
+        for name, name_uris in merged.items():
+            for uri in name_uris:
+                try:
+                    if uri in staged or _scheme(name, uri) not in (None, "file"):
+                        continue
+                    sources = lister.expand(name, uri)
+                    staged[uri] = tuple(
+                        self._put(src) for src in sources if isinstance(src, _LocalSource)
+                    )
+                except (InputError, OSError):
+                    continue
+        return staged
+
+    def _put(self, src: _LocalSource) -> StagedFile:
+        st = src.path.stat()
+        key = (str(src.path.resolve()), st.st_size, st.st_mtime_ns)
+        if key not in self._known:
+            self._known[key] = self.store.put_file(src.path)
+        sha256, size = self._known[key]
+        return StagedFile(src.uri, src.relative("full"), src.relative("suffix"), sha256, size)
 
 
 @dataclass(frozen=True)
@@ -460,15 +547,27 @@ class _Lister:
     """Expands one input URI into the concrete files it names."""
 
     def __init__(
-        self, *, project_dir: Path, store: BlobStore | None, s3_endpoint_url: str | None
+        self,
+        *,
+        project_dir: Path,
+        store: BlobStore | None,
+        s3_endpoint_url: str | None,
+        staged: Mapping[str, Sequence[StagedFile]] | None = None,
     ) -> None:
         self.project_dir = project_dir
         self.store = store
         self.s3_endpoint_url = s3_endpoint_url
+        self.staged = staged or {}
         self._filesystems: dict[tuple[str, str, str], Any] = {}
 
     def expand(self, name: str, uri: str) -> list[_Source]:
         scheme = _scheme(name, uri)
+        if uri in self.staged and scheme in (None, "file"):
+            store = self._need_store(name, uri)
+            return [
+                _BlobSource(name, f.uri, f.full, f.suffix, store, f.sha256, None)
+                for f in self.staged[uri]
+            ]
         if scheme is None:
             path = _plain_path(name, uri)
             return self._local(name, uri, path, self.project_dir, lambda rel: rel, confine=True)

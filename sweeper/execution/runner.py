@@ -275,6 +275,7 @@ class Executor:
             project_dir=Path(spec.project_dir),
             cache_dir=self.scratch / "input-cache",
             store=self.store,
+            staged=spec.staged_inputs,
         )
         # A runtime that ignores images resolves none (and answers None).
         digest = self.runtime.resolve_image(spec.image, spec.pull_policy) if spec.image else None

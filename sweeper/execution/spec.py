@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from sweeper.errors import SweeperError
-from sweeper.execution.inputs import InputLike
+from sweeper.execution.inputs import InputLike, StagedFile
 
 if TYPE_CHECKING:
     from sweeper.config import Step
@@ -59,6 +59,9 @@ class ExecutionSpec:
     step_stop_condition: str | None = None
     mounts: tuple[tuple[str, str, bool], ...] = ()
     step_inputs: tuple[InputLike, ...] = field(default=(), compare=False)
+    #: Local input files the driver put into the store for a node without its disk, by URI
+    #: (see :class:`sweeper.execution.inputs.InputStager`); not part of the record.
+    staged_inputs: Mapping[str, tuple[StagedFile, ...]] = field(default_factory=dict, compare=False)
 
     @classmethod
     def from_record(
@@ -149,6 +152,7 @@ class ExecutionSpec:
         """A JSON-able form with secrets masked (what records and Parquet keep)."""
         data = asdict(self)
         data.pop("step_inputs", None)
+        data.pop("staged_inputs", None)
         data["environment"] = self.masked_environment()
         data["step_definition"] = self.masked_step_definition()
         data["secret_names"] = sorted(self.secret_names)

@@ -27,6 +27,7 @@ import ray
 from sweeper.cluster import recovery
 from sweeper.cluster.actors import ActorPool, ResourceShape, TrialHandle
 from sweeper.cluster.connect import connect
+from sweeper.cluster.store_service import StoreLink, link_store
 from sweeper.errors import SweeperError
 from sweeper.execution.ids import new_execution_id
 from sweeper.execution.runner import ExecutionContext
@@ -108,6 +109,7 @@ class PipelineRunner:
         self._halted: str | None = None
         self._failure: PipelineError | None = None
         self._cpus = 1.0
+        self._link: StoreLink | None = None
 
     @classmethod
     def for_resume(cls, store: Any, run_id: str, *, address: str | None = None) -> PipelineRunner:
@@ -182,9 +184,8 @@ class PipelineRunner:
                 },
             )
         self._event(f"pipeline run {self.run_id} of {self.graph.name}")
-        pool = ActorPool(
-            self.store.location, self.options.runtime, fresh_actors=self.options.fresh_actors
-        )
+        self._link = link = link_store(self.store, cluster)
+        pool = ActorPool(link.access, self.options.runtime, fresh_actors=self.options.fresh_actors)
         status: str | None = None
         try:
             while True:
@@ -207,6 +208,7 @@ class PipelineRunner:
             raise
         finally:
             pool.shutdown()
+            link.close()
             status = status or self._final_status()
             error = str(self._failure) if self._failure else self.state.data.get("error")
             self._save(row=True, status=status, error=error if status != Status.COMPLETE else None)
@@ -368,6 +370,8 @@ class PipelineRunner:
             environment=context.environment,
             pull_policy=self.options.pull_policy,
         )
+        if self._link is not None:  # local inputs travel to nodes without the driver's disk
+            spec = self._link.stage(spec)
         child.execution_id = new_execution_id()
         child.status = Status.RUNNING
         child.reused_from = child.error = None

@@ -52,25 +52,44 @@ def dataset(project: Path, name: str) -> list[dict[str, Any]]:
 def assert_recorded_on_the_driver(
     cluster: NoDiskCluster, project: Path, rows: list[dict[str, Any]], output: str
 ) -> None:
-    """Each execution ran on a worker, and its log, metric events and output are here."""
-    metrics = dataset(project, "metrics")
-    artifacts = dataset(project, "artifacts")
+    """Each execution ran on a worker, and its log, metric events and output are here.
+
+    The store is read for every execution; ``sweep logs`` and ``sweep outputs -d`` (what a
+    user runs) for the first one.
+    """
+    store = Store.open(project / ".sweeper")
+    metrics = store.read_dataset("metrics").to_pylist()
+    artifacts = store.read_dataset("artifacts").to_pylist()
     for row in rows:
         eid = row["execution_id"]
         assert row["status"] == "complete", row
         assert row["ray_node"] in cluster.worker_node_ids(), (row["ray_node"], cluster.workers)
-        log = sweep_cli("logs", eid, cwd=project, check=True).stdout
-        assert '"loss"' in log, log
-        keys = [m["key"] for m in metrics if m["execution_id"] == eid]
-        assert "loss" in keys, keys
-        out = project.parent / f"outputs-{eid}"
-        sweep_cli("outputs", eid, "-d", str(out), cwd=project, check=True)
+        assert '"loss"' in (store.read_log(eid) or ""), eid
+        assert "loss" in {m["key"] for m in metrics if m["execution_id"] == eid}, eid
         (recorded,) = [
             a
             for a in artifacts
             if a["execution_id"] == eid and a["direction"] == "output" and a["name"] == output
         ]
-        assert sha256(out / output) == recorded["sha256"]
+        assert store.has_blob(recorded["sha256"]), recorded
+    first = rows[0]["execution_id"]
+    assert '"loss"' in sweep_cli("logs", first, cwd=project, check=True).stdout
+    out = project.parent / f"outputs-{first}"
+    sweep_cli("outputs", first, "-d", str(out), cwd=project, check=True)
+    (recorded,) = [
+        a
+        for a in artifacts
+        if a["execution_id"] == first and a["direction"] == "output" and a["name"] == output
+    ]
+    assert sha256(out / output) == recorded["sha256"]
+
+
+def summary_of(proc: subprocess.CompletedProcess[str] | tuple[str, str]) -> dict[str, Any]:
+    """The ``--json`` summary: stdout must hold it alone (scripts pipe it to jq)."""
+    out, err = (proc.stdout, proc.stderr) if not isinstance(proc, tuple) else proc
+    assert out.lstrip().startswith("{"), f"stdout of --json holds more than JSON:\n{out}\n{err}"
+    summary: dict[str, Any] = json.loads(out)
+    return summary
 
 
 def test_sweep_records_every_trial_in_the_drivers_store(
@@ -94,7 +113,7 @@ def test_sweep_records_every_trial_in_the_drivers_store(
         cwd=example_project,
     )
     assert proc.returncode == 0, proc.stderr
-    summary = json.loads(proc.stdout)
+    summary = summary_of(proc)
     assert summary["trials"] == {"complete": 4, "error": 0, "pruned": 0, "running": 0}
     rows = [
         r for r in dataset(example_project, "executions") if r["sweep_id"] == summary["sweep_id"]
@@ -148,7 +167,7 @@ def test_an_explicit_local_input_reaches_the_workers(
         cwd=example_project,
     )
     assert proc.returncode == 0, proc.stderr
-    summary = json.loads(proc.stdout)
+    summary = summary_of(proc)
     assert summary["trials"]["complete"] == 2
     ids = {
         r["execution_id"]
@@ -253,7 +272,7 @@ def test_docker_trials_record_every_execution_on_the_driver(
         cwd=example_project,
     )
     assert proc.returncode == 0, proc.stderr
-    summary = json.loads(proc.stdout)
+    summary = summary_of(proc)
     assert summary["trials"]["complete"] == 2
     rows = [
         r for r in dataset(example_project, "executions") if r["sweep_id"] == summary["sweep_id"]
@@ -310,15 +329,14 @@ def test_a_worker_lost_mid_sweep_keeps_every_finished_execution(
     nodisk_cluster: NoDiskCluster, make_project
 ) -> None:
     cluster = nodisk_cluster
-    victim = cluster.add_worker("victim")
-    cluster.check_isolation()
+    victim = cluster.workers["w1"]  # the last test: the module's cluster keeps w0 only
     project: Path = make_project(SLOW_STEP, {"nodisk_slow_step.py": SLOW_PY})
     driver = sweep_popen(
         "slow",
         "--trials",
         "8",
         "--parallel",
-        "6",
+        "4",
         "--metric",
         "loss",
         "--runtime",
@@ -335,24 +353,24 @@ def test_a_worker_lost_mid_sweep_keeps_every_finished_execution(
     )
     try:
 
-        def finished_and_running() -> list[dict[str, Any]] | None:
-            if driver.poll() is not None:  # ended before the node could be lost
-                return []
+        def finished_and_running() -> list[dict[str, Any]] | str | None:
+            if driver.poll() is not None:
+                return "the sweep ended before a node was lost"
             if not (project / ".sweeper" / "datasets" / "executions").exists():
                 return None
             done = [r for r in dataset(project, "executions") if r["status"] == "complete"]
             return done if done and _running_steps(victim.pids()) else None
 
         finished_before = wait_for(finished_and_running, timeout=180, interval=0.2)
-        if finished_before:
-            cluster.kill_worker("victim")
+        if not isinstance(finished_before, str):
+            cluster.kill_worker("w1")
         out, err = driver.communicate(timeout=300)
     finally:
         if driver.poll() is None:
             kill_group(driver)
-    assert finished_before, f"the sweep ended before a node was lost:\n{err}"
+    assert not isinstance(finished_before, str), f"{finished_before}:\n{err}"
     assert driver.returncode == 0, err
-    summary = json.loads(out)
+    summary = summary_of((out, err))
     assert summary["trials"]["complete"] == 8, summary
     rows = {r["execution_id"]: r for r in dataset(project, "executions")}
     # what had finished before the loss is still there, unchanged

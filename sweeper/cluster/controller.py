@@ -134,10 +134,10 @@ class Controller:
         for shape in policy.shapes():
             self._cluster.check_fits(shape.cpus, shape.gpus)
         slots = policy.slots(self._cluster)
-        policy.start(self)
-        # Before the first execution: how each node reaches the store (directly or through
-        # the driver), and whether local inputs must travel through it.
+        # Before anything starts: how each node reaches the store (directly or through the
+        # driver), and whether local inputs must travel through it.
         self._link = link = link_store(self.store, self._cluster)
+        policy.start(self)
         pool = ActorPool(link.access, self.runtime, fresh_actors=self.fresh_actors)
         status = Status.COMPLETE
         try:

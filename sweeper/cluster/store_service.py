@@ -41,11 +41,11 @@ from typing import TYPE_CHECKING, Any
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from sweeper.errors import StoreError
+from sweeper.errors import ClusterError, StoreError
 from sweeper.execution.inputs import InputStager
 from sweeper.execution.record import ExecutionRecord
 from sweeper.execution.spec import ExecutionSpec
-from sweeper.store import RecordStore, Store
+from sweeper.store import RecordStore, Store, hash_file
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -145,6 +145,10 @@ class StoreService:
             raise StoreError(f"the store service serves local stores only, not {location}")
         self._uploads = self.store.scratch_dir() / "uploads"
         self._uploads.mkdir(parents=True, exist_ok=True)
+
+    def identity(self) -> str:
+        """The store's machine and folder: names the nodes' scratch folders for it."""
+        return f"{socket.gethostname()}:{self.store.local_path}"
 
     def call(self, method: str, *args: Any, **kwargs: Any) -> Any:
         """One of the :data:`FORWARDED` store methods, called on the driver's store."""
@@ -326,7 +330,7 @@ class RemoteStore:
     def put_file(self, path: str | os.PathLike[str]) -> tuple[str, int]:
         """Send a file's content to the driver's store unless it is there; (sha256, size)."""
         local = Path(path)
-        sha256, size = _hash_file(local)
+        sha256, size = hash_file(local)
         if self.has_blob(sha256):
             return sha256, size
         upload = self._upload(local)
@@ -431,16 +435,6 @@ class RemoteStore:
         return int(self._call("compact", dataset))
 
 
-def _hash_file(path: Path) -> tuple[str, int]:
-    digest = hashlib.sha256()
-    size = 0
-    with open(path, "rb") as handle:
-        while chunk := handle.read(CHUNK):
-            digest.update(chunk)
-            size += len(chunk)
-    return digest.hexdigest(), size
-
-
 # --------------------------------------------------------------------------- the driver's side
 
 
@@ -469,7 +463,7 @@ def probe_nodes(path: Path, token: str, node_ids: Sequence[str]) -> list[str]:
 def _alive_nodes() -> dict[str, str]:
     """Alive node ids, each with its address (for messages)."""
     return {
-        str(n["NodeID"]): str(n.get("NodeManagerAddress") or n["NodeID"][:12])
+        str(n["NodeID"]): f"{n.get('NodeManagerAddress', '?')} (node {str(n['NodeID'])[:8]})"
         for n in ray.nodes()
         if n.get("Alive")
     }
@@ -529,12 +523,18 @@ def link_store(store: RecordStore, cluster: ClusterInfo) -> StoreLink:
     probe.write_text(token)
     nodes = _alive_nodes()
     unshared = probe_nodes(probe, token, list(nodes))
+    service = start_service(str(local))
+    try:
+        identity = str(_get(service.identity.remote()))
+    except Exception as exc:  # e.g. a ray:// client, whose Ray driver runs on the head
+        probe.unlink(missing_ok=True)
+        raise ClusterError(
+            f"the store {store.location} cannot be opened on the Ray node of this driver "
+            f"({exc}): give the sweep an object store (--store s3://...) or run the "
+            "driver on the cluster (sweep submit)"
+        ) from None
     access = StoreAccess(
-        str(local),
-        service=start_service(str(local)),
-        probe=str(probe),
-        token=token,
-        identity=f"{socket.gethostname()}:{local}",
+        str(local), service=service, probe=str(probe), token=token, identity=identity
     )
     if unshared:
         names = ", ".join(sorted(nodes[node] for node in unshared))

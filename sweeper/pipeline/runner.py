@@ -164,6 +164,7 @@ class PipelineRunner:
             shape = ResourceShape.of_step(plan.step)
             cluster.check_fits(shape.cpus, shape.gpus)
         self._cpus = cluster.largest("CPU") or 1.0
+        self._link = link = link_store(self.store, cluster)
         if self.resuming:
             self._recover()
             self._save(row=True, status=Status.RUNNING, error=None)
@@ -184,7 +185,6 @@ class PipelineRunner:
                 },
             )
         self._event(f"pipeline run {self.run_id} of {self.graph.name}")
-        self._link = link = link_store(self.store, cluster)
         pool = ActorPool(link.access, self.options.runtime, fresh_actors=self.options.fresh_actors)
         status: str | None = None
         try:

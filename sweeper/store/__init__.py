@@ -3,7 +3,7 @@
 The layout, the schemas and the guarantees are described in docs/store.md.
 """
 
-from ._blobs import blob_uri, parse_blob_uri
+from ._blobs import blob_uri, hash_file, parse_blob_uri
 from ._parts import DamagedPartWarning
 from ._protocol import RecordStore
 from ._schema import SCHEMA_VERSION, SCHEMAS
@@ -16,5 +16,6 @@ __all__ = [
     "RecordStore",
     "Store",
     "blob_uri",
+    "hash_file",
     "parse_blob_uri",
 ]

@@ -31,8 +31,9 @@ from sweeper.cluster.store_service import (
     probe_nodes,
     start_service,
 )
+from sweeper.config import parse_config
 from sweeper.errors import StoreError
-from sweeper.execution.inputs import InputStager
+from sweeper.execution.inputs import InputStager, fetch_inputs
 from sweeper.execution.record import ExecutionRecord
 from sweeper.execution.runner import ExecutionContext, Executor
 from sweeper.execution.spec import build_spec
@@ -306,3 +307,61 @@ def test_an_object_store_or_an_embedded_ray_needs_no_service(tmp_path: Path) -> 
     link = link_store(store, ClusterInfo(address="local", embedded=True))
     assert link.access == StoreAccess(str(store.location)) and link.stager is None
     link.close()
+
+
+WILDCARD_STEP = """
+- step:
+    name: read
+    image: python:3.12
+    command: ls
+    inputs:
+      - name: tree
+        default: data/**/*.csv
+        keep-directories: suffix
+      - name: one
+        default: data/a/x.csv
+        filename: renamed.csv
+      - name: elsewhere
+        optional: true
+"""
+
+
+def test_staged_inputs_land_where_they_would_on_the_driver(tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    for rel, text in {"data/a/x.csv": "1\n", "data/b/c/y.csv": "22\n", "data/z.csv": "3\n"}.items():
+        (project / rel).parent.mkdir(parents=True, exist_ok=True)
+        (project / rel).write_text(text)
+    outside = tmp_path / "outside.csv"
+    outside.write_text("4444\n")
+    step_inputs = tuple(parse_config(WILDCARD_STEP).get_step("read").inputs)
+    uris = {"elsewhere": [outside.as_uri()]}
+    store = Store.open(tmp_path / "store", create=True)
+
+    def fetch(project_dir: Path, where: str, staged: Any = None) -> list[Any]:
+        return fetch_inputs(
+            uris,
+            step_inputs,
+            inputs_dir=tmp_path / where / "inputs",
+            project_dir=project_dir,
+            cache_dir=tmp_path / where / "cache",
+            store=store,
+            staged=staged,
+        )
+
+    on_driver = fetch(project, "driver")
+    staged = InputStager(store).stage(uris, step_inputs, project)
+    outside.rename(tmp_path / "gone.csv")  # the node sees neither the project nor this file
+    on_node = fetch(tmp_path / "no-project-here", "node", staged)
+    assert on_node == on_driver
+    assert sorted(f.path for f in on_node) == [
+        "elsewhere/outside.csv",
+        "one/renamed.csv",
+        "tree/a/x.csv",
+        "tree/b/c/y.csv",
+        "tree/z.csv",
+    ]
+    for item in on_node:
+        assert (tmp_path / "node" / "inputs" / item.path).read_bytes() == (
+            tmp_path / "driver" / "inputs" / item.path
+        ).read_bytes()
+        assert store.has_blob(item.sha256)

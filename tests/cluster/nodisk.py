@@ -14,7 +14,8 @@ bind-mount sources in the host's namespace. The drivers' own ``TMPDIR`` lies ins
 ``HIDDEN``: nothing the driver writes to a temp folder can reach a worker by disk.
 
 The fixture proves the isolation before any test runs (:meth:`NoDiskCluster.check_isolation`).
-Everything is stopped by process group, and Ray's temp folder is private to the cluster, so
+Nodes are stopped by process group, and a worker's leftovers (steps run in sessions of their
+own) by its mount namespace. Ray's temp folder is private to the cluster (``--temp-dir``), so
 no other Ray on the machine is touched and no ``/tmp/ray/ray_current_cluster`` is written.
 """
 
@@ -108,7 +109,7 @@ def _stop_group(proc: subprocess.Popen[bytes], grace_s: float) -> None:
     except subprocess.TimeoutExpired:
         pass
     try:
-        # the raylet's workers and the steps they started are in the same group
+        # the node's Ray processes are in the group (a head drains for 30 s on SIGTERM)
         os.killpg(proc.pid, signal.SIGKILL)
     except ProcessLookupError:
         pass

@@ -172,6 +172,10 @@ def _sweep_and_print(call: Callable[..., SweepResult], *, as_json: bool, **kw: A
     the summary and exit 0 when a trial completed."""
     prepared: list[SweepRunner] = []
     with contextlib.ExitStack() as stack:
+        if as_json:
+            # stdout is for the summary alone; Ray's driver prints cluster events there
+            # (`(raylet) The node ... has been marked dead`), so they go to stderr
+            stack.enter_context(contextlib.redirect_stdout(sys.stderr))
         progress: list[output.SweepProgress] = []
 
         def on_start(runner: SweepRunner) -> None:

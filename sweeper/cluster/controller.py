@@ -21,8 +21,9 @@ from sweeper.cluster.connect import ClusterInfo, connect
 from sweeper.cluster.store_service import StoreLink, link_store
 from sweeper.execution.ids import new_execution_id
 from sweeper.execution.record import ExecutionRecord, MetricEvent
-from sweeper.execution.runner import ExecutionContext
+from sweeper.execution.runner import ExecutionContext, planned_record
 from sweeper.execution.spec import ExecutionSpec
+from sweeper.runtime import get_runtime
 from sweeper.status import Status
 from sweeper.store import RecordStore
 
@@ -223,11 +224,19 @@ class Controller:
             pool.release(handle, healthy=False)
             reason = f"the Ray actor running it died: {type(exc).__name__}: {str(exc)[:300]}"
             context = handle.context
+            # what the driver knows, for an actor that died before it wrote a record
+            planned = planned_record(
+                handle.spec,
+                handle.execution_id,
+                context,
+                with_image=get_runtime(self.runtime).uses_images,
+            )
             return self.mark_crashed(
                 handle.execution_id,
                 reason,
                 sweep_id=context.sweep_id,
                 pipeline_run_id=context.pipeline_run_id,
+                planned=planned,
             )
         pool.release(handle)
         return record
@@ -273,8 +282,14 @@ class Controller:
         *,
         sweep_id: str | None = None,
         pipeline_run_id: str | None = None,
+        planned: ExecutionRecord | None = None,
     ) -> ExecutionRecord:
         """:func:`sweeper.cluster.recovery.mark_crashed` on this controller's store."""
         return recovery.mark_crashed(
-            self.store, execution_id, reason, sweep_id=sweep_id, pipeline_run_id=pipeline_run_id
+            self.store,
+            execution_id,
+            reason,
+            sweep_id=sweep_id,
+            pipeline_run_id=pipeline_run_id,
+            planned=planned,
         )

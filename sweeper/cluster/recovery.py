@@ -81,14 +81,18 @@ def mark_crashed(
     *,
     sweep_id: str | None = None,
     pipeline_run_id: str | None = None,
+    planned: ExecutionRecord | None = None,
 ) -> ExecutionRecord:
     """Settle an execution whose actor or driver died and finish it as ``crashed``.
 
     A record that ended meanwhile is returned as it is. One that was never written is
-    made (with the owner given) so that the crash is counted.
+    made from ``planned`` (what the driver knows of it: step, parameters, trial), else
+    from the owner given, so that the crash is counted.
     """
-    record = settle(store, execution_id) or ExecutionRecord(
-        id=execution_id, sweep_id=sweep_id, pipeline_run_id=pipeline_run_id
+    record = (
+        settle(store, execution_id)
+        or planned
+        or ExecutionRecord(id=execution_id, sweep_id=sweep_id, pipeline_run_id=pipeline_run_id)
     )
     return crash(store, record, reason)
 

@@ -59,6 +59,42 @@ class ExecutionContext:
     gpu_ids: tuple[str, ...] = ()
 
 
+def planned_record(
+    spec: ExecutionSpec,
+    execution_id: str,
+    context: ExecutionContext,
+    *,
+    with_image: bool,
+    host: str | None = None,
+) -> ExecutionRecord:
+    """The record of an execution of ``spec`` about to run, created now.
+
+    What the :class:`Executor` starts from, and what the driver records for an execution
+    whose actor died before writing anything (its step, parameters and trial, at least).
+    """
+    return ExecutionRecord(
+        id=execution_id,
+        step=spec.step,
+        command=tuple(spec.commands),
+        image=spec.image if with_image else None,
+        code_version=spec.code_version,
+        parameters=dict(spec.parameters),
+        created_at=utc_now(),
+        runtime=spec.runtime,
+        sweep_id=context.sweep_id,
+        trial_number=context.trial_number,
+        pipeline_run_id=context.pipeline_run_id,
+        node=context.node,
+        ray_node=context.ray_node,
+        gpu_ids=tuple(context.gpu_ids),
+        attempt=context.attempt,
+        host=host,
+        environment=spec.masked_environment(),
+        resources=spec.resources(),
+        spec=spec.to_record(),
+    )
+
+
 class StopToken:
     """Lets another thread stop a running execution and say why (``stopped`` or ``pruned``)."""
 
@@ -194,26 +230,12 @@ class Executor:
         stop = stop or StopToken()
         execution_id = execution_id or new_execution_id()
         workdir = self.scratch / "work" / execution_id
-        record = ExecutionRecord(
-            id=execution_id,
-            step=spec.step,
-            command=tuple(spec.commands),
-            image=spec.image if self.runtime.uses_images else None,
-            code_version=spec.code_version,
-            parameters=dict(spec.parameters),
-            created_at=utc_now(),
-            runtime=spec.runtime,
-            sweep_id=context.sweep_id,
-            trial_number=context.trial_number,
-            pipeline_run_id=context.pipeline_run_id,
-            node=context.node,
-            ray_node=context.ray_node,
-            gpu_ids=tuple(context.gpu_ids),
-            attempt=context.attempt,
+        record = planned_record(
+            spec,
+            execution_id,
+            context,
+            with_image=self.runtime.uses_images,
             host=socket.gethostname(),
-            environment=spec.masked_environment(),
-            resources=spec.resources(),
-            spec=spec.to_record(),
         )
         try:
             try:

@@ -389,7 +389,8 @@ def test_a_worker_lost_mid_sweep_keeps_every_finished_execution(
         assert row["error"].startswith("the Ray actor running it died"), row
         assert row["sweep_id"] == summary["sweep_id"], row
         # None: a retry placed on the node before Ray knew it was lost, whose actor died
-        # before it could start the execution
+        # before it could start the execution; the driver still records what it planned
         assert row["ray_node"] in (victim.node_id, None), row
+        assert row["step"] == "slow" and row["trial_number"] is not None, row
     assert any(r["ray_node"] == victim.node_id for r in lost), lost
     assert_recorded_on_the_driver(cluster, project, complete, "out.txt")

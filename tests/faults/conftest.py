@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -132,3 +133,21 @@ def assert_clean_error(proc: subprocess.CompletedProcess[str] | tuple[int, str, 
     assert "Traceback" not in err, err
     assert err.startswith("sweep: error: ") or "\nsweep: error: " in err or "error:" in err, err
     return err
+
+
+def sweep_in_background(runner: Any) -> tuple[threading.Thread, dict[str, Any]]:
+    """Start ``runner.run()`` in a daemon thread, for a test that breaks things meanwhile.
+
+    The dict gets ``summary`` (what ``run`` returned) or ``error`` (what it raised).
+    """
+    outcome: dict[str, Any] = {}
+
+    def drive() -> None:
+        try:
+            outcome["summary"] = runner.run()
+        except BaseException as exc:  # noqa: BLE001 - the test asserts on it
+            outcome["error"] = exc
+
+    driver = threading.Thread(target=drive, daemon=True)
+    driver.start()
+    return driver, outcome

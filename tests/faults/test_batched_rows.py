@@ -10,16 +10,21 @@ from __future__ import annotations
 
 import json
 import signal
-import threading
 from pathlib import Path
-from typing import Any
 
 import pytest
 from ray.cluster_utils import Cluster
 
 from sweeper.store import Store
 from tests.conftest import sweep_cli
-from tests.faults.conftest import kill_group, processes_under, records, sweep_popen, wait_for
+from tests.faults.conftest import (
+    kill_group,
+    processes_under,
+    records,
+    sweep_in_background,
+    sweep_popen,
+    wait_for,
+)
 from tests.faults.test_driver_kill import TRIALS, _resume_args, _sweep_args, check_sweep
 from tests.faults.test_node_loss import two_worker_cluster  # noqa: F401 - a fixture
 from tests.sweep.test_sweep import make_runner
@@ -73,16 +78,7 @@ def test_rows_held_by_an_actor_on_a_lost_node_are_rebuilt_at_the_end(
         specs={"x": ["0..1"], "sleep": ["1.5"]},
         address=cluster.address,
     )
-    outcome: dict[str, Any] = {}
-
-    def drive() -> None:
-        try:
-            outcome["summary"] = runner.run()
-        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
-            outcome["error"] = exc
-
-    driver = threading.Thread(target=drive, daemon=True)
-    driver.start()
+    driver, outcome = sweep_in_background(runner)
     store_dir = tiny_project / ".sweeper"
     workers = {node.node_id: node for node in cluster.worker_nodes}
 

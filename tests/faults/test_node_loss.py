@@ -6,7 +6,6 @@ with every trial finished.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,7 @@ import pytest
 import ray
 from ray.cluster_utils import Cluster
 
-from tests.faults.conftest import processes_under, records, rows, wait_for
+from tests.faults.conftest import processes_under, records, rows, sweep_in_background, wait_for
 from tests.sweep.test_sweep import make_runner
 
 pytestmark = [pytest.mark.faults, pytest.mark.ray]
@@ -59,16 +58,7 @@ def test_removed_node_crashes_the_execution_and_it_runs_again(
         specs={"x": ["0..1"], "sleep": ["2.5"]},
         address=cluster.address,
     )
-    outcome: dict[str, Any] = {}
-
-    def drive() -> None:
-        try:
-            outcome["summary"] = runner.run()
-        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
-            outcome["error"] = exc
-
-    driver = threading.Thread(target=drive, daemon=True)
-    driver.start()
+    driver, outcome = sweep_in_background(runner)
     store_dir = tiny_project / ".sweeper"
     workers = {node.node_id: node for node in cluster.worker_nodes}
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -128,7 +129,7 @@ class ResourceShape:
 class TrialHandle:
     """One execution in flight: its actor, its result ref and what the driver knows of it."""
 
-    key: Any
+    key: Hashable
     execution_id: str
     spec: ExecutionSpec
     context: ExecutionContext
@@ -174,7 +175,7 @@ class ActorPool:
 
     def submit(
         self,
-        key: Any,
+        key: Hashable,
         spec: ExecutionSpec,
         execution_id: str,
         context: ExecutionContext,

@@ -135,7 +135,8 @@ class PipelinePolicy:
         self, controller: Controller, handle: TrialHandle, record: ExecutionRecord
     ) -> None:
         """A child execution ended: retry it, stop its task, or finish its node."""
-        name, index = handle.key  # type: ignore[misc]
+        key: tuple[str, int] = handle.key  # type: ignore[assignment]  # what ask() launched
+        name, index = key
         self._records[record.id] = record
         node = self.state.nodes[name]
         child = node.children[index]

@@ -34,6 +34,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
+from sweeper.status import Status
+
 if TYPE_CHECKING:
     from sweeper.store import RecordStore
 
@@ -136,12 +138,12 @@ def failure_reason(
     that crashed on every retry); else the record's ``error``, else its status. The log's
     error line is added unless the reason already holds it.
     """
-    status = str(record.get("status") or "error")
+    status = str(record.get("status") or Status.ERROR)
     exit_code = record.get("exit_code")
     base = str(
         reason or record.get("error") or (f"exit code {exit_code}" if exit_code else status)
     ).strip()
-    detail = error_line(log_text) if status != "complete" and log_text else None
+    detail = error_line(log_text) if status != Status.COMPLETE and log_text else None
     text = f"{base}: {detail}" if detail and detail not in base else base
     return text[:MAX_REASON_CHARS]
 
@@ -162,7 +164,7 @@ def failure_class(record: Mapping[str, Any], log_text: str = "") -> str:
     """
     error = str(record.get("error") or "")
     exit_code = record.get("exit_code")
-    if str(record.get("status")) == "crashed":
+    if str(record.get("status")) == Status.CRASHED:
         return INFRASTRUCTURE
     if exit_code == 137 or "OOM killer" in error or "OOMKilled" in error:
         return OOM
@@ -227,8 +229,8 @@ def study_failures(study: Any) -> list[FailureGroup]:
     failed = []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.FAIL, TrialState.PRUNED)):
         # a pruned trial that failed is one told to the sampler as infeasible (oom, time_limit)
-        default = "error" if trial.state == TrialState.FAIL else "pruned"
-        if trial.user_attrs.get("outcome", default) != "error":
+        default = Status.ERROR if trial.state == TrialState.FAIL else Status.PRUNED
+        if trial.user_attrs.get("outcome", default) != Status.ERROR:
             continue  # crashed and retried, or interrupted and re-run: not a failed trial
         reason = trial.user_attrs.get("reason") or "failed without a recorded reason"
         kind = str(trial.user_attrs.get(CLASS_ATTR) or USER_ERROR)

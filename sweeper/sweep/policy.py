@@ -162,6 +162,9 @@ class SweepPolicy:
         """
         launches = self._ready[:free]
         del self._ready[:free]
+        for ahead in launches:  # asked ahead: it runs now (until then status calls it waiting)
+            trial: optuna.Trial = ahead.key  # type: ignore[assignment]
+            trial.set_user_attr("execution_id", ahead.execution_id)
         # those taken are not in flight yet, hence the len(launches) in the room
         while (
             len(launches) < free
@@ -189,11 +192,13 @@ class SweepPolicy:
         if (
             not controller.stopping
             and not self._ready
+            # a sequential sweep (one slot) lets every trial see every result before it
             and self._slots is not None
+            and self._slots > 1
             and len(controller.in_flight) >= self._slots
             and self._room(controller) > 0
         ):
-            launch = self._launch(controller)
+            launch = self._launch(controller, ahead=True)
             if launch is not None:  # None: the store answered it (--reuse)
                 self._ready.append(launch)
         if self.on_progress is None:
@@ -293,8 +298,12 @@ class SweepPolicy:
         )
         runner.state.update(warm_start=self.warm_start.to_dict())
 
-    def _launch(self, controller: Controller) -> Launch | None:
-        """Ask Optuna for a trial: its launch, or None when the store answered it (``--reuse``)."""
+    def _launch(self, controller: Controller, *, ahead: bool = False) -> Launch | None:
+        """Ask Optuna for a trial: its launch, or None when the store answered it (``--reuse``).
+
+        ``ahead``: asked while every slot is busy; its execution id is saved when it runs, so
+        that until then ``sweep status`` counts it as waiting, not running.
+        """
         runner = self.runner
         space = runner.space
         trial = self.study.ask(trial_distributions(space))
@@ -310,10 +319,12 @@ class SweepPolicy:
         )
         # attempt and retry_of were set when the retry was enqueued; the execution id is what
         # resume needs to find this trial's record.
-        trial.set_user_attr("execution_id", launch.execution_id)
+        if not ahead:
+            trial.set_user_attr("execution_id", launch.execution_id)
         if self.cache is not None:
             answered = self.cache.answer(launch.spec, launch.execution_id, launch.context)
             if answered is not None:
+                trial.set_user_attr("execution_id", launch.execution_id)
                 trial.set_user_attr(REUSED_ATTR, answered.reused_from)
                 self._settle(controller, trial, answered.to_dict())
                 return None
@@ -465,7 +476,8 @@ class SweepPolicy:
                 frozen.params,
                 user_attrs={
                     "retry_of": frozen.number,
-                    "attempt": int(frozen.user_attrs.get("attempt", 1)) + 1,
+                    # one asked ahead that never ran keeps its attempt number
+                    "attempt": int(frozen.user_attrs.get("attempt", 1)) + bool(execution_id),
                     "crashes": int(frozen.user_attrs.get("crashes", 0)),
                 },
             )

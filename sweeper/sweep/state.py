@@ -88,9 +88,9 @@ def outcome_counts(study: optuna.Study) -> dict[str, int]:
     """How many trials ended each way (complete, error, pruned, interrupted) or are running."""
     counts: Counter[str] = Counter()
     for trial in study.get_trials(deepcopy=False):
-        if trial.state == TrialState.RUNNING:
+        if trial.state == TrialState.RUNNING and "execution_id" in trial.user_attrs:
             counts["running"] += 1
-        elif trial.state == TrialState.WAITING:
+        elif trial.state in (TrialState.WAITING, TrialState.RUNNING):  # asked, not started yet
             counts["waiting"] += 1
         else:
             default = DEFAULT_OUTCOMES.get(trial.state, trial.state.name.lower())

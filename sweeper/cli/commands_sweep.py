@@ -292,6 +292,7 @@ def _print_failures(summary: dict[str, Any], *, indent: str) -> None:
 @click.argument("step")
 @_sweep_options
 def sweep_command(step: str, **kw: Any) -> None:
+    """``sweep STEP ...``: a sweep of one step (:func:`sweeper.run_sweep`), its summary shown."""
     from sweeper import api
 
     _sweep_and_print(

@@ -95,6 +95,24 @@ def planned_record(
     )
 
 
+def reused_record(record: ExecutionRecord, previous: Mapping[str, Any]) -> ExecutionRecord:
+    """``record`` answered by ``previous``, a complete execution with the same spec hash:
+    complete now, in no time, with the earlier one's exit code, metrics and outputs."""
+    now = utc_now()
+    return record.finished(
+        Status.COMPLETE,
+        error=None,
+        ended_at=now,
+        exit_code=previous.get("exit_code", 0),
+        metrics=dict(previous.get("metrics") or {}),
+        outputs=tuple(previous.get("outputs") or ()),
+        outputs_skipped=tuple(previous.get("outputs_skipped") or ()),
+        reused_from=previous.get("reused_from") or previous["id"],
+        started_at=now,
+        duration_s=0.0,
+    )
+
+
 class StopToken:
     """Lets another thread stop a running execution and say why (``stopped`` or ``pruned``)."""
 
@@ -323,20 +341,7 @@ class Executor:
         previous: Mapping[str, Any],
         on_record: Callable[[ExecutionRecord], None] | None,
     ) -> ExecutionRecord:
-        now = utc_now()
-        record = record.finished(
-            Status.COMPLETE,
-            error=None,
-            ended_at=now,
-            exit_code=previous.get("exit_code", 0),
-            metrics=dict(previous.get("metrics") or {}),
-            outputs=tuple(previous.get("outputs") or ()),
-            outputs_skipped=tuple(previous.get("outputs_skipped") or ()),
-            reused_from=previous.get("reused_from") or previous["id"],
-            started_at=now,
-            duration_s=0.0,
-        )
-        return self._save(record, on_record)
+        return self._save(reused_record(record, previous), on_record)
 
     def _run(
         self,

@@ -18,7 +18,7 @@ import json
 import tempfile
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,7 +29,7 @@ from optuna.trial import FrozenTrial
 from sweeper.errors import SweeperError
 from sweeper.execution.inputs import InputFile, fetch_inputs
 from sweeper.execution.record import ExecutionRecord, objective_values
-from sweeper.execution.runner import ExecutionContext, utc_now
+from sweeper.execution.runner import ExecutionContext, planned_record, reused_record
 from sweeper.execution.spec import ExecutionSpec
 from sweeper.runtime import get_runtime
 from sweeper.status import Status
@@ -287,38 +287,16 @@ class TrialCache:
         previous = self.store.find_completed(spec_hash)
         if previous is None:
             return None
-        now = utc_now()
-        record = ExecutionRecord(
-            id=execution_id,
+        planned = replace(
+            planned_record(spec, execution_id, context, with_image=self.runtime.uses_images),
             counter=self.store.allocate_counter(),
-            step=spec.step,
-            status=Status.COMPLETE,
-            exit_code=previous.get("exit_code", 0),
-            command=tuple(spec.commands),
-            image=spec.image if self.runtime.uses_images else None,
             image_digest=digest,
-            code_version=spec.code_version,
-            parameters=dict(spec.parameters),
-            metrics=dict(previous.get("metrics") or {}),
             inputs=tuple(
                 {"name": f.name, "uri": f.uri, "path": f.path, "sha256": f.sha256, "size": f.size}
                 for f in files
             ),
-            outputs=tuple(previous.get("outputs") or ()),
-            outputs_skipped=tuple(previous.get("outputs_skipped") or ()),
-            created_at=now,
-            started_at=now,
-            ended_at=now,
-            duration_s=0.0,
-            runtime=spec.runtime,
-            reused_from=previous.get("reused_from") or previous["id"],
-            sweep_id=context.sweep_id,
-            trial_number=context.trial_number,
-            attempt=context.attempt,
             spec_hash=spec_hash,
-            environment=spec.masked_environment(),
-            resources=spec.resources(),
-            spec=spec.to_record(),
         )
+        record = reused_record(planned, previous)
         self.store.put_record(record)
         return record

@@ -73,10 +73,12 @@ def running_head(address_file: str | None = None) -> str | None:
     ``ray start`` writes its address to ``/tmp/ray/ray_current_cluster``, which a plain
     ``ray.init()`` joins too. Only a file this user owns counts (not another user's head on
     a shared machine), and only when its GCS port answers at once: a killed head leaves the
-    file behind, and that must cost a moment, not a hang. ``SWEEPER_REUSE_RAY=0`` (or
-    ``--address local``) turns this off. ``address_file`` replaces Ray's file (for tests).
+    file behind, and that must cost a moment, not a hang. Opt-in with ``SWEEPER_REUSE_RAY=1``:
+    a port that answers is not proof of a head that can be joined (a stale file whose port
+    answered stalled a sweep for a minute in Ray's reconnect loop), and a user who started a
+    head can say ``--address auto``. ``address_file`` replaces Ray's file (for tests).
     """
-    if os.environ.get(REUSE_ENV, "1").strip().lower() in ("0", "false", "no", "off"):
+    if os.environ.get(REUSE_ENV, "0").strip().lower() not in ("1", "true", "yes", "on"):
         return None
     try:
         from ray._common.utils import get_ray_address_file

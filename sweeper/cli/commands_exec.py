@@ -24,7 +24,6 @@ from sweeper.cli.options import (
 from sweeper.cli.project import project_from
 from sweeper.config import lint_file
 from sweeper.errors import SweeperError
-from sweeper.execution.spec import parse_assignments
 from sweeper.status import Status
 
 if TYPE_CHECKING:
@@ -196,6 +195,8 @@ def run(
     store: str | None,
 ) -> None:
     """Run one execution of STEP and exit with its status (0 when complete)."""
+    from sweeper.execution.spec import parse_assignments
+
     parameters = parse_assignments(params, "-p")
     if dry_run:
         step_obj = project_from(config_path, store).config.get_step(step)

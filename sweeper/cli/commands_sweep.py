@@ -20,7 +20,6 @@ from sweeper.cli.options import (
 )
 from sweeper.cli.project import project_from
 from sweeper.errors import SweeperError
-from sweeper.execution.spec import parse_assignments
 from sweeper.sweep.choices import PRUNERS, SAMPLERS
 
 if TYPE_CHECKING:
@@ -267,9 +266,9 @@ def _reused(summary: dict[str, Any]) -> str:
 
 def _print_warm_start(summary: dict[str, Any], *, indent: str) -> None:
     """What a warm start added, and why the rest did not fit."""
-    from sweeper.sweep.history import WarmStart
-
     if summary.get("warm_start"):
+        from sweeper.sweep.history import WarmStart  # Optuna, the runner: only when there is one
+
         click.echo(indent + WarmStart.from_dict(summary["warm_start"]).describe())
 
 
@@ -294,6 +293,7 @@ def _print_failures(summary: dict[str, Any], *, indent: str) -> None:
 def sweep_command(step: str, **kw: Any) -> None:
     """``sweep STEP ...``: a sweep of one step (:func:`sweeper.run_sweep`), its summary shown."""
     from sweeper import api
+    from sweeper.execution.spec import parse_assignments
 
     _sweep_and_print(
         api.run_sweep,
@@ -361,6 +361,7 @@ def resume(
 ) -> None:
     """Continue a sweep to exactly its number of trials (default: the latest unfinished one)."""
     from sweeper import api
+    from sweeper.execution.spec import parse_assignments
 
     _sweep_and_print(
         api.resume_sweep,

@@ -17,10 +17,10 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from sweeper.errors import SweeperError
-from sweeper.execution.inputs import InputLike, StagedFile
 
 if TYPE_CHECKING:
     from sweeper.config import Step
+    from sweeper.execution.inputs import InputLike, StagedFile
     from sweeper.execution.record import ExecutionRecord
 
 #: Environment variable names whose values never appear in records or logs.

@@ -15,7 +15,7 @@ from sweeper.cli.options import config_option, store_option
 from sweeper.cli.project import project_from
 from sweeper.errors import SweeperError
 from sweeper.results import Results
-from sweeper.results._results import missing_last, take, to_pandas, to_rows
+from sweeper.results._results import missing_last, rows_at, take, to_pandas
 
 # `ls` works on Arrow tables so that it answers without importing pandas (~0.5 s); the commands
 # that need DataFrames import pandas through sweeper.results.
@@ -91,7 +91,9 @@ def ls(
     results = _results(config_path, store)
     if sweep_id == "latest":
         sweep_id = _latest_sweep_id(results)
-    table = results.execution_table(sweep_id=sweep_id, step=step, status=status)
+    # positions in the dataset, not a table of the chosen rows: taking rows imports
+    # pyarrow.compute, and only the rows shown are converted
+    table, positions = results.execution_positions(sweep_id=sweep_id, step=step, status=status)
     if sort_key:
         column = sort_key.lstrip("-+")
         if column not in table.column_names:
@@ -102,17 +104,17 @@ def ls(
             raise SweeperError(
                 f'cannot sort by "{column}": no such column (metric and parameter columns: {known})'
             )
-        values = [row[column] for row in to_rows(table.select([column]))]
+        values = [row[column] for row in rows_at(table.select([column]), positions)]
         present = [row for row, value in enumerate(values) if not missing_last(value)[0]]
         # a stable sort either way, missing values (null, NaN) last: as pandas sorts
         present.sort(key=values.__getitem__, reverse=sort_key.startswith("-"))
         missing = [row for row, value in enumerate(values) if missing_last(value)[0]]
-        table = take(table, present + missing)
+        positions = [positions[row] for row in present + missing]
     if limit is not None:
         # as DataFrame.head: a negative N drops the last -N rows
-        table = table.slice(0, limit if limit >= 0 else max(table.num_rows + limit, 0))
+        positions = positions[: limit if limit >= 0 else max(len(positions) + limit, 0)]
     if fmt == "json":
-        rows = [{k: _plain(v) for k, v in row.items()} for row in to_rows(table)]
+        rows = [{k: _plain(v) for k, v in row.items()} for row in rows_at(table, positions)]
         click.echo(json.dumps(rows, default=str))
         return
     extra = [c for c in table.column_names if c.startswith("param.")] + [
@@ -120,11 +122,11 @@ def ls(
     ]
     columns = [c for c in LS_COLUMNS if c in table.column_names] + extra
     if fmt == "csv":
-        to_pandas(table.select(columns)).to_csv(sys.stdout, index=False)
+        to_pandas(take(table, positions).select(columns)).to_csv(sys.stdout, index=False)
         return
     cells = [
         [output.format_value(_plain(row[c])) if _plain(row[c]) is not None else "" for c in columns]
-        for row in to_rows(table.select(columns))
+        for row in rows_at(table.select(columns), positions)
     ]
     output.table(columns, cells)
 

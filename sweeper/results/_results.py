@@ -8,7 +8,6 @@ import os
 from collections.abc import Iterable, Sequence
 from datetime import timezone
 from typing import TYPE_CHECKING, Any
-from zoneinfo import ZoneInfo
 
 import pyarrow as pa
 
@@ -60,20 +59,49 @@ def take(table: pa.Table, rows: Sequence[int]) -> pa.Table:
 
 
 def to_rows(table: pa.Table) -> list[dict[str, Any]]:
-    """``table.to_pylist()``, zoned times converted here: pyarrow imports pandas to convert them."""
+    """``table.to_pylist()``, zoned times converted here: pyarrow imports pandas to convert them.
+
+    A zoned column is read through a zero-copy view as naive UTC times (a cast would import
+    ``pyarrow.compute``, ~40 ms that ``sweep ls`` need not pay).
+    """
     zones = {f.name: f.type.tz for f in table.schema if pa.types.is_timestamp(f.type) and f.type.tz}
     if not zones:
         return list(table.to_pylist())
-    naive = [
-        pa.field(f.name, pa.timestamp(f.type.unit)) if f.name in zones else f for f in table.schema
+    columns = [
+        _naive(table.column(f.name), f.type) if f.name in zones else table.column(f.name)
+        for f in table.schema
     ]
-    rows = table.cast(pa.schema(naive)).to_pylist()
+    rows = pa.Table.from_arrays(columns, names=table.column_names).to_pylist()
     for name, zone in zones.items():
-        tzinfo = timezone.utc if zone in ("UTC", "+00:00") else ZoneInfo(zone)
+        tzinfo = timezone.utc if zone in ("UTC", "+00:00") else _zone(zone)
         for row in rows:
             if row[name] is not None:  # the naive value is the UTC time
                 row[name] = row[name].replace(tzinfo=timezone.utc).astimezone(tzinfo)
     return list(rows)
+
+
+def _naive(column: pa.ChunkedArray, zoned: pa.TimestampType) -> pa.ChunkedArray:
+    """A zoned timestamp column as naive UTC times: the same values, viewed without a copy."""
+    naive = pa.timestamp(zoned.unit)
+    return pa.chunked_array([chunk.view(naive) for chunk in column.chunks], type=naive)
+
+
+def _zone(name: str) -> Any:
+    from zoneinfo import ZoneInfo  # only for a zone other than UTC, which sweeper never writes
+
+    return ZoneInfo(name)
+
+
+def rows_at(table: pa.Table, positions: Sequence[int]) -> list[dict[str, Any]]:
+    """:func:`to_rows` of the rows at these positions, in this order, without ``take``.
+
+    ``Table.take`` imports ``pyarrow.compute``; a few rows (``ls --limit``) are converted one
+    slice each, many by converting the table once.
+    """
+    if len(positions) * 4 >= table.num_rows:
+        rows = to_rows(table)
+        return [rows[i] for i in positions]
+    return [to_rows(table.slice(i, 1))[0] for i in positions]
 
 
 def missing_last(value: Any) -> tuple[bool, Any]:
@@ -114,6 +142,16 @@ class Results:
         self, sweep_id: str | None = None, step: str | None = None, status: str | None = None
     ) -> pa.Table:
         """:meth:`executions` as an Arrow table (what `sweep ls` reads, without pandas)."""
+        return take(*self.execution_positions(sweep_id=sweep_id, step=step, status=status))
+
+    def execution_positions(
+        self, sweep_id: str | None = None, step: str | None = None, status: str | None = None
+    ) -> tuple[pa.Table, list[int]]:
+        """The executions dataset and the positions of :meth:`execution_table`'s rows in it.
+
+        `sweep ls` converts only the rows it shows (:func:`rows_at`), without building the
+        table of them, which would import ``pyarrow.compute``.
+        """
         table = self.store.read_dataset("executions")
         keys = table.select(["execution_id", "sweep_id", "step", "status", "counter"]).to_pydict()
         last = {key: row for row, key in enumerate(keys["execution_id"])}
@@ -124,7 +162,7 @@ class Results:
                 if column == "sweep_id" and not rows and not self._has_sweep(value):
                     raise StoreError(f"unknown sweep {value!r} in store {self.store.location}")
         rows.sort(key=lambda row: missing_last(keys["counter"][row]))
-        return take(table, rows)
+        return table, rows
 
     def metrics(self, execution_id: str | None = None) -> pd.DataFrame:
         """Metric events, one row per key (``value`` numeric, ``value_json`` any value)."""

@@ -31,10 +31,26 @@ try:
 except SystemExit as exc:
     code = exc.code or 0
 with open(os.environ["SWEEP_IMPORTS_REPORT"], "w") as report:
-    json.dump({"code": code, "modules": sorted({m.split(".")[0] for m in sys.modules})}, report)
+    json.dump(
+        {
+            "code": code,
+            "modules": sorted({m.split(".")[0] for m in sys.modules}),
+            "all": sorted(sys.modules),
+        },
+        report,
+    )
 """
 
 HEAVY = ("ray", "optuna", "pandas", "pyarrow", "matplotlib", "docker")
+#: What fetching inputs (http, https) brings in: only for commands that run something.
+FETCHERS = ("ssl", "http", "email")
+
+
+def imported(report: dict[str, Any], *names: str) -> list[str]:
+    """Which of ``names`` (packages or modules) the command imported, itself or a submodule."""
+    return [
+        name for name in names if any(m == name or m.startswith(name + ".") for m in report["all"])
+    ]
 
 
 def run_reporting(
@@ -74,6 +90,10 @@ def test_config_commands_import_no_heavy_library(
     assert report["code"] == 0, proc.stderr
     assert expected in proc.stdout + proc.stderr
     assert [m for m in HEAVY if m in report["modules"]] == []
+    # nor the input fetchers (urllib.request, ssl) nor the runner and the sweep code
+    assert imported(report, *FETCHERS, "sweeper.execution.inputs", "sweeper.sweep") == []
+    if args[0] != "steps":  # the one that prints a table
+        assert imported(report, "rich") == []
 
 
 def test_lint_of_a_broken_file_reports_without_ray(make_project: Any, tmp_path: Path) -> None:
@@ -124,6 +144,9 @@ def test_status_reads_the_study_without_ray_or_pandas(
     assert f"sweep {summary['sweep_id']} (complete)" in proc.stdout
     assert "complete 3, failed 0" in proc.stdout
     assert [m for m in ("ray", "pandas", "matplotlib", "docker") if m in report["modules"]] == []
+    # the study and sweep.json are enough: not the valohai.yaml, the runner or warm-start code
+    assert imported(report, "yaml", "sweeper.config", "sweeper.execution", "rich") == []
+    assert imported(report, "sweeper.sweep.history", "sweeper.sweep.engine") == []
 
 
 @pytest.mark.ray
@@ -139,6 +162,8 @@ def test_ls_reads_parquet_without_pandas(
     assert [
         m for m in ("ray", "pandas", "optuna", "matplotlib", "docker") if m in report["modules"]
     ] == []
+    # ls reads the store only: not the valohai.yaml, the runner or the sweep code
+    assert imported(report, "yaml", "sweeper.config", "sweeper.execution", "sweeper.sweep") == []
 
     report, proc = run_reporting(
         ["ls", "--sweep", "--sort", "-metric.loss", "--limit", "2", "--format", "json"],
@@ -151,6 +176,18 @@ def test_ls_reads_parquet_without_pandas(
     assert rows[0]["metric.loss"] >= rows[1]["metric.loss"]
     assert all(r["created_at"].endswith("+00:00") for r in rows)
     assert "pandas" not in report["modules"]
+
+    # a few rows of many are converted one by one, the whole listing at once: the same rows
+    for order in ([], ["--sort", "-metric.loss"]):
+        listing = json.loads(
+            sweep_cli("ls", "--format", "json", *order, cwd=project, check=True).stdout
+        )
+        assert len(listing) == 5 and all(r["created_at"].endswith("+00:00") for r in listing)
+        for limit in (1, 2, -4):
+            head = sweep_cli(
+                "ls", "--format", "json", *order, "--limit", str(limit), cwd=project, check=True
+            )
+            assert json.loads(head.stdout) == listing[:limit]
 
 
 def test_help_lists_each_command_with_its_own_short_help() -> None:

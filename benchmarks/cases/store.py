@@ -48,7 +48,8 @@ def run(settings: Settings) -> CaseResult:
         row.extra.pop(key, None)
     if report.get("query_cli_s") is None:
         case.notes.append(
-            "`sweep ls` is not in the CLI yet (sweeper/cli/commands_results.py has no commands): the query was timed through the Store API only."
+            "`sweep ls --sort metric.loss --limit 10` failed: the query was timed through the "
+            "Store API only."
         )
     first, last = report["append_first_ms"]["median"], report["append_last_ms"]["median"]
     case.goals.append(
@@ -57,6 +58,8 @@ def run(settings: Settings) -> CaseResult:
             f"median {fmt(first, 1)} ms first 1,000 -> {fmt(last, 1)} ms last 1,000; "
             f"{report.get('metric_events', 0):,} metric events; ls query {fmt(report['query_api_s'])} s "
             f"({report['parts_removed_by_compact']} parts), {fmt(report['query_api_compacted_s'], 3)} s compacted; "
+            f"`sweep ls` (in-process) {fmt(report.get('query_cli_s'))} s / "
+            f"{fmt(report.get('query_cli_compacted_s'), 3)} s compacted; "
             f"best() {fmt(report.get('best_s'))} s / {fmt(report.get('best_compacted_s'), 3)} s compacted; "
             f"lineage() of 5 levels {fmt(report.get('lineage_5_levels_s'))} s",
             last <= 1.25 * first,

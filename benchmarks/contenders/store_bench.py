@@ -194,11 +194,7 @@ def query_api(store: Any) -> tuple[float, list[float]]:
 
 
 def query_cli(store_path: str) -> float | None:
-    """``sweep ls --sort metric.loss --limit 10 --store PATH`` in-process; None when absent."""
-    from sweeper.cli.main import cli
-
-    if "ls" not in cli.commands:
-        return None
+    """``sweep ls --sort metric.loss --limit 10 --store PATH`` in-process; None when it fails."""
     from sweeper.cli.main import main as sweep_main
 
     t = time.perf_counter()

@@ -45,6 +45,7 @@ DETAILS = {
     "query_cli_compacted_s": "sweep ls compacted s",
     "trials_done": "trials",
     "cpu_s": "cpu s",
+    "modules": "modules",
 }
 
 

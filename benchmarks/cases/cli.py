@@ -4,16 +4,25 @@ Each command is a fresh process, as a user runs it: `python -m sweeper.cli.main 
 `sweep` console script, from a copy of configs/ whose store holds one `sweep run` and a 3-trial
 sweep (made before timing). The peer is the Valohai CLI's `vh lint` on the same valohai.yaml
 (`pip install valohai-cli`, in the `bench` extra); the floor is `python -c pass`.
+
+Each command is started by a small wrapper process (a bare ``python -I -S``) that times it and
+reads its own CPU time and peak RSS with ``wait4``. Linux carries the peak RSS of the process
+that forks into the child's (``exec`` keeps the larger of the two), so a child of the
+benchmark process itself, grown to ~170 MB by earlier cases, would report that for every
+command; the wrapper is ~10 MB. Python writes bytecode caches as for a user (into the case's
+work folder, whatever ``PYTHONDONTWRITEBYTECODE`` says) and every command runs once before
+the timed repetitions, so no repetition compiles sweeper from source.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import statistics
 import subprocess
 import sys
-import time
+import tempfile
 from pathlib import Path
 
 from benchmarks.cases.base import CaseResult, Goal, Row, Settings, fmt
@@ -34,22 +43,54 @@ FLOOR = "python -c pass (floor)"
 PEER = "vh lint (valohai-cli)"
 
 
+#: Runs ``ARGV`` and writes ``[wall s, CPU s, peak RSS KiB, exit status]`` as JSON to a file.
+WRAPPER = """
+import json, os, sys, time
+report, argv = sys.argv[1], sys.argv[2:]
+start = time.perf_counter()
+pid = os.posix_spawnp(argv[0], argv, os.environ)
+_, status, usage = os.wait4(pid, 0)
+wall = time.perf_counter() - start
+with open(report, "w") as out:
+    cpu = usage.ru_utime + usage.ru_stime
+    json.dump([wall, cpu, usage.ru_maxrss, os.waitstatus_to_exitcode(status)], out)
+"""
+
+
 def _timed(
     argv: list[str], cwd: Path, env: dict[str, str], log: Path
 ) -> tuple[float, float, float, int]:
     """Run once: (wall seconds, CPU seconds, peak RSS MB of the process, exit status)."""
-    with open(log, "ab") as out:
-        start = time.perf_counter()
-        proc = subprocess.Popen(
-            argv, cwd=cwd, env=env, stdout=out, stderr=out, stdin=subprocess.DEVNULL
-        )
-        # wait4 gives this child's own CPU time and peak RSS (KiB on Linux), which polling
-        # would miss in a process this short
-        _, status, usage = os.wait4(proc.pid, 0)
-        wall = time.perf_counter() - start
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    cpu = usage.ru_utime + usage.ru_stime
-    return wall, cpu, usage.ru_maxrss / 1024, proc.returncode
+    fd, report = tempfile.mkstemp(prefix="cli-run-", suffix=".json", dir=log.parent)
+    os.close(fd)
+    try:
+        with open(log, "ab") as out:
+            subprocess.run(
+                [sys.executable, "-I", "-S", "-c", WRAPPER, report, *argv],
+                cwd=cwd,
+                env=env,
+                stdout=out,
+                stderr=out,
+                stdin=subprocess.DEVNULL,
+                check=True,
+            )
+        wall, cpu, peak_kib, code = json.loads(Path(report).read_text())
+    finally:
+        os.unlink(report)
+    return wall, cpu, peak_kib / 1024, code
+
+
+def _imports(argv: list[str], cwd: Path, env: dict[str, str]) -> int | None:
+    """How many modules the command imports (``python -X importtime`` lines); None if unknown."""
+    if Path(argv[0]).name.startswith("python"):
+        argv = [argv[0], "-X", "importtime", *argv[1:]]
+    else:  # a console script or another program: Python reads PYTHONPROFILEIMPORTTIME
+        env = {**env, "PYTHONPROFILEIMPORTTIME": "1"}
+    proc = subprocess.run(
+        argv, cwd=cwd, env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL
+    )
+    count = sum(1 for line in proc.stderr.splitlines() if line.startswith("import time:"))
+    return count - 1 if count else None  # less the header line
 
 
 def _prepare(project: Path, env: dict[str, str], log: Path) -> None:
@@ -77,13 +118,19 @@ def run(settings: Settings) -> CaseResult:
         "copy of configs/ whose store holds one `sweep run` and a 3-trial sweep. "
         f"Medians of {repetitions} repetitions in alternating order; cpu s (user + system) "
         "shows the work when other load on the machine stretches the wall time; peak MB is the "
-        "process's own peak RSS. vs floor = wall / `python -c pass`; vs sweeper (peer row) = `vh lint` "
-        "wall / `sweep lint` wall on the same file.",
+        "process's own peak RSS (read by a ~10 MB wrapper process, so never below that); modules "
+        "= how many modules it imports (`python -X importtime`). Bytecode caches are written as "
+        "for a user and each command runs once untimed first. vs floor = wall / `python -c pass`; "
+        "vs sweeper (peer row) = `vh lint` wall / `sweep lint` wall on the same file.",
     )
     workdir = settings.workdir / "cli"
     workdir.mkdir(parents=True, exist_ok=True)
     project, log = workdir / "project", workdir / "cli.log"
     env = benchmark_env()
+    # A user's Python reads sweeper from its .pyc files; without them every command would
+    # compile each sweeper module it imports from source, every time.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env["PYTHONPYCACHEPREFIX"] = str(workdir / "pycache")
     _prepare(project, env, log)
     bindir = Path(sys.executable).parent
     launchers = {"python -m sweeper.cli.main": [sys.executable, "-m", "sweeper.cli.main"]}
@@ -104,6 +151,8 @@ def run(settings: Settings) -> CaseResult:
     cpus: dict[str, list[float]] = {label: [] for label in runs}
     peaks: dict[str, list[float]] = {label: [] for label in runs}
     labels = list(runs)
+    # untimed: writes the bytecode caches, and counts the modules each command imports
+    modules = {label: _imports(runs[label], project, env) for label in labels}
     for rep in range(repetitions):
         for label in labels if rep % 2 == 0 else reversed(labels):
             wall, cpu, peak, code = _timed(runs[label], project, env, log)
@@ -125,7 +174,10 @@ def run(settings: Settings) -> CaseResult:
         row = Row(label, wall, None, max(peaks[label]), max(peaks[label]))
         row.vs_floor = wall / floor if floor else None
         row.extra.update(
-            cpu_s=statistics.median(cpus[label]), min_s=min(walls[label]), max_s=max(walls[label])
+            cpu_s=statistics.median(cpus[label]),
+            min_s=min(walls[label]),
+            max_s=max(walls[label]),
+            modules=modules[label],
         )
         case.rows.append(row)
     rows = {r.contender: r for r in case.rows}

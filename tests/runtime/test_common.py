@@ -12,6 +12,7 @@ from runtime_support import (
     Harness,
     Output,
     containers_labelled,
+    containers_left,
     docker_client,
     make_harness,
     process_alive,
@@ -31,7 +32,7 @@ def assert_ended(harness: Harness) -> None:
     if harness.runtime.name == "local":
         assert not process_alive(int((harness.workdir / "outputs" / "pid").read_text()))
     else:
-        assert containers_labelled(harness.execution_id) == []
+        assert containers_left(harness.execution_id) == []
 
 
 def test_exit_code_zero_is_complete(harness: Harness) -> None:

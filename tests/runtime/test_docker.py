@@ -13,6 +13,7 @@ from runtime_support import (
     Harness,
     Output,
     containers_labelled,
+    containers_left,
     docker_client,
     make_harness,
     stop_on,
@@ -211,4 +212,4 @@ def test_a_stopped_container_is_removed(
         stop,
     )
     assert result.status == "stopped"
-    assert containers_labelled(execution_id) == []
+    assert containers_left(execution_id) == []

@@ -55,6 +55,16 @@ def test_first_failing_command_stops_the_rest(harness: Harness) -> None:
     assert output.lines == ["a"]
 
 
+def test_blank_lines_and_an_unterminated_last_line_arrive_as_printed(harness: Harness) -> None:
+    # In Docker the shell's own exit line follows the output: none of it may show.
+    result, output = harness.run("printf 'a\\n\\n\\nb\\n\\n'", "printf 'last'")
+    assert result.status == "complete"
+    assert output.lines == ["a", "", "", "b", "", "last"]
+    result, output = harness.run("printf 'a\\n\\n'", "exit 4")
+    assert (result.status, result.exit_code) == ("error", 4)
+    assert output.lines == ["a", ""]
+
+
 def test_stdout_and_stderr_are_merged_in_order(harness: Harness) -> None:
     result, output = harness.run("echo 1; echo 2 >&2; echo 3; echo 4 >&2")
     assert result.status == "complete"

@@ -101,6 +101,18 @@ def test_memory_limit_exceeded_is_reported_as_oom(docker_harness: Harness) -> No
     assert result.reason == "killed by the OOM killer (memory limit 48 MB)"
 
 
+def test_oom_kill_of_a_command_the_step_survives_is_still_reported(
+    docker_harness: Harness,
+) -> None:
+    # The shell exits 0, yet the cgroup saw an OOM kill: the daemon's verdict stands.
+    result, output = docker_harness.run(
+        "python3 -c \"x = b'x' * (512 * 1024 * 1024)\" || echo survived", memory_mb=48
+    )
+    assert output.lines[-1] == "survived"
+    assert (result.status, result.exit_code) == ("error", 0)
+    assert result.reason == "killed by the OOM killer (memory limit 48 MB)"
+
+
 def test_container_killed_from_outside(docker_harness: Harness) -> None:
     result, output = run_with(
         docker_harness, lambda container: container.kill(), "echo started", "sleep 30"

@@ -46,6 +46,8 @@ MOUNT_POINT = "/valohai"
 EXIT_MARKER = "sweeper-exit-"
 DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
 STOP_CHECK_S = 0.05
+#: Output chunks read ahead of the line handling (each as the daemon sent it).
+CHUNKS_QUEUED = 64
 
 _DOCKER_ERRORS = (docker.errors.DockerException, requests.exceptions.RequestException)
 _END = object()
@@ -296,6 +298,9 @@ class _ContainerRun:
         self.stream: Any = None
         self.exit_wait: _ExitWait | None = None
         self.reader: threading.Thread | None = None
+        # Bounded: a step that floods its output waits for us (the daemon's attach stream
+        # passes the back-pressure on) instead of piling up in our memory.
+        self.chunks: queue.Queue[object] = queue.Queue(maxsize=CHUNKS_QUEUED)
         self.started_at: datetime | None = None
         self.verdict: tuple[Status, str] | None = None
         #: (exit status, OOM kill count or None) as the step's shell printed them.
@@ -312,12 +317,11 @@ class _ContainerRun:
         self.stream = self.container.attach(stdout=True, stderr=True, stream=True, logs=False)
         self.started_at = utcnow()
         self.container.start()
-        chunks: queue.SimpleQueue[object] = queue.SimpleQueue()
         self.reader = threading.Thread(
-            target=_pump, args=(self.stream, chunks), name="sweeper-docker-logs", daemon=True
+            target=_pump, args=(self.stream, self.chunks), name="sweeper-docker-logs", daemon=True
         )
         self.reader.start()
-        self._supervise(chunks)
+        self._supervise(self.chunks)
         return self._outcome()
 
     def _line(self, line: str) -> None:
@@ -335,7 +339,7 @@ class _ContainerRun:
         else:
             self.on_output(line)
 
-    def _supervise(self, chunks: queue.SimpleQueue[object]) -> None:
+    def _supervise(self, chunks: queue.Queue[object]) -> None:
         request = self.request
         now = time.monotonic()
         deadline = now + request.time_limit_s if request.time_limit_s is not None else None
@@ -479,7 +483,13 @@ class _ContainerRun:
                 except Exception:  # noqa: BLE001 - closing a dead socket may fail any way
                     pass
         if self.reader is not None:
-            self.reader.join(timeout=5)
+            # Drain what the reader still holds, so that it can see the closed stream and end.
+            deadline = time.monotonic() + 5
+            while self.reader.is_alive() and time.monotonic() < deadline:
+                try:
+                    self.chunks.get(timeout=STOP_CHECK_S)
+                except queue.Empty:
+                    pass
 
 
 class _ExitWait:
@@ -573,7 +583,7 @@ def _removed(container: Any) -> bool:
     return True
 
 
-def _pump(stream: Iterator[bytes], chunks: queue.SimpleQueue[object]) -> None:
+def _pump(stream: Iterator[bytes], chunks: queue.Queue[object]) -> None:
     # Blocking reads on their own thread; the caller's thread handles lines and limits.
     try:
         for chunk in stream:

@@ -46,6 +46,9 @@ MOUNT_POINT = "/valohai"
 EXIT_MARKER = "sweeper-exit-"
 DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
 STOP_CHECK_S = 0.05
+#: How long an image resolve_image resolved is what the next run of it runs (the execution
+#: layer resolves it just before the run); older, the run resolves it again.
+RESOLVED_REUSE_S = 60.0
 #: Output chunks read ahead of the line handling (each as the daemon sent it).
 CHUNKS_QUEUED = 64
 
@@ -101,6 +104,7 @@ class DockerRuntime(Runtime):
         self._client: Any = None
         self._host: str | None = None
         self._lock = threading.Lock()
+        self._resolved: dict[tuple[str, str], tuple[float, Any]] = {}
 
     @property
     def address(self) -> str:
@@ -136,8 +140,23 @@ class DockerRuntime(Runtime):
         return remove_leftover_containers(execution_id, self.base_url)
 
     def resolve_image(self, image: str, pull_policy: str) -> str | None:
-        """Ensure ``image`` is present per ``pull_policy``; return its RepoDigest or image id."""
-        return _digest(self._image(image, pull_policy))
+        """Ensure ``image`` is present per ``pull_policy``; return its RepoDigest or image id.
+
+        The next :meth:`run` of the same image and policy runs this very image (one inspect
+        or pull per execution, and the digest the execution layer records is the image run).
+        """
+        resolved = self._image(image, pull_policy)
+        with self._lock:
+            self._resolved[image, pull_policy] = (time.monotonic(), resolved)
+        return _digest(resolved)
+
+    def _image_to_run(self, image: str, pull_policy: str) -> Any:
+        # What resolve_image just resolved for this run; else resolved now.
+        with self._lock:
+            at, resolved = self._resolved.pop((image, pull_policy), (0.0, None))
+        if resolved is not None and time.monotonic() - at < RESOLVED_REUSE_S:
+            return resolved
+        return self._image(image, pull_policy)
 
     def _image(self, image: str, pull_policy: str) -> Any:
         check_pull_policy(pull_policy)
@@ -242,7 +261,7 @@ class DockerRuntime(Runtime):
                 f"one (set 'image' on the step) or use --runtime local"
             )
         client = self.client()
-        image = self._image(request.image, request.pull_policy)
+        image = self._image_to_run(request.image, request.pull_policy)
         digest = _digest(image)
         started_at = utcnow()
         if stop.is_set():

@@ -53,6 +53,32 @@ def test_image_digest_is_the_image_run(docker_harness: Harness) -> None:
     assert result.host == docker_client().info()["Name"]
 
 
+def test_the_run_after_resolve_image_runs_the_image_resolved(docker_harness: Harness) -> None:
+    # The execution layer records resolve_image's digest: a tag moved before the run
+    # starts must not make the record name another image than the one that ran.
+    client = docker_client()
+    busybox, python = client.images.get(BUSYBOX), client.images.get(PYTHON)
+    moving = f"sweeper-test/moving:{docker_harness.execution_id}"
+    busybox.tag(moving)
+    try:
+        digest = docker_harness.runtime.resolve_image(moving, "never")
+        python.tag(moving)
+        seen: dict[str, Any] = {}
+        result, _ = run_with(
+            docker_harness,
+            lambda container: seen.update(container.attrs),
+            "echo started",
+            "sleep 1",
+            image=moving,
+            pull_policy="never",
+        )
+    finally:
+        client.images.remove(moving)
+    assert result.status == "complete"
+    assert digest == busybox.id
+    assert seen["Image"] == busybox.id
+
+
 def test_cpu_and_memory_limits_reach_the_container(docker_harness: Harness) -> None:
     result, output = docker_harness.run(
         "cat /sys/fs/cgroup/memory.max 2>/dev/null || cat /sys/fs/cgroup/memory/memory.limit_in_bytes",

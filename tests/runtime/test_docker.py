@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +26,7 @@ from runtime_support import (
 from sweeper.errors import RuntimeUnavailableError, SweeperError
 from sweeper.runtime import DockerRuntime, RunRequest
 from sweeper.runtime.docker import EXECUTION_LABEL
+from sweeper.runtime.docker_network import HOLDER_LABEL
 
 pytestmark = pytest.mark.docker
 
@@ -251,3 +256,76 @@ def test_a_stopped_container_is_removed(
     )
     assert result.status == "stopped"
     assert containers_left(execution_id) == []
+
+
+def holders(label: str) -> list[Any]:
+    return docker_client().containers.list(
+        all=True, filters={"label": f"{HOLDER_LABEL}={label}"}, sparse=True
+    )
+
+
+NETWORK = "cat /proc/net/dev | grep -c eth0; hostname"
+
+
+def test_consecutive_runs_share_one_bridge_network(docker_harness: Harness) -> None:
+    runtime = docker_harness.runtime
+    assert isinstance(runtime, DockerRuntime) and runtime.network is not None
+    first, first_output = docker_harness.run(NETWORK, image=BUSYBOX)
+    second, second_output = docker_harness.run(NETWORK, image=BUSYBOX)
+    assert first.status == second.status == "complete"
+    assert first_output.lines[0] == "1"  # a bridge interface, not just loopback
+    assert first_output.lines == second_output.lines  # the same namespace
+    (holder,) = holders(runtime.network.label)
+    assert first_output.lines[1] == holder.id[:12]
+
+
+def test_without_a_shared_network_each_run_has_its_own(
+    workdir: Path, execution_id: str, no_leftovers: None
+) -> None:
+    harness = make_harness("docker", workdir, execution_id, share_network=False)
+    _, first = harness.run(NETWORK, image=BUSYBOX)
+    _, second = harness.run(NETWORK, image=BUSYBOX)
+    assert first.lines[0] == second.lines[0] == "1"
+    assert first.lines[1] != second.lines[1]
+
+
+def test_a_network_holder_removed_from_outside_is_replaced(docker_harness: Harness) -> None:
+    runtime = docker_harness.runtime
+    assert isinstance(runtime, DockerRuntime) and runtime.network is not None
+    assert docker_harness.run("true", image=BUSYBOX)[0].status == "complete"
+    (holder,) = holders(runtime.network.label)
+    docker_client().containers.get(holder.id).remove(force=True)
+    result, output = docker_harness.run("echo still here", image=BUSYBOX)
+    assert (result.status, output.lines) == ("complete", ["still here"])
+    assert docker_harness.run("true", image=BUSYBOX)[0].status == "complete"
+    assert [h.id for h in holders(runtime.network.label)] not in ([], [holder.id])
+
+
+KILLED_RUNNER = """
+import os, signal, sys, threading
+from pathlib import Path
+from sweeper.runtime import DockerRuntime, RunRequest
+runtime = DockerRuntime()
+request = RunRequest(sys.argv[1], ("true",), Path(sys.argv[2]), image=sys.argv[3])
+result = runtime.run(request, lambda line: None, threading.Event())
+print(result.status, runtime.network.label, flush=True)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_network_holders_end_with_a_killed_runner(
+    workdir: Path, execution_id: str, docker_available: None
+) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-c", KILLED_RUNNER, execution_id, str(workdir), BUSYBOX],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    status, label = proc.stdout.split()
+    assert status == "complete"
+    deadline = time.monotonic() + 60
+    while holders(label) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert holders(label) == []

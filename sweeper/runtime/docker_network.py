@@ -10,6 +10,7 @@ default bridge network (the holder's address, hostname and DNS), without that wo
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from typing import Any
 
@@ -20,6 +21,10 @@ import requests.exceptions
 HOLDER_LABEL = "sweeper.network-holder"
 #: The holder's only process: it waits for the end of its stdin.
 HOLDER_COMMAND = ["/bin/sh", "-c", "while read -r _; do :; done"]
+
+#: A holder still "created" (never started) this long after its creation was left by a
+#: process killed between the two: the next pool to start one removes it.
+STALE_CREATED_S = 60.0
 
 _DOCKER_ERRORS = (docker.errors.DockerException, requests.exceptions.RequestException)
 
@@ -62,7 +67,8 @@ class NetworkHolders:
     A holder ends with the process that made it, however that ends: its shell reads its
     stdin until the end, the daemon closes that stdin (``StdinOnce``) when our attach socket
     closes, which the kernel does when the process dies, even by ``kill -9``; the daemon
-    then removes the holder (``auto_remove``).
+    then removes the holder (``auto_remove``). One killed in the instant between creating a
+    holder and starting it leaves it created, never started: the next pool removes it.
     """
 
     def __init__(self) -> None:
@@ -70,6 +76,7 @@ class NetworkHolders:
         self.label = uuid.uuid4().hex
         self._free: list[NetworkHolder] = []
         self._lock = threading.Lock()
+        self._swept = False
 
     def take(self, client: Any, image_id: str) -> NetworkHolder | None:
         """A free holder, else a new one of ``image_id``; None if none can be started (the
@@ -88,6 +95,9 @@ class NetworkHolders:
             self._free.append(holder)
 
     def _start(self, client: Any, image_id: str) -> NetworkHolder:
+        if not self._swept:
+            self._swept = True
+            _remove_stale(client)
         container = client.containers.create(
             image_id,
             HOLDER_COMMAND,
@@ -108,3 +118,16 @@ class NetworkHolders:
                 pass
             raise
         return NetworkHolder(container, stdin)
+
+
+def _remove_stale(client: Any) -> None:
+    """Remove the holders (any pool's) created long ago and never started."""
+    try:
+        found = client.containers.list(
+            all=True, filters={"label": HOLDER_LABEL, "status": "created"}, sparse=True
+        )
+        for container in found:
+            if time.time() - float(container.attrs.get("Created", time.time())) > STALE_CREATED_S:
+                container.remove(force=True)
+    except _DOCKER_ERRORS:
+        pass  # best effort: the next pool tries again

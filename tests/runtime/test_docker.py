@@ -24,7 +24,7 @@ from runtime_support import (
 )
 
 from sweeper.errors import RuntimeUnavailableError, SweeperError
-from sweeper.runtime import DockerRuntime, RunRequest
+from sweeper.runtime import DockerRuntime, RunRequest, docker_network
 from sweeper.runtime.docker import EXECUTION_LABEL
 from sweeper.runtime.docker_network import HOLDER_LABEL
 
@@ -329,3 +329,15 @@ def test_network_holders_end_with_a_killed_runner(
     while holders(label) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert holders(label) == []
+
+
+def test_a_holder_left_created_by_a_killed_runner_is_removed(
+    docker_harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # What a runner killed between creating a holder and starting it leaves.
+    left = docker_client().containers.create(
+        BUSYBOX, ["true"], labels={HOLDER_LABEL: docker_harness.execution_id}
+    )
+    monkeypatch.setattr(docker_network, "STALE_CREATED_S", 0.0)
+    assert docker_harness.run("true", image=BUSYBOX)[0].status == "complete"
+    assert holders(docker_harness.execution_id) == [], left.id

@@ -71,8 +71,9 @@ class DockerRuntime(Runtime):
 
     Speed: the shell prints its exit status (and the cgroup's OOM kill count) as its last
     line, so a step that exits 0 without an OOM kill is complete as soon as its output ends,
-    without waiting for the daemon to tear the container's network down (~0.1 s); any other
-    end takes the daemon's word (``wait``, then ``inspect`` or its events).
+    without waiting for the daemon's clean-up of the exited container before ``wait``
+    answers (network, mounts: ~0.1 s); any other end takes the daemon's word (``wait``,
+    then ``inspect`` or its events).
 
     ``share_network`` (default) starts the containers in a bridge-network namespace that
     consecutive runs take turns in (see :class:`~sweeper.runtime.docker_network.NetworkHolders`):
@@ -253,7 +254,7 @@ class DockerRuntime(Runtime):
         if self.output_owner is not None:
             uid, gid = self.output_owner
             on_exit.append(f"chown -R {uid}:{gid} {MOUNT_POINT}/outputs >/dev/null 2>&1 || true")
-        # The exit line (see _ContainerRun.exit_line): the memory cgroup's oom_kill count
+        # The exit line (see _ContainerRun._line): the memory cgroup's oom_kill count
         # (v2, else v1), "-" when neither file has one. Own line: the output may lack a
         # final newline.
         on_exit += [

@@ -32,6 +32,7 @@ from sweeper.runtime.base import (
     format_seconds,
     utcnow,
 )
+from sweeper.runtime.docker_network import NetworkHolder, NetworkHolders
 from sweeper.runtime.output import LineSplitter
 from sweeper.status import Status
 
@@ -41,8 +42,16 @@ EXECUTION_LABEL = "sweeper.execution_id"
 RUN_LABEL = "sweeper.run"
 #: Where the work folder appears inside the container.
 MOUNT_POINT = "/valohai"
+#: The start of the line the step's shell prints as it exits: the run's token, its exit
+#: status and the container's OOM kill count ("-" where the cgroup does not tell).
+EXIT_MARKER = "sweeper-exit-"
 DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
 STOP_CHECK_S = 0.05
+#: How long an image resolve_image resolved is what the next run of it runs (the execution
+#: layer resolves it just before the run); older, the run resolves it again.
+RESOLVED_REUSE_S = 60.0
+#: Output chunks read ahead of the line handling (each as the daemon sent it).
+CHUNKS_QUEUED = 64
 
 _DOCKER_ERRORS = (docker.errors.DockerException, requests.exceptions.RequestException)
 _END = object()
@@ -56,8 +65,20 @@ class DockerRuntime(Runtime):
     told to signal the whole process group, so a stop reaches the step and not just the
     shell), with ``no-new-privileges``, never privileged, with the request's CPU, memory
     (swap included) and GPU limits, labelled ``sweeper.execution_id``. A stop or a time limit
-    is ``docker stop`` with ``stop_grace_s``, then ``docker kill``; the container is removed
-    on every path out of :meth:`run`.
+    is ``docker stop`` with ``stop_grace_s``, then ``docker kill``. The container is created
+    with ``auto_remove``: the daemon removes it once it exits, even when the runner was
+    killed, and :meth:`run` removes it on every other path out.
+
+    Speed: the shell prints its exit status (and the cgroup's OOM kill count) as its last
+    line, so a step that exits 0 without an OOM kill is complete as soon as its output ends,
+    without waiting for the daemon's clean-up of the exited container before ``wait``
+    answers (network, mounts: ~0.1 s); any other end takes the daemon's word (``wait``,
+    then ``inspect`` or its events).
+
+    ``share_network`` (default) starts the containers in a bridge-network namespace that
+    consecutive runs take turns in (see :class:`~sweeper.runtime.docker_network.NetworkHolders`):
+    the step has the default bridge network as in a container of its own, without the
+    daemon creating and tearing down a namespace for each (~0.1-0.3 s a container).
 
     ``base_url`` is the daemon's address (default: ``DOCKER_HOST`` or the local socket).
     ``output_owner`` (uid, gid) is given the files in ``/valohai/outputs`` when the step ends,
@@ -79,6 +100,7 @@ class DockerRuntime(Runtime):
         output_owner: tuple[int, int] | None = None,
         api_timeout_s: float = 60.0,
         init: bool = True,
+        share_network: bool = True,
     ) -> None:
         self.base_url = base_url
         self.stop_grace_s = stop_grace_s
@@ -90,6 +112,9 @@ class DockerRuntime(Runtime):
         self._client: Any = None
         self._host: str | None = None
         self._lock = threading.Lock()
+        self._resolved: dict[tuple[str, str], tuple[float, Any]] = {}
+        #: The network namespaces the containers take turns in (None: one each).
+        self.network = NetworkHolders() if share_network else None
 
     @property
     def address(self) -> str:
@@ -125,8 +150,23 @@ class DockerRuntime(Runtime):
         return remove_leftover_containers(execution_id, self.base_url)
 
     def resolve_image(self, image: str, pull_policy: str) -> str | None:
-        """Ensure ``image`` is present per ``pull_policy``; return its RepoDigest or image id."""
-        return _digest(self._image(image, pull_policy))
+        """Ensure ``image`` is present per ``pull_policy``; return its RepoDigest or image id.
+
+        The next :meth:`run` of the same image and policy runs this very image (one inspect
+        or pull per execution, and the digest the execution layer records is the image run).
+        """
+        resolved = self._image(image, pull_policy)
+        with self._lock:
+            self._resolved[image, pull_policy] = (time.monotonic(), resolved)
+        return _digest(resolved)
+
+    def _image_to_run(self, image: str, pull_policy: str) -> Any:
+        # What resolve_image just resolved for this run; else resolved now.
+        with self._lock:
+            at, resolved = self._resolved.pop((image, pull_policy), (0.0, None))
+        if resolved is not None and time.monotonic() - at < RESOLVED_REUSE_S:
+            return resolved
+        return self._image(image, pull_policy)
 
     def _image(self, image: str, pull_policy: str) -> Any:
         check_pull_policy(pull_policy)
@@ -150,7 +190,13 @@ class DockerRuntime(Runtime):
                 f"cannot pull image {image!r} (pull policy {pull_policy!r}): {_explain(exc)}"
             ) from exc
 
-    def container_options(self, request: RunRequest, image_id: str, run_token: str) -> dict:
+    def container_options(
+        self,
+        request: RunRequest,
+        image_id: str,
+        run_token: str,
+        network: NetworkHolder | None = None,
+    ) -> dict:
         """The keyword arguments for ``containers.create``: everything the container gets."""
         environment = {"PYTHONUNBUFFERED": "1", **request.environment}
         environment.update(request.vh_environment(MOUNT_POINT))
@@ -158,7 +204,7 @@ class DockerRuntime(Runtime):
         environment["TINI_KILL_PROCESS_GROUP"] = "1"
         options: dict[str, Any] = {
             "image": image_id,
-            "command": ["/bin/sh", "-e", "-c", self._script(request)],
+            "command": ["/bin/sh", "-e", "-c", self._script(request, run_token)],
             "working_dir": f"{MOUNT_POINT}/repository",
             "environment": environment,
             "volumes": {
@@ -171,12 +217,17 @@ class DockerRuntime(Runtime):
             },
             "labels": {EXECUTION_LABEL: request.execution_id, RUN_LABEL: run_token},
             "detach": True,
+            # The daemon removes it after it exits, off our critical path and even when the
+            # runner is killed meanwhile.
+            "auto_remove": True,
             "init": self.init,
             "privileged": False,
             "security_opt": ["no-new-privileges"],
             "stdin_open": False,
             "tty": False,
         }
+        if network is not None:
+            options["network_mode"] = network.network_mode
         if request.cpus is not None:
             options["nano_cpus"] = int(request.cpus * 1e9)
         if request.memory_mb is not None:
@@ -193,17 +244,28 @@ class DockerRuntime(Runtime):
             )
         return options
 
-    def _script(self, request: RunRequest) -> str:
+    def _script(self, request: RunRequest, run_token: str) -> str:
         # One stream keeps stdout and stderr in the order they were printed. On SIGTERM the
         # shell waits for the command it runs to finish (its whole group got the signal too)
         # instead of dying at once: when the shell exits, tini exits and the kernel kills
         # everything left in the container, mid-cleanup.
         lines = ["exec 2>&1", "trap 'exit 143' TERM"]
+        on_exit = ["s=$?"]
         if self.output_owner is not None:
             uid, gid = self.output_owner
-            lines.append(
-                f"trap 'chown -R {uid}:{gid} {MOUNT_POINT}/outputs >/dev/null 2>&1 || true' EXIT"
-            )
+            on_exit.append(f"chown -R {uid}:{gid} {MOUNT_POINT}/outputs >/dev/null 2>&1 || true")
+        # The exit line (see _ContainerRun._line): the memory cgroup's oom_kill count
+        # (v2, else v1), "-" when neither file has one. Own line: the output may lack a
+        # final newline.
+        on_exit += [
+            "o=-",
+            "for f in /sys/fs/cgroup/memory.events /sys/fs/cgroup/memory/memory.oom_control; "
+            'do if [ -r "$f" ]; then while read -r k v; do '
+            'if [ "$k" = oom_kill ]; then o="$v"; fi; done < "$f"; fi; done',
+            f'printf "\\n{EXIT_MARKER}{run_token} %s %s\\n" "$s" "$o"',
+            'exit "$s"',
+        ]
+        lines.append(f"trap '{'; '.join(on_exit)}' EXIT")
         lines.extend(request.commands)
         return "\n".join(lines)
 
@@ -217,18 +279,24 @@ class DockerRuntime(Runtime):
                 f"one (set 'image' on the step) or use --runtime local"
             )
         client = self.client()
-        image = self._image(request.image, request.pull_policy)
+        image = self._image_to_run(request.image, request.pull_policy)
         digest = _digest(image)
         started_at = utcnow()
         if stop.is_set():
             return self._result(STOPPED, None, "stopped before it started", started_at, digest)
-        run = _ContainerRun(self, client, request, image.id, on_output, stop)
+        network = self.network.take(client, image.id) if self.network is not None else None
+        run = _ContainerRun(self, client, request, image.id, on_output, stop, network)
         try:
             status, exit_code, reason = run.run()
         except _DOCKER_ERRORS as exc:
             status, exit_code, reason = CRASHED, None, f"Docker error: {_explain(exc)}"
         finally:
             run.cleanup()
+            if network is not None and self.network is not None:
+                if run.network is network:
+                    self.network.give_back(network)
+                else:
+                    network.close()  # it failed the run's create: gone or going
         return self._result(status, exit_code, reason, run.started_at or started_at, digest)
 
     def _result(
@@ -243,7 +311,12 @@ class DockerRuntime(Runtime):
 
 
 class _ContainerRun:
-    """One container's life: create, start, stream, enforce limits, inspect, remove."""
+    """One container's life: create, start, stream, enforce limits, learn how it ended.
+
+    The exit wait and the output stream are both opened before the start, as ``docker run``
+    does: the daemon removes the container (``auto_remove``) right after it exits, so a
+    request sent after that would find nothing.
+    """
 
     def __init__(
         self,
@@ -253,38 +326,80 @@ class _ContainerRun:
         image_id: str,
         on_output: Callable[[str], None],
         stop: threading.Event,
+        network: NetworkHolder | None = None,
     ) -> None:
         self.runtime = runtime
         self.client = client
+        self.network = network
         self.request = request
         self.image_id = image_id
         self.stop = stop
-        self.splitter = LineSplitter(on_output)
+        self.on_output = on_output
+        self.splitter = LineSplitter(self._line)
         self.token = uuid.uuid4().hex
+        self.exit_prefix = f"{EXIT_MARKER}{self.token} "
         self.container: Any = None
         self.creating = False
         self.stream: Any = None
+        self.exit_wait: _ExitWait | None = None
         self.reader: threading.Thread | None = None
+        # Bounded: a step that floods its output waits for us (the daemon's attach stream
+        # passes the back-pressure on) instead of piling up in our memory.
+        self.chunks: queue.Queue[object] = queue.Queue(maxsize=CHUNKS_QUEUED)
         self.started_at: datetime | None = None
         self.verdict: tuple[Status, str] | None = None
+        #: (exit status, OOM kill count or None) as the step's shell printed them.
+        self.shell_exit: tuple[int, int | None] | None = None
+        self.held_blank = False
+        self.exited = False
 
     def run(self) -> tuple[Status, int | None, str | None]:
-        options = self.runtime.container_options(self.request, self.image_id, self.token)
+        try:
+            self._launch()
+        except docker.errors.APIError:
+            if self.network is None or self.network.alive():
+                raise
+            # Its network holder is gone (removed from outside): a network of its own.
+            self.network = None
+            self._close_streams()
+            self._remove()
+            self.container = None
+            self._launch()
+        self.reader = threading.Thread(
+            target=_pump, args=(self.stream, self.chunks), name="sweeper-docker-logs", daemon=True
+        )
+        self.reader.start()
+        self._supervise(self.chunks)
+        return self._outcome()
+
+    def _launch(self) -> None:
+        options = self.runtime.container_options(
+            self.request, self.image_id, self.token, self.network
+        )
         self.creating = True
         self.container = self.client.containers.create(**options)
         self.creating = False
+        self.exit_wait = _ExitWait(self.client.api, self.container.id)
+        self.stream = self.container.attach(stdout=True, stderr=True, stream=True, logs=False)
         self.started_at = utcnow()
         self.container.start()
-        self.stream = self.container.logs(stream=True, follow=True)
-        chunks: queue.SimpleQueue[object] = queue.SimpleQueue()
-        self.reader = threading.Thread(
-            target=_pump, args=(self.stream, chunks), name="sweeper-docker-logs", daemon=True
-        )
-        self.reader.start()
-        self._supervise(chunks)
-        return self._outcome()
 
-    def _supervise(self, chunks: queue.SimpleQueue[object]) -> None:
+    def _line(self, line: str) -> None:
+        # The shell's exit line comes after a newline of its own: a blank line just before
+        # it is that newline, not the step's output, so a blank line waits for the next one.
+        if line.startswith(self.exit_prefix):
+            self.held_blank = False
+            self.shell_exit = _parse_exit(line[len(self.exit_prefix) :])
+            return
+        if self.held_blank:
+            self.held_blank = False
+            self.on_output("")
+        if line == "":
+            self.held_blank = True
+        else:
+            self.on_output(line)
+
+    def _supervise(self, chunks: queue.Queue[object]) -> None:
         request = self.request
         now = time.monotonic()
         deadline = now + request.time_limit_s if request.time_limit_s is not None else None
@@ -322,6 +437,9 @@ class _ContainerRun:
                 kill_at = None
                 self._signal("SIGKILL")
         self.splitter.close()
+        if self.held_blank:
+            self.held_blank = False
+            self.on_output("")
 
     def _check_limits(
         self, now: float, deadline: float | None, last_output: float
@@ -341,18 +459,18 @@ class _ContainerRun:
         try:
             self.container.kill(signal=signal_name or "SIGTERM")
         except _DOCKER_ERRORS:
-            pass  # it has exited already, or is gone: the log stream ends either way
+            pass  # it has exited already, or is gone: the output stream ends either way
 
     def _outcome(self) -> tuple[Status, int | None, str | None]:
-        try:
-            exit_code = self.container.wait(timeout=self.runtime.api_timeout_s)["StatusCode"]
-            self.container.reload()
-        except docker.errors.NotFound:
-            if self.verdict is not None:
-                return self.verdict[0], None, self.verdict[1]
-            return CRASHED, None, "container vanished: it was removed from outside"
-        state = self.container.attrs.get("State", {})
-        if state.get("OOMKilled"):
+        if self.verdict is None and self.shell_exit == (0, 0):
+            # The output has ended and the shell said it exits 0 with no OOM kill: nothing the
+            # daemon could add changes the outcome, and it removes the container itself.
+            self.exited = True
+            return COMPLETE, 0, None
+        assert self.exit_wait is not None
+        exit_code = self.exit_wait.result(self.runtime.api_timeout_s)
+        self.exited = True
+        if self._oom_killed():
             limit = self.request.memory_mb
             memory = f"memory limit {limit} MB" if limit is not None else "no memory limit set"
             return ERROR, exit_code, f"killed by the OOM killer ({memory})"
@@ -365,31 +483,62 @@ class _ContainerRun:
             return CRASHED, exit_code, f"container killed from outside (signal {signal_name})"
         return ERROR, exit_code, exit_reason(exit_code)
 
+    def _oom_killed(self) -> bool:
+        """Whether the daemon saw an OOM kill: its inspect while the container is still
+        there (its removal follows the exit), else its ``oom`` events."""
+        try:
+            self.container.reload()
+        except docker.errors.NotFound:
+            return self._events("oom") is not None
+        return bool(self.container.attrs.get("State", {}).get("OOMKilled"))
+
     def _killed_from_outside(self) -> str | None:
         """The signal of a ``docker kill``/``stop`` we did not send, from the daemon's events."""
+        event = self._events("kill")
+        if event is None:
+            return None
+        number = event.get("Actor", {}).get("Attributes", {}).get("signal")
+        return _signal_name(number) if number is not None else None
+
+    def _events(self, kind: str) -> dict | None:
+        """The container's first ``kind`` event since it started, from the daemon's log."""
         assert self.started_at is not None
         events = self.client.events(
             since=int(self.started_at.timestamp()) - 1,
             until=f"{time.time():.6f}",
-            filters={"container": self.container.id, "event": "kill"},
+            filters={"container": self.container.id, "event": kind},
             decode=True,
         )
         try:
             for event in events:
-                number = event.get("Actor", {}).get("Attributes", {}).get("signal")
-                if number is not None:
-                    return _signal_name(number)
+                return dict(event)
         finally:
             events.close()
         return None
 
     def cleanup(self) -> None:
-        """Remove the container (found by label if its creation was interrupted); never raises."""
+        """Remove the container unless it exited (the daemon removes those); never raises.
+
+        One whose creation was interrupted is found by its run label.
+        """
+        if not self.exited:
+            self._remove()
+        self._close_streams()
+        if self.reader is not None:
+            # Drain what the reader still holds, so that it can see the closed stream and end.
+            deadline = time.monotonic() + 5
+            while self.reader.is_alive() and time.monotonic() < deadline:
+                try:
+                    self.chunks.get(timeout=STOP_CHECK_S)
+                except queue.Empty:
+                    pass
+
+    def _remove(self) -> None:
         containers = [self.container] if self.container is not None else []
         if self.container is None and self.creating:
             try:
                 containers = self.client.containers.list(
-                    all=True, filters={"label": f"{RUN_LABEL}={self.token}"}
+                    all=True, filters={"label": f"{RUN_LABEL}={self.token}"}, sparse=True
                 )
             except _DOCKER_ERRORS:
                 containers = []
@@ -400,13 +549,60 @@ class _ContainerRun:
                 pass
             except _DOCKER_ERRORS:
                 pass  # the label lets a later cleanup find it
-        if self.stream is not None:
-            try:
-                self.stream.close()
-            except Exception:  # noqa: BLE001 - closing a dead socket may fail any way
-                pass
-        if self.reader is not None:
-            self.reader.join(timeout=5)
+
+    def _close_streams(self) -> None:
+        for stream in (self.stream, self.exit_wait):
+            if stream is not None:
+                try:
+                    stream.close()
+                except Exception:  # noqa: BLE001 - closing a dead socket may fail any way
+                    pass
+        self.stream = self.exit_wait = None
+
+
+class _ExitWait:
+    """``POST /containers/{id}/wait?condition=next-exit``, sent now, answered at the exit.
+
+    The SDK's ``wait`` blocks until the answer; this sends the request and returns once the
+    daemon has answered with its headers, which it does after registering the wait, so an
+    exit right after the start is not missed.
+    """
+
+    def __init__(self, api: Any, container_id: str) -> None:
+        self._response = api._post(
+            api._url("/containers/{0}/wait", container_id),
+            params={"condition": "next-exit"},
+            stream=True,
+            timeout=None,  # a step may run for days; result() bounds the wait after the exit
+        )
+        api._raise_for_status(self._response)
+        self._body: dict[str, Any] = {}
+        self._error: BaseException | None = None
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._read, name="sweeper-docker-wait", daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        try:
+            self._body = self._response.json()
+        except Exception as exc:  # noqa: BLE001 - reported by result()
+            self._error = exc
+        finally:
+            self._done.set()
+
+    def result(self, timeout_s: float) -> int:
+        """The exit code, once the output has ended; raises a Docker error after ``timeout_s``."""
+        if not self._done.wait(timeout_s):
+            raise docker.errors.DockerException(
+                f"the daemon did not report the container's exit within {timeout_s:g} s"
+            )
+        if self._error is not None:
+            raise docker.errors.DockerException(f"waiting for the exit failed: {self._error}")
+        return int(self._body["StatusCode"])
+
+    def close(self) -> None:
+        """Drop the request (the daemon cancels the wait)."""
+        self._response.close()
 
 
 def remove_leftover_containers(execution_id: str, base_url: str | None = None) -> int:
@@ -423,13 +619,18 @@ def remove_leftover_containers(execution_id: str, base_url: str | None = None) -
         else:
             client = docker.DockerClient(base_url=base_url, timeout=30)
         try:
+            # sparse: no inspect of each, which fails for one the daemon removes meanwhile
             found = client.containers.list(
-                all=True, filters={"label": f"{EXECUTION_LABEL}={execution_id}"}
+                all=True, filters={"label": f"{EXECUTION_LABEL}={execution_id}"}, sparse=True
             )
             for container in found:
                 try:
                     container.remove(force=True)
                     removed += 1
+                except docker.errors.APIError as exc:
+                    # 409: the daemon is removing it already (auto_remove after its exit)
+                    if exc.status_code == 409 and _removed(container):
+                        removed += 1
                 except _DOCKER_ERRORS:
                     pass
         finally:
@@ -439,7 +640,18 @@ def remove_leftover_containers(execution_id: str, base_url: str | None = None) -
     return removed
 
 
-def _pump(stream: Iterator[bytes], chunks: queue.SimpleQueue[object]) -> None:
+def _removed(container: Any) -> bool:
+    """Wait until the daemon has removed ``container``; whether it has (never raises)."""
+    try:
+        container.wait(condition="removed", timeout=30)
+    except docker.errors.NotFound:
+        return True
+    except _DOCKER_ERRORS:
+        return False
+    return True
+
+
+def _pump(stream: Iterator[bytes], chunks: queue.Queue[object]) -> None:
     # Blocking reads on their own thread; the caller's thread handles lines and limits.
     try:
         for chunk in stream:
@@ -448,6 +660,14 @@ def _pump(stream: Iterator[bytes], chunks: queue.SimpleQueue[object]) -> None:
         pass
     finally:
         chunks.put(_END)
+
+
+def _parse_exit(text: str) -> tuple[int, int | None] | None:
+    """``"STATUS OOMKILLS"`` of the shell's exit line; None if it is not that."""
+    parts = text.split()
+    if len(parts) != 2 or not parts[0].isdigit():
+        return None
+    return int(parts[0]), int(parts[1]) if parts[1].isdigit() else None
 
 
 def _digest(image: Any) -> str:

@@ -123,6 +123,15 @@ def containers(label: str = "sweeper.execution_id") -> list[str]:
     return out.split()
 
 
+def containers_left(label: str, timeout: float = 60.0) -> list[str]:
+    """Ids of the containers with ``label`` still there after ``timeout``: waits for them to
+    go, as the daemon removes an exited one (``auto_remove``) a moment after its exit."""
+    deadline = time.monotonic() + timeout
+    while (left := containers(label)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return left
+
+
 def assert_clean_error(proc: subprocess.CompletedProcess[str] | tuple[int, str, str]) -> str:
     """One ``sweep: error: ...`` paragraph on stderr, a non-zero exit, no traceback."""
     if isinstance(proc, tuple):

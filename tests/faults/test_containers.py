@@ -19,6 +19,7 @@ import pytest
 from tests.conftest import sweep_cli
 from tests.faults.conftest import (
     containers,
+    containers_left,
     processes_under,
     records,
     sweep_popen,
@@ -151,7 +152,7 @@ def _leftovers(project: Path) -> list[str]:
     return [
         c
         for r in records(project / ".sweeper")
-        for c in containers(f"sweeper.execution_id={r['id']}")
+        for c in containers_left(f"sweeper.execution_id={r['id']}")
     ]
 
 

@@ -203,7 +203,7 @@ def test_kill_during_docker_executions_leaves_no_container(
     make_project, ray_head: str, tmp_path: Path
 ) -> None:
     """A killed driver's Ray workers die, its containers run on: resume removes them."""
-    from tests.faults.conftest import containers
+    from tests.faults.conftest import containers, containers_left
 
     gate = tmp_path / "gate"
     gate.mkdir()
@@ -249,6 +249,6 @@ def test_kill_during_docker_executions_leaves_no_container(
     for execution_id in first:
         assert containers(f"sweeper.execution_id={execution_id}") == []
     every = [r["id"] for r in records(store_dir)]
-    assert all(containers(f"sweeper.execution_id={i}") == [] for i in every)
+    assert all(containers_left(f"sweeper.execution_id={i}") == [] for i in every)
     rows = [r for r in Store.open(store_dir).read_dataset("executions").to_pylist()]
     assert sorted(r["status"] for r in rows) == ["complete", "complete", "crashed", "crashed"]

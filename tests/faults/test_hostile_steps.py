@@ -21,7 +21,7 @@ import pytest
 
 from sweeper.store import Store
 from tests.conftest import run_main, sweep_cli
-from tests.faults.conftest import containers, records
+from tests.faults.conftest import containers_left, records
 
 pytestmark = [pytest.mark.faults]
 
@@ -300,7 +300,7 @@ def test_docker_ends_processes_that_leave_the_session(project: Path) -> None:
     assert {o["path"] for o in record["outputs"]} >= {
         f"pids/{record['id']}/{name}" for name in ("catcher", "daemon", "nohup")
     }
-    assert containers(f"sweeper.execution_id={record['id']}") == []
+    assert containers_left(f"sweeper.execution_id={record['id']}") == []
 
 
 # --------------------------------------------------------------------------- outputs

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from runtime_support import Harness, containers_labelled, make_harness
+from runtime_support import Harness, containers_left, make_harness
 
 from tests.requirements import require_docker
 
@@ -35,7 +35,7 @@ def docker_available() -> None:
 def no_leftovers(execution_id: str) -> Iterator[None]:
     """Fail the test if a container labelled with its execution id survives it."""
     yield
-    left = containers_labelled(execution_id)
+    left = containers_left(execution_id)
     for container in left:
         container.remove(force=True)
     assert not left, f"containers left behind: {[c.name for c in left]}"

@@ -47,8 +47,19 @@ def docker_client() -> Any:
 
 def containers_labelled(execution_id: str) -> list[Any]:
     return docker_client().containers.list(
-        all=True, filters={"label": f"{EXECUTION_LABEL}={execution_id}"}
+        all=True, filters={"label": f"{EXECUTION_LABEL}={execution_id}"}, ignore_removed=True
     )
+
+
+def containers_left(execution_id: str, *, within_s: float = 60.0) -> list[Any]:
+    """The execution's containers still there after ``within_s``: waits for them to go, as
+    the daemon removes an exited container (``auto_remove``) a moment after its exit."""
+    deadline = time.monotonic() + within_s
+    while True:
+        left = containers_labelled(execution_id)
+        if not left or time.monotonic() >= deadline:
+            return left
+        time.sleep(0.05)
 
 
 @dataclass

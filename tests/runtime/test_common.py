@@ -12,6 +12,7 @@ from runtime_support import (
     Harness,
     Output,
     containers_labelled,
+    containers_left,
     docker_client,
     make_harness,
     process_alive,
@@ -31,7 +32,7 @@ def assert_ended(harness: Harness) -> None:
     if harness.runtime.name == "local":
         assert not process_alive(int((harness.workdir / "outputs" / "pid").read_text()))
     else:
-        assert containers_labelled(harness.execution_id) == []
+        assert containers_left(harness.execution_id) == []
 
 
 def test_exit_code_zero_is_complete(harness: Harness) -> None:
@@ -52,6 +53,16 @@ def test_first_failing_command_stops_the_rest(harness: Harness) -> None:
     result, output = harness.run("echo a", "(exit 7)", "echo b")
     assert (result.status, result.exit_code) == ("error", 7)
     assert output.lines == ["a"]
+
+
+def test_blank_lines_and_an_unterminated_last_line_arrive_as_printed(harness: Harness) -> None:
+    # In Docker the shell's own exit line follows the output: none of it may show.
+    result, output = harness.run("printf 'a\\n\\n\\nb\\n\\n'", "printf 'last'")
+    assert result.status == "complete"
+    assert output.lines == ["a", "", "", "b", "", "last"]
+    result, output = harness.run("printf 'a\\n\\n'", "exit 4")
+    assert (result.status, result.exit_code) == ("error", 4)
+    assert output.lines == ["a", ""]
 
 
 def test_stdout_and_stderr_are_merged_in_order(harness: Harness) -> None:

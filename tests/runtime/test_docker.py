@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -13,14 +17,16 @@ from runtime_support import (
     Harness,
     Output,
     containers_labelled,
+    containers_left,
     docker_client,
     make_harness,
     stop_on,
 )
 
 from sweeper.errors import RuntimeUnavailableError, SweeperError
-from sweeper.runtime import DockerRuntime, RunRequest
+from sweeper.runtime import DockerRuntime, RunRequest, docker_network
 from sweeper.runtime.docker import EXECUTION_LABEL
+from sweeper.runtime.docker_network import HOLDER_LABEL
 
 pytestmark = pytest.mark.docker
 
@@ -50,6 +56,32 @@ def test_image_digest_is_the_image_run(docker_harness: Harness) -> None:
     result, _ = docker_harness.run("true", image=BUSYBOX)
     assert result.image_digest == docker_client().images.get(BUSYBOX).id
     assert result.host == docker_client().info()["Name"]
+
+
+def test_the_run_after_resolve_image_runs_the_image_resolved(docker_harness: Harness) -> None:
+    # The execution layer records resolve_image's digest: a tag moved before the run
+    # starts must not make the record name another image than the one that ran.
+    client = docker_client()
+    busybox, python = client.images.get(BUSYBOX), client.images.get(PYTHON)
+    moving = f"sweeper-test/moving:{docker_harness.execution_id}"
+    busybox.tag(moving)
+    try:
+        digest = docker_harness.runtime.resolve_image(moving, "never")
+        python.tag(moving)
+        seen: dict[str, Any] = {}
+        result, _ = run_with(
+            docker_harness,
+            lambda container: seen.update(container.attrs),
+            "echo started",
+            "sleep 1",
+            image=moving,
+            pull_policy="never",
+        )
+    finally:
+        client.images.remove(moving)
+    assert result.status == "complete"
+    assert digest == busybox.id
+    assert seen["Image"] == busybox.id
 
 
 def test_cpu_and_memory_limits_reach_the_container(docker_harness: Harness) -> None:
@@ -97,6 +129,18 @@ def test_memory_limit_exceeded_is_reported_as_oom(docker_harness: Harness) -> No
         "echo allocating", "python3 -c \"x = b'x' * (512 * 1024 * 1024)\"", memory_mb=48
     )
     assert result.status == "error"
+    assert result.reason == "killed by the OOM killer (memory limit 48 MB)"
+
+
+def test_oom_kill_of_a_command_the_step_survives_is_still_reported(
+    docker_harness: Harness,
+) -> None:
+    # The shell exits 0, yet the cgroup saw an OOM kill: the daemon's verdict stands.
+    result, output = docker_harness.run(
+        "python3 -c \"x = b'x' * (512 * 1024 * 1024)\" || echo survived", memory_mb=48
+    )
+    assert output.lines[-1] == "survived"
+    assert (result.status, result.exit_code) == ("error", 0)
     assert result.reason == "killed by the OOM killer (memory limit 48 MB)"
 
 
@@ -211,4 +255,89 @@ def test_a_stopped_container_is_removed(
         stop,
     )
     assert result.status == "stopped"
-    assert containers_labelled(execution_id) == []
+    assert containers_left(execution_id) == []
+
+
+def holders(label: str) -> list[Any]:
+    return docker_client().containers.list(
+        all=True, filters={"label": f"{HOLDER_LABEL}={label}"}, sparse=True
+    )
+
+
+NETWORK = "cat /proc/net/dev | grep -c eth0; hostname"
+
+
+def test_consecutive_runs_share_one_bridge_network(docker_harness: Harness) -> None:
+    runtime = docker_harness.runtime
+    assert isinstance(runtime, DockerRuntime) and runtime.network is not None
+    first, first_output = docker_harness.run(NETWORK, image=BUSYBOX)
+    second, second_output = docker_harness.run(NETWORK, image=BUSYBOX)
+    assert first.status == second.status == "complete"
+    assert first_output.lines[0] == "1"  # a bridge interface, not just loopback
+    assert first_output.lines == second_output.lines  # the same namespace
+    (holder,) = holders(runtime.network.label)
+    assert first_output.lines[1] == holder.id[:12]
+
+
+def test_without_a_shared_network_each_run_has_its_own(
+    workdir: Path, execution_id: str, no_leftovers: None
+) -> None:
+    harness = make_harness("docker", workdir, execution_id, share_network=False)
+    _, first = harness.run(NETWORK, image=BUSYBOX)
+    _, second = harness.run(NETWORK, image=BUSYBOX)
+    assert first.lines[0] == second.lines[0] == "1"
+    assert first.lines[1] != second.lines[1]
+
+
+def test_a_network_holder_removed_from_outside_is_replaced(docker_harness: Harness) -> None:
+    runtime = docker_harness.runtime
+    assert isinstance(runtime, DockerRuntime) and runtime.network is not None
+    assert docker_harness.run("true", image=BUSYBOX)[0].status == "complete"
+    (holder,) = holders(runtime.network.label)
+    docker_client().containers.get(holder.id).remove(force=True)
+    result, output = docker_harness.run("echo still here", image=BUSYBOX)
+    assert (result.status, output.lines) == ("complete", ["still here"])
+    assert docker_harness.run("true", image=BUSYBOX)[0].status == "complete"
+    assert [h.id for h in holders(runtime.network.label)] not in ([], [holder.id])
+
+
+KILLED_RUNNER = """
+import os, signal, sys, threading
+from pathlib import Path
+from sweeper.runtime import DockerRuntime, RunRequest
+runtime = DockerRuntime()
+request = RunRequest(sys.argv[1], ("true",), Path(sys.argv[2]), image=sys.argv[3])
+result = runtime.run(request, lambda line: None, threading.Event())
+print(result.status, runtime.network.label, flush=True)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_network_holders_end_with_a_killed_runner(
+    workdir: Path, execution_id: str, docker_available: None
+) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-c", KILLED_RUNNER, execution_id, str(workdir), BUSYBOX],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    status, label = proc.stdout.split()
+    assert status == "complete"
+    deadline = time.monotonic() + 60
+    while holders(label) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert holders(label) == []
+
+
+def test_a_holder_left_created_by_a_killed_runner_is_removed(
+    docker_harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # What a runner killed between creating a holder and starting it leaves.
+    left = docker_client().containers.create(
+        BUSYBOX, ["true"], labels={HOLDER_LABEL: docker_harness.execution_id}
+    )
+    monkeypatch.setattr(docker_network, "STALE_CREATED_S", 0.0)
+    assert docker_harness.run("true", image=BUSYBOX)[0].status == "complete"
+    assert holders(docker_harness.execution_id) == [], left.id

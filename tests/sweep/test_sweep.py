@@ -15,7 +15,7 @@ from sweeper.cli.project import project_from
 from sweeper.store import Store
 from sweeper.sweep import SweepOptions, SweepRunner
 from tests.conftest import sweep_cli
-from tests.faults.conftest import records, sweep_popen, wait_for
+from tests.faults.conftest import containers_left, records, sweep_popen, wait_for
 from tests.requirements import require_docker
 
 PROBE_STEP = """
@@ -234,13 +234,9 @@ def test_pruning_kills_running_containers(probe_project: Path, local_ray: None) 
     assert [r["status"] for r in rows if r["param.x"] == 0.3] == ["complete"]
     # stopped before their last epoch (11), and their containers are gone
     assert all(r["metric.epoch"] < 11 for r in pruned), [r["metric.epoch"] for r in pruned]
-    client = require_docker()
+    require_docker()
     leftover = [
-        c.name
-        for r in rows
-        for c in client.containers.list(
-            all=True, filters={"label": f"sweeper.execution_id={r['execution_id']}"}
-        )
+        c for r in rows for c in containers_left(f"sweeper.execution_id={r['execution_id']}")
     ]
     assert leftover == []
 

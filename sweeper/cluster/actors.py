@@ -159,6 +159,7 @@ class ActorPool:
         self.batch_rows_s = batch_rows_s
         self._idle: dict[ResourceShape, list[Any]] = {}
         self._all: list[Any] = []
+        self._ran: set[Any] = set()  # actors given an execution: only they can hold rows
 
     def _actor(self, shape: ResourceShape) -> Any:
         idle = self._idle.get(shape)
@@ -173,6 +174,12 @@ class ActorPool:
         self._all.append(actor)
         return actor
 
+    def prestart(self, shape: ResourceShape, count: int) -> None:
+        """Have ``count`` actors of ``shape`` idle: their processes boot while the caller
+        prepares its first executions, instead of after the first submit."""
+        actors = [self._actor(shape) for _ in range(count)]
+        self._idle.setdefault(shape, []).extend(actors)
+
     def submit(
         self,
         key: Hashable,
@@ -186,6 +193,7 @@ class ActorPool:
         """Start ``spec`` on an actor of ``shape``; the handle's ``ref`` resolves to the record."""
         actor = self._actor(shape)
         ref = actor.run.remote(spec, execution_id, context, reuse)
+        self._ran.add(actor)
         return TrialHandle(key, execution_id, spec, context, actor, shape, ref)
 
     def release(self, handle: TrialHandle, *, healthy: bool = True) -> None:
@@ -206,6 +214,7 @@ class ActorPool:
 
     def _flush(self, actors: list[Any]) -> None:
         """Have live actors write the rows they hold; one that cannot leaves them to recovery."""
+        actors = [actor for actor in actors if actor in self._ran]  # a prestarted one never ran
         if not self.batch_rows_s or not actors:
             return
         refs = [actor.flush.remote() for actor in actors]
@@ -223,6 +232,7 @@ class ActorPool:
             ray.kill(actor)
         except Exception:  # already dead: nothing to free
             pass
+        self._ran.discard(actor)
         if actor in self._all:
             self._all.remove(actor)
 

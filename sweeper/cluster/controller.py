@@ -74,6 +74,9 @@ class Policy(Protocol):
         """Called once per turn of the loop, before it waits (progress reports)."""
         ...
 
+    # Optional: ``asked_ahead(controller, free) -> list[Launch]``, executions already decided
+    # that may start in freed slots before the results that freed them reach on_result.
+
     def on_events(
         self, controller: Controller, handle: TrialHandle, events: list[MetricEvent]
     ) -> None:
@@ -138,11 +141,6 @@ class Controller:
         # Before anything starts: how each node reaches the store (directly or through the
         # driver), and whether local inputs must travel through it.
         self._link = link = link_store(self.store, self._cluster)
-        try:
-            policy.start(self)
-        except BaseException:  # nothing ran: the probe file and the service go now
-            link.close()
-            raise
         pool = ActorPool(
             link.access,
             self.runtime,
@@ -150,6 +148,17 @@ class Controller:
             # a policy may have its actors batch their dataset rows (a sweep does)
             batch_rows_s=getattr(policy, "batch_rows_s", None),
         )
+        shapes = policy.shapes()
+        if slots is not None and len(shapes) == 1:
+            # the actors' processes boot while the policy starts (a sweep opens its study
+            # and asks its first trials): the first executions do not wait for both in turn
+            pool.prestart(shapes[0], slots)
+        try:
+            policy.start(self)
+        except BaseException:  # nothing ran: the actors, the probe file and the service go now
+            pool.shutdown()
+            link.close()
+            raise
         status = Status.COMPLETE
         try:
             self._loop(policy, pool, slots)
@@ -186,9 +195,18 @@ class Controller:
             if policy.poll_metrics:
                 for handle, events in self._poll_events():
                     policy.on_events(self, handle, events)
-            for ref in ready:
+            finished = []
+            for ref in ready:  # each actor back in the pool first, for what starts next
                 handle = self._in_flight.pop(ref)
-                policy.on_result(self, handle, self._result(pool, handle))
+                finished.append((handle, self._result(pool, handle)))
+            ahead = getattr(policy, "asked_ahead", None)
+            if finished and ahead is not None and slots is not None and not self._stopping:
+                # what the policy already asked starts before the results are told: a freed
+                # slot does not wait for the policy's bookkeeping (a sweep's Optuna tell)
+                for launch in ahead(self, slots - len(self._in_flight)):
+                    self._submit(pool, launch)
+            for handle, record in finished:
+                policy.on_result(self, handle, record)
             if self._stopping:
                 # again after each result: a stop sent before an actor's run began is lost
                 for handle in self._in_flight.values():

@@ -42,6 +42,7 @@ from sweeper.sweep.state import (
     COUNTED_OUTCOMES,
     SweepState,
     load_study,
+    sole_driver,
     study_storage,
     summarize,
 )
@@ -248,11 +249,10 @@ class SweepRunner:
     # -- study -------------------------------------------------------------------------
 
     def _study(self) -> optuna.Study:
-        if self._storage is None:
-            if self.options.storage or self.store.local_path is not None:
-                self._storage = study_storage(self.store, self.sweep_id, self.options.storage)
-            else:  # an object store and no --storage: see sweeper.sweep.remote_study
-                self._storage = remote_study.journal_storage(self.store, self.sweep_id, writer=True)
+        if self._storage is None:  # the driver's (run holds the sweep's sole_driver lock)
+            self._storage = study_storage(
+                self.store, self.sweep_id, self.options.storage, writer=True
+            )
         storage = self._storage
         # Optuna's study needs an objective: an unranked sweep has one that never varies.
         directions = self.options.directions or ["minimize"]
@@ -336,10 +336,12 @@ class SweepRunner:
             fresh_actors=options.fresh_actors,
         )
         policy = SweepPolicy(self, on_progress=on_progress, on_start=on_start)
-        try:
-            status = controller.run(policy)
-        finally:
-            remote_study.push(self._storage)  # the last state of a study kept in an object store
+        # before Ray starts: a second driver of this sweep is refused at once
+        with sole_driver(self.store, self.sweep_id):
+            try:
+                status = controller.run(policy)
+            finally:
+                remote_study.push(self._storage)  # the last state of a study in an object store
         summary = policy.summary
         summary["status"] = status
         warm = policy.warm_start or self.state.data.get("warm_start")

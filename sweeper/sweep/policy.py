@@ -98,6 +98,7 @@ class SweepPolicy:
         # waits for the sampler; and when each freed slot became free (for slot idle time)
         self._ready: list[Launch] = []
         self._freed: list[float] = []
+        self._refilled = 0  # slots refilled by asked_ahead whose results are still to be told
         self.slot_idle_s = 0.0
 
     @property
@@ -114,11 +115,15 @@ class SweepPolicy:
         return [self.shape]
 
     def slots(self, cluster: ClusterInfo) -> int | None:
-        """``--parallel``, else as many trials as fit on the largest node."""
+        """``--parallel``, else as many trials as fit on the largest node; at most ``--trials``.
+
+        The controller starts this many actors before the first trial (none left idle).
+        """
         cpus = self.shape.cpus
-        self._slots = self.options.parallel or max(
+        slots = self.options.parallel or max(
             1, int(cluster.largest("CPU") // max(cpus, 1e-9)) if cpus else 1
         )
+        self._slots = min(slots, self.options.trials or slots)
         return self._slots
 
     def start(self, controller: Controller) -> None:
@@ -160,11 +165,7 @@ class SweepPolicy:
 
         A trial the store answers (``--reuse``) takes no slot: another is asked in its place.
         """
-        launches = self._ready[:free]
-        del self._ready[:free]
-        for ahead in launches:  # asked ahead: it runs now (until then status calls it waiting)
-            trial: optuna.Trial = ahead.key  # type: ignore[assignment]
-            trial.set_user_attr("execution_id", ahead.execution_id)
+        launches = self._take_ready(free)
         # those taken are not in flight yet, hence the len(launches) in the room
         while (
             len(launches) < free
@@ -178,6 +179,28 @@ class SweepPolicy:
         for _ in launches:
             if self._freed:
                 self.slot_idle_s += now - self._freed.pop(0)
+        return launches
+
+    def asked_ahead(self, controller: Controller, free: int) -> list[Launch]:
+        """The trials asked ahead, to start in slots freed by results not yet told.
+
+        Those results could not change them (they were asked before), so the slot does
+        not wait for the tell. Not when a result may end the sweep (a stop condition,
+        ``--max-failures``): there a trial asked ahead must not start after the last one.
+        """
+        if self.runner.stop_condition is not None or self.options.max_failures is not None:
+            return []
+        launches = self._take_ready(free)
+        self._refilled += len(launches)
+        return launches
+
+    def _take_ready(self, free: int) -> list[Launch]:
+        """Up to ``free`` trials asked ahead; each runs now (until then status says waiting)."""
+        launches = self._ready[:free]
+        del self._ready[:free]
+        for ahead in launches:
+            trial: optuna.Trial = ahead.key  # type: ignore[assignment]
+            trial.set_user_attr("execution_id", ahead.execution_id)
         return launches
 
     def exhausted(self) -> bool:
@@ -232,7 +255,10 @@ class SweepPolicy:
         self, controller: Controller, handle: TrialHandle, record: ExecutionRecord
     ) -> None:
         """Tell Optuna how the trial ended; stop the sweep on its stop condition or failures."""
-        self._freed.append(time.monotonic())
+        if self._refilled:  # its slot already runs the next trial (asked_ahead): not idle
+            self._refilled -= 1
+        else:
+            self._freed.append(time.monotonic())
         self._settle(controller, handle.key, record.to_dict())  # type: ignore[arg-type]
 
     def end(self, controller: Controller, status: Status) -> Status:

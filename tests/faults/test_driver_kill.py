@@ -20,6 +20,7 @@ import pytest
 from sweeper.store import Store
 from tests.conftest import sweep_cli
 from tests.faults.conftest import (
+    assert_clean_error,
     kill_group,
     processes_under,
     records,
@@ -169,6 +170,31 @@ def test_kill_after_random_delays(tiny_project: Path, ray_head: str) -> None:
     sweep_id = _run_with_kills(tiny_project, ray_head, points, sleep=1.0)
     check_sweep(tiny_project, sweep_id)
     assert processes_under(tiny_project) == []
+
+
+def test_second_driver_of_a_running_sweep_is_refused_until_the_first_dies(
+    tiny_project: Path, ray_head: str
+) -> None:
+    """The running driver is the journal's only writer: a second one is refused, not run.
+
+    Two drivers would both run the remaining trials (past --trials) and write one journal
+    at once; after a kill -9 the kernel has dropped the lock and resume goes ahead.
+    """
+    store_dir = tiny_project / ".sweeper"
+    driver = sweep_popen(*_sweep_args(tiny_project, ray_head, sleep=1.0))
+    try:
+        _wait_until(driver, lambda: _finished(store_dir) >= 1)
+        assert driver.poll() is None, driver.communicate()
+        second = sweep_cli(*_resume_args(tiny_project, ray_head), timeout=180)
+        err = assert_clean_error(second)
+        assert "is running in another process" in err, err
+        assert driver.poll() is None, "the refused driver stopped the running one"
+    finally:
+        kill_group(driver, signal.SIGKILL)
+    final = sweep_cli(*_resume_args(tiny_project, ray_head), timeout=180)
+    assert final.returncode == 0, final.stderr
+    sweep_id = json.loads(final.stdout)["sweep_id"]
+    check_sweep(tiny_project, sweep_id)
 
 
 UNTIL_STEP = """

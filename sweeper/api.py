@@ -417,6 +417,23 @@ OnSweepStart = Callable[["SweepRunner"], None]
 OnProgress = Callable[["Progress"], None]
 
 
+def _start_ray(project: Project, step: str, task: str | None, address: str | None) -> None:
+    """Check the valohai.yaml, the step and the task, then begin Ray's start-up in the background.
+
+    Ray takes seconds to start, most of them waiting for its own processes: the sweep
+    engine's imports, the search space, the code snapshot, the store and the study are
+    prepared meanwhile, and the controller's ``connect()`` waits for the start (and raises
+    its error). A broken valohai.yaml or an unknown step or task fails here, before Ray
+    starts; a later error (a bad search space) ends the process without waiting for Ray.
+    """
+    from sweeper.cluster.connect import connect_in_background
+
+    project.config.get_step(step)
+    if task:
+        project.config.get_task(task)
+    connect_in_background(address)
+
+
 def _sweep(
     project: Project,
     options: SweepOptions,
@@ -466,9 +483,10 @@ def run_sweep(
     trial, ``on_progress`` each change. A sweep that fails (``max_failures``, no trial
     completed) returns a result with status ``failed`` and its ``failure``.
     """
+    project = project_from(config, store)
+    _start_ray(project, step, options.get("task"), options.get("address"))
     from sweeper.sweep.engine import SweepOptions
 
-    project = project_from(config, store)
     if "specs" in options:  # as -p gives them: texts, a list only for several -p of one name
         options["specs"] = {name: _as_texts(spec) for name, spec in options["specs"].items()}
     sweep_options = SweepOptions(step=step, trials=trials, **options)
@@ -514,6 +532,7 @@ def resume_sweep(
             f"whose values are not saved: give them again, e.g. sweep resume {sweep_id} "
             + " ".join(f"-e {name}=VALUE" for name in masked)
         )
+    _start_ray(project, options.step, options.task, options.address)
     code = (saved["code_version"], saved.get("code_archive"))
     return _sweep(
         project, options, sweep_id=sweep_id, code=code, on_start=on_start, on_progress=on_progress

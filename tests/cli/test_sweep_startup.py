@@ -77,20 +77,18 @@ def _one_error(proc: Any) -> str:
 @pytest.mark.parametrize(
     ("yaml_text", "args", "message"),
     [
-        ("- step: [broken\n", ["hello"], "valohai.yaml"),
-        (STEP, ["nosuch"], 'unknown step "nosuch"'),
-        (STEP, ["hello", "--task", "nosuch"], "nosuch"),
+        ("- step: [broken\n", ["hello", "--trials", "2"], "valohai.yaml"),
+        (STEP, ["nosuch", "--trials", "2"], 'unknown step "nosuch"'),
+        (STEP, ["hello", "--trials", "2", "--task", "nosuch"], "nosuch"),
+        (STEP, ["pipeline", "run", "nosuch"], 'unknown pipeline "nosuch"'),
     ],
-    ids=["broken-yaml", "unknown-step", "unknown-task"],
+    ids=["broken-yaml", "unknown-step", "unknown-task", "unknown-pipeline"],
 )
-def test_a_broken_config_fails_before_ray_starts(
+def test_a_broken_config_or_an_unknown_name_fails_before_ray_starts(
     make_project: Any, ray_tmpdir: Path, yaml_text: str, args: list[str], message: str
 ) -> None:
     project = make_project(yaml_text, {"hello.py": HELLO_PY})
-    proc = sweep_cli(
-        *args, "--trials", "2", "--metric", "loss", cwd=project,
-        env={"RAY_TMPDIR": str(ray_tmpdir)}, timeout=120,
-    )  # fmt: skip
+    proc = sweep_cli(*args, cwd=project, env={"RAY_TMPDIR": str(ray_tmpdir)}, timeout=120)
     assert message in _one_error(proc)
     assert not list(ray_tmpdir.rglob("session_*")), "Ray was started for a broken config"
 

@@ -159,12 +159,15 @@ def connect_in_background(address: str | None = None) -> None:
 
     Ray's start-up takes seconds, most of them spent waiting for its own processes: a sweep
     starts it here and meanwhile snapshots the code, builds its spec and opens its study.
-    Does nothing when Ray is up or a start is already under way. A failed start raises its
-    error from the ``connect()`` that waits for it, not here.
+    Does nothing when Ray is up or a start is already under way, nor for a ``ray://``
+    address (a Ray Client connection belongs to the thread that made it). A failed start
+    raises its error from the ``connect()`` that waits for it, not here.
     """
     global _started
     import ray
 
+    if "://" in (address or os.environ.get("RAY_ADDRESS") or ""):
+        return
     with _lock:
         if _pending() is not None or ray.is_initialized():
             return

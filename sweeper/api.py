@@ -427,11 +427,11 @@ def _start_ray(
 ) -> None:
     """Check the valohai.yaml and the names given, then begin Ray's start-up in the background.
 
-    Ray takes seconds to start, most of them waiting for its own processes: the engine's
-    imports, the search space, the code snapshot, the store and the study are prepared
-    meanwhile, and the controller's ``connect()`` waits for the start (and raises its
-    error). A broken valohai.yaml or an unknown step, task or pipeline fails here, before
-    Ray starts; a later error (a bad search space) ends the process without waiting for Ray.
+    Ray takes seconds to start, much of them waiting for its own processes: the engine's
+    imports, the search space, the code snapshot and the store are prepared meanwhile, and
+    the controller's ``connect()`` waits for the start (and raises its error). A broken
+    valohai.yaml or an unknown step, task or pipeline fails here, before Ray starts; a
+    later error (a bad search space) ends the process without waiting for Ray.
     """
     from sweeper.cluster.connect import connect_in_background
 

@@ -144,24 +144,34 @@ _lock = threading.RLock()
 
 def _pending() -> _Start | None:
     """The background start, unless the Ray it started was shut down since (``ray.shutdown()``)."""
-    global _started
     import ray
 
     with _lock:
-        if _started is not None and _started.done.is_set() and not ray.is_initialized():
-            _started.release.set()
+        started = _started
+        stopped = started is not None and started.done.is_set() and started.error is None
+        if started is not None and stopped and not ray.is_initialized():
+            _forget(started)
+            return None
+        return started
+
+
+def _forget(started: _Start) -> None:
+    """Drop ``started`` (stopped, or its error reported) and let its parked thread end."""
+    global _started
+    with _lock:
+        if _started is started:
             _started = None
-        return _started
+    started.release.set()
 
 
 def connect_in_background(address: str | None = None) -> None:
     """Begin :func:`connect` of ``address`` in a thread; the next ``connect()`` waits for it.
 
-    Ray's start-up takes seconds, most of them spent waiting for its own processes: a sweep
-    starts it here and meanwhile snapshots the code, builds its spec and opens its study.
-    Does nothing when Ray is up or a start is already under way, nor for a ``ray://``
-    address (a Ray Client connection belongs to the thread that made it). A failed start
-    raises its error from the ``connect()`` that waits for it, not here.
+    Ray's start-up takes seconds, much of them spent waiting for its own processes: a sweep
+    starts it here and meanwhile imports its engine, builds its search space, snapshots the
+    code and opens its store. Does nothing when Ray is up or a start is already under way,
+    nor for a ``ray://`` address (a Ray Client connection belongs to the thread that made
+    it). A failed start raises its error from the ``connect()`` that waits for it, once.
     """
     global _started
     import ray
@@ -198,12 +208,16 @@ def connect(
     """
     started = _pending()
     if started is not None:
-        if (started.address, num_cpus, num_gpus, runtime_env) == (address, None, None, None):
-            return started.wait()
+        same = (started.address, num_cpus, num_gpus, runtime_env) == (address, None, None, None)
         try:
-            started.wait()
-        except Exception:  # that start failed: this one tries on its own
-            pass
+            info = started.wait()
+        except Exception:
+            _forget(started)  # its error is reported once: the next start tries anew
+            if same:
+                raise
+        else:
+            if same:
+                return info
     return _connect(address, num_cpus=num_cpus, num_gpus=num_gpus, runtime_env=runtime_env)
 
 
@@ -271,14 +285,13 @@ def _connect(
 
 def shutdown() -> None:
     """Disconnect from (and, when embedded, stop) Ray; a start under way is waited for first."""
-    global _started
     import ray
 
     with _lock:
-        started, _started = _started, None
+        started = _started
     if started is not None:
         started.done.wait()
     if ray.is_initialized():
         ray.shutdown()
     if started is not None:
-        started.release.set()  # its processes are stopped: the parked thread may end
+        _forget(started)  # its processes are stopped: the parked thread may end

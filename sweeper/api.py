@@ -417,6 +417,35 @@ OnSweepStart = Callable[["SweepRunner"], None]
 OnProgress = Callable[["Progress"], None]
 
 
+def _start_ray(
+    project: Project,
+    address: str | None,
+    *,
+    step: str | None = None,
+    task: str | None = None,
+    pipeline: str | None = None,
+) -> None:
+    """Check the valohai.yaml and the names given, then begin Ray's start-up in the background.
+
+    Ray takes seconds to start, much of them waiting for its own processes: the engine's
+    imports, the search space, the code snapshot and the store are prepared meanwhile, and
+    the controller's ``connect()`` waits for the start (and raises its error). A broken
+    valohai.yaml or an unknown step, task or pipeline fails here, before Ray starts; a
+    later error (a bad search space) ends the process without waiting for Ray.
+    """
+    from sweeper.cluster.connect import connect_in_background
+
+    if step is not None:
+        project.config.get_step(step)
+    if task:
+        project.config.get_task(task)
+    if pipeline is not None:
+        from sweeper.pipeline.graph import PipelineGraph
+
+        PipelineGraph.build(project.config, pipeline)  # the runner's own check, its errors
+    connect_in_background(address)
+
+
 def _sweep(
     project: Project,
     options: SweepOptions,
@@ -466,9 +495,10 @@ def run_sweep(
     trial, ``on_progress`` each change. A sweep that fails (``max_failures``, no trial
     completed) returns a result with status ``failed`` and its ``failure``.
     """
+    project = project_from(config, store)
+    _start_ray(project, options.get("address"), step=step, task=options.get("task"))
     from sweeper.sweep.engine import SweepOptions
 
-    project = project_from(config, store)
     if "specs" in options:  # as -p gives them: texts, a list only for several -p of one name
         options["specs"] = {name: _as_texts(spec) for name, spec in options["specs"].items()}
     sweep_options = SweepOptions(step=step, trials=trials, **options)
@@ -514,6 +544,7 @@ def resume_sweep(
             f"whose values are not saved: give them again, e.g. sweep resume {sweep_id} "
             + " ".join(f"-e {name}=VALUE" for name in masked)
         )
+    _start_ray(project, options.address, step=options.step, task=options.task)
     code = (saved["code_version"], saved.get("code_archive"))
     return _sweep(
         project, options, sweep_id=sweep_id, code=code, on_start=on_start, on_progress=on_progress
@@ -647,9 +678,10 @@ def run_pipeline(
     cannot run (an unknown name, an edge that cannot be resolved) raises
     :class:`~sweeper.errors.SweeperError`.
     """
+    project = project_from(config, store)
+    _start_ray(project, address, pipeline=name)
     from sweeper.pipeline.runner import PipelineOptions, PipelineRunner
 
-    project = project_from(config, store)
     options = PipelineOptions(
         pipeline=name,
         parameters={key: _as_texts(value) for key, value in (parameters or {}).items()},

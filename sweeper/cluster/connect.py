@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
+import sys
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -99,6 +102,93 @@ def running_head(address_file: str | None = None) -> str | None:
     return address
 
 
+class _Start:
+    """A :func:`connect` running in a thread of its own, begun by :func:`connect_in_background`.
+
+    The thread stays alive (parked) after Ray is up, for as long as the process or until
+    :func:`shutdown`: Ray starts its processes with ``PR_SET_PDEATHSIG``, which kills them
+    when the *thread* that started them ends, not the process.
+    """
+
+    def __init__(self, address: str | None) -> None:
+        self.address = address
+        self.done = threading.Event()
+        self.release = threading.Event()
+        self.result: ClusterInfo | None = None
+        self.error: BaseException | None = None
+        # daemon: an error that ends the run while Ray still starts must not hold the exit
+        # (the processes go with the process, as on a kill -9 of the driver)
+        self.thread = threading.Thread(target=self._run, name="sweeper-ray-start", daemon=True)
+
+    def _run(self) -> None:
+        try:
+            self.result = _connect(self.address)
+        except BaseException as exc:  # handed to the caller of connect(), in its thread
+            self.error = exc
+        finally:
+            self.done.set()
+        self.release.wait()
+
+    def wait(self) -> ClusterInfo:
+        """The cluster, once Ray is up; the start's own error (a ClusterError) otherwise."""
+        self.done.wait()
+        if self.error is not None:
+            raise self.error
+        assert self.result is not None
+        return self.result
+
+
+_started: _Start | None = None
+_lock = threading.RLock()
+
+
+def _pending() -> _Start | None:
+    """The background start, unless the Ray it started was shut down since (``ray.shutdown()``)."""
+    import ray
+
+    with _lock:
+        started = _started
+        stopped = started is not None and started.done.is_set() and started.error is None
+        if started is not None and stopped and not ray.is_initialized():
+            _forget(started)
+            return None
+        return started
+
+
+def _forget(started: _Start) -> None:
+    """Drop ``started`` (stopped, or its error reported) and let its parked thread end."""
+    global _started
+    with _lock:
+        if _started is started:
+            _started = None
+    started.release.set()
+
+
+def connect_in_background(address: str | None = None) -> None:
+    """Begin :func:`connect` of ``address`` in a thread; the next ``connect()`` waits for it.
+
+    Ray's start-up takes seconds, much of them spent waiting for its own processes: a sweep
+    starts it here and meanwhile imports its engine, builds its search space, snapshots the
+    code and opens its store. Does nothing when Ray is up or a start is already under way,
+    nor for a ``ray://`` address (a Ray Client connection belongs to the thread that made
+    it). A failed start raises its error from the ``connect()`` that waits for it, once.
+    """
+    global _started
+    import ray
+
+    if "://" in (address or os.environ.get("RAY_ADDRESS") or ""):
+        return
+    with _lock:
+        if _pending() is not None or ray.is_initialized():
+            return
+        if threading.current_thread() is threading.main_thread():
+            # what ray.init does when called from the main thread (it cannot from another):
+            # SIGTERM exits through atexit, whose ray.shutdown stops the embedded Ray
+            signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(signum))
+        _started = _Start(address)
+        _started.thread.start()
+
+
 def connect(
     address: str | None = None,
     *,
@@ -112,8 +202,32 @@ def connect(
     with ``ray start --head`` is joined (see :func:`running_head`; Ray's start-up, seconds,
     is then saved), else an embedded Ray is started on loopback, sized to this machine,
     which never joins a stale cluster left by a killed process. ``address="local"`` always
-    starts the embedded one.
+    starts the embedded one. A start begun by :func:`connect_in_background` is waited for
+    (and its error raised here); when it was for another address, the Ray it started is
+    used, as any Ray already initialized in this process is.
     """
+    started = _pending()
+    if started is not None:
+        same = (started.address, num_cpus, num_gpus, runtime_env) == (address, None, None, None)
+        try:
+            info = started.wait()
+        except Exception:
+            _forget(started)  # its error is reported once: the next start tries anew
+            if same:
+                raise
+        else:
+            if same:
+                return info
+    return _connect(address, num_cpus=num_cpus, num_gpus=num_gpus, runtime_env=runtime_env)
+
+
+def _connect(
+    address: str | None = None,
+    *,
+    num_cpus: int | None = None,
+    num_gpus: int | None = None,
+    runtime_env: dict[str, Any] | None = None,
+) -> ClusterInfo:
     import ray
 
     if ray.is_initialized():
@@ -170,8 +284,14 @@ def connect(
 
 
 def shutdown() -> None:
-    """Disconnect from (and, when embedded, stop) Ray."""
+    """Disconnect from (and, when embedded, stop) Ray; a start under way is waited for first."""
     import ray
 
+    with _lock:
+        started = _started
+    if started is not None:
+        started.done.wait()
     if ray.is_initialized():
         ray.shutdown()
+    if started is not None:
+        _forget(started)  # its processes are stopped: the parked thread may end

@@ -78,7 +78,8 @@ class DockerRuntime(Runtime):
     ``share_network`` (default) starts the containers in a bridge-network namespace that
     consecutive runs take turns in (see :class:`~sweeper.runtime.docker_network.NetworkHolders`):
     the step has the default bridge network as in a container of its own, without the
-    daemon creating and tearing down a namespace for each (~0.1-0.3 s a container).
+    daemon creating and tearing down a namespace for each (~0.1-0.3 s a container). It is
+    on unless ``share_network=False`` or the node's ``SWEEPER_DOCKER_SHARE_NETWORK=0``.
 
     ``base_url`` is the daemon's address (default: ``DOCKER_HOST`` or the local socket).
     ``output_owner`` (uid, gid) is given the files in ``/valohai/outputs`` when the step ends,
@@ -100,7 +101,7 @@ class DockerRuntime(Runtime):
         output_owner: tuple[int, int] | None = None,
         api_timeout_s: float = 60.0,
         init: bool = True,
-        share_network: bool = True,
+        share_network: bool | None = None,
     ) -> None:
         self.base_url = base_url
         self.stop_grace_s = stop_grace_s
@@ -113,6 +114,8 @@ class DockerRuntime(Runtime):
         self._host: str | None = None
         self._lock = threading.Lock()
         self._resolved: dict[tuple[str, str], tuple[float, Any]] = {}
+        if share_network is None:  # a node's opt-out: SWEEPER_DOCKER_SHARE_NETWORK=0
+            share_network = os.environ.get("SWEEPER_DOCKER_SHARE_NETWORK", "1") != "0"
         #: The network namespaces the containers take turns in (None: one each).
         self.network = NetworkHolders() if share_network else None
 

@@ -279,10 +279,19 @@ def test_consecutive_runs_share_one_bridge_network(docker_harness: Harness) -> N
     assert first_output.lines[1] == holder.id[:12]
 
 
+@pytest.mark.parametrize("opt_out", ["argument", "environment"])
 def test_without_a_shared_network_each_run_has_its_own(
-    workdir: Path, execution_id: str, no_leftovers: None
+    workdir: Path,
+    execution_id: str,
+    no_leftovers: None,
+    opt_out: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    harness = make_harness("docker", workdir, execution_id, share_network=False)
+    if opt_out == "environment":
+        monkeypatch.setenv("SWEEPER_DOCKER_SHARE_NETWORK", "0")
+        harness = make_harness("docker", workdir, execution_id)
+    else:
+        harness = make_harness("docker", workdir, execution_id, share_network=False)
     _, first = harness.run(NETWORK, image=BUSYBOX)
     _, second = harness.run(NETWORK, image=BUSYBOX)
     assert first.lines[0] == second.lines[0] == "1"

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import shutil
 import socket
 import stat
@@ -156,20 +157,65 @@ class _LogSink:
             self.on_metrics(event)
 
 
+class _Remover:
+    """Removes finished work folders on a thread of its own, off the executions' path."""
+
+    def __init__(self) -> None:
+        self._queue: queue.Queue[Path] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def remove(self, path: Path) -> None:
+        """Remove ``path`` soon (its files are no longer used)."""
+        self._queue.put(path)
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._work, name="sweeper-workdir-remover", daemon=True
+                )
+                self._thread.start()
+
+    def wait(self) -> None:
+        """Return once every folder given so far is removed."""
+        self._queue.join()
+
+    def _work(self) -> None:
+        while True:
+            path = self._queue.get()
+            try:
+                shutil.rmtree(path, ignore_errors=True)
+            finally:
+                self._queue.task_done()
+
+
 class Executor:
     """Runs specs with one runtime and records them in one store.
 
     ``scratch_dir`` holds work folders and the per-node cache of code snapshots and
-    downloaded inputs; it defaults to the store's (:meth:`RecordStore.scratch_dir`).
+    downloaded inputs; it defaults to the store's (:meth:`RecordStore.scratch_dir`). With
+    ``remove_in_background`` a finished execution's work folder is removed by a thread of
+    the executor after :meth:`run` returns, for a long-lived process that runs executions
+    back to back (a sweep's actor): call :meth:`wait_removed` before it goes away.
     """
 
     def __init__(
-        self, store: RecordStore, runtime: Runtime, *, scratch_dir: Path | None = None
+        self,
+        store: RecordStore,
+        runtime: Runtime,
+        *,
+        scratch_dir: Path | None = None,
+        remove_in_background: bool = False,
     ) -> None:
         self.store = store
         self.runtime = runtime
         self.scratch = Path(scratch_dir) if scratch_dir is not None else store.scratch_dir()
         self.scratch.mkdir(parents=True, exist_ok=True)
+        self._remover = _Remover() if remove_in_background else None
+
+    def wait_removed(self) -> None:
+        """Return once the work folders of the executions that have ended are removed."""
+        if self._remover is not None:
+            self._remover.wait()
 
     # -- preparing ---------------------------------------------------------------------
 
@@ -290,7 +336,10 @@ class Executor:
             self._write_config(spec, workdir, files, record)
             return self._run(spec, record, workdir, stop, on_metrics, echo, on_record)
         finally:
-            shutil.rmtree(workdir, ignore_errors=True)
+            if self._remover is not None:
+                self._remover.remove(workdir)
+            else:
+                shutil.rmtree(workdir, ignore_errors=True)
 
     def _prepare(self, spec: ExecutionSpec, workdir: Path) -> tuple[list[InputFile], str | None]:
         shutil.rmtree(workdir, ignore_errors=True)

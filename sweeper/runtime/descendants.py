@@ -117,7 +117,7 @@ class RunProcesses:
         # of the run (a daemon's first fork, say) from anything else.
         self._known: dict[int, int] = {}
         self._sessions: set[int] = set()
-        self._started = 0
+        self._started: int | None = None  # the shell's start time, read by the first scan
         self._entry = f"{TOKEN_VARIABLE}={self.token}".encode()
         with _runs_lock:
             _runs += 1
@@ -132,8 +132,8 @@ class RunProcesses:
         """The run's shell has started as ``leader``, in a session of its own."""
         self.leader = leader
         self._sessions.add(leader)
-        shell = _read_process(leader)
-        self._started = shell.start if shell is not None else 0
+        # The shell's start time is read later, by the first scan: reading its /proc entry
+        # now, while it is being exec'd, waits for the exec.
         with _runs_lock:
             _running.add(leader)
 
@@ -152,6 +152,10 @@ class RunProcesses:
         # Every process of the run was started after its shell, so (pids growing until they
         # wrap) only pids from the shell's up need reading: a few, not all of /proc.
         processes = _snapshot(self.leader)
+        if self._started is None:
+            # The shell is not reaped before the run is over, so it is there (a zombie, maybe).
+            shell = processes.get(self.leader) or _read_process(self.leader)
+            self._started = shell.start if shell is not None else 0
         children: dict[int, list[int]] = defaultdict(list)
         for process in processes.values():
             children[process.ppid].append(process.pid)
@@ -207,4 +211,5 @@ class RunProcesses:
         # starts no such child of its own while a run goes on.
         with _runs_lock:
             other_run = zombie.pid in _running
-        return zombie.session == zombie.pid and zombie.start >= self._started and not other_run
+        started = self._started or 0
+        return zombie.session == zombie.pid and zombie.start >= started and not other_run

@@ -21,6 +21,7 @@ import stat
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -211,6 +212,7 @@ class Executor:
         self.scratch = Path(scratch_dir) if scratch_dir is not None else store.scratch_dir()
         self.scratch.mkdir(parents=True, exist_ok=True)
         self._remover = _Remover() if remove_in_background else None
+        self._counters: ThreadPoolExecutor | None = None
 
     def wait_removed(self) -> None:
         """Return once the work folders of the executions that have ended are removed."""
@@ -301,12 +303,17 @@ class Executor:
             with_image=self.runtime.uses_images,
             host=socket.gethostname(),
         )
+        # The counter (a lock and an fsync) is taken while the work folder is prepared,
+        # except where a bad input must leave nothing behind, not even a number.
+        counter = None if raise_bad_input else self._allocate_counter()
         try:
             try:
                 files, image_digest = self._prepare(spec, workdir)
             except SweeperError as exc:
                 if raise_bad_input:
                     raise
+                if counter is not None:
+                    record = replace(record, counter=counter.result())
                 return self._finish_early(record, Status.ERROR, str(exc), on_record)
             identity_image = (image_digest or spec.image) if self.runtime.uses_images else None
             record = replace(
@@ -326,7 +333,7 @@ class Executor:
                 spec_hash=spec.spec_hash(
                     [(f.name, f.path, f.sha256) for f in files], identity_image
                 ),
-                counter=self.store.allocate_counter(),
+                counter=self.store.allocate_counter() if counter is None else counter.result(),
             )
             if reuse and record.spec_hash is not None:
                 previous = self.store.find_completed(record.spec_hash)
@@ -340,6 +347,12 @@ class Executor:
                 self._remover.remove(workdir)
             else:
                 shutil.rmtree(workdir, ignore_errors=True)
+
+    def _allocate_counter(self) -> Future[int]:
+        """The store's next execution number, allocated on a thread of the executor."""
+        if self._counters is None:
+            self._counters = ThreadPoolExecutor(1, thread_name_prefix="sweeper-counter")
+        return self._counters.submit(self.store.allocate_counter)
 
     def _prepare(self, spec: ExecutionSpec, workdir: Path) -> tuple[list[InputFile], str | None]:
         shutil.rmtree(workdir, ignore_errors=True)

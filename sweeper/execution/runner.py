@@ -356,8 +356,9 @@ class Executor:
 
     def _prepare(self, spec: ExecutionSpec, workdir: Path) -> tuple[list[InputFile], str | None]:
         shutil.rmtree(workdir, ignore_errors=True)
+        workdir.mkdir(parents=True, exist_ok=True)
         for sub in ("inputs", "outputs", "config"):
-            (workdir / sub).mkdir(parents=True, exist_ok=True)
+            (workdir / sub).mkdir(exist_ok=True)
         self._repository(spec, workdir / "repository")
         files = fetch_inputs(
             spec.inputs,

@@ -39,7 +39,12 @@ class ExecutionActor:
         self.store = store.open()
         if batch_rows_s:
             self.store.buffer_rows(batch_rows_s)
-        self.executor = Executor(self.store, get_runtime(runtime))
+        # An actor that holds rows is flushed before it is killed (ActorPool._flush): its
+        # work folders can go on a thread of their own too, so the next execution and the
+        # driver do not wait for them.
+        self.executor = Executor(
+            self.store, get_runtime(runtime), remove_in_background=bool(batch_rows_s)
+        )
         self._lock = threading.Lock()
         self._events: list[dict[str, Any]] = []
         self._stop: StopToken | None = None
@@ -82,7 +87,11 @@ class ExecutionActor:
                 self._stop.stop(reason)
 
     def flush(self) -> int:
-        """Write the dataset rows this actor holds (before it is killed); how many executions."""
+        """Write the dataset rows this actor holds (before it is killed); how many executions.
+
+        Also waits for the work folders of the executions that ended to be removed.
+        """
+        self.executor.wait_removed()
         return self.store.flush_rows()
 
     def node_id(self) -> str:

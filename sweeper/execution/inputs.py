@@ -271,6 +271,8 @@ def fetch_inputs(
             taken[rel] = src.uri
             planned.append((src, f"{inp.name}/{rel}"))
 
+    if not planned:
+        return []  # most executions of a sweep: no cache folders to make, no pool to start
     cache = _Cache(cache_dir)
     with ThreadPoolExecutor(max_workers=max(1, max_workers)) as pool:
         blobs = list(pool.map(lambda item: item[0].fetch(cache), planned))

@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import shutil
 import socket
 import stat
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -156,39 +158,145 @@ class _LogSink:
             self.on_metrics(event)
 
 
+class _Housekeeper:
+    """Runs an executor's housekeeping on a thread of its own, in order, off the executions' path."""
+
+    def __init__(self) -> None:
+        self._queue: queue.Queue[Callable[[], None]] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def do(self, task: Callable[[], None]) -> None:
+        """Run ``task`` soon, after those given before it."""
+        self._queue.put(task)
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._work, name="sweeper-housekeeping", daemon=True
+                )
+                self._thread.start()
+
+    def wait(self) -> None:
+        """Return once every task given so far has run."""
+        self._queue.join()
+
+    def _work(self) -> None:
+        while True:
+            task = self._queue.get()
+            try:
+                task()
+            except Exception:  # a folder not removed or not made ahead: only a lost shortcut
+                pass
+            finally:
+                self._queue.task_done()
+
+
 class Executor:
     """Runs specs with one runtime and records them in one store.
 
     ``scratch_dir`` holds work folders and the per-node cache of code snapshots and
-    downloaded inputs; it defaults to the store's (:meth:`RecordStore.scratch_dir`).
+    downloaded inputs; it defaults to the store's (:meth:`RecordStore.scratch_dir`). With
+    ``remove_in_background``, for a long-lived process that runs executions back to back
+    (a sweep's actor), a thread of the executor removes a finished execution's work folder
+    after :meth:`run` returns and makes the next one's ahead (its subfolders and linked
+    repository, renamed into place when the next execution has the same code): call
+    :meth:`wait_removed` before the process goes away.
     """
 
     def __init__(
-        self, store: RecordStore, runtime: Runtime, *, scratch_dir: Path | None = None
+        self,
+        store: RecordStore,
+        runtime: Runtime,
+        *,
+        scratch_dir: Path | None = None,
+        remove_in_background: bool = False,
     ) -> None:
         self.store = store
         self.runtime = runtime
         self.scratch = Path(scratch_dir) if scratch_dir is not None else store.scratch_dir()
         self.scratch.mkdir(parents=True, exist_ok=True)
+        self._housekeeper = _Housekeeper() if remove_in_background else None
+        self._counters: ThreadPoolExecutor | None = None
+        self._spare_lock = threading.Lock()
+        #: A work folder made ahead, empty but for its repository: (code archive, path).
+        self._spare: tuple[str | None, Path] | None = None
+
+    def wait_removed(self) -> None:
+        """Return once the work folders of the executions that have ended are removed.
+
+        The folder made ahead for the next execution is removed too.
+        """
+        if self._housekeeper is not None:
+            self._housekeeper.wait()
+            with self._spare_lock:
+                spare, self._spare = self._spare, None
+            if spare is not None:
+                shutil.rmtree(spare[1], ignore_errors=True)
+
+    def _ended(self, spec: ExecutionSpec, workdir: Path) -> None:
+        """Remove an execution's work folder; in the background, also make the next one's."""
+        if self._housekeeper is None:
+            shutil.rmtree(workdir, ignore_errors=True)
+            return
+        archive = spec.code_archive
+        self._housekeeper.do(lambda: shutil.rmtree(workdir, ignore_errors=True))
+        self._housekeeper.do(lambda: self._make_spare(archive))
+
+    def _make_spare(self, code_archive: str | None) -> None:
+        with self._spare_lock:
+            if self._spare is not None and self._spare[0] == code_archive:
+                return
+            old, self._spare = self._spare, None
+        if old is not None:
+            shutil.rmtree(old[1], ignore_errors=True)
+        path = self.scratch / "work" / f".next-{new_execution_id()}"
+        try:
+            self._make_workdir(code_archive, path)
+        except BaseException:
+            shutil.rmtree(path, ignore_errors=True)
+            raise
+        with self._spare_lock:
+            self._spare = (code_archive, path)
+
+    def _take_spare(self, code_archive: str | None, workdir: Path) -> bool:
+        """Rename the folder made ahead to ``workdir``; False when there is none for this code."""
+        with self._spare_lock:
+            spare, self._spare = self._spare, None
+        if spare is None:
+            return False
+        if spare[0] == code_archive:
+            try:
+                os.rename(spare[1], workdir)
+                return True
+            except OSError:
+                pass
+        shutil.rmtree(spare[1], ignore_errors=True)
+        return False
+
+    def _make_workdir(self, code_archive: str | None, workdir: Path) -> None:
+        workdir.mkdir(parents=True, exist_ok=True)
+        for sub in ("inputs", "outputs", "config"):
+            (workdir / sub).mkdir(exist_ok=True)
+        self._repository(code_archive, workdir / "repository")
 
     # -- preparing ---------------------------------------------------------------------
 
-    def _repository(self, spec: ExecutionSpec, dest: Path) -> None:
-        if spec.code_archive is None:
+    def _repository(self, code_archive: str | None, dest: Path) -> None:
+        if code_archive is None:
             dest.mkdir(parents=True, exist_ok=True)
             return
-        extracted = self.scratch / "code" / spec.code_archive
+        extracted = self.scratch / "code" / code_archive
         if not extracted.exists():
-            archive = self.scratch / "code" / f"{spec.code_archive}.tar"
+            archive = self.scratch / "code" / f"{code_archive}.tar"
             if not archive.exists():
                 archive.parent.mkdir(parents=True, exist_ok=True)
                 part = archive.with_name(f".{archive.name}.{os.getpid()}.{threading.get_ident()}")
-                if not self.store.has_blob(spec.code_archive):
+                if not self.store.has_blob(code_archive):
                     raise SweeperError(
-                        f"the code snapshot {spec.code_archive[:12]} is no longer in the store "
+                        f"the code snapshot {code_archive[:12]} is no longer in the store "
                         f"{self.store.location}: the execution cannot be reproduced"
                     )
-                self.store.fetch_blob(spec.code_archive, part)
+                self.store.fetch_blob(code_archive, part)
                 os.replace(part, archive)
             extract_snapshot(archive, extracted)
         copy_tree_linked(extracted, dest)
@@ -255,12 +363,17 @@ class Executor:
             with_image=self.runtime.uses_images,
             host=socket.gethostname(),
         )
+        # The counter (a lock and an fsync) is taken while the work folder is prepared,
+        # except where a bad input must leave nothing behind, not even a number.
+        counter = None if raise_bad_input else self._allocate_counter()
         try:
             try:
                 files, image_digest = self._prepare(spec, workdir)
             except SweeperError as exc:
                 if raise_bad_input:
                     raise
+                if counter is not None:
+                    record = replace(record, counter=counter.result())
                 return self._finish_early(record, Status.ERROR, str(exc), on_record)
             identity_image = (image_digest or spec.image) if self.runtime.uses_images else None
             record = replace(
@@ -280,7 +393,7 @@ class Executor:
                 spec_hash=spec.spec_hash(
                     [(f.name, f.path, f.sha256) for f in files], identity_image
                 ),
-                counter=self.store.allocate_counter(),
+                counter=self.store.allocate_counter() if counter is None else counter.result(),
             )
             if reuse and record.spec_hash is not None:
                 previous = self.store.find_completed(record.spec_hash)
@@ -290,13 +403,18 @@ class Executor:
             self._write_config(spec, workdir, files, record)
             return self._run(spec, record, workdir, stop, on_metrics, echo, on_record)
         finally:
-            shutil.rmtree(workdir, ignore_errors=True)
+            self._ended(spec, workdir)
+
+    def _allocate_counter(self) -> Future[int]:
+        """The store's next execution number, allocated on a thread of the executor."""
+        if self._counters is None:
+            self._counters = ThreadPoolExecutor(1, thread_name_prefix="sweeper-counter")
+        return self._counters.submit(self.store.allocate_counter)
 
     def _prepare(self, spec: ExecutionSpec, workdir: Path) -> tuple[list[InputFile], str | None]:
         shutil.rmtree(workdir, ignore_errors=True)
-        for sub in ("inputs", "outputs", "config"):
-            (workdir / sub).mkdir(parents=True, exist_ok=True)
-        self._repository(spec, workdir / "repository")
+        if not self._take_spare(spec.code_archive, workdir):
+            self._make_workdir(spec.code_archive, workdir)
         files = fetch_inputs(
             spec.inputs,
             spec.step_inputs,

@@ -35,6 +35,12 @@ _runs_lock = threading.Lock()
 #: The runs going on in this process, and the shells (session leaders) of those started.
 _runs = 0
 _running: set[int] = set()
+#: Processes seen older than a run's shell, by pid: (inode of their /proc entry, start
+#: time). Such a process is never one of that run's, nor between this process and one of
+#: them (every ancestor of a run's process below this one is the shell or of the run), so
+#: a later scan skips it unread while its entry is the same: a pid given to a new process
+#: comes with a new /proc entry, with a new inode.
+_older: dict[int, tuple[int, int]] = {}
 
 
 def _set_subreaper(on: bool) -> None:
@@ -73,20 +79,36 @@ def _read_process(pid: int) -> _Process | None:
         return None
 
 
-def _snapshot(floor: int) -> dict[int, _Process]:
-    """The processes whose pid is ``floor`` or more (all of them when pids wrapped since)."""
+def _snapshot(floor: int, started: int) -> dict[int, _Process]:
+    """The processes whose pid is ``floor`` or more (all of them when pids wrapped since),
+    less those known to have started before ``started`` (see :data:`_older`)."""
+    global _older
     try:
         with open("/proc/sys/kernel/ns_last_pid", "rb") as handle:
             if int(handle.read()) < floor:
                 floor = 0  # pids wrapped around: a newer process may have a lower pid
     except (OSError, ValueError):
         floor = 0
+    known = _older
+    older = {pid: entry for pid, entry in known.items() if pid < floor}
     processes = {}
-    for name in os.listdir("/proc"):
-        if name.isdigit() and int(name) >= floor:
-            process = _read_process(int(name))
-            if process is not None:
-                processes[process.pid] = process
+    with os.scandir("/proc") as entries:
+        for entry in entries:
+            if not entry.name.isdigit() or int(entry.name) < floor:
+                continue
+            pid, inode = int(entry.name), entry.inode()
+            seen = known.get(pid)
+            if seen is not None and seen[0] == inode and seen[1] < started:
+                older[pid] = seen
+                continue
+            process = _read_process(pid)
+            if process is None:
+                continue
+            processes[pid] = process
+            if process.start < started:
+                older[pid] = (inode, process.start)
+    with _runs_lock:
+        _older = older  # the processes gone since are forgotten
     return processes
 
 
@@ -117,7 +139,7 @@ class RunProcesses:
         # of the run (a daemon's first fork, say) from anything else.
         self._known: dict[int, int] = {}
         self._sessions: set[int] = set()
-        self._started = 0
+        self._started: int | None = None  # the shell's start time, read by the first scan
         self._entry = f"{TOKEN_VARIABLE}={self.token}".encode()
         with _runs_lock:
             _runs += 1
@@ -132,8 +154,8 @@ class RunProcesses:
         """The run's shell has started as ``leader``, in a session of its own."""
         self.leader = leader
         self._sessions.add(leader)
-        shell = _read_process(leader)
-        self._started = shell.start if shell is not None else 0
+        # The shell's start time is read later, by the first scan: reading its /proc entry
+        # now, while it is being exec'd, waits for the exec.
         with _runs_lock:
             _running.add(leader)
 
@@ -151,7 +173,11 @@ class RunProcesses:
         me = os.getpid()
         # Every process of the run was started after its shell, so (pids growing until they
         # wrap) only pids from the shell's up need reading: a few, not all of /proc.
-        processes = _snapshot(self.leader)
+        if self._started is None:
+            # The shell is not reaped before the run is over, so it is there (a zombie, maybe).
+            shell = _read_process(self.leader)
+            self._started = shell.start if shell is not None else 0
+        processes = _snapshot(self.leader, self._started)
         children: dict[int, list[int]] = defaultdict(list)
         for process in processes.values():
             children[process.ppid].append(process.pid)
@@ -207,4 +233,5 @@ class RunProcesses:
         # starts no such child of its own while a run goes on.
         with _runs_lock:
             other_run = zombie.pid in _running
-        return zombie.session == zombie.pid and zombie.start >= self._started and not other_run
+        started = self._started or 0
+        return zombie.session == zombie.pid and zombie.start >= started and not other_run

@@ -5,7 +5,10 @@ Both backends expose the same small interface over paths relative to the store r
 
 * locally, bytes go to a temporary file in the target folder (its name starts with ".")
   which is fsynced and renamed over the final name, so a reader or a kill -9 never sees a
-  half-written file under a final name;
+  half-written file under a final name. A write that need not survive a crash of the
+  machine (``durable=False``) skips the fsync: still atomic for readers and for a
+  ``kill -9`` (the page cache outlives a process), but after a power loss it may be
+  missing, old, or empty;
 * on an object store, an object appears only when its upload completes (a single PUT or a
   completed multipart upload), so the final key is written directly; a rename there is a
   copy plus a delete and would be *less* safe. A failed upload is deleted.
@@ -60,12 +63,16 @@ class Backend(ABC):
         """The file's content, or None when it does not exist."""
 
     @abstractmethod
-    def atomic_writer(self, rel: str) -> AbstractContextManager[BinaryIO]:
-        """A writable file that appears at ``rel`` only when the block exits without error."""
+    def atomic_writer(self, rel: str, *, durable: bool = True) -> AbstractContextManager[BinaryIO]:
+        """A writable file that appears at ``rel`` only when the block exits without error.
 
-    def write_bytes(self, rel: str, data: bytes) -> None:
+        ``durable=False``: a file that may be lost in a crash of the machine (see the module
+        docstring); it is never seen half-written.
+        """
+
+    def write_bytes(self, rel: str, data: bytes, *, durable: bool = True) -> None:
         """Write ``data`` to ``rel`` atomically, replacing any previous file."""
-        with self.atomic_writer(rel) as out:
+        with self.atomic_writer(rel, durable=durable) as out:
             out.write(data)
 
     def upload(self, local: Path, rel: str) -> None:
@@ -133,15 +140,16 @@ class LocalBackend(Backend):
             return None
 
     @contextmanager
-    def atomic_writer(self, rel: str) -> Iterator[BinaryIO]:
+    def atomic_writer(self, rel: str, *, durable: bool = True) -> Iterator[BinaryIO]:
         target = self._p(rel)
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.parent / _new_temp_name(target.name)
         try:
             with open(tmp, "wb") as fh:
                 yield fh
-                fh.flush()
-                os.fsync(fh.fileno())
+                if durable:
+                    fh.flush()
+                    os.fsync(fh.fileno())
             os.replace(tmp, target)
         except BaseException:
             tmp.unlink(missing_ok=True)
@@ -232,7 +240,8 @@ class ArrowBackend(Backend):
             raise
 
     @contextmanager
-    def atomic_writer(self, rel: str) -> Iterator[BinaryIO]:
+    def atomic_writer(self, rel: str, *, durable: bool = True) -> Iterator[BinaryIO]:
+        # An object appears only once its upload is complete, and then it is stored.
         path = self.fs_path(rel)
         try:
             with self.filesystem.open_output_stream(path) as out:

@@ -147,10 +147,10 @@ class Store:
 
     # -- files -----------------------------------------------------------------------------
 
-    def write_json(self, relpath: str, obj: Any) -> None:
-        """Write JSON atomically at a path inside the store."""
+    def write_json(self, relpath: str, obj: Any, *, durable: bool = True) -> None:
+        """Write JSON atomically at a path inside the store (see ``Backend.write_bytes``)."""
         text = json.dumps(obj, indent=2, default=str, sort_keys=False) + "\n"
-        self.backend.write_bytes(_check_relpath(relpath), text.encode())
+        self.backend.write_bytes(_check_relpath(relpath), text.encode(), durable=durable)
 
     def read_json(self, relpath: str) -> Any | None:
         """The parsed JSON file, or None when it does not exist."""
@@ -202,20 +202,33 @@ class Store:
     # -- records ---------------------------------------------------------------------------
 
     def _record_dict(self, execution_id: str) -> dict[str, Any] | None:
-        """execution.json as stored, or None when it is missing or not a JSON object."""
-        data = self.read_json(f"{self.execution_dir(execution_id)}/execution.json")
+        """execution.json as stored, or None when it is missing or not a JSON object.
+
+        An unfinished record is written without an fsync (see :meth:`put_record`): after a
+        crash of the machine it may be left empty or cut, which reads as no record at all.
+        """
+        try:
+            data = self.read_json(f"{self.execution_dir(execution_id)}/execution.json")
+        except (ValueError, UnicodeDecodeError):
+            return None
         return data if isinstance(data, dict) else None
 
     def put_record(self, record: ExecutionRecord, events: Iterable[Mapping[str, Any]] = ()) -> None:
         """Write the record's execution.json; once it is final, its dataset rows too.
 
         The rows (metrics from ``events``, artifacts, then the executions row) are written
-        once, at the end, so an execution counted in the datasets has ended.
+        once, at the end, so an execution counted in the datasets has ended. Only a final
+        record is fsynced: an unfinished one (``started``) is atomic for readers and
+        survives a ``kill -9`` of any process, but a crash of the machine may take it, and
+        then the execution is settled as one that wrote no record (its runner's plan is
+        recorded as ``crashed``, a sweep's resume runs the trial again).
         """
         if record.is_final:
             self.write_execution(record.to_dict(), events)
         else:
-            self.write_json(f"{self.execution_dir(record.id)}/execution.json", record.to_dict())
+            self.write_json(
+                f"{self.execution_dir(record.id)}/execution.json", record.to_dict(), durable=False
+            )
 
     def get_record(self, execution_id: str) -> ExecutionRecord | None:
         """The execution's record, or None when none was ever written."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import optuna
@@ -53,6 +54,29 @@ def test_put_record_writes_rows_only_once_final(tmp_path: Path) -> None:
     assert len(_rows(store, "artifacts", final.id)) == 1
     assert store.find_execution(final.id)["status"] == "complete"
     assert store.get_record("01JNEVERWRITTEN") is None
+
+
+@pytest.mark.parametrize(
+    "left", [b"", b'{\n  "id": "01J', b"\0" * 64], ids=["empty", "cut", "zeros"]
+)
+def test_a_started_record_cut_by_a_machine_crash_reads_as_none(tmp_path: Path, left: bytes) -> None:
+    # A started record is not fsynced: after a crash of the machine its file may be empty,
+    # cut or zeros. It reads as a record never written, and settling records the plan.
+    from sweeper.cluster import recovery
+
+    store = Store.open(tmp_path / "s", create=True)
+    planned = ExecutionRecord(id="01JCUT", step="train", parameters={"x": 1}, sweep_id="s1")
+    store.put_record(replace(planned, counter=1, status=Status.STARTED))
+    (tmp_path / "s" / "executions" / "01JCUT" / "execution.json").write_bytes(left)
+
+    assert store.get_record("01JCUT") is None
+    with pytest.raises(StoreError, match="no readable execution.json"):
+        store.find_execution("01JCUT")
+    crashed = recovery.mark_crashed(store, "01JCUT", "the machine crashed", planned=planned)
+    assert crashed.status is Status.CRASHED and crashed.step == "train"
+    assert store.get_record("01JCUT") == crashed
+    (row,) = _rows(store, "executions", "01JCUT")
+    assert row["status"] == "crashed" and row["sweep_id"] == "s1"
 
 
 def test_execution_json_is_what_write_execution_wrote(tmp_path: Path) -> None:

@@ -199,8 +199,9 @@ def connect(
     """Join ``address`` (``auto``, ``host:port``, ``ray://host:port``) or start a local Ray.
 
     With neither ``address`` nor ``RAY_ADDRESS``, a head the user started on this machine
-    with ``ray start --head`` is joined (see :func:`running_head`; Ray's start-up, seconds,
-    is then saved), else an embedded Ray is started on loopback, sized to this machine,
+    with ``ray start --head`` is joined when ``SWEEPER_REUSE_RAY=1`` (see
+    :func:`running_head`; Ray's start-up, seconds, is then saved), else an embedded Ray is
+    started on loopback, sized to this machine,
     which never joins a stale cluster left by a killed process. ``address="local"`` always
     starts the embedded one. A start begun by :func:`connect_in_background` is waited for
     (and its error raised here); when it was for another address, the Ray it started is

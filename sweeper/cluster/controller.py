@@ -9,7 +9,7 @@ means is a :class:`Policy`'s business (a sweep's Optuna study, say), as in Ray T
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Hashable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -44,54 +44,90 @@ class Launch:
     reuse: bool = False
 
 
-class Policy(Protocol):
-    """Decides what runs and what a result means; the :class:`Controller` does the running."""
+class ControllerView(Protocol):
+    """What a :class:`Policy` sees of the controller and may ask of it; nothing else.
+
+    A policy never holds the :class:`Controller` (its pool, its store link, its Ray refs):
+    it gets this view in each hook, as Ray Tune hands its schedulers a narrow wrapper.
+    """
+
+    @property
+    def cluster(self) -> ClusterInfo:
+        """The cluster the run is on (its nodes and resources)."""
+        ...
+
+    @property
+    def in_flight(self) -> Collection[Hashable]:
+        """The keys of the executions running now."""
+        ...
+
+    @property
+    def stopping(self) -> bool:
+        """Whether :meth:`stop_all` or :meth:`fail` ended the asking."""
+        ...
+
+    def stop(self, key: Hashable, reason: Status = Status.STOPPED) -> None:
+        """Stop the execution of ``key``; ``reason`` (stopped, pruned) becomes its status."""
+        ...
+
+    def stop_all(self) -> None:
+        """Stop every execution in flight and ask the policy for no more."""
+        ...
+
+    def fail(self, status: Status = Status.FAILED) -> None:
+        """End the run with ``status`` once what is in flight has stopped."""
+        ...
+
+
+class Policy:
+    """Decides what runs and what a result means; the :class:`Controller` does the running.
+
+    A base class whose hooks do nothing by default (as Ray Tune's ``Searcher``): a policy
+    overrides :meth:`shapes`, :meth:`ask` and :meth:`on_result`, and whichever others it
+    needs. Every hook gets a :class:`ControllerView`, never the controller itself.
+    """
 
     #: Whether metric events are polled while executions run (a pruner needs them).
-    poll_metrics: bool
+    poll_metrics: bool = False
+    #: How long actors hold finished executions' dataset rows (None: write at once).
+    batch_rows_s: float | None = None
 
     def shapes(self) -> Sequence[ResourceShape]:
         """The resource shapes executions will ask for, checked before anything runs."""
-        ...
+        raise NotImplementedError
 
     def slots(self, cluster: ClusterInfo) -> int | None:
         """How many executions may be in flight at once; None for no limit of the controller's."""
-        ...
+        return None
 
-    def start(self, controller: Controller) -> None:
+    def start(self, view: ControllerView) -> None:
         """Create or load the run's state; on resume settle what a killed driver left."""
-        ...
 
-    def ask(self, controller: Controller, free: int) -> list[Launch]:
+    def ask(self, view: ControllerView, free: int) -> list[Launch]:
         """Up to ``free`` executions to start now ([] when none is due now)."""
-        ...
+        raise NotImplementedError
+
+    def asked_ahead(self, view: ControllerView, free: int) -> list[Launch]:
+        """Executions already decided that may start in slots freed by results not yet told."""
+        return []
 
     def exhausted(self) -> bool:
         """Whether no execution will ever be asked for again (idle actors can go)."""
-        ...
+        return False
 
-    def tick(self, controller: Controller) -> None:
+    def tick(self, view: ControllerView) -> None:
         """Called once per turn of the loop, before it waits (progress reports)."""
-        ...
 
-    # Optional: ``asked_ahead(controller, free) -> list[Launch]``, executions already decided
-    # that may start in freed slots before the results that freed them reach on_result.
-
-    def on_events(
-        self, controller: Controller, handle: TrialHandle, events: list[MetricEvent]
-    ) -> None:
+    def on_events(self, view: ControllerView, key: Hashable, events: list[MetricEvent]) -> None:
         """Metric events an execution printed since the last poll (only with ``poll_metrics``)."""
-        ...
 
-    def on_result(
-        self, controller: Controller, handle: TrialHandle, record: ExecutionRecord
-    ) -> None:
+    def on_result(self, view: ControllerView, key: Hashable, record: ExecutionRecord) -> None:
         """An execution ended (its actor's death included, as ``crashed``)."""
-        ...
+        raise NotImplementedError
 
-    def end(self, controller: Controller, status: Status) -> Status:
+    def end(self, view: ControllerView, status: Status) -> Status:
         """Persist the run's end, always called once; returns the status the run ends with."""
-        ...
+        return status
 
 
 class Controller:
@@ -123,9 +159,9 @@ class Controller:
         return self._cluster
 
     @property
-    def in_flight(self) -> Mapping[Hashable, TrialHandle]:
-        """The executions running now, by their key."""
-        return {handle.key: handle for handle in self._in_flight.values()}
+    def in_flight(self) -> Collection[Hashable]:
+        """The keys of the executions running now."""
+        return [handle.key for handle in self._in_flight.values()]
 
     @property
     def stopping(self) -> bool:
@@ -134,6 +170,7 @@ class Controller:
 
     def run(self, policy: Policy) -> Status:
         """Run the policy's executions to the end: COMPLETE, FAILED or INTERRUPTED (Ctrl-C re-raised)."""
+        view: ControllerView = _View(self)
         self._cluster = connect(self.address)
         for shape in policy.shapes():
             self._cluster.check_fits(shape.cpus, shape.gpus)
@@ -146,7 +183,7 @@ class Controller:
             self.runtime,
             fresh_actors=self.fresh_actors,
             # a policy may have its actors batch their dataset rows (a sweep does)
-            batch_rows_s=getattr(policy, "batch_rows_s", None),
+            batch_rows_s=policy.batch_rows_s,
         )
         shapes = policy.shapes()
         if slots is not None and len(shapes) == 1:
@@ -154,14 +191,14 @@ class Controller:
             # and asks its first trials): the first executions do not wait for both in turn
             pool.prestart(shapes[0], slots)
         try:
-            policy.start(self)
+            policy.start(view)
         except BaseException:  # nothing ran: the actors, the probe file and the service go now
             pool.shutdown()
             link.close()
             raise
         status = Status.COMPLETE
         try:
-            self._loop(policy, pool, slots)
+            self._loop(policy, view, pool, slots)
             status = self._status
         except KeyboardInterrupt:
             status = Status.INTERRUPTED
@@ -170,21 +207,23 @@ class Controller:
         finally:
             pool.shutdown()
             try:
-                status = policy.end(self, status)
+                status = policy.end(view, status)
             finally:
                 link.close()
         return status
 
-    def _loop(self, policy: Policy, pool: ActorPool, slots: int | None) -> None:
+    def _loop(
+        self, policy: Policy, view: ControllerView, pool: ActorPool, slots: int | None
+    ) -> None:
         while True:
             if not self._stopping:
                 free = slots - len(self._in_flight) if slots is not None else 1 << 30
                 if free > 0:
-                    for launch in policy.ask(self, free):
+                    for launch in policy.ask(view, free):
                         self._submit(pool, launch)
             if self._stopping or policy.exhausted():
                 pool.trim(keep=0)  # no more work for idle actors: give their resources back
-            policy.tick(self)
+            policy.tick(view)
             if not self._in_flight:
                 return
             ready, _ = ray.wait(
@@ -194,19 +233,18 @@ class Controller:
             )
             if policy.poll_metrics:
                 for handle, events in self._poll_events():
-                    policy.on_events(self, handle, events)
+                    policy.on_events(view, handle.key, events)
             finished = []
             for ref in ready:  # each actor back in the pool first, for what starts next
                 handle = self._in_flight.pop(ref)
                 finished.append((handle, self._result(pool, handle)))
-            ahead = getattr(policy, "asked_ahead", None)
-            if finished and ahead is not None and slots is not None and not self._stopping:
+            if finished and slots is not None and not self._stopping:
                 # what the policy already asked starts before the results are told: a freed
                 # slot does not wait for the policy's bookkeeping (a sweep's Optuna tell)
-                for launch in ahead(self, slots - len(self._in_flight)):
+                for launch in policy.asked_ahead(view, slots - len(self._in_flight)):
                     self._submit(pool, launch)
             for handle, record in finished:
-                policy.on_result(self, handle, record)
+                policy.on_result(view, handle.key, record)
             if self._stopping:
                 # again after each result: a stop sent before an actor's run began is lost
                 for handle in self._in_flight.values():
@@ -249,7 +287,8 @@ class Controller:
                 context,
                 with_image=get_runtime(self.runtime).uses_images,
             )
-            return self.mark_crashed(
+            return recovery.mark_crashed(
+                self.store,
                 handle.execution_id,
                 reason,
                 sweep_id=context.sweep_id,
@@ -289,25 +328,32 @@ class Controller:
         self._status = status
         self.stop_all()
 
-    def settle(self, execution_id: str) -> ExecutionRecord | None:
-        """:func:`sweeper.cluster.recovery.settle` on this controller's store."""
-        return recovery.settle(self.store, execution_id)
 
-    def mark_crashed(
-        self,
-        execution_id: str,
-        reason: str,
-        *,
-        sweep_id: str | None = None,
-        pipeline_run_id: str | None = None,
-        planned: ExecutionRecord | None = None,
-    ) -> ExecutionRecord:
-        """:func:`sweeper.cluster.recovery.mark_crashed` on this controller's store."""
-        return recovery.mark_crashed(
-            self.store,
-            execution_id,
-            reason,
-            sweep_id=sweep_id,
-            pipeline_run_id=pipeline_run_id,
-            planned=planned,
-        )
+class _View:
+    """The :class:`ControllerView` a controller hands its policy: these members and no more."""
+
+    __slots__ = ("_controller",)
+
+    def __init__(self, controller: Controller) -> None:
+        self._controller = controller
+
+    @property
+    def cluster(self) -> ClusterInfo:
+        return self._controller.cluster
+
+    @property
+    def in_flight(self) -> Collection[Hashable]:
+        return self._controller.in_flight
+
+    @property
+    def stopping(self) -> bool:
+        return self._controller.stopping
+
+    def stop(self, key: Hashable, reason: Status = Status.STOPPED) -> None:
+        self._controller.stop(key, reason)
+
+    def stop_all(self) -> None:
+        self._controller.stop_all()
+
+    def fail(self, status: Status = Status.FAILED) -> None:
+        self._controller.fail(status)

@@ -251,6 +251,43 @@ def build_spec(
     )
 
 
+@dataclass(frozen=True)
+class SpecTemplate:
+    """What every execution of one run shares; :meth:`build` adds the parameter values.
+
+    The one way sweeps, pipelines and single runs make their specs: a sweep keeps one
+    template and builds a spec per trial; a pipeline keeps one per node (its step, inputs and
+    environment are the node's, set with :func:`dataclasses.replace`).
+    """
+
+    step: Step
+    code_version: str
+    code_archive: str | None
+    project_dir: str
+    inputs: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    runtime: str = "local"
+    environment: Mapping[str, str] = field(default_factory=dict)
+    cpus: float | None = None
+    gpus: float | None = None
+    pull_policy: str = "missing"
+
+    def build(self, parameters: Mapping[str, Any]) -> ExecutionSpec:
+        """The spec of one execution with these typed parameter values (defaults fill the rest)."""
+        return build_spec(
+            self.step,
+            parameters=parameters,
+            inputs=self.inputs,
+            code_version=self.code_version,
+            code_archive=self.code_archive,
+            project_dir=self.project_dir,
+            runtime=self.runtime,
+            environment=self.environment,
+            cpus=self.cpus,
+            gpus=self.gpus,
+            pull_policy=self.pull_policy,
+        )
+
+
 def _bind_mounts(step: Step) -> tuple[tuple[str, str, bool], ...]:
     """The step's declared mounts as (source, destination, read-only) bind mounts."""
     mounts = []

@@ -14,17 +14,17 @@ node's metadata and parameters (all must hold), ``then`` stop-pipeline (status
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sweeper.cluster import recovery
-from sweeper.cluster.actors import ResourceShape, TrialHandle
+from sweeper.cluster.actors import ResourceShape
 from sweeper.cluster.connect import ClusterInfo
-from sweeper.cluster.controller import Controller, Launch
+from sweeper.cluster.controller import ControllerView, Launch, Policy
 from sweeper.errors import SweeperError
 from sweeper.execution.ids import new_execution_id
-from sweeper.execution.record import ExecutionRecord, MetricEvent
+from sweeper.execution.record import ExecutionRecord
 from sweeper.execution.runner import ExecutionContext
 from sweeper.execution.spec import build_spec
 from sweeper.pipeline.graph import (
@@ -54,7 +54,7 @@ class _NodeContext:
     limit: int = 1
 
 
-class PipelinePolicy:
+class PipelinePolicy(Policy):
     """Nodes start when their predecessors allow it; each child execution is one launch.
 
     A node's children are its executions (one per variant for a task node); the key of a
@@ -76,7 +76,7 @@ class PipelinePolicy:
         self._records: dict[str, ExecutionRecord] = {}
         self._halted: Status | None = None
         self._cpus = 1.0
-        self._controller: Controller | None = None
+        self._controller: ControllerView | None = None
 
     # -- Policy --------------------------------------------------------------------------
 
@@ -92,7 +92,7 @@ class PipelinePolicy:
         """No limit of the controller's: each node limits its own executions."""
         return None
 
-    def start(self, controller: Controller) -> None:
+    def start(self, controller: ControllerView) -> None:
         """Save a new run, or settle what a killed driver left of a resumed one."""
         self._controller = controller
         self._cpus = controller.cluster.largest("CPU") or 1.0
@@ -104,7 +104,7 @@ class PipelinePolicy:
             runner.create()
         runner.event(f"pipeline run {runner.run_id} of {self.graph.name}")
 
-    def ask(self, controller: Controller, free: int) -> list[Launch]:
+    def ask(self, controller: ControllerView, free: int) -> list[Launch]:
         """Start the nodes that are ready, then the pending executions of running nodes."""
         while self._halted is None:
             self._start_ready()
@@ -123,20 +123,10 @@ class PipelinePolicy:
         """
         return True
 
-    def tick(self, controller: Controller) -> None:
-        """Nothing to report between results (node events are reported as they happen)."""
-
-    def on_events(
-        self, controller: Controller, handle: TrialHandle, events: list[MetricEvent]
-    ) -> None:
-        """Not called: pipelines poll no metrics."""
-
-    def on_result(
-        self, controller: Controller, handle: TrialHandle, record: ExecutionRecord
-    ) -> None:
+    def on_result(self, controller: ControllerView, key: Hashable, record: ExecutionRecord) -> None:
         """A child execution ended: retry it, stop its task, or finish its node."""
-        key: tuple[str, int] = handle.key  # type: ignore[assignment]  # what ask() launched
-        name, index = key
+        node_key: tuple[str, int] = key  # type: ignore[assignment]  # what ask() launched
+        name, index = node_key
         self._records[record.id] = record
         node = self.state.nodes[name]
         child = node.children[index]
@@ -162,7 +152,7 @@ class PipelinePolicy:
             self._task_child_done(name, child, record)
         self._child_done(name)
 
-    def end(self, controller: Controller, status: Status) -> Status:
+    def end(self, controller: ControllerView, status: Status) -> Status:
         """Save how the run ended: complete, error, stopped or interrupted."""
         if status is Status.INTERRUPTED:
             self._halt(Status.INTERRUPTED, str(Status.INTERRUPTED), stop=False)
@@ -287,7 +277,7 @@ class PipelinePolicy:
 
     # -- executions ----------------------------------------------------------------------
 
-    def _submit(self, controller: Controller, free: int) -> tuple[list[Launch], bool]:
+    def _submit(self, controller: ControllerView, free: int) -> tuple[list[Launch], bool]:
         """Launches of pending children within each node's limit; and whether a child ended."""
         launches: list[Launch] = []
         settled = False
@@ -508,7 +498,7 @@ class PipelinePolicy:
 
     # -- resume --------------------------------------------------------------------------
 
-    def _recover(self, controller: Controller) -> None:
+    def _recover(self, controller: ControllerView) -> None:
         """Keep complete nodes and executions; make everything else run again."""
         for node in self.state.nodes.values():
             if node.status == Status.COMPLETE:
@@ -517,13 +507,13 @@ class PipelinePolicy:
                 if child.execution_id is None:
                     child.status = Status.PENDING
                     continue
-                record = controller.settle(child.execution_id)
+                record = recovery.settle(self.runner.store, child.execution_id)
                 if record is not None and record.status is Status.COMPLETE:
                     child.status = Status.COMPLETE
                     child.reused_from = record.reused_from
                     continue
                 if record is not None:
-                    recovery.crash(controller.store, record, RESUME_REASON)
+                    recovery.crash(self.runner.store, record, RESUME_REASON)
                 child.status = Status.PENDING
                 child.attempt += 1
                 child.retries = 0

@@ -11,16 +11,16 @@ import math
 import os
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import optuna
 from optuna.trial import TrialState
 
 from sweeper.cluster import recovery
-from sweeper.cluster.actors import ResourceShape, TrialHandle
+from sweeper.cluster.actors import ResourceShape
 from sweeper.cluster.connect import ClusterInfo
-from sweeper.cluster.controller import Controller, Launch
+from sweeper.cluster.controller import ControllerView, Launch, Policy
 from sweeper.errors import SweeperError
 from sweeper.execution.record import ExecutionRecord, MetricEvent, objective_values
 from sweeper.execution.runner import ExecutionContext
@@ -58,7 +58,7 @@ def guess_direction(metric: str) -> str:
     return "minimize" if ("loss" in lowered or "error" in lowered) else "maximize"
 
 
-class SweepPolicy:
+class SweepPolicy(Policy):
     """Optuna asks, each trial runs as one execution, its end is told back to Optuna.
 
     Also what a sweep keeps on the side: counts and the best value for progress, crashed
@@ -90,7 +90,9 @@ class SweepPolicy:
         self.cache = TrialCache(runner.store, self.options.runtime) if self.options.reuse else None
         self._tail: tuple[str | None, str] = (None, "")
         self._study: optuna.Study | None = None
-        self._controller: Controller | None = None
+        self._view: ControllerView | None = None
+        #: Metric values reported to Optuna so far, per trial in flight (its next step).
+        self._steps: dict[Hashable, int] = {}
         #: Actors hold their executions' rows this long before writing them (0: at once).
         self.batch_rows_s = rows_flush_s()
         self._slots: int | None = None
@@ -126,10 +128,10 @@ class SweepPolicy:
         self._slots = min(slots, self.options.trials or slots)
         return self._slots
 
-    def start(self, controller: Controller) -> None:
+    def start(self, controller: ControllerView) -> None:
         """Save a new sweep (or load a resumed one), then settle what a killed driver left."""
         runner = self.runner
-        self._controller = controller
+        self._view = controller
         if not runner.resume:
             runner.state.create(
                 self.options.to_dict(self.probe.secret_names),
@@ -148,7 +150,7 @@ class SweepPolicy:
             self.on_start(controller.cluster)
         self._recover(controller)
         if runner.resume:  # rows a killed actor held are rebuilt from the records
-            recovery.restore_rows(controller.store, self._finished_ids())
+            recovery.restore_rows(self.runner.store, self._finished_ids())
         # Counted here rather than re-read from the study on every turn (O(trials) each time).
         self.counts = {k: v for k, v in outcome_counts(study).items() if k != Status.RUNNING}
         self.failure_classes = Counter(
@@ -160,7 +162,7 @@ class SweepPolicy:
         self.started = time.monotonic()
         self._check_failures(controller)
 
-    def ask(self, controller: Controller, free: int) -> list[Launch]:
+    def ask(self, controller: ControllerView, free: int) -> list[Launch]:
         """Trials up to ``free`` (the one asked ahead first), never beyond ``--trials``.
 
         A trial the store answers (``--reuse``) takes no slot: another is asked in its place.
@@ -181,7 +183,7 @@ class SweepPolicy:
                 self.slot_idle_s += now - self._freed.pop(0)
         return launches
 
-    def asked_ahead(self, controller: Controller, free: int) -> list[Launch]:
+    def asked_ahead(self, controller: ControllerView, free: int) -> list[Launch]:
         """The trials asked ahead, to start in slots freed by results not yet told.
 
         Those results could not change them (they were asked before), so the slot does
@@ -205,10 +207,10 @@ class SweepPolicy:
 
     def exhausted(self) -> bool:
         """Whether every trial left to run is already in flight."""
-        assert self.options.trials is not None and self._controller is not None
-        return not self._ready and self._room(self._controller) <= 0
+        assert self.options.trials is not None and self._view is not None
+        return not self._ready and self._room(self._view) <= 0
 
-    def tick(self, controller: Controller) -> None:
+    def tick(self, controller: ControllerView) -> None:
         """Ask the next trial while every slot is busy (pre-ask); report progress."""
         from sweeper.sweep.engine import Progress
 
@@ -233,10 +235,11 @@ class SweepPolicy:
         )
 
     def on_events(
-        self, controller: Controller, handle: TrialHandle, events: list[MetricEvent]
+        self, controller: ControllerView, key: Hashable, events: list[MetricEvent]
     ) -> None:
         """Report the first metric to Optuna as intermediate values; prune when it says so."""
-        trial: optuna.Trial = handle.key  # type: ignore[assignment]
+        trial: optuna.Trial = key  # type: ignore[assignment]
+        step = self._steps.get(key, 0)
         metric = self.options.metrics[0]
         for event in events:
             value = event["values"].get(metric)
@@ -246,22 +249,22 @@ class SweepPolicy:
                 or not math.isfinite(value)
             ):
                 continue
-            trial.report(float(value), handle.reported_steps)
-            handle.reported_steps += 1
-        if handle.reported_steps and trial.should_prune():
-            controller.stop(handle.key, Status.PRUNED)
+            trial.report(float(value), step)
+            step += 1
+        self._steps[key] = step
+        if step and trial.should_prune():
+            controller.stop(key, Status.PRUNED)
 
-    def on_result(
-        self, controller: Controller, handle: TrialHandle, record: ExecutionRecord
-    ) -> None:
+    def on_result(self, controller: ControllerView, key: Hashable, record: ExecutionRecord) -> None:
         """Tell Optuna how the trial ended; stop the sweep on its stop condition or failures."""
         if self._refilled:  # its slot already runs the next trial (asked_ahead): not idle
             self._refilled -= 1
         else:
             self._freed.append(time.monotonic())
-        self._settle(controller, handle.key, record.to_dict())  # type: ignore[arg-type]
+        self._steps.pop(key, None)
+        self._settle(controller, key, record.to_dict())  # type: ignore[arg-type]
 
-    def end(self, controller: Controller, status: Status) -> Status:
+    def end(self, controller: ControllerView, status: Status) -> Status:
         """Save how the sweep ended (``sweep.json``, a ``sweeps`` row); compact a long one."""
         runner = self.runner
         for launch in self._ready:  # asked ahead but never run: not a trial of the sweep
@@ -270,7 +273,7 @@ class SweepPolicy:
             self.study.tell(trial, state=TrialState.FAIL)
         self._ready.clear()
         # every finished trial has its rows, even those of an actor that died holding them
-        recovery.restore_rows(controller.store, self._finished_ids())
+        recovery.restore_rows(self.runner.store, self._finished_ids())
         if status is Status.COMPLETE and not self.counts.get(Status.COMPLETE):
             status = Status.FAILED  # not one trial gave a result: the sweep did not do its job
         self.summary = runner.summary(self.study)
@@ -286,7 +289,7 @@ class SweepPolicy:
 
     # -- trials --------------------------------------------------------------------------
 
-    def _room(self, controller: Controller) -> int:
+    def _room(self, controller: ControllerView) -> int:
         """How many more trials may be asked: ``--trials`` less those done, running, asked."""
         assert self.options.trials is not None
         return self.options.trials - self._done() - len(controller.in_flight) - len(self._ready)
@@ -306,12 +309,14 @@ class SweepPolicy:
         steered = sum(self.failure_classes[kind] for kind in RESOURCE_CLASSES)
         return self.counts.get(Status.ERROR, 0) - steered
 
-    def _check_failures(self, controller: Controller) -> None:
+    def _check_failures(self, controller: ControllerView) -> None:
         limit = self.options.max_failures
         if limit is not None and self.counted_failures() > limit:
             controller.fail(Status.FAILED)
 
-    def _settle(self, controller: Controller, trial: optuna.Trial, record: dict[str, Any]) -> None:
+    def _settle(
+        self, controller: ControllerView, trial: optuna.Trial, record: dict[str, Any]
+    ) -> None:
         if self._finish(trial, record):
             controller.stop_all()
         self._check_failures(controller)
@@ -324,7 +329,7 @@ class SweepPolicy:
         )
         runner.state.update(warm_start=self.warm_start.to_dict())
 
-    def _launch(self, controller: Controller, *, ahead: bool = False) -> Launch | None:
+    def _launch(self, controller: ControllerView, *, ahead: bool = False) -> Launch | None:
         """Ask Optuna for a trial: its launch, or None when the store answered it (``--reuse``).
 
         ``ahead``: asked while every slot is busy; its execution id is saved when it runs, so
@@ -457,14 +462,14 @@ class SweepPolicy:
 
     # -- recovery ------------------------------------------------------------------------
 
-    def _recover(self, controller: Controller) -> None:
+    def _recover(self, controller: ControllerView) -> None:
         """Settle trials left RUNNING by a killed driver: re-tell finished ones, re-run the rest."""
 
         study = self.study
         for frozen in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             execution_id = frozen.user_attrs.get("execution_id")
             # settle: rows a killed writer never wrote are written, a container it left removed
-            settled = controller.settle(execution_id) if execution_id else None
+            settled = recovery.settle(self.runner.store, execution_id) if execution_id else None
             trial = optuna.Trial(study, frozen._trial_id)
             if settled is not None and settled.status in (
                 Status.COMPLETE,
@@ -492,7 +497,7 @@ class SweepPolicy:
                 continue
             if settled is not None:
                 recovery.crash(
-                    controller.store,
+                    self.runner.store,
                     settled,
                     "the sweep driver stopped while it ran; re-run on resume",
                 )

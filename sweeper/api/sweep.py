@@ -1,0 +1,126 @@
+"""Sweeps: :func:`run_sweep` and :func:`resume_sweep`, returning a :class:`~sweeper.api.results.SweepResult`."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from sweeper.errors import SweeperError
+from sweeper.project import Project, project_from
+
+if TYPE_CHECKING:
+    from sweeper.sweep.engine import Progress, SweepOptions, SweepRunner
+from sweeper.api._common import as_texts, start_ray
+from sweeper.api.results import SweepResult
+
+OnSweepStart = Callable[["SweepRunner"], None]
+OnProgress = Callable[["Progress"], None]
+
+
+def _sweep(
+    project: Project,
+    options: SweepOptions,
+    *,
+    sweep_id: str | None = None,
+    code: tuple[str, str | None] | None = None,
+    on_start: OnSweepStart | None,
+    on_progress: OnProgress | None,
+) -> SweepResult:
+    from sweeper.sweep.engine import SweepRunner
+
+    store = project.open_store(create=True)
+    version, archive = code or project.snapshot_code(store)
+    runner = SweepRunner(
+        config=project.config,
+        store=store,
+        project_dir=project.directory,
+        options=options,
+        code_version=version,
+        code_archive=archive,
+        sweep_id=sweep_id,
+        resume=code is not None,
+    )
+    if on_start is not None:
+        on_start(runner)
+    summary = runner.run(on_progress=on_progress)
+    return SweepResult.from_summary(summary, runner.failure)
+
+
+def run_sweep(
+    step: str,
+    *,
+    trials: int | None = None,
+    config: str | os.PathLike[str] = "valohai.yaml",
+    store: str | None = None,
+    on_start: OnSweepStart | None = None,
+    on_progress: OnProgress | None = None,
+    **options: Any,
+) -> SweepResult:
+    """Sweep ``step``: run ``trials`` trials on Ray, Optuna suggesting the parameters.
+
+    ``options`` are the fields of :class:`~sweeper.sweep.engine.SweepOptions`, named like
+    the ``sweep`` command's options (``metrics=["accuracy"]``, ``parallel=2``,
+    ``specs={"learning_rate": "log:1e-4..1", "epochs": 3}`` as ``-p`` takes them,
+    ``runtime="local"``, ``address=...``).
+    ``on_start`` sees the prepared runner (its search space, sweep id) before the first
+    trial, ``on_progress`` each change. A sweep that fails (``max_failures``, no trial
+    completed) returns a result with status ``failed`` and its ``failure``.
+    """
+    project = project_from(config, store)
+    start_ray(project, options.get("address"), step=step, task=options.get("task"))
+    from sweeper.sweep.engine import SweepOptions
+
+    if "specs" in options:  # as -p gives them: texts, a list only for several -p of one name
+        options["specs"] = {name: as_texts(spec) for name, spec in options["specs"].items()}
+    sweep_options = SweepOptions(step=step, trials=trials, **options)
+    return _sweep(project, sweep_options, on_start=on_start, on_progress=on_progress)
+
+
+def resume_sweep(
+    sweep_id: str | None = None,
+    *,
+    address: str | None = None,
+    environment: Mapping[str, str] | None = None,
+    config: str | os.PathLike[str] = "valohai.yaml",
+    store: str | None = None,
+    on_start: OnSweepStart | None = None,
+    on_progress: OnProgress | None = None,
+) -> SweepResult:
+    """Continue a sweep to exactly its number of trials (default: the latest unfinished one).
+
+    It runs with the options, code and search space it was started with; ``address`` moves
+    it to another Ray cluster and ``environment`` gives again the secret variables, whose
+    values were never saved.
+    """
+    from sweeper.execution.spec import MASK
+    from sweeper.sweep.engine import SweepOptions
+
+    project = project_from(config, store)
+    opened = project.open_store()
+    if sweep_id is None:
+        sweep_id = opened.latest_sweep(unfinished=True)
+        if sweep_id is None:
+            raise SweeperError(f"no unfinished sweep in the store {opened.location}")
+    saved = opened.get_sweep(sweep_id)
+    if not saved:
+        raise SweeperError(f'unknown sweep "{sweep_id}" in the store {opened.location}')
+    options = SweepOptions(**saved["options"])
+    if address:
+        options.address = address
+    options.environment.update(environment or {})
+    masked = sorted(k for k, v in options.environment.items() if v == MASK)
+    if masked:
+        raise SweeperError(
+            f"the sweep {sweep_id} was started with the secret variable(s) {', '.join(masked)}, "
+            f"whose values are not saved: give them again, e.g. sweep resume {sweep_id} "
+            + " ".join(f"-e {name}=VALUE" for name in masked)
+        )
+    start_ray(project, options.address, step=options.step, task=options.task)
+    code = (saved["code_version"], saved.get("code_archive"))
+    return _sweep(
+        project, options, sweep_id=sweep_id, code=code, on_start=on_start, on_progress=on_progress
+    )
+
+
+# -- pipelines ---------------------------------------------------------------------------

@@ -21,8 +21,8 @@ import pytest
 
 import sweeper
 from sweeper.errors import SweeperError
-from sweeper.execution.record import ExecutionRecord
 from sweeper.pipeline.state import PipelineState
+from sweeper.record import ExecutionRecord
 from sweeper.status import Status
 from sweeper.store import Store
 from tests.conftest import EXAMPLE, REPO, sweep_cli

@@ -1,7 +1,7 @@
 """The Python API: what the ``sweep`` commands do, as functions that return records.
 
 ``sweeper.run("train")`` runs one execution of a step and returns its
-:class:`~sweeper.execution.record.ExecutionRecord`, the same record ``sweep run --json``
+:class:`~sweeper.record.ExecutionRecord`, the same record ``sweep run --json``
 prints; ``sweeper.rerun(execution_id)`` runs a recorded execution again as it ran.
 ``sweeper.run_sweep("train", trials=20, ...)`` sweeps a step on Ray and returns a frozen
 :class:`SweepResult` (``.to_dict()`` is the ``sweep --json`` summary); ``resume_sweep``

@@ -6,8 +6,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from sweeper.execution.record import ExecutionRecord
     from sweeper.project import Project
+    from sweeper.record import ExecutionRecord
 
 
 Echo = Callable[[str], None]

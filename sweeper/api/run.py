@@ -14,9 +14,9 @@ from sweeper.runtime import DEFAULT_RUNTIME
 
 if TYPE_CHECKING:
     from sweeper.config import Step
-    from sweeper.execution.record import ExecutionRecord
     from sweeper.execution.runner import StopToken
     from sweeper.execution.spec import ExecutionSpec
+    from sweeper.record import ExecutionRecord
 from sweeper.api._common import Echo, OnRecord, as_texts
 
 
@@ -151,8 +151,8 @@ def rerun(
     the code snapshot is gone or an input read from its URI changed (the new record is
     stored all the same).
     """
-    from sweeper.execution.record import ExecutionRecord
     from sweeper.execution.spec import ExecutionSpec
+    from sweeper.record import ExecutionRecord
     from sweeper.runtime import get_runtime
 
     project = project_from(config, store)

@@ -27,8 +27,8 @@ from sweeper.errors import SweeperError
 from sweeper.status import Status
 
 if TYPE_CHECKING:
-    from sweeper.execution.record import ExecutionRecord
     from sweeper.execution.runner import StopToken
+    from sweeper.record import ExecutionRecord
 
 # The runner, the runtimes and the input fetchers (urllib, ssl) are imported by the commands
 # that run something, so that lint, steps and run --dry-run start at once.

@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING, Any
 import ray
 
 from sweeper.cluster.store_service import StoreAccess
-from sweeper.execution.record import ExecutionRecord, MetricEvent
 from sweeper.execution.runner import ExecutionContext, Executor, StopToken
 from sweeper.execution.spec import ExecutionSpec
+from sweeper.record import ExecutionRecord, MetricEvent
 from sweeper.runtime import get_runtime
 from sweeper.status import Status
 

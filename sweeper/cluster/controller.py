@@ -20,9 +20,9 @@ from sweeper.cluster.actors import ActorPool, ResourceShape, TrialHandle
 from sweeper.cluster.connect import ClusterInfo, connect
 from sweeper.cluster.store_service import StoreLink, link_store
 from sweeper.execution.ids import new_execution_id
-from sweeper.execution.record import ExecutionRecord, MetricEvent
 from sweeper.execution.runner import ExecutionContext, planned_record
 from sweeper.execution.spec import ExecutionSpec
+from sweeper.record import ExecutionRecord, MetricEvent
 from sweeper.runtime import get_runtime
 from sweeper.status import Status
 from sweeper.store import RecordStore

@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 
 from sweeper.errors import SweeperError
 from sweeper.execution.metrics import record_missing_rows
-from sweeper.execution.record import ExecutionRecord
+from sweeper.record import ExecutionRecord
 from sweeper.runtime import get_runtime
 from sweeper.status import Status
 from sweeper.store import RecordStore

@@ -7,9 +7,9 @@ from collections.abc import Callable, Hashable, Sequence
 from sweeper.cluster.actors import ResourceShape
 from sweeper.cluster.connect import ClusterInfo
 from sweeper.cluster.controller import ControllerView, Launch, Policy
-from sweeper.execution.record import ExecutionRecord
 from sweeper.execution.runner import ExecutionContext, StopToken
 from sweeper.execution.spec import ExecutionSpec
+from sweeper.record import ExecutionRecord
 from sweeper.store import RecordStore
 
 

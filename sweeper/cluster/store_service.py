@@ -43,8 +43,8 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from sweeper.errors import ClusterError, StoreError
 from sweeper.execution.inputs import InputStager
-from sweeper.execution.record import ExecutionRecord
 from sweeper.execution.spec import ExecutionSpec
+from sweeper.record import ExecutionRecord
 from sweeper.store import RecordStore, Store, hash_file
 
 if TYPE_CHECKING:

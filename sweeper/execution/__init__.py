@@ -15,9 +15,9 @@ from sweeper._lazy import lazy_attributes
 if TYPE_CHECKING:
     from sweeper.execution.ids import new_execution_id
     from sweeper.execution.metrics import MetricsCollector, parse_metric_line
-    from sweeper.execution.record import ExecutionRecord, MetricEvent
     from sweeper.execution.runner import Executor
-    from sweeper.execution.spec import ExecutionSpec, build_spec
+    from sweeper.execution.spec import ExecutionSpec, SpecTemplate, build_spec
+    from sweeper.record import ExecutionRecord, MetricEvent
     from sweeper.status import Status
 
 __all__ = [
@@ -26,6 +26,7 @@ __all__ = [
     "Executor",
     "MetricEvent",
     "MetricsCollector",
+    "SpecTemplate",
     "build_spec",
     "Status",
     "new_execution_id",
@@ -36,11 +37,12 @@ __all__ = [
 __getattr__ = lazy_attributes(
     __name__,
     {
-        "ExecutionRecord": "sweeper.execution.record",
+        "ExecutionRecord": "sweeper.record",
         "ExecutionSpec": "sweeper.execution.spec",
         "Executor": "sweeper.execution.runner",
-        "MetricEvent": "sweeper.execution.record",
+        "MetricEvent": "sweeper.record",
         "MetricsCollector": "sweeper.execution.metrics",
+        "SpecTemplate": "sweeper.execution.spec",
         "Status": "sweeper.status",
         "build_spec": "sweeper.execution.spec",
         "new_execution_id": "sweeper.execution.ids",

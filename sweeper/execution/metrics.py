@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from sweeper.execution.record import ExecutionRecord
+from sweeper.record import ExecutionRecord
 
 if TYPE_CHECKING:
     from sweeper.store import RecordStore

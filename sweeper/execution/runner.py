@@ -32,8 +32,8 @@ from sweeper.execution.code import copy_tree_linked, extract_snapshot
 from sweeper.execution.ids import new_execution_id
 from sweeper.execution.inputs import InputFile, fetch_inputs
 from sweeper.execution.metrics import MetricsCollector
-from sweeper.execution.record import ExecutionRecord, MetricEvent
 from sweeper.execution.spec import MASK, ExecutionSpec
+from sweeper.record import ExecutionRecord, MetricEvent
 from sweeper.runtime import RunRequest, Runtime
 from sweeper.status import Status
 from sweeper.store import RecordStore

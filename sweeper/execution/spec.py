@@ -21,7 +21,7 @@ from sweeper.errors import SweeperError
 if TYPE_CHECKING:
     from sweeper.config import Step
     from sweeper.execution.inputs import InputLike, StagedFile
-    from sweeper.execution.record import ExecutionRecord
+    from sweeper.record import ExecutionRecord
 
 #: Environment variable names whose values never appear in records or logs.
 SECRET_PATTERNS = ("*TOKEN*", "*SECRET*", "*PASSWORD*")
@@ -81,7 +81,7 @@ class ExecutionSpec:
         chooses ``inputs`` (e.g. ``datum://<sha256>`` for an input still in the store) and
         ``step_inputs`` (the step's declared inputs, from its recorded definition).
 
-        >>> from sweeper.execution.record import ExecutionRecord
+        >>> from sweeper.record import ExecutionRecord
         >>> record = ExecutionRecord.from_dict({"id": "e1", "step": "train", "runtime": "local",
         ...     "spec": {"commands": ["python t.py"], "environment": {"A": "1", "KEY": "****"}}})
         >>> spec = ExecutionSpec.from_record(record, project_dir=".", inputs={})

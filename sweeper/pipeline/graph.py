@@ -35,7 +35,7 @@ from typing import Any
 from sweeper.config import Config, Edge, Node, Parameter, Pipeline, Step, Task
 from sweeper.config.problems import Problems
 from sweeper.errors import ConfigError, SweeperError
-from sweeper.execution.record import ExecutionRecord
+from sweeper.record import ExecutionRecord
 from sweeper.status import Status
 
 #: What a deployment node ends with: sweeper runs steps, not deployments.

@@ -24,7 +24,6 @@ from sweeper.cluster.connect import ClusterInfo
 from sweeper.cluster.controller import ControllerView, Launch, Policy
 from sweeper.errors import SweeperError
 from sweeper.execution.ids import new_execution_id
-from sweeper.execution.record import ExecutionRecord
 from sweeper.execution.runner import ExecutionContext
 from sweeper.execution.spec import build_spec
 from sweeper.pipeline.graph import (
@@ -36,6 +35,7 @@ from sweeper.pipeline.graph import (
 )
 from sweeper.pipeline.state import Child, utc_now
 from sweeper.pipeline.tasks import best_record, target_metric, task_variants
+from sweeper.record import ExecutionRecord
 from sweeper.status import Status
 
 if TYPE_CHECKING:

@@ -16,10 +16,9 @@ from typing import Any
 
 from sweeper.config import Parameter
 from sweeper.errors import SweeperError
-from sweeper.execution.record import ExecutionRecord
 from sweeper.pipeline.graph import NodePlan, PipelineError
+from sweeper.record import ExecutionRecord, guess_direction
 from sweeper.status import Status
-from sweeper.sweep.policy import guess_direction
 
 
 def _is_axis(value: Any, parameter: Parameter) -> bool:

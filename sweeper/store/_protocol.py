@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     # Imported for types only: `import sweeper.store` must not pull execution/ in.
-    from sweeper.execution.record import ExecutionRecord
+    from sweeper.record import ExecutionRecord
 
 
 class RecordStore(Protocol):

@@ -30,7 +30,7 @@ from ._schema import FORMAT, ID_COLUMNS, MARKER, SCHEMA_VERSION, SCHEMAS
 
 if TYPE_CHECKING:
     # For types only: importing the store must not import execution/ (and the Docker SDK).
-    from sweeper.execution.record import ExecutionRecord
+    from sweeper.record import ExecutionRecord
 
 
 def _check_relpath(relpath: str) -> str:
@@ -232,7 +232,7 @@ class Store:
 
     def get_record(self, execution_id: str) -> ExecutionRecord | None:
         """The execution's record, or None when none was ever written."""
-        from sweeper.execution.record import ExecutionRecord
+        from sweeper.record import ExecutionRecord
 
         data = self._record_dict(execution_id)
         if data is None:

@@ -29,13 +29,14 @@ from sweeper.errors import SweeperError
 from sweeper.execution.ids import new_execution_id
 from sweeper.execution.inputs import resolve_inputs
 from sweeper.execution.spec import MASK, ExecutionSpec, build_spec, is_secret_name
+from sweeper.record import guess_direction
 from sweeper.status import Status
 from sweeper.store import RecordStore
 from sweeper.sweep import remote_study
 from sweeper.sweep.choices import VALUE_FREE_SAMPLERS
 from sweeper.sweep.failures import RESOURCE_CLASSES, describe, study_failures
 from sweeper.sweep.history import resolve_sources
-from sweeper.sweep.policy import SweepPolicy, guess_direction
+from sweeper.sweep.policy import SweepPolicy
 from sweeper.sweep.samplers import make_pruner, make_sampler
 from sweeper.sweep.space import SearchSpace, resolve_space
 from sweeper.sweep.state import (

@@ -28,9 +28,9 @@ from optuna.trial import FrozenTrial
 
 from sweeper.errors import SweeperError
 from sweeper.execution.inputs import InputFile, fetch_inputs
-from sweeper.execution.record import ExecutionRecord, objective_values
 from sweeper.execution.runner import ExecutionContext, planned_record, reused_record
 from sweeper.execution.spec import ExecutionSpec
+from sweeper.record import ExecutionRecord, objective_values
 from sweeper.runtime import get_runtime
 from sweeper.status import Status
 from sweeper.sweep.space import SearchSpace

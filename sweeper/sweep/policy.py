@@ -1,8 +1,5 @@
 """A sweep's decisions, as a :class:`~sweeper.cluster.controller.Policy`: what Optuna asks next
 and what each trial's end means; the :class:`~sweeper.cluster.controller.Controller` runs them.
-
->>> guess_direction("val_loss"), guess_direction("Error_rate"), guess_direction("accuracy")
-('minimize', 'minimize', 'maximize')
 """
 
 from __future__ import annotations
@@ -22,8 +19,8 @@ from sweeper.cluster.actors import ResourceShape
 from sweeper.cluster.connect import ClusterInfo
 from sweeper.cluster.controller import ControllerView, Launch, Policy
 from sweeper.errors import SweeperError
-from sweeper.execution.record import ExecutionRecord, MetricEvent, objective_values
 from sweeper.execution.runner import ExecutionContext
+from sweeper.record import ExecutionRecord, MetricEvent, objective_values
 from sweeper.status import Status
 from sweeper.sweep.failures import (
     CLASS_ATTR,
@@ -46,16 +43,6 @@ from sweeper.sweep.state import DEFAULT_OUTCOMES, outcome_counts, own_best
 if TYPE_CHECKING:
     # engine.py builds the policy (and defines Progress, which the CLI imports from there)
     from sweeper.sweep.engine import Progress, SweepRunner
-
-
-def guess_direction(metric: str) -> str:
-    """``minimize`` for a metric named like a loss or an error (any case), else ``maximize``.
-
-    The one guess for a sweep's ``--metric`` without ``--direction`` and for a pipeline
-    task's ``optimization-target-metric``.
-    """
-    lowered = metric.lower()
-    return "minimize" if ("loss" in lowered or "error" in lowered) else "maximize"
 
 
 class SweepPolicy(Policy):

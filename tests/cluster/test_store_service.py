@@ -34,9 +34,9 @@ from sweeper.cluster.store_service import (
 from sweeper.config import parse_config
 from sweeper.errors import StoreError
 from sweeper.execution.inputs import InputStager, fetch_inputs
-from sweeper.execution.record import ExecutionRecord
 from sweeper.execution.runner import ExecutionContext, Executor
 from sweeper.execution.spec import build_spec
+from sweeper.record import ExecutionRecord
 from sweeper.runtime import get_runtime
 from sweeper.status import Status
 from sweeper.store import Store

@@ -12,8 +12,8 @@ from types import ModuleType
 
 import pytest
 
-import sweeper.execution.record as record_module
 import sweeper.execution.spec as spec_module
+import sweeper.record as record_module
 import sweeper.status as status_module
 from sweeper.config import parse_config
 from sweeper.errors import SweeperError

@@ -8,7 +8,6 @@ from typing import Any
 import pytest
 
 from sweeper.config import Edge, parse_config
-from sweeper.execution.record import ExecutionRecord
 from sweeper.pipeline.graph import (
     NodeOutcome,
     PipelineError,
@@ -17,6 +16,7 @@ from sweeper.pipeline.graph import (
     resolve_edges,
 )
 from sweeper.pipeline.tasks import best_record, task_variants
+from sweeper.record import ExecutionRecord
 from tests.pipeline.support import PIPELINES, PROBE_STEP
 
 CONFIG = parse_config(PIPELINES)

@@ -14,7 +14,7 @@ from optuna.storages.journal import JournalFileBackend
 from sweeper.errors import StoreError
 from sweeper.execution import Executor
 from sweeper.execution.metrics import record_missing_rows
-from sweeper.execution.record import ExecutionRecord
+from sweeper.record import ExecutionRecord
 from sweeper.runtime import LocalRuntime
 from sweeper.status import Status
 from sweeper.store import RecordStore, Store

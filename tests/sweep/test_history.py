@@ -21,7 +21,7 @@ from optuna.trial import TrialState
 import sweeper
 import sweeper.results
 from sweeper.errors import SweeperError
-from sweeper.execution.record import ExecutionRecord
+from sweeper.record import ExecutionRecord
 from sweeper.status import Status
 from sweeper.store import Store
 from sweeper.sweep.failures import OOM, USER_ERROR, failure_class, tell_state

@@ -148,6 +148,19 @@ def objective_values(values: Mapping[str, Any], names: Sequence[str]) -> list[fl
     return found
 
 
+def guess_direction(metric: str) -> str:
+    """``minimize`` for a metric named like a loss or an error (any case), else ``maximize``.
+
+    The one guess for a sweep's ``--metric`` without ``--direction`` and for a pipeline
+    task's ``optimization-target-metric``.
+
+    >>> guess_direction("val_loss"), guess_direction("Error_rate"), guess_direction("accuracy")
+    ('minimize', 'minimize', 'maximize')
+    """
+    lowered = metric.lower()
+    return "minimize" if ("loss" in lowered or "error" in lowered) else "maximize"
+
+
 def _sequence(value: Any) -> tuple[Any, ...]:
     if not isinstance(value, list):
         raise TypeError("not a list")

@@ -217,7 +217,7 @@ class Controller:
             pool.shutdown()
             link.close()
             raise
-        status = Status.COMPLETE
+        status = Status.FAILED  # what end() hears when the loop raised (a policy's bug)
         try:
             self._loop(policy, view, pool, slots)
             status = self._status

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -35,6 +35,11 @@ if TYPE_CHECKING:
 
 def _echo_event(text: str) -> None:
     click.echo(f"sweep: {text}", err=True)
+
+
+def _project_arguments(config_path: str | None, store: str | None) -> dict[str, Any]:
+    """What the API calls of ``run`` and ``resume`` get from ``-f`` and ``--store``, and the echo."""
+    return {"config": config_path or "valohai.yaml", "store": store, "on_event": _echo_event}
 
 
 def _print(result: PipelineResult, as_json: bool) -> None:
@@ -142,9 +147,7 @@ def run_command(
         pull_policy=pull_policy,
         max_retries=max_retries,
         address=address,
-        config=config_path or "valohai.yaml",
-        store=store,
-        on_event=_echo_event,
+        **_project_arguments(config_path, store),
     )
     _finish(result, as_json)
 
@@ -164,9 +167,7 @@ def resume_command(
     result = api.resume_pipeline(
         run_id,
         address=address,
-        config=config_path or "valohai.yaml",
-        store=store,
-        on_event=_echo_event,
+        **_project_arguments(config_path, store),
     )
     _finish(result, as_json)
 

@@ -104,15 +104,16 @@ class PipelinePlan:
     def build(
         cls,
         source: RunSource,
-        *,
         config: Config | None = None,
-        run_id: str | None = None,
+        *,
+        run_id: str = "",
         resuming: bool = False,
     ) -> PipelinePlan:
         """Check the pipeline, its parameters and its required inputs, and plan the run.
 
         ``config`` is the parsed valohai.yaml when the caller has it; else the source's text
-        is parsed, leniently: on resume only the pipeline itself must still be valid.
+        is parsed, leniently: on resume only the pipeline itself must still be valid. A new
+        run gets a new id unless ``run_id`` is given.
         Raises :class:`~sweeper.pipeline.graph.PipelineError` before anything runs.
         """
         if config is None:

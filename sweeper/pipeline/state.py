@@ -142,7 +142,7 @@ class PipelineState:
     nodes: dict[str, NodeState]
     status: Status = Status.RUNNING
     error: str | None = None
-    created_at: str = field(default_factory=utc_now)
+    created_at: str | None = field(default_factory=utc_now)
     updated_at: str | None = None
 
     @classmethod
@@ -166,7 +166,7 @@ class PipelineState:
             nodes={name: NodeState.from_dict(n) for name, n in data.get("nodes", {}).items()},
             status=Status(data.get("status", Status.RUNNING)),
             error=data.get("error"),
-            created_at=str(data.get("created_at")),
+            created_at=data.get("created_at"),
             updated_at=data.get("updated_at"),
         )
 
@@ -209,7 +209,7 @@ class PipelineState:
                     {
                         "pipeline_run_id": self.run_id,
                         "pipeline": self.pipeline,
-                        "status": self.status,
+                        "status": str(self.status),
                         "nodes": {
                             name: node.result().to_dict() for name, node in self.nodes.items()
                         },
@@ -246,14 +246,7 @@ class RunRow:
 
     def to_dict(self) -> dict[str, Any]:
         """The row as ``sweep pipeline ls --json`` prints it (``nodes`` parsed)."""
-        return {
-            "pipeline_run_id": self.pipeline_run_id,
-            "pipeline": self.pipeline,
-            "status": self.status,
-            "nodes": dict(self.nodes),
-            "created_at": self.created_at,
-            "updated_at": self.updated_at,
-        }
+        return asdict(self)
 
 
 def latest_runs(store: RecordStore) -> list[RunRow]:

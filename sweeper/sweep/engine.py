@@ -51,12 +51,18 @@ def run_plan(
     controller = Controller(
         store, address=options.address, runtime=options.runtime, fresh_actors=options.fresh_actors
     )
+    storage: Any = None
+
+    def open_driver_study() -> optuna.Study:
+        # opened by the policy after it saved sweep.json: a driver killed before then
+        # leaves no journal of a sweep that cannot be resumed
+        nonlocal storage
+        storage = study_storage(store, plan.sweep_id, options.storage, writer=True)
+        return open_plan_study(plan, store, storage)
+
+    policy = SweepPolicy(plan, store, open_driver_study, on_progress=on_progress)
     # before Ray starts: a second driver of this sweep is refused at once
     with sole_driver(store, plan.sweep_id):
-        storage = study_storage(store, plan.sweep_id, options.storage, writer=True)
-        policy = SweepPolicy(
-            plan, store, lambda: open_plan_study(plan, store, storage), on_progress=on_progress
-        )
         try:
             controller.run(policy)
         finally:

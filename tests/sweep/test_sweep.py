@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import statistics
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ import pytest
 
 from sweeper.cli.project import project_from
 from sweeper.store import Store
-from sweeper.sweep import SweepOptions, SweepResult, plan_sweep, run_plan
+from sweeper.sweep import SweepOptions, SweepPlan, SweepResult, plan_sweep, run_plan
 from sweeper.sweep.result import TrialSummary
 from sweeper.sweep.study import load_study
 from tests.conftest import sweep_cli
@@ -71,8 +72,28 @@ def probe_project(make_project) -> Path:
     return make_project(PROBE_STEP, {"probe.py": PROBE_PY})
 
 
-def run_sweep(project: Path, **options: Any) -> tuple[SweepResult, optuna.Study]:
-    """Plan and run a sweep in this process, as ``sweeper.run_sweep`` does; its result and study."""
+@dataclass(frozen=True)
+class PlannedSweep:
+    """A sweep planned in this process, as ``sweeper.run_sweep`` plans it, run when asked."""
+
+    plan: SweepPlan
+    store: Store
+
+    def result(self) -> SweepResult:
+        """Run it (on the Ray of this process); how it ended."""
+        return run_plan(self.plan, self.store)
+
+    def run(self) -> dict[str, Any]:
+        """Run it; the summary ``sweep --json`` prints."""
+        return self.result().to_dict()
+
+    def study(self) -> optuna.Study:
+        """Its Optuna study, as ``sweep status`` opens it."""
+        return load_study(self.store, self.plan.sweep_id)
+
+
+def make_runner(project: Path, **options: Any) -> PlannedSweep:
+    """A sweep of ``project`` with these :class:`SweepOptions`, planned, not yet run."""
     proj = project_from(str(project / "valohai.yaml"), None)
     store = proj.open_store(create=True)
     version, archive = proj.snapshot_code(store)
@@ -84,7 +105,13 @@ def run_sweep(project: Path, **options: Any) -> tuple[SweepResult, optuna.Study]
         code_version=version,
         code_archive=archive,
     )
-    return run_plan(plan, store), load_study(store, plan.sweep_id)
+    return PlannedSweep(plan, store)
+
+
+def run_sweep(project: Path, **options: Any) -> tuple[SweepResult, optuna.Study]:
+    """Plan and run a sweep in this process; its result and its study."""
+    sweep = make_runner(project, **options)
+    return sweep.result(), sweep.study()
 
 
 def executions(project: Path, sweep_id: str) -> list[dict[str, Any]]:

@@ -42,7 +42,7 @@ def plot_sweep(
     from optuna.trial import TrialState
     from optuna.visualization import matplotlib as optuna_plots
 
-    from sweeper.sweep.state import load_study
+    from sweeper.sweep.study import load_study
 
     saved = store.get_sweep(sweep_id)
     if not saved:

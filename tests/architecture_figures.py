@@ -434,7 +434,12 @@ def record_key_sites(tree: ast.Module) -> list[int]:
     """Lines of ``record[...]`` and ``record.get(...)`` (and on ``summary``, ``….record``)."""
     lines = []
     for node in ast.walk(tree):
-        if isinstance(node, ast.Subscript) and _is_record(node.value):
+        # reads only: a to_dict() building its JSON with summary[...] = ... writes a dict
+        if (
+            isinstance(node, ast.Subscript)
+            and isinstance(node.ctx, ast.Load)
+            and _is_record(node.value)
+        ):
             lines.append(node.lineno)
         elif (
             isinstance(node, ast.Call)

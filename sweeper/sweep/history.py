@@ -34,7 +34,7 @@ from sweeper.record import ExecutionRecord, objective_values
 from sweeper.runtime import get_runtime
 from sweeper.status import Status
 from sweeper.sweep.result import WarmStart
-from sweeper.sweep.space import SearchSpace
+from sweeper.sweep.space import SearchSpace, admits
 from sweeper.sweep.state import WARM_START
 
 if TYPE_CHECKING:
@@ -117,17 +117,12 @@ def fit(
         if name not in parameters:
             return None, f"missing parameter {name}"
         value = parameters[name]
-        try:
-            internal = dist.to_internal_repr(value)
-            fits = dist._contains(internal)
-        except (TypeError, ValueError):
-            fits = False
-        if not fits:
+        if not admits(dist, value):
             if isinstance(dist, CategoricalDistribution):
                 return None, f"{name} not a choice"
             low, high = getattr(dist, "low", "?"), getattr(dist, "high", "?")
             return None, f"{name} outside {low:g}..{high:g}"
-        params[name] = dist.to_external_repr(internal)
+        params[name] = dist.to_external_repr(dist.to_internal_repr(value))
     for name, value in space.fixed.items():
         if name in parameters and parameters[name] != value:
             return None, f"{name} is not the fixed {value!r}"

@@ -51,6 +51,7 @@ from sweeper.sweep.failures import (
     failure_class,
     failure_reason,
 )
+from sweeper.sweep.space import admits
 from sweeper.sweep.state import DEFAULT_OUTCOMES
 
 #: What an unranked sweep tells Optuna for every complete trial: Optuna completes a trial
@@ -301,10 +302,7 @@ def _trial_params(
     for name, dist in distributions.items():
         if name not in parameters:
             continue
-        try:
-            if dist._contains(dist.to_internal_repr(parameters[name])):
-                params[name] = parameters[name]
-                used[name] = dist
-        except (ValueError, TypeError):
-            continue
+        if admits(dist, parameters[name]):
+            params[name] = parameters[name]
+            used[name] = dist
     return params, used

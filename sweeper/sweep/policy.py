@@ -353,7 +353,7 @@ class SweepPolicy(Policy):
         status = record.get("status")
         kind = None
         if status not in (Status.COMPLETE, Status.PRUNED, Status.STOPPED):
-            kind = failure_class(record, self._log_tail(record))
+            kind = failure_class(ExecutionRecord.from_dict(record), self._log_tail(record))
         if kind == INFRASTRUCTURE:
             # A retry is a new trial: the crashes so far travel with it in its user attrs.
             used = int(trial.user_attrs.get("crashes", 0))
@@ -428,9 +428,10 @@ class SweepPolicy(Policy):
         if state == TrialState.FAIL or outcome == Status.ERROR:
             # worked out once, here, so that `sweep status` groups reasons without the logs
             log_text = self._log_tail(record)
-            trial.set_user_attr("reason", failure_reason(record, reason=reason, log_text=log_text))
+            typed = ExecutionRecord.from_dict(record)
+            trial.set_user_attr("reason", failure_reason(typed, reason=reason, log_text=log_text))
             if outcome == Status.ERROR:
-                kind = failure_class(record, log_text)
+                kind = failure_class(typed, log_text)
                 trial.set_user_attr(CLASS_ATTR, kind)
                 self.failure_classes[kind] += 1
         if state == TrialState.COMPLETE:

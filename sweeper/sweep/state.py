@@ -28,7 +28,7 @@ from sweeper.errors import StoreError, SweeperError
 from sweeper.status import Status
 from sweeper.store import RecordStore
 from sweeper.store._locks import file_lock
-from sweeper.sweep.failures import class_counts, study_failures
+from sweeper.sweep.failures import FailureGroup, class_counts, study_failures
 
 #: Outcomes that count towards a sweep's ``--trials``.
 COUNTED_OUTCOMES = (Status.COMPLETE, Status.ERROR, Status.PRUNED)
@@ -138,6 +138,15 @@ def load_study(store: RecordStore, sweep_id: str, storage_url: str | None = None
         )
     except KeyError:
         raise StoreError(f'unknown sweep "{sweep_id}" in {store.location}') from None
+
+
+def sweep_failures(store: RecordStore, sweep_id: str) -> list[FailureGroup]:
+    """The failed trials of a sweep in ``store``, grouped by reason, most common first."""
+    saved = store.get_sweep(sweep_id)
+    if not saved:
+        raise StoreError(f'unknown sweep "{sweep_id}" in {store.location}')
+    storage = (saved.get("options") or {}).get("storage")
+    return study_failures(load_study(store, sweep_id, storage))
 
 
 #: The outcome (user attribute) of a trial a warm start added: history, not one of the

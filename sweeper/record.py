@@ -42,7 +42,8 @@ class FailureKind(str, Enum):
     """Why an execution failed, decided where the failure happened.
 
     str-valued like :class:`Status`: ``execution.json``, the ``executions`` dataset and a
-    trial's user attributes hold the plain text (``"oom"``), and ``FailureKind.OOM == "oom"``.
+    trial's user attributes hold the plain text (``"oom"``), ``FailureKind.OOM == "oom"``
+    and ``f"{FailureKind.OOM}"`` is ``oom``.
 
     - ``oom``: the OOM killer (exit code 137), or the step printed ``MemoryError`` or
       ``CUDA out of memory`` among its last lines;
@@ -59,12 +60,9 @@ class FailureKind(str, Enum):
     INFRASTRUCTURE = "infrastructure"
     USER_ERROR = "user_error"
 
-    def __str__(self) -> str:
-        # Python 3.11+ formats a mixed-in enum as "FailureKind.OOM"; messages want the text.
-        return self.value
-
-    def __format__(self, format_spec: str) -> str:
-        return format(self.value, format_spec)
+    # Formatted as its text, as a Status is (Python 3.11+ would write "FailureKind.OOM").
+    __str__ = Status.__str__
+    __format__ = Status.__format__
 
 
 #: How far back in a step's output an out-of-memory line still explains its failure: an

@@ -13,6 +13,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -50,6 +51,7 @@ _END = object()
 ContainerOptions = Callable[[str, "NetworkHolder | None"], dict[str, Any]]
 
 
+@dataclass(eq=False)
 class ContainerRun:
     """One container's life: create, start, stream, enforce limits, learn how it ended.
 
@@ -60,26 +62,17 @@ class ContainerRun:
     ``stop_grace_s`` later; the daemon has ``api_timeout_s`` to report the exit.
     """
 
-    def __init__(
-        self,
-        client: Any,
-        request: RunRequest,
-        options: ContainerOptions,
-        on_output: Callable[[str], None],
-        stop: threading.Event,
-        network: NetworkHolder | None = None,
-        *,
-        stop_grace_s: float,
-        api_timeout_s: float,
-    ) -> None:
-        self.client = client
-        self.network = network
-        self.request = request
-        self.options = options
-        self.stop_grace_s = stop_grace_s
-        self.api_timeout_s = api_timeout_s
-        self.stop = stop
-        self.on_output = on_output
+    client: Any
+    request: RunRequest
+    options: ContainerOptions
+    on_output: Callable[[str], None]
+    stop: threading.Event
+    #: The network holder the container joins (None: a network of its own).
+    network: NetworkHolder | None = None
+    stop_grace_s: float = 5.0
+    api_timeout_s: float = 60.0
+
+    def __post_init__(self) -> None:
         self.splitter = LineSplitter(self._line)
         self.token = uuid.uuid4().hex
         self.exit_prefix = f"{EXIT_MARKER}{self.token} "

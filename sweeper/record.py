@@ -65,11 +65,11 @@ class FailureKind(str, Enum):
     __format__ = Status.__format__
 
 
-#: How far back in a step's output an out-of-memory line still explains its failure: an
-#: earlier one was survived (a smaller batch tried after it, say).
+#: How many of a step's last output lines an out-of-memory line must be among to explain
+#: its failure: one printed earlier was survived (a smaller batch tried after it, say).
 OOM_LINES_BACK = 200
-#: ... and how many bytes of output back (the end of a log that a legacy record's class is
-#: read from, :data:`sweeper.sweep.failures.LOG_TAIL_BYTES`).
+#: How many of the last bytes of its output, likewise (the end of the log the class of a
+#: record written before the failure kind is read from).
 OOM_BYTES_BACK = 16_384
 
 # A line of the step's output that says it ran out of memory (Python's, PyTorch's, CUDA's).
@@ -98,8 +98,9 @@ class ExecutionRecord:
     entry of the outputs folder that was not stored. Times are ISO 8601 strings in UTC.
     ``failure_kind`` says why a failed execution failed (None for one that did not fail, and
     for records written before it existed; it is written only when set, so those records
-    are written back as they were read). ``extra`` keeps the keys this version does not know,
-    so that they are written back. Build changed copies with :func:`dataclasses.replace` or :meth:`finished`.
+    are written back as they were read). ``extra`` keeps the keys this version does not
+    know, so that they are written back. Build changed copies with
+    :func:`dataclasses.replace` or :meth:`finished`.
     """
 
     id: str

@@ -39,7 +39,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-from sweeper.record import ExecutionRecord, FailureKind, says_out_of_memory
+from sweeper.record import OOM_LINES_BACK, ExecutionRecord, FailureKind, says_out_of_memory
 from sweeper.status import Status
 
 if TYPE_CHECKING:
@@ -75,8 +75,6 @@ _LEGACY_INFRA_ERROR = re.compile(
     r"node (?:died|was lost)|no longer in the store",
     re.IGNORECASE,
 )
-#: How many of a legacy record's last log lines may explain its failure.
-_LEGACY_LOG_LINES = 200
 
 # `SomeError: message`, `pkg.mod.SomeError`, `KeyboardInterrupt`: what Python prints last.
 _EXCEPTION_LINE = re.compile(
@@ -204,7 +202,7 @@ def legacy_failure_class(record: ExecutionRecord, log_text: str = "") -> Failure
         return INFRASTRUCTURE
     if exit_code == 137 or "OOM killer" in error or "OOMKilled" in error:
         return OOM
-    if any(says_out_of_memory(line) for line in log_text.splitlines()[-_LEGACY_LOG_LINES:]):
+    if any(says_out_of_memory(line) for line in log_text.splitlines()[-OOM_LINES_BACK:]):
         return OOM
     if error.startswith(("time limit", "no output for")):
         return TIME_LIMIT

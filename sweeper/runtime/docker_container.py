@@ -48,7 +48,7 @@ _END = object()
 
 #: The keyword arguments of ``containers.create`` for a run, given its token and the network
 #: holder it joins (None: a network of its own).
-ContainerOptions = Callable[[str, "NetworkHolder | None"], dict[str, Any]]
+ContainerOptions = Callable[[str, NetworkHolder | None], dict[str, Any]]
 
 
 @dataclass(eq=False)

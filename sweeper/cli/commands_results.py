@@ -15,7 +15,7 @@ from sweeper.cli.options import config_option, store_option
 from sweeper.cli.project import project_from
 from sweeper.errors import SweeperError
 from sweeper.results import Results
-from sweeper.results._results import missing_last, rows_at, take, to_pandas
+from sweeper.results.tables import missing_last, rows_at, take, to_pandas
 
 # `ls` works on Arrow tables so that it answers without importing pandas (~0.5 s); the commands
 # that need DataFrames import pandas through sweeper.results.

@@ -229,6 +229,10 @@ class Pipeline:
         done = set(order)
         return order, [n.name for n in self.nodes if n.name not in done]
 
+    def nodes_in_cycles(self) -> list[str]:
+        """The nodes the edges hold in a cycle, in declaration order (none: it can run)."""
+        return self._order()[1]
+
     def topological_order(self) -> tuple[str, ...]:
         """Node names in an order that runs every node after all nodes it depends on.
 
@@ -310,7 +314,7 @@ class _PipelineCheck:
             self.node(node)
         for edge in self.pipeline.edges:
             self.edge(edge)
-        _, stuck = self.pipeline._order()
+        stuck = self.pipeline.nodes_in_cycles()
         if stuck:
             self.problems.warning(
                 self.pipeline.line,

@@ -215,14 +215,9 @@ def build_spec(
     """
     values = dict(step.default_parameter_values())
     values.update(parameters)
-    env: dict[str, str] = {}
-    secrets: set[str] = set()
-    for variable in step.environment_variables:
-        if variable.default is not None:
-            env[variable.name] = str(variable.default)
-        if variable.secret:
-            secrets.add(variable.name)
+    env = {v.name: str(v.default) for v in step.environment_variables if v.default is not None}
     env.update(environment or {})
+    secrets = frozenset(v.name for v in step.environment_variables if v.secret)
     resources = step.resources
     step_gpus = float(resources.gpus or 0)
     stop_condition = step.stop_condition
@@ -234,7 +229,7 @@ def build_spec(
         parameters=values,
         inputs={k: tuple(v) for k, v in inputs.items()},
         environment=env,
-        secret_names=frozenset(secrets),
+        secret_names=secrets,
         code_version=code_version,
         code_archive=code_archive,
         project_dir=project_dir,

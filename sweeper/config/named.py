@@ -35,15 +35,16 @@ class Named(Protocol):
 
 N = TypeVar("N", bound=Named)
 
-#: Called with a repeated item and the first item of that name, to report the repetition.
+#: Called with a repeated item and the item of that name kept so far, to report the repetition.
 Repeated = Callable[[N, N], None]
 
 
 def add_by_name(
     found: dict[str, N], item: N, repeated: Repeated[N], *, keep: Literal["first", "last"]
 ) -> None:
-    """Add ``item`` to ``found`` by its name; a repeated name is reported, then the first or
-    the last item of that name is kept (the last one in the first one's place)."""
+    """Add ``item`` to ``found`` by its name; a repeated name is reported (with the item of
+    that name kept so far), then the first or the last item is kept (the last one in the
+    first one's place)."""
     first = found.get(item.name)
     if first is not None:
         repeated(item, first)

@@ -134,21 +134,8 @@ class Parameter:
             widget=widget,
             line=f.line,
         )
-        parameter._lint_default(f)
+        _lint_default(parameter, f)
         return parameter
-
-    def _lint_default(self, f: Fields) -> None:
-        """Warn (as Valohai does) about defaults that break the parameter's own rules."""
-        if self.default is None:
-            return
-        for atom in self.default if isinstance(self.default, tuple) else (self.default,):
-            if self.type == "string" and not isinstance(atom, str):
-                f.warning("default", f"default {_show(atom)} is not a string")
-                continue
-            try:
-                self.validate(atom if self.multiple == "none" else [atom])
-            except ParameterValueError as exc:
-                f.warning("default", f"default {getattr(exc, 'reason', exc)}")
 
     # --- values --------------------------------------------------------------------------
 
@@ -442,6 +429,21 @@ def _lint_type_specifics(f: Fields, type_: str, multiple: str, data: YamlMap) ->
                 f.warning(key, f"{key} has no effect on {type_} parameters")
     if multiple == "none" and data.get("multiple-separator") is not None:
         f.warning("multiple-separator", "multiple-separator has no effect unless multiple is set")
+
+
+def _lint_default(parameter: Parameter, f: Fields) -> None:
+    """Warn (as Valohai does) about defaults that break the parameter's own rules."""
+    if parameter.default is None:
+        return
+    default = parameter.default
+    for atom in default if isinstance(default, tuple) else (default,):
+        if parameter.type == "string" and not isinstance(atom, str):
+            f.warning("default", f"default {_show(atom)} is not a string")
+            continue
+        try:
+            parameter.validate(atom if parameter.multiple == "none" else [atom])
+        except ParameterValueError as exc:
+            f.warning("default", f"default {getattr(exc, 'reason', exc)}")
 
 
 def _check_templates(f: Fields, templates: Mapping[str, str | None]) -> None:

@@ -224,11 +224,11 @@ def _get(ref: Any) -> Any:
 
 
 def _sendable(value: Any) -> Any:
-    """An argument as Ray can pickle it: mappings as dicts, other iterables (a generator of
-    events, say) as lists of plain values; the rest as it is."""
+    """An argument as Ray can pickle it: mappings as dicts, other collections (a generator
+    of events, rows, ids) as lists with their mappings as dicts; the rest as it is."""
     if isinstance(value, Mapping):
         return dict(value)
-    if isinstance(value, (str, bytes, list, tuple)) or not isinstance(value, Iterable):
+    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
         return value
     return [dict(item) if isinstance(item, Mapping) else item for item in value]
 

@@ -1,11 +1,11 @@
 """Package attributes imported on first use, so that a light command never loads Ray or pandas.
 
 A package ``__init__`` re-exports its public names for users (``from sweeper.sweep import
-SweepRunner``) but must not import the heavy libraries behind them at import time: ``sweep
+run_plan``) but must not import the heavy libraries behind them at import time: ``sweep
 lint`` would pay for Ray, Optuna and the Docker SDK. Each such ``__init__`` names where every
 attribute lives and imports the same names under ``TYPE_CHECKING`` for type checkers::
 
-    __getattr__ = lazy_attributes(__name__, {"SweepRunner": "sweeper.sweep.engine"})
+    __getattr__ = lazy_attributes(__name__, {"run_plan": "sweeper.sweep.engine"})
 """
 
 from __future__ import annotations

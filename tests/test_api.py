@@ -114,10 +114,8 @@ def test_readme_example_runs_as_written(in_project_root: Path) -> None:
     # the edge train.output.model* -> evaluate.input.model carried train's own output
     model = next(i for i in records["evaluate"].inputs if i["name"] == "model")
     assert model["uri"].startswith(f"execution://{records['train'].id}/outputs/model")
-    # to_dict() is what `sweep pipeline show --json` reads back from the store
-    assert (
-        pipeline_run.to_dict() == PipelineState.load(store, pipeline_run.pipeline_run_id).summary()
-    )
+    # the result is what `sweep pipeline show` reads back from the store
+    assert pipeline_run == PipelineState.load(store, pipeline_run.pipeline_run_id).result()
     assert lines[4] == "complete"
     assert lines[5:] == [
         f"{name} complete {node.execution_id}" for name, node in pipeline_run.nodes.items()
@@ -228,7 +226,9 @@ def test_pipeline_run_json_is_the_pipeline_result(in_project_root: Path) -> None
     )
     assert proc.returncode == 0, proc.stderr
     printed = json.loads(proc.stdout)
-    assert sweeper.PipelineResult.from_summary(printed).to_dict() == printed
+    store = Store.open(in_project_root / "configs" / ".sweeper")
+    saved = PipelineState.load(store, printed["pipeline_run_id"]).result()
+    assert isinstance(saved, sweeper.PipelineResult) and saved.to_dict() == printed
     # a complete run resumes to the same result at once (nothing runs again)
     resumed = sweeper.resume_pipeline(config="configs/valohai.yaml")
     assert resumed.to_dict() == printed and resumed.status == Status.COMPLETE

@@ -6,14 +6,16 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from sweeper.api._common import as_texts, start_ray
 from sweeper.errors import StoreError
 from sweeper.project import project_from
 from sweeper.runtime import DEFAULT_RUNTIME
 
 if TYPE_CHECKING:
+    from sweeper.pipeline.plan import PipelineOptions, RunSource
+    from sweeper.pipeline.result import PipelineResult
+    from sweeper.project import Project
     from sweeper.store import RecordStore
-from sweeper.api._common import as_texts, start_ray
-from sweeper.api.results import PipelineResult
 
 OnEvent = Callable[[str], None]
 
@@ -44,15 +46,13 @@ def run_pipeline(
     """
     project = project_from(config, store)
     start_ray(project, address, pipeline=name)
-    from sweeper.pipeline.runner import PipelineOptions, PipelineRunner
+    from sweeper.pipeline.plan import PipelineOptions, PipelinePlan
+    from sweeper.pipeline.runner import run_plan
 
     options = PipelineOptions(
         pipeline=name,
         parameters={key: as_texts(value) for key, value in (parameters or {}).items()},
-        inputs={
-            key: [uris] if isinstance(uris, str) else list(uris)
-            for key, uris in (inputs or {}).items()
-        },
+        inputs={key: _uris(uris) for key, uris in (inputs or {}).items()},
         environment=dict(environment or {}),
         reuse=reuse,
         runtime=runtime,
@@ -60,18 +60,28 @@ def run_pipeline(
         pull_policy=pull_policy,
         max_retries=max_retries,
     )
+    opened, source = _started(project, options)
+    return run_plan(PipelinePlan.build(source, config=project.config), opened, on_event=on_event)
+
+
+def _started(project: Project, options: PipelineOptions) -> tuple[RecordStore, RunSource]:
+    """The run's store and what the run starts with: the valohai.yaml text, a code snapshot."""
+    from sweeper.pipeline.plan import RunSource
+
     opened = project.open_store(create=True)
     version, archive = project.snapshot_code(opened)
-    runner = PipelineRunner(
-        config=project.config,
-        config_text=project.config_path.read_text(encoding="utf-8"),
-        store=opened,
-        project_dir=project.directory,
+    return opened, RunSource(
         options=options,
+        config_text=project.config_path.read_text(encoding="utf-8"),
+        config_filename=project.config.filename,
+        project_dir=str(project.directory),
         code_version=version,
         code_archive=archive,
     )
-    return PipelineResult.from_summary(runner.run(on_event=on_event))
+
+
+def _uris(uris: str | Sequence[str]) -> list[str]:
+    return [uris] if isinstance(uris, str) else list(uris)
 
 
 def resume_pipeline(
@@ -88,11 +98,11 @@ def resume_pipeline(
     with the options and code the run was started with. ``address`` moves it to another
     Ray cluster.
     """
-    from sweeper.pipeline.runner import PipelineRunner
+    from sweeper.pipeline.runner import resume_plan, run_plan
 
     opened = project_from(config, store).open_store()
-    runner = PipelineRunner.for_resume(opened, pipeline_run_id(opened, run_id), address=address)
-    return PipelineResult.from_summary(runner.run(on_event=on_event))
+    plan = resume_plan(opened, pipeline_run_id(opened, run_id), address=address)
+    return run_plan(plan, opened, on_event=on_event)
 
 
 def pipeline_run_id(store: RecordStore, ref: str) -> str:
@@ -104,4 +114,4 @@ def pipeline_run_id(store: RecordStore, ref: str) -> str:
     runs = latest_runs(store)
     if not runs:
         raise StoreError(f"no pipeline run in the store {store.location}")
-    return str(runs[0]["pipeline_run_id"])
+    return runs[0].pipeline_run_id

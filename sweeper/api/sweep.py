@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from sweeper.api._common import as_texts, start_ray
 from sweeper.errors import SweeperError
 from sweeper.project import Project, project_from
 
 if TYPE_CHECKING:
-    from sweeper.sweep.engine import Progress, SweepOptions, SweepRunner
-from sweeper.api._common import as_texts, start_ray
-from sweeper.api.results import SweepResult
+    from sweeper.sweep.plan import SweepOptions, SweepPlan
+    from sweeper.sweep.policy import Progress
+    from sweeper.sweep.result import SweepResult
 
-OnSweepStart = Callable[["SweepRunner"], None]
+OnSweepStart = Callable[["SweepPlan"], None]
 OnProgress = Callable[["Progress"], None]
 
 
@@ -27,24 +29,24 @@ def _sweep(
     on_start: OnSweepStart | None,
     on_progress: OnProgress | None,
 ) -> SweepResult:
-    from sweeper.sweep.engine import SweepRunner
+    from sweeper.sweep.engine import run_plan
+    from sweeper.sweep.plan import plan_sweep
 
     store = project.open_store(create=True)
     version, archive = code or project.snapshot_code(store)
-    runner = SweepRunner(
+    plan = plan_sweep(
+        options,
         config=project.config,
-        store=store,
         project_dir=project.directory,
-        options=options,
+        store=store,
         code_version=version,
         code_archive=archive,
         sweep_id=sweep_id,
         resume=code is not None,
     )
     if on_start is not None:
-        on_start(runner)
-    summary = runner.run(on_progress=on_progress)
-    return SweepResult.from_summary(summary, runner.failure)
+        on_start(plan)
+    return run_plan(plan, store, on_progress=on_progress)
 
 
 def run_sweep(
@@ -59,17 +61,17 @@ def run_sweep(
 ) -> SweepResult:
     """Sweep ``step``: run ``trials`` trials on Ray, Optuna suggesting the parameters.
 
-    ``options`` are the fields of :class:`~sweeper.sweep.engine.SweepOptions`, named like
+    ``options`` are the fields of :class:`~sweeper.sweep.plan.SweepOptions`, named like
     the ``sweep`` command's options (``metrics=["accuracy"]``, ``parallel=2``,
     ``specs={"learning_rate": "log:1e-4..1", "epochs": 3}`` as ``-p`` takes them,
     ``runtime="local"``, ``address=...``).
-    ``on_start`` sees the prepared runner (its search space, sweep id) before the first
-    trial, ``on_progress`` each change. A sweep that fails (``max_failures``, no trial
+    ``on_start`` sees the sweep's :class:`~sweeper.sweep.plan.SweepPlan` (its search space,
+    sweep id, trials) before the first trial, ``on_progress`` each change. A sweep that fails (``max_failures``, no trial
     completed) returns a result with status ``failed`` and its ``failure``.
     """
     project = project_from(config, store)
     start_ray(project, options.get("address"), step=step, task=options.get("task"))
-    from sweeper.sweep.engine import SweepOptions
+    from sweeper.sweep.plan import SweepOptions
 
     if "specs" in options:  # as -p gives them: texts, a list only for several -p of one name
         options["specs"] = {name: as_texts(spec) for name, spec in options["specs"].items()}
@@ -94,7 +96,7 @@ def resume_sweep(
     values were never saved.
     """
     from sweeper.execution.spec import MASK
-    from sweeper.sweep.engine import SweepOptions
+    from sweeper.sweep.plan import SweepOptions
 
     project = project_from(config, store)
     opened = project.open_store()
@@ -106,9 +108,11 @@ def resume_sweep(
     if not saved:
         raise SweeperError(f'unknown sweep "{sweep_id}" in the store {opened.location}')
     options = SweepOptions(**saved["options"])
-    if address:
-        options.address = address
-    options.environment.update(environment or {})
+    options = replace(
+        options,
+        address=address or options.address,
+        environment={**options.environment, **(environment or {})},
+    )
     masked = sorted(k for k, v in options.environment.items() if v == MASK)
     if masked:
         raise SweeperError(
@@ -121,6 +125,3 @@ def resume_sweep(
     return _sweep(
         project, options, sweep_id=sweep_id, code=code, on_start=on_start, on_progress=on_progress
     )
-
-
-# -- pipelines ---------------------------------------------------------------------------

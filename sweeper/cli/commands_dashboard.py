@@ -70,7 +70,7 @@ def latest_sweep_id(store: RecordStore) -> str:
 
 def sweep_storage(store: RecordStore, sweep_id: str) -> Any:
     """The sweep's Optuna storage: its database URL (``--storage``) or its journal storage."""
-    from sweeper.sweep.state import study_storage
+    from sweeper.sweep.study import study_storage
 
     saved = store.get_sweep(sweep_id)
     if not saved:

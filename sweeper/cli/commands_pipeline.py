@@ -28,7 +28,7 @@ from sweeper.execution.spec import parse_assignments
 from sweeper.status import Status
 
 if TYPE_CHECKING:
-    from sweeper.api import PipelineResult
+    from sweeper.pipeline.result import PipelineResult
 
 # The runner (and Ray behind it) is imported by the commands that run a pipeline.
 
@@ -37,36 +37,43 @@ def _echo_event(text: str) -> None:
     click.echo(f"sweep: {text}", err=True)
 
 
-def _print(summary: dict[str, Any], as_json: bool) -> None:
+def _project_arguments(config_path: str | None, store: str | None) -> dict[str, Any]:
+    """What the API calls of ``run`` and ``resume`` get from ``-f`` and ``--store``, and the echo."""
+    return {"config": config_path or "valohai.yaml", "store": store, "on_event": _echo_event}
+
+
+def _print(result: PipelineResult, as_json: bool) -> None:
     if as_json:
-        click.echo(json.dumps(summary, default=str))
+        click.echo(json.dumps(result.to_dict(), default=str))
         return
-    rows = []
-    for name, node in summary["nodes"].items():
-        ids = node.get("execution_ids") or (
-            [node["execution_id"]] if node.get("execution_id") else []
-        )
-        rows.append(
-            [
-                name,
-                node["status"],
-                node.get("execution_id") or "-",
-                str(len(ids)),
-                node.get("reused_from") or "-",
-                node.get("error") or "",
-            ]
-        )
+    rows = [
+        [
+            name,
+            str(node.status),
+            node.execution_id or "-",
+            str(len(node.execution_ids)),
+            node.reused_from or "-",
+            node.error or "",
+        ]
+        for name, node in result.nodes.items()
+    ]
     output.table(
         ["node", "status", "execution", "executions", "reused from", "error"],
         rows,
-        title=f"pipeline run {summary['pipeline_run_id']} ({summary.get('pipeline')}): {summary['status']}",
+        title=f"pipeline run {result.pipeline_run_id} ({result.pipeline}): {result.status}",
     )
 
 
 def _finish(result: PipelineResult, as_json: bool) -> None:
     """Print the run's summary; exit 0 when it completed."""
-    _print(result.to_dict(), as_json)
+    _print(result, as_json)
     sys.exit(0 if result.status is Status.COMPLETE else 1)
+
+
+#: ``--json`` of the commands that run a pipeline.
+_json_summary_option = click.option(
+    "--json", "as_json", is_flag=True, help="Print only the final summary as JSON on stdout."
+)
 
 
 @click.group(name="pipeline")
@@ -110,9 +117,7 @@ def pipeline_group() -> None:
     "--address",
     help="Ray cluster: auto, HOST:PORT or ray://HOST:PORT (default: embedded local Ray).",
 )
-@click.option(
-    "--json", "as_json", is_flag=True, help="Print only the final summary as JSON on stdout."
-)
+@_json_summary_option
 @config_option
 @store_option
 def run_command(
@@ -142,9 +147,7 @@ def run_command(
         pull_policy=pull_policy,
         max_retries=max_retries,
         address=address,
-        config=config_path or "valohai.yaml",
-        store=store,
-        on_event=_echo_event,
+        **_project_arguments(config_path, store),
     )
     _finish(result, as_json)
 
@@ -152,9 +155,7 @@ def run_command(
 @pipeline_group.command(name="resume")
 @click.argument("run_id")
 @click.option("--address", help="Ray cluster to resume on (default: the one it was started with).")
-@click.option(
-    "--json", "as_json", is_flag=True, help="Print only the final summary as JSON on stdout."
-)
+@_json_summary_option
 @config_option
 @store_option
 def resume_command(
@@ -166,9 +167,7 @@ def resume_command(
     result = api.resume_pipeline(
         run_id,
         address=address,
-        config=config_path or "valohai.yaml",
-        store=store,
-        on_event=_echo_event,
+        **_project_arguments(config_path, store),
     )
     _finish(result, as_json)
 
@@ -184,7 +183,7 @@ def show_command(run_id: str, as_json: bool, config_path: str | None, store: str
     from sweeper.pipeline.state import PipelineState
 
     opened = project_from(config_path, store).open_store()
-    _print(PipelineState.load(opened, pipeline_run_id(opened, run_id)).summary(), as_json)
+    _print(PipelineState.load(opened, pipeline_run_id(opened, run_id)).result(), as_json)
 
 
 @pipeline_group.command(name="ls")
@@ -197,36 +196,18 @@ def ls_command(as_json: bool, config_path: str | None, store: str | None) -> Non
 
     runs = latest_runs(project_from(config_path, store).open_store())
     if as_json:
-        click.echo(
-            json.dumps(
-                [
-                    {
-                        **r,
-                        "nodes": json.loads(r["nodes"])
-                        if isinstance(r.get("nodes"), str)
-                        else r.get("nodes"),
-                    }
-                    for r in runs
-                ],
-                default=str,
-            )
-        )
+        click.echo(json.dumps([run.to_dict() for run in runs], default=str))
         return
-    rows = []
-    for r in runs:
-        nodes = (
-            json.loads(r["nodes"]) if isinstance(r.get("nodes"), str) else (r.get("nodes") or {})
-        )
-        states = ", ".join(f"{n}:{v.get('status')}" for n, v in nodes.items())
-        rows.append(
-            [
-                r["pipeline_run_id"],
-                r.get("pipeline") or "-",
-                r.get("status") or "-",
-                str(r.get("created_at")),
-                states,
-            ]
-        )
+    rows = [
+        [
+            run.pipeline_run_id,
+            run.pipeline or "-",
+            run.status or "-",
+            str(run.created_at),
+            ", ".join(f"{name}:{node.get('status')}" for name, node in run.nodes.items()),
+        ]
+        for run in runs
+    ]
     output.table(["run", "pipeline", "status", "created", "nodes"], rows)
 
 

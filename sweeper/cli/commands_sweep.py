@@ -23,9 +23,10 @@ from sweeper.errors import SweeperError
 from sweeper.sweep.choices import PRUNERS, SAMPLERS
 
 if TYPE_CHECKING:
-    from sweeper.api import SweepResult
     from sweeper.store import RecordStore
-    from sweeper.sweep.engine import Progress, SweepRunner
+    from sweeper.sweep.plan import SweepPlan
+    from sweeper.sweep.policy import Progress
+    from sweeper.sweep.result import SweepResult
 
 # The sweep engine (Ray, Optuna) is imported by the commands that sweep; `status` needs only
 # Optuna's study and the store.
@@ -52,116 +53,118 @@ Examples:
 """
 
 
+#: The options of ``sweep STEP``, in the order ``--help`` lists them.
+SWEEP_OPTIONS: list[Callable[..., Any]] = [
+    click.option(
+        "--trials", type=int, help="How many trials to finish (a grid defaults to its size)."
+    ),
+    click.option(
+        "--parallel", type=int, help="Trials in flight at once (default: as many as fit)."
+    ),
+    click.option(
+        "--metric",
+        "metrics",
+        multiple=True,
+        help="The metric to optimize (repeat for multi-objective).",
+    ),
+    click.option(
+        "--direction",
+        "directions",
+        multiple=True,
+        type=click.Choice(["minimize", "maximize"]),
+        help="One per --metric (default: minimize for *loss*/*error*, else maximize).",
+    ),
+    click.option(
+        "--sampler",
+        type=click.Choice(SAMPLERS),
+        help="Optuna sampler (default tpe; grid for a grid task).",
+    ),
+    click.option(
+        "--pruner",
+        type=click.Choice(PRUNERS),
+        default="none",
+        show_default=True,
+        help="Stop unpromising trials early.",
+    ),
+    click.option("--seed", type=int, help="Seed the sampler: same suggestions in the same order."),
+    click.option(
+        "-p",
+        "--parameter",
+        "params",
+        multiple=True,
+        metavar="NAME=VALUE|NAME=SPACE",
+        help="A fixed value or a search space (see above).",
+    ),
+    click.option("--task", help="Use a valohai.yaml task block as the search space."),
+    click.option(
+        "--gpus-per-trial", type=float, help="GPUs each trial reserves (0.5 packs two per GPU)."
+    ),
+    click.option(
+        "--cpus-per-trial",
+        type=float,
+        help="CPUs each trial reserves (default: the step's resources.cpu, else 1).",
+    ),
+    runtime_option("Run trials as local processes or in the step's Docker image."),
+    pull_option,
+    click.option(
+        "--input",
+        "inputs",
+        multiple=True,
+        metavar="NAME=URI",
+        help="An input URI for every trial.",
+    ),
+    env_option("An environment variable for every trial."),
+    click.option(
+        "--address",
+        help="Ray cluster: auto, HOST:PORT or ray://HOST:PORT (default: embedded local Ray).",
+    ),
+    click.option(
+        "--storage",
+        help="Optuna storage URL for the study (default: a journal file in the store).",
+    ),
+    click.option(
+        "--reuse",
+        is_flag=True,
+        help="Answer a trial identical to a completed execution from the store "
+        "(no slot, no process; told to the sampler).",
+    ),
+    click.option(
+        "--warm-start",
+        "warm_start",
+        multiple=True,
+        metavar="SWEEP_ID|latest|step",
+        help="Seed the study with the complete trials of an earlier sweep of this step "
+        "that fit the space (latest: the newest one; step: all; repeatable).",
+    ),
+    click.option(
+        "--max-failures", type=int, help="Stop the sweep after more than F failed trials."
+    ),
+    click.option(
+        "--max-retries",
+        type=int,
+        default=2,
+        show_default=True,
+        help="Retries of a trial after an infrastructure failure.",
+    ),
+    click.option(
+        "--fresh-actors",
+        is_flag=True,
+        help="A new Ray actor per trial instead of reusing actors.",
+    ),
+    click.option(
+        "--json",
+        "as_json",
+        is_flag=True,
+        help="Print only the final summary as JSON on stdout.",
+    ),
+    config_option,
+    store_option,
+]
+
+
 def _sweep_options(func: Any) -> Any:
-    options: list[Callable[..., Any]] = [
-        click.option(
-            "--trials", type=int, help="How many trials to finish (a grid defaults to its size)."
-        ),
-        click.option(
-            "--parallel", type=int, help="Trials in flight at once (default: as many as fit)."
-        ),
-        click.option(
-            "--metric",
-            "metrics",
-            multiple=True,
-            help="The metric to optimize (repeat for multi-objective).",
-        ),
-        click.option(
-            "--direction",
-            "directions",
-            multiple=True,
-            type=click.Choice(["minimize", "maximize"]),
-            help="One per --metric (default: minimize for *loss*/*error*, else maximize).",
-        ),
-        click.option(
-            "--sampler",
-            type=click.Choice(SAMPLERS),
-            help="Optuna sampler (default tpe; grid for a grid task).",
-        ),
-        click.option(
-            "--pruner",
-            type=click.Choice(PRUNERS),
-            default="none",
-            show_default=True,
-            help="Stop unpromising trials early.",
-        ),
-        click.option(
-            "--seed", type=int, help="Seed the sampler: same suggestions in the same order."
-        ),
-        click.option(
-            "-p",
-            "--parameter",
-            "params",
-            multiple=True,
-            metavar="NAME=VALUE|NAME=SPACE",
-            help="A fixed value or a search space (see above).",
-        ),
-        click.option("--task", help="Use a valohai.yaml task block as the search space."),
-        click.option(
-            "--gpus-per-trial", type=float, help="GPUs each trial reserves (0.5 packs two per GPU)."
-        ),
-        click.option(
-            "--cpus-per-trial",
-            type=float,
-            help="CPUs each trial reserves (default: the step's resources.cpu, else 1).",
-        ),
-        runtime_option("Run trials as local processes or in the step's Docker image."),
-        pull_option,
-        click.option(
-            "--input",
-            "inputs",
-            multiple=True,
-            metavar="NAME=URI",
-            help="An input URI for every trial.",
-        ),
-        env_option("An environment variable for every trial."),
-        click.option(
-            "--address",
-            help="Ray cluster: auto, HOST:PORT or ray://HOST:PORT (default: embedded local Ray).",
-        ),
-        click.option(
-            "--storage",
-            help="Optuna storage URL for the study (default: a journal file in the store).",
-        ),
-        click.option(
-            "--reuse",
-            is_flag=True,
-            help="Answer a trial identical to a completed execution from the store "
-            "(no slot, no process; told to the sampler).",
-        ),
-        click.option(
-            "--warm-start",
-            "warm_start",
-            multiple=True,
-            metavar="SWEEP_ID|latest|step",
-            help="Seed the study with the complete trials of an earlier sweep of this step "
-            "that fit the space (latest: the newest one; step: all; repeatable).",
-        ),
-        click.option(
-            "--max-failures", type=int, help="Stop the sweep after more than F failed trials."
-        ),
-        click.option(
-            "--max-retries",
-            type=int,
-            default=2,
-            show_default=True,
-            help="Retries of a trial after an infrastructure failure.",
-        ),
-        click.option(
-            "--fresh-actors",
-            is_flag=True,
-            help="A new Ray actor per trial instead of reusing actors.",
-        ),
-        click.option(
-            "--json",
-            "as_json",
-            is_flag=True,
-            help="Print only the final summary as JSON on stdout.",
-        ),
-        config_option,
-        store_option,
-    ]
-    for option in reversed(options):
+    """Decorate ``func`` with :data:`SWEEP_OPTIONS`."""
+    for option in reversed(SWEEP_OPTIONS):
         func = option(func)
     return func
 
@@ -169,7 +172,7 @@ def _sweep_options(func: Any) -> Any:
 def _sweep_and_print(call: Callable[..., SweepResult], *, as_json: bool, **kw: Any) -> NoReturn:
     """Call :func:`sweeper.api.run_sweep`/``resume_sweep`` with a live progress bar, print
     the summary and exit 0 when a trial completed."""
-    prepared: list[SweepRunner] = []
+    prepared: list[SweepPlan] = []
     with contextlib.ExitStack() as stack:
         if as_json:
             # stdout is for the summary alone; Ray's driver prints cluster events there
@@ -177,113 +180,100 @@ def _sweep_and_print(call: Callable[..., SweepResult], *, as_json: bool, **kw: A
             stack.enter_context(contextlib.redirect_stdout(sys.stderr))
         progress: list[output.SweepProgress] = []
 
-        def on_start(runner: SweepRunner) -> None:
-            prepared.append(runner)
-            _print_header(runner, as_json=as_json)
-            progress.append(stack.enter_context(output.SweepProgress(runner.options.trials or 0)))
+        def on_start(plan: SweepPlan) -> None:
+            prepared.append(plan)
+            _print_header(plan, as_json=as_json)
+            progress.append(stack.enter_context(output.SweepProgress(plan.trials)))
 
         def on_progress(state: Progress) -> None:
             progress[0].update(state.done, state.counts, state.best_value)
 
         result = call(on_start=on_start, on_progress=on_progress, **kw)
-    summary = result.to_dict()
     if as_json:
-        click.echo(json.dumps(summary, default=str))
+        click.echo(json.dumps(result.to_dict(), default=str))
     else:
-        _print_results(prepared[0], summary)
+        _print_results(prepared[0], result)
     if result.failure:
         raise SweeperError(result.failure)
     sys.exit(0 if result.counts["complete"] else 1)
 
 
-def _print_header(runner: SweepRunner, *, as_json: bool) -> None:
+def _print_header(plan: SweepPlan, *, as_json: bool) -> None:
     """What is swept: the objective note, then the search space (one line with --json)."""
-    options = runner.options
-    if runner.objective_note:
-        output.stderr.print(f"sweep: {runner.objective_note}", highlight=False)
+    if plan.objective_note:
+        output.stderr.print(f"sweep: {plan.objective_note}", highlight=False)
     if not as_json:
         output.table(
             ["parameter", "space"],
-            runner.space.describe(),
-            title=f"sweep {runner.sweep_id} of {runner.step.name}: {options.trials} trials, {options.sampler}, {runner.objective}",
+            plan.space.describe(),
+            title=f"sweep {plan.sweep_id} of {plan.step.name}: {plan.trials} trials, {plan.sampler}, {plan.objective}",
             console=output.stderr,
         )
     else:
-        space = "; ".join(f"{name} {what}" for name, what in runner.space.describe())
-        output.stderr.print(
-            f"sweep {runner.sweep_id} of {runner.step.name}: {space}", highlight=False
-        )
+        space = "; ".join(f"{name} {what}" for name, what in plan.space.describe())
+        output.stderr.print(f"sweep {plan.sweep_id} of {plan.step.name}: {space}", highlight=False)
 
 
-def _print_results(runner: SweepRunner, summary: dict[str, Any]) -> None:
-    from optuna.trial import TrialState
+#: How many of a ranked sweep's complete trials the end-of-sweep table shows (best first).
+TOP_TRIALS = 10
 
-    study = runner._study()
-    metrics = runner.options.metrics
-    from sweeper.sweep.state import is_own_trial
 
-    complete = [  # the sweep's own trials: a warm start's are history
-        t
-        for t in study.get_trials(deepcopy=False)
-        if t.values and t.state == TrialState.COMPLETE and is_own_trial(t)
-    ]
+def _print_results(plan: SweepPlan, result: SweepResult) -> None:
+    """The top trials, the counts, the warm start, the failures and the best."""
+    metrics = list(plan.metrics)
+    complete = list(result.complete)
     if metrics:
-        reverse = runner.options.directions[0] == "maximize"
-        complete.sort(key=lambda t: t.values[0], reverse=reverse)
-        complete = complete[:10]
-    names = sorted({k for t in complete for k in t.params})
+        first = metrics[0]
+        complete.sort(key=lambda t: t.values[first], reverse=plan.directions[0] == "maximize")
+        complete = complete[:TOP_TRIALS]
+    names = sorted({k for t in complete for k in t.parameters})
     rows = [
         [
-            t.number,
-            t.user_attrs.get("execution_id"),
-            *[output.format_value(v) for v in (t.values if metrics else [])],
-            *[output.format_value(t.params.get(n)) for n in names],
+            t.trial_number,
+            t.execution_id,
+            *[output.format_value(t.values[m]) for m in metrics],
+            *[output.format_value(t.parameters.get(n)) for n in names],
         ]
         for t in complete
     ]
     title = "top trials" if metrics else "trials (unranked: no metric)"
     output.table(["trial", "execution", *metrics, *names], rows, title=title)
-    counts = summary["trials"]
+    counts = result.counts
     click.echo(
-        f"sweep {summary['sweep_id']}: {counts['complete']} complete{_reused(summary)}, {counts['error']} failed, {counts['pruned']} pruned"
+        f"sweep {result.sweep_id}: {counts['complete']} complete{_reused(result)}, {counts['error']} failed, {counts['pruned']} pruned"
     )
-    _print_warm_start(summary, indent="")
-    _print_failures(summary, indent="")
-    best = summary.get("best")
-    if isinstance(best, dict):
-        click.echo(
-            f"best: {output.format_value(best['value'])} (trial {best['trial_number']}, execution {best['execution_id']})"
-        )
-        click.echo("best parameters: " + json.dumps(best["parameters"], default=str))
-    elif isinstance(best, list):
+    _print_warm_start(result, indent="")
+    _print_failures(result, indent="")
+    best = result.best
+    if isinstance(best, tuple):
         click.echo(f"Pareto front: {len(best)} trials")
+    elif best is not None:
+        click.echo(
+            f"best: {output.format_value(best.value)} (trial {best.trial_number}, execution {best.execution_id})"
+        )
+        click.echo("best parameters: " + json.dumps(dict(best.parameters), default=str))
 
 
-def _reused(summary: dict[str, Any]) -> str:
+def _reused(result: SweepResult) -> str:
     """`` (reused N)`` after the complete count when the store answered trials (--reuse)."""
-    return f" (reused {summary['reused']} from the store)" if summary.get("reused") else ""
+    return f" (reused {result.reused} from the store)" if result.reused else ""
 
 
-def _print_warm_start(summary: dict[str, Any], *, indent: str) -> None:
+def _print_warm_start(result: SweepResult, *, indent: str) -> None:
     """What a warm start added, and why the rest did not fit."""
-    if summary.get("warm_start"):
-        from sweeper.sweep.history import WarmStart  # Optuna, the runner: only when there is one
-
-        click.echo(indent + WarmStart.from_dict(summary["warm_start"]).describe())
+    if result.warm_start is not None:
+        click.echo(indent + result.warm_start.describe())
 
 
-def _print_failures(summary: dict[str, Any], *, indent: str) -> None:
+def _print_failures(result: SweepResult, *, indent: str) -> None:
     """The failed trials by class and reason, most common first (see :mod:`sweeper.sweep.failures`)."""
-    from sweeper.sweep.failures import FailureGroup
-
-    groups = [FailureGroup(**group) for group in summary.get("failures") or []]
-    if groups:
-        classes = {k: v for k, v in (summary.get("failure_classes") or {}).items() if v}
+    if result.failures:
+        classes = {k: v for k, v in result.failure_classes.items() if v}
         click.echo(
             f"{indent}failures by class: " + ", ".join(f"{k} {v}" for k, v in classes.items())
         )
         click.echo(f"{indent}failures by reason:")
-        for group in groups:
+        for group in result.failures:
             click.echo(f"{indent}  {group}")
 
 
@@ -381,35 +371,43 @@ def resume(
 @store_option
 def status(sweep_id: str | None, as_json: bool, config_path: str | None, store: str | None) -> None:
     """Show a sweep's progress, also while it runs (default: the latest sweep)."""
-    from sweeper.sweep.state import load_study, summarize
+    from sweeper.status import Status
+    from sweeper.sweep.result import WarmStart
+    from sweeper.sweep.state import sweep_result
+    from sweeper.sweep.study import load_study
 
     opened = project_from(config_path, store).open_store()
     sweep_id = sweep_id or _latest_sweep(opened)
     saved = _saved(opened, sweep_id)
     options = saved["options"]
     study = load_study(opened, sweep_id, options.get("storage"))
-    summary = summarize(study, sweep_id, options["metrics"], options.get("directions"))
-    summary["status"] = saved.get("status")
-    summary["trials_asked"] = options.get("trials")
-    if saved.get("warm_start"):
-        summary["warm_start"] = saved["warm_start"]
+    warm = saved.get("warm_start")
+    result = sweep_result(
+        study,
+        sweep_id,
+        options["metrics"],
+        options.get("directions"),
+        status=Status(saved["status"]),
+        warm_start=WarmStart.from_dict(warm) if warm else None,
+        trials_asked=options.get("trials"),
+    )
     if as_json:
-        click.echo(json.dumps(summary, default=str))
+        click.echo(json.dumps(result.to_dict(), default=str))
         return
-    counts = summary["trials"]
+    counts = result.counts
     click.echo(
-        f"sweep {sweep_id} ({saved.get('status')}): step {options['step']}, {options.get('trials')} trials asked"
+        f"sweep {sweep_id} ({result.status}): step {options['step']}, {options.get('trials')} trials asked"
     )
     click.echo(
-        f"  complete {counts['complete']}{_reused(summary)}, failed {counts['error']}, pruned {counts['pruned']}, running {counts['running']}"
+        f"  complete {counts['complete']}{_reused(result)}, failed {counts['error']}, pruned {counts['pruned']}, running {counts['running']}"
     )
-    best = summary.get("best")
-    if isinstance(best, dict):
+    best = result.best
+    if best is not None and not isinstance(best, tuple):
         click.echo(
-            f"  best {output.format_value(best['value'])}: {json.dumps(best['parameters'], default=str)}"
+            f"  best {output.format_value(best.value)}: {json.dumps(dict(best.parameters), default=str)}"
         )
-    _print_warm_start(summary, indent="  ")
-    _print_failures(summary, indent="  ")
+    _print_warm_start(result, indent="  ")
+    _print_failures(result, indent="  ")
 
 
 @click.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
@@ -462,6 +460,15 @@ def submit(
         )
     if not follow:
         return
+    succeeded = _follow(address, job_id)
+    if kept:
+        _pull(address, job_id, config_path, None, python)
+    sys.exit(0 if succeeded else 1)
+
+
+def _follow(address: str, job_id: str) -> bool:
+    """Stream a submitted job's logs until it ends; whether it succeeded (Ctrl-C: exit 130)."""
+    from sweeper.cluster import jobs as cluster_jobs
 
     def write(lines: str) -> None:
         sys.stdout.write(lines)
@@ -481,9 +488,7 @@ def submit(
     reasons = (ended.message or "").strip().splitlines()
     detail = f": {reasons[0]}" if not ended.succeeded and reasons else ""
     click.echo(f"job {job_id}: {ended.status}{detail}", err=True)
-    if kept:
-        _pull(address, job_id, config_path, None, python)
-    sys.exit(0 if ended.succeeded else 1)
+    return bool(ended.succeeded)
 
 
 def _pull(

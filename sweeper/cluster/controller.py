@@ -9,7 +9,7 @@ means is a :class:`Policy`'s business (a sweep's Optuna study, say), as in Ray T
 
 from __future__ import annotations
 
-from collections.abc import Collection, Hashable, Iterator, Sequence
+from collections.abc import Callable, Collection, Hashable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -130,8 +130,27 @@ class Policy:
         return status
 
 
+@dataclass(frozen=True)
+class RayCalls:
+    """What a :class:`Controller` asks of Ray, Ray's own functions by default.
+
+    ``connect`` gives the cluster, ``pool`` makes the :class:`ActorPool` (called as the
+    class is), ``wait`` and ``get`` are ``ray.wait`` and ``ray.get`` on the pool's refs. A
+    test gives fakes and runs the loop without Ray (a store on an embedded cluster is
+    linked without Ray too).
+    """
+
+    connect: Callable[[str | None], ClusterInfo] = connect
+    pool: Callable[..., ActorPool] = ActorPool
+    wait: Callable[..., tuple[list[Any], list[Any]]] = ray.wait
+    get: Callable[..., Any] = ray.get
+
+
 class Controller:
-    """Connects, checks capacity, owns the actors and the ``ray.wait`` loop, stops, recovers."""
+    """Connects, checks capacity, owns the actors and the ``ray.wait`` loop, stops, recovers.
+
+    Each of those goes through ``calls`` (:class:`RayCalls`), Ray itself unless a test says.
+    """
 
     def __init__(
         self,
@@ -140,6 +159,7 @@ class Controller:
         address: str | None,
         runtime: str,
         fresh_actors: bool = False,
+        calls: RayCalls = RayCalls(),
     ) -> None:
         self.store = store
         self.address = address
@@ -150,6 +170,7 @@ class Controller:
         self._stopping = False
         self._status = Status.COMPLETE
         self._link: StoreLink | None = None
+        self._ray = calls
 
     @property
     def cluster(self) -> ClusterInfo:
@@ -171,14 +192,14 @@ class Controller:
     def run(self, policy: Policy) -> Status:
         """Run the policy's executions to the end: COMPLETE, FAILED or INTERRUPTED (Ctrl-C re-raised)."""
         view: ControllerView = _View(self)
-        self._cluster = connect(self.address)
+        self._cluster = self._ray.connect(self.address)
         for shape in policy.shapes():
             self._cluster.check_fits(shape.cpus, shape.gpus)
         slots = policy.slots(self._cluster)
         # Before anything starts: how each node reaches the store (directly or through the
         # driver), and whether local inputs must travel through it.
         self._link = link = link_store(self.store, self._cluster)
-        pool = ActorPool(
+        pool = self._ray.pool(
             link.access,
             self.runtime,
             fresh_actors=self.fresh_actors,
@@ -196,7 +217,7 @@ class Controller:
             pool.shutdown()
             link.close()
             raise
-        status = Status.COMPLETE
+        status = Status.FAILED  # what end() hears when the loop raised (a policy's bug)
         try:
             self._loop(policy, view, pool, slots)
             status = self._status
@@ -226,7 +247,7 @@ class Controller:
             policy.tick(view)
             if not self._in_flight:
                 return
-            ready, _ = ray.wait(
+            ready, _ = self._ray.wait(
                 list(self._in_flight),
                 num_returns=1,
                 timeout=0.25 if policy.poll_metrics else 1.0,
@@ -268,14 +289,14 @@ class Controller:
         ]
         for handle, ref in pending:
             try:
-                events = ray.get(ref, timeout=EVENTS_TIMEOUT_S)
+                events = self._ray.get(ref, timeout=EVENTS_TIMEOUT_S)
             except Exception:  # a busy or dying actor: its events come with the next poll
                 continue
             yield handle, events
 
     def _result(self, pool: ActorPool, handle: TrialHandle) -> ExecutionRecord:
         try:
-            record: ExecutionRecord = ray.get(handle.ref)
+            record: ExecutionRecord = self._ray.get(handle.ref)
         except Exception as exc:  # the actor or its node died: an infrastructure failure
             pool.release(handle, healthy=False)
             reason = f"the Ray actor running it died: {type(exc).__name__}: {str(exc)[:300]}"
@@ -306,7 +327,7 @@ class Controller:
             except Exception:
                 pass
         try:
-            ray.wait(refs, num_returns=len(refs), timeout=INTERRUPT_WAIT_S)
+            self._ray.wait(refs, num_returns=len(refs), timeout=INTERRUPT_WAIT_S)
         except Exception:
             pass
 

@@ -14,101 +14,107 @@ node's metadata and parameters (all must hold), ``then`` stop-pipeline (status
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from typing import Any, cast
 
 from sweeper.cluster import recovery
 from sweeper.cluster.actors import ResourceShape
-from sweeper.cluster.connect import ClusterInfo
 from sweeper.cluster.controller import ControllerView, Launch, Policy
+from sweeper.config import Node
 from sweeper.errors import SweeperError
 from sweeper.execution.ids import new_execution_id
 from sweeper.execution.runner import ExecutionContext
-from sweeper.execution.spec import build_spec
+from sweeper.execution.spec import SpecTemplate
 from sweeper.pipeline.graph import (
     DEPLOYMENT_UNSUPPORTED,
     NodeOutcome,
+    NodePlan,
     PipelineError,
+    PipelineGraph,
     merge_inputs,
     resolve_edges,
 )
-from sweeper.pipeline.state import Child, utc_now
-from sweeper.pipeline.tasks import best_record, target_metric, task_variants
+from sweeper.pipeline.plan import PipelinePlan
+from sweeper.pipeline.result import PipelineResult
+from sweeper.pipeline.state import Child, NodeState, PipelineState, utc_now
+from sweeper.pipeline.tasks import stops_task, task_variants, task_verdict
 from sweeper.record import ExecutionRecord
 from sweeper.status import Status
-
-if TYPE_CHECKING:
-    from sweeper.pipeline.runner import PipelineRunner
+from sweeper.store import RecordStore
 
 #: Why a resumed run starts an execution again that a killed driver left running.
 RESUME_REASON = "the pipeline driver stopped while it ran; re-run on resume"
 
-
-@dataclass
-class _NodeContext:
-    """What a started node's executions share: input URIs, environment, how many at once."""
-
-    inputs: dict[str, list[str]]
-    environment: dict[str, str]
-    limit: int = 1
+#: How a node ended: its status, why (unless complete), and the execution that flows on.
+Verdict = tuple[Status, str | None, ExecutionRecord | None]
 
 
 class PipelinePolicy(Policy):
     """Nodes start when their predecessors allow it; each child execution is one launch.
 
     A node's children are its executions (one per variant for a task node); the key of a
-    launch is ``(node, child index)``. Every change of a node or child is saved to the run's
-    state before it matters, so a killed driver leaves enough to ``resume``.
+    launch is ``(node, child index)``. The policy owns the run's :class:`PipelineState` and
+    saves every change of a node or child through ``store`` before it matters, so a killed
+    driver leaves enough to ``resume``. ``on_event`` is told what happens, a line each.
     """
 
     #: Pipelines prune nothing: no metric events are polled.
     poll_metrics = False
 
-    def __init__(self, runner: PipelineRunner) -> None:
-        self.runner = runner
-        self.graph = runner.graph
-        self.state = runner.state
+    def __init__(
+        self,
+        plan: PipelinePlan,
+        store: RecordStore,
+        *,
+        on_event: Callable[[str], None] | None = None,
+    ) -> None:
+        self.plan = plan
+        self.graph = plan.graph
+        self.store = store
+        self.state = (
+            PipelineState.load(store, plan.run_id) if plan.resuming else PipelineState.new(plan)
+        )
         #: The error that ended the run at run time (an edge that cannot be resolved).
         self.failure: PipelineError | None = None
-        self._contexts: dict[str, _NodeContext] = {}
+        self._on_event = on_event
+        self._templates: dict[str, SpecTemplate] = {}
+        self._limits: dict[str, int] = {}
         self._outcomes: dict[str, NodeOutcome] = {}
-        self._records: dict[str, ExecutionRecord] = {}
+        self._records = _Records(store)
         self._halted: Status | None = None
         self._cpus = 1.0
-        self._controller: ControllerView | None = None
+        self._view: ControllerView | None = None
+
+    @property
+    def finished(self) -> bool:
+        """Whether the run has nothing left to do (a resumed run that completed)."""
+        return self.plan.resuming and self.state.status == Status.COMPLETE
+
+    def result(self) -> PipelineResult:
+        """The run as it stands, typed (how it ended, once the controller returned)."""
+        return self.state.result()
 
     # -- Policy --------------------------------------------------------------------------
 
     def shapes(self) -> Sequence[ResourceShape]:
         """Every step's shape: a node that could never fit fails the run before it starts."""
-        return [
-            ResourceShape.of_step(plan.step)
-            for plan in self.graph.plans.values()
-            if plan.step is not None
-        ]
+        return [ResourceShape.of_step(t.step) for t in self.plan.templates.values()]
 
-    def slots(self, cluster: ClusterInfo) -> int | None:
-        """No limit of the controller's: each node limits its own executions."""
-        return None
-
-    def start(self, controller: ControllerView) -> None:
+    def start(self, view: ControllerView) -> None:
         """Save a new run, or settle what a killed driver left of a resumed one."""
-        self._controller = controller
-        self._cpus = controller.cluster.largest("CPU") or 1.0
-        runner = self.runner
-        if runner.resuming:
-            self._recover(controller)
-            runner.save(row=True, status=Status.RUNNING, error=None)
-        else:
-            runner.create()
-        runner.event(f"pipeline run {runner.run_id} of {self.graph.name}")
+        self._view = view
+        self._cpus = view.cluster.largest("CPU") or 1.0
+        if self.plan.resuming:
+            _recover(self.state, self.store)
+            self.state.status, self.state.error = Status.RUNNING, None
+        self._save(row=True)
+        self._event(f"pipeline run {self.plan.run_id} of {self.graph.name}")
 
-    def ask(self, controller: ControllerView, free: int) -> list[Launch]:
+    def ask(self, view: ControllerView, free: int) -> list[Launch]:
         """Start the nodes that are ready, then the pending executions of running nodes."""
         while self._halted is None:
             self._start_ready()
-            launches, settled = self._submit(controller, free)
+            launches, settled = self._submit(view, free)
             if launches or not settled:
                 return launches
             # an execution failed before it could start: its node may have ended, and the
@@ -123,85 +129,62 @@ class PipelinePolicy(Policy):
         """
         return True
 
-    def on_result(self, controller: ControllerView, key: Hashable, record: ExecutionRecord) -> None:
+    def on_result(self, view: ControllerView, key: Hashable, record: ExecutionRecord) -> None:
         """A child execution ended: retry it, stop its task, or finish its node."""
-        node_key: tuple[str, int] = key  # type: ignore[assignment]  # what ask() launched
-        name, index = node_key
-        self._records[record.id] = record
-        node = self.state.nodes[name]
-        child = node.children[index]
-        child.status = record.status
-        child.reused_from = record.reused_from
-        child.error = record.error
-        plan = self.graph.plans[name]
+        name, index = _node_key(key)
+        self._records.add(record)
+        child = self.state.nodes[name].children[index]
+        child.ended(record)
         reused = f", reused {child.reused_from}" if child.reused_from else ""
-        self.runner.event(f"node {name}: execution {record.id} {child.status}{reused}")
-        if (
-            child.status != Status.COMPLETE
-            and plan.node.on_error == "retry"
-            and self._halted is None
-            and child.retries < self.runner.options.max_retries
-        ):
-            child.retries += 1
-            child.attempt += 1
-            child.status = Status.PENDING
-            self.runner.event(f"node {name}: retrying (attempt {child.attempt})")
-            self.runner.save()
+        self._event(f"node {name}: execution {record.id} {child.status}{reused}")
+        plan = self.graph.plans[name]
+        if self._retries(plan, child):
+            child.again(retry=True)
+            self._note(f"node {name}: retrying (attempt {child.attempt})")
             return
-        if plan.is_task and self._halted is None:
-            self._task_child_done(name, child, record)
+        if plan.is_task and self._halted is None and stops_task(plan, record):
+            self._stop_node(name)
         self._child_done(name)
 
-    def end(self, controller: ControllerView, status: Status) -> Status:
+    def end(self, view: ControllerView, status: Status) -> Status:
         """Save how the run ended: complete, error, stopped or interrupted."""
         if status is Status.INTERRUPTED:
             self._halt(Status.INTERRUPTED, str(Status.INTERRUPTED), stop=False)
         else:
             status = self._final_status()
-        error = str(self.failure) if self.failure else self.state.data.get("error")
-        self.runner.save(
-            row=True, status=status, error=error if status != Status.COMPLETE else None
-        )
-        self.runner.event(f"pipeline run {self.runner.run_id}: {status}")
+        if self.failure is not None:
+            self.state.error = str(self.failure)
+        self.state.status = status
+        if status == Status.COMPLETE:
+            self.state.error = None
+        self._save(row=True)
+        self._event(f"pipeline run {self.plan.run_id}: {status}")
         return status
 
-    def _final_status(self) -> Status:
-        if self._halted is not None:
-            return self._halted
-        for name, node in self.state.nodes.items():
-            on_error = self.graph.plans[name].node.on_error
-            if node.status == Status.ERROR and on_error != "continue":
-                return Status.ERROR
-            if node.status in (Status.SKIPPED, Status.STOPPED, Status.PENDING, Status.RUNNING):
-                return Status.ERROR
-        return Status.COMPLETE
+    # -- events and saving ---------------------------------------------------------------
+
+    def _event(self, text: str) -> None:
+        if self._on_event is not None:
+            self._on_event(text)
+
+    def _save(self, *, row: bool = False) -> None:
+        self.state.save(self.store, row=row)
+
+    def _note(self, text: str, *, row: bool = False) -> None:
+        """Tell what happened, then save it (with a ``pipeline_runs`` row for ``row``)."""
+        self._event(text)
+        self._save(row=row)
 
     # -- starting nodes ------------------------------------------------------------------
 
     def _start_ready(self) -> None:
         for name in self.graph.order:
-            node = self.state.nodes[name]
-            if node.status != Status.PENDING or self._halted is not None:
+            if self.state.nodes[name].status != Status.PENDING or self._halted is not None:
                 continue
-            blocked = None
-            waiting = False
-            for pred in self.graph.predecessors(name):
-                pred_state = self.state.nodes[pred]
-                if pred_state.status == Status.COMPLETE:
-                    continue
-                if (
-                    pred_state.status == Status.ERROR
-                    and self.graph.plans[pred].node.on_error == "continue"
-                ):
-                    continue
-                if pred_state.status in (Status.ERROR, Status.STOPPED, Status.SKIPPED):
-                    blocked = pred
-                    break
-                waiting = True
+            waiting, blocked = _blocker(self.graph, self.state, name)
             if blocked is not None:
-                self._finish_node(
-                    name, Status.SKIPPED, f'upstream node "{blocked}" did not complete'
-                )
+                reason = f'upstream node "{blocked}" did not complete'
+                self._finish_node(name, Status.SKIPPED, reason)
             elif not waiting:
                 self._start(name)
 
@@ -217,82 +200,61 @@ class PipelinePolicy(Policy):
         node.started_at = node.started_at or utc_now()
         node.error = None
         try:
-            edges = resolve_edges(
-                self.graph, name, {p: self._outcome(p) for p in self.graph.predecessors(name)}
-            )
-            parameters = {**self.runner.values[name], **edges.parameters}
-            inputs = merge_inputs(plan, self.runner.cli_inputs[name], edges.inputs)
-            if not node.children:
-                variants = task_variants(plan, parameters) if plan.is_task else [parameters]
-                node.children = [Child(index=i, parameters=v) for i, v in enumerate(variants)]
+            parameters = self._prepare(plan, node)
         except PipelineError as exc:
             self.failure = self.failure or exc
             self._finish_node(name, Status.ERROR, str(exc))
             self._halt(Status.ERROR, str(exc))
             return
-        limit = 1
-        if plan.is_task:
-            task = plan.task
-            cap = (
-                (task.maximum_queued_executions or task.execution_batch_size)
-                if task is not None
-                else None
-            )
-            limit = int(
-                cap or max(1, self._cpus // max(ResourceShape.of_step(plan.step).cpus, 1e-9))
-            )
-        self._contexts[name] = _NodeContext(
-            inputs, {**self.runner.options.environment, **edges.environment}, limit
-        )
         kind = f"task of {len(node.children)} executions" if plan.is_task else "execution"
-        self.runner.event(f"node {name}: starting ({kind} of step {plan.step.name})")
-        self.runner.save()
-        if self._act(
-            name,
-            "node-starting",
-            {},
-            {k: v for k, v in parameters.items() if not isinstance(v, list)},
-        ):
+        self._note(f"node {name}: starting ({kind} of step {plan.run_step.name})")
+        scalars = {k: v for k, v in parameters.items() if not isinstance(v, list)}
+        if self._act(name, "node-starting", {}, scalars):
             return  # _halt marked this node stopped
         if all(c.status == Status.COMPLETE for c in node.children):
             self._node_done(name)  # finished while a killed driver was away
 
+    def _prepare(self, plan: NodePlan, node: NodeState) -> dict[str, Any]:
+        """Resolve a starting node's edges: its template, limit and children; its parameters."""
+        name = plan.name
+        outcomes = {p: self._outcome(p) for p in self.graph.predecessors(name)}
+        edges = resolve_edges(self.graph, name, outcomes)
+        parameters = {**self.plan.values[name], **edges.parameters}
+        inputs = merge_inputs(plan, self.plan.cli_inputs[name], edges.inputs)
+        if not node.children:
+            variants = task_variants(plan, parameters) if plan.is_task else [parameters]
+            node.children = [Child(index=i, parameters=v) for i, v in enumerate(variants)]
+        self._templates[name] = self.plan.node_template(name, inputs, edges.environment)
+        self._limits[name] = _node_limit(plan, self._cpus)
+        return parameters
+
     def _outcome(self, name: str) -> NodeOutcome:
         if name not in self._outcomes:
             node = self.state.nodes[name]
-            records = [r for r in (self._record(i) for i in node.execution_ids) if r is not None]
-            best = self._record(node.best_execution_id) if node.best_execution_id else None
+            records = self._records.of(node)
+            best = self._records.get(node.best_execution_id) if node.best_execution_id else None
             self._outcomes[name] = NodeOutcome(
                 records, best or (records[-1] if records and node.type == "execution" else None)
             )
         return self._outcomes[name]
 
-    def _record(self, execution_id: str) -> ExecutionRecord | None:
-        if execution_id not in self._records:
-            record = recovery.read_record(self.runner.store, execution_id)
-            if record is None:
-                return None
-            self._records[execution_id] = record
-        return self._records[execution_id]
-
     # -- executions ----------------------------------------------------------------------
 
-    def _submit(self, controller: ControllerView, free: int) -> tuple[list[Launch], bool]:
+    def _submit(self, view: ControllerView, free: int) -> tuple[list[Launch], bool]:
         """Launches of pending children within each node's limit; and whether a child ended."""
         launches: list[Launch] = []
         settled = False
         busy: dict[str, int] = {}
-        for key in controller.in_flight:
-            busy[key[0]] = busy.get(key[0], 0) + 1  # type: ignore[index]
+        for key in view.in_flight:
+            name = _node_key(key)[0]
+            busy[name] = busy.get(name, 0) + 1
         for name in self.graph.order:
-            node = self.state.nodes[name]
-            if node.status != Status.RUNNING:
+            if self.state.nodes[name].status != Status.RUNNING:
                 continue
-            context = self._contexts[name]
-            for child in node.children:
+            for child in self.state.nodes[name].children:
                 if self._halted is not None or len(launches) >= free:
                     return launches, settled
-                if busy.get(name, 0) >= context.limit:
+                if busy.get(name, 0) >= self._limits[name]:
                     break
                 if child.status != Status.PENDING:
                     continue
@@ -308,86 +270,58 @@ class PipelinePolicy(Policy):
 
     def _launch(self, name: str, child: Child) -> Launch:
         plan = self.graph.plans[name]
-        context = self._contexts[name]
-        runner = self.runner
-        spec = build_spec(
-            plan.run_step,
-            parameters=child.parameters,
-            inputs=context.inputs,
-            code_version=runner.code_version,
-            code_archive=runner.code_archive,
-            project_dir=str(runner.project_dir),
-            runtime=runner.options.runtime,
-            environment=context.environment,
-            pull_policy=runner.options.pull_policy,
-        )
+        spec = self._templates[name].build(child.parameters)
         child.execution_id = new_execution_id()
         child.status = Status.RUNNING
         child.reused_from = child.error = None
-        runner.save()  # the id is durable before the execution can start
+        self._save()  # the id is durable before the execution can start
         return Launch(
             key=(name, child.index),
             spec=spec,
             context=ExecutionContext(
-                pipeline_run_id=runner.run_id,
+                pipeline_run_id=self.plan.run_id,
                 node=name,
                 attempt=child.attempt,
                 trial_number=child.index if plan.is_task else None,
             ),
             execution_id=child.execution_id,
-            reuse=runner.reuse,
+            reuse=self.plan.reuse,
         )
 
-    def _task_child_done(self, name: str, child: Child, record: ExecutionRecord) -> None:
-        task = self.graph.plans[name].task
-        if task is None:
-            return
-        stop = False
-        if child.status == Status.COMPLETE and task.stop_condition is not None:
-            try:
-                stop = bool(
-                    task.stop_condition.evaluate(dict(record.metrics), dict(record.parameters))
-                )
-            except Exception:
-                stop = False
-        if child.status != Status.COMPLETE and task.on_child_error == "stop-all-and-error":
-            stop = True
-        if stop:
-            self._stop_node(name)
+    def _retries(self, plan: NodePlan, child: Child) -> bool:
+        """Whether a failed child runs again (``on-error: retry``, under ``max_retries``)."""
+        return (
+            child.status != Status.COMPLETE
+            and plan.node.on_error == "retry"
+            and self._halted is None
+            and child.retries < self.plan.options.max_retries
+        )
 
     def _child_done(self, name: str) -> None:
-        node = self.state.nodes[name]
-        if any(c.status in (Status.PENDING, Status.RUNNING) for c in node.children):
-            self.runner.save()
+        if any(c.active for c in self.state.nodes[name].children):
+            self._save()
             return
         self._node_done(name)
 
     def _stop_node(self, name: str) -> None:
         """Stop a node's running executions and skip its pending ones."""
-        for child in self.state.nodes[name].children:
-            if child.status == Status.PENDING:
-                child.status = Status.SKIPPED
-        if self._controller is not None:
-            for key in list(self._controller.in_flight):
-                if key[0] == name:  # type: ignore[index]
-                    self._controller.stop(key)
+        self.state.nodes[name].skip_pending()
+        if self._view is not None:
+            for key in list(self._view.in_flight):
+                if _node_key(key)[0] == name:
+                    self._view.stop(key)
 
     # -- finishing nodes -----------------------------------------------------------------
 
     def _node_done(self, name: str) -> None:
         plan = self.graph.plans[name]
         node = self.state.nodes[name]
-        records = [r for r in (self._record(i) for i in node.execution_ids) if r is not None]
+        records = self._records.of(node)
+        halted = self._halted is not None
         if plan.is_task:
-            status, error, best = self._task_result(name, records)
+            status, error, best = task_verdict(plan, records, halted=halted)
         else:
-            best = records[-1] if records else None
-            last = node.children[-1] if node.children else None
-            complete = last is not None and last.status == Status.COMPLETE
-            status = Status.COMPLETE if complete else Status.ERROR
-            error = None if complete else (last.error if last else None) or "the execution failed"
-            if last is not None and last.status == Status.STOPPED and self._halted is not None:
-                status = Status.STOPPED
+            status, error, best = _execution_verdict(node, records, halted=halted)
         node.best_execution_id = best.id if best else None
         self._outcomes[name] = NodeOutcome(records, best)
         self._finish_node(name, status, error)
@@ -411,68 +345,36 @@ class PipelinePolicy(Policy):
         if self._act(name, "node-error", metadata, parameters):
             return
         on_error = self.graph.plans[name].node.on_error
-        if on_error != "continue" and not self.state.data.get("error"):
-            self.state.data["error"] = f'node "{name}" failed: {error}'
+        reason = f'node "{name}" failed: {error}'
+        if on_error != "continue" and not self.state.error:
+            self.state.error = reason
         if on_error == "stop-next":
+            skipped = f'node "{name}" failed (on-error: stop-next)'
             for descendant in self.graph.descendants(name):
                 if self.state.nodes[descendant].status == Status.PENDING:
-                    self._finish_node(
-                        descendant, Status.SKIPPED, f'node "{name}" failed (on-error: stop-next)'
-                    )
+                    self._finish_node(descendant, Status.SKIPPED, skipped)
         elif on_error != "continue":
-            self._halt(Status.ERROR, f'node "{name}" failed: {error}')
+            self._halt(Status.ERROR, reason)
 
-    def _task_result(
-        self, name: str, records: list[ExecutionRecord]
-    ) -> tuple[Status, str | None, ExecutionRecord | None]:
-        plan = self.graph.plans[name]
-        task = plan.task
-        complete = [r for r in records if r.status is Status.COMPLETE]
-        failed = [r for r in records if r.status not in (Status.COMPLETE, Status.STOPPED)]
-        best = best_record(plan, records)
-        if self._halted is not None and not complete:
-            return Status.STOPPED, "the pipeline stopped", None
-        if not complete:
-            return Status.ERROR, f"none of its {len(records)} executions completed", None
-        if best is None:
-            metric, _ = target_metric(plan)
-            return Status.ERROR, f'none of its executions printed the metric "{metric}"', None
-        if (
-            failed
-            and task is not None
-            and task.on_child_error in ("continue-and-error", "stop-all-and-error")
-        ):
-            return (
-                Status.ERROR,
-                f"{len(failed)} of its executions failed (on-child-error: {task.on_child_error})",
-                best,
-            )
-        return Status.COMPLETE, None, best
+    def _final_status(self) -> Status:
+        if self._halted is not None:
+            return self._halted
+        passed = all(_passed(self.graph, self.state, name) for name in self.state.nodes)
+        return Status.COMPLETE if passed else Status.ERROR
 
     def _finish_node(self, name: str, status: Status, error: str | None) -> None:
-        node = self.state.nodes[name]
-        node.status = status
-        node.error = error
-        node.ended_at = utc_now()
-        self.runner.event(f"node {name}: {status}" + (f" ({error})" if error else ""))
-        self.runner.save(row=True)
+        self.state.nodes[name].finish(status, error)
+        self._note(f"node {name}: {status}" + (f" ({error})" if error else ""), row=True)
 
     def _act(
         self, name: str, when: str, metadata: Mapping[str, Any], parameters: Mapping[str, Any]
     ) -> bool:
         """Run the node's actions for ``when``; True when one stopped the pipeline."""
-        for action in self.graph.plans[name].node.actions:
-            if when not in action.when:
-                continue
-            if not all(condition.evaluate(metadata, parameters) for condition in action.if_):
-                continue
-            for then in action.then:
-                if then in ("stop-pipeline", "error-pipeline"):
-                    status = Status.STOPPED if then == "stop-pipeline" else Status.ERROR
-                    conditions = " and ".join(c.text for c in action.if_) or "always"
-                    self._halt(status, f'node "{name}": {when} action ({conditions}): {then}')
-                    return True
-        return False
+        fired = _fired_action(self.graph.plans[name].node, when, metadata, parameters)
+        if fired is None:
+            return False
+        self._halt(*fired)
+        return True
 
     def _halt(self, status: Status, reason: str, *, stop: bool = True) -> None:
         """Stop the pipeline: stop running executions, skip what has not started.
@@ -482,42 +384,129 @@ class PipelinePolicy(Policy):
         if self._halted is not None:
             return
         self._halted = status
-        self.state.data["error"] = reason
-        self.runner.event(f"pipeline run {self.runner.run_id}: {status}: {reason}")
-        if stop and self._controller is not None:
-            self._controller.stop_all()
+        self.state.error = reason
+        self._event(f"pipeline run {self.plan.run_id}: {status}: {reason}")
+        if stop and self._view is not None:
+            self._view.stop_all()
         for name, node in self.state.nodes.items():
             if node.status == Status.RUNNING:
-                for child in node.children:
-                    if child.status == Status.PENDING:
-                        child.status = Status.SKIPPED
+                node.skip_pending()
                 if not any(c.status == Status.RUNNING for c in node.children):
                     self._finish_node(name, Status.STOPPED, reason)
             elif node.status == Status.PENDING:
                 self._finish_node(name, Status.SKIPPED, reason)
 
-    # -- resume --------------------------------------------------------------------------
 
-    def _recover(self, controller: ControllerView) -> None:
-        """Keep complete nodes and executions; make everything else run again."""
-        for node in self.state.nodes.values():
-            if node.status == Status.COMPLETE:
-                continue
-            for child in node.children:
-                if child.execution_id is None:
-                    child.status = Status.PENDING
-                    continue
-                record = recovery.settle(self.runner.store, child.execution_id)
-                if record is not None and record.status is Status.COMPLETE:
-                    child.status = Status.COMPLETE
-                    child.reused_from = record.reused_from
-                    continue
-                if record is not None:
-                    recovery.crash(self.runner.store, record, RESUME_REASON)
+def _passed(graph: PipelineGraph, state: PipelineState, name: str) -> bool:
+    """Whether node ``name`` lets the nodes after it run: complete, or failed with continue."""
+    status = state.nodes[name].status
+    return status == Status.COMPLETE or (
+        status == Status.ERROR and graph.plans[name].node.on_error == "continue"
+    )
+
+
+def _blocker(graph: PipelineGraph, state: PipelineState, name: str) -> tuple[bool, str | None]:
+    """(whether a predecessor of ``name`` has yet to end, the first that ended without passing)."""
+    waiting = False
+    for pred in graph.predecessors(name):
+        if _passed(graph, state, pred):
+            continue
+        if state.nodes[pred].status in (Status.ERROR, Status.STOPPED, Status.SKIPPED):
+            return waiting, pred
+        waiting = True
+    return waiting, None
+
+
+def _node_key(key: Hashable) -> tuple[str, int]:
+    """The ``(node, child index)`` a launch of this policy was keyed with."""
+    return cast(tuple[str, int], key)
+
+
+def _execution_verdict(node: NodeState, records: list[ExecutionRecord], *, halted: bool) -> Verdict:
+    """How an execution node ended: as its last execution did (``stopped`` by a halt)."""
+    best = records[-1] if records else None
+    last = node.children[-1] if node.children else None
+    if last is not None and last.status == Status.COMPLETE:
+        return Status.COMPLETE, None, best
+    error = (last.error if last else None) or "the execution failed"
+    stopped = halted and last is not None and last.status == Status.STOPPED
+    return (Status.STOPPED if stopped else Status.ERROR), error, best
+
+
+def _fired_action(
+    node: Node, when: str, metadata: Mapping[str, Any], parameters: Mapping[str, Any]
+) -> tuple[Status, str] | None:
+    """The halt the first of the node's ``when`` actions that holds asks for, if any."""
+    for action in node.actions:
+        if when not in action.when:
+            continue
+        if not all(condition.evaluate(metadata, parameters) for condition in action.if_):
+            continue
+        for then in action.then:
+            if then in ("stop-pipeline", "error-pipeline"):
+                status = Status.STOPPED if then == "stop-pipeline" else Status.ERROR
+                conditions = " and ".join(c.text for c in action.if_) or "always"
+                return status, f'node "{node.name}": {when} action ({conditions}): {then}'
+    return None
+
+
+class _Records:
+    """The execution records the policy has read or been told, by id (read once each)."""
+
+    def __init__(self, store: RecordStore) -> None:
+        self._store = store
+        self._by_id: dict[str, ExecutionRecord] = {}
+
+    def add(self, record: ExecutionRecord) -> None:
+        """Keep a record the controller reported."""
+        self._by_id[record.id] = record
+
+    def get(self, execution_id: str) -> ExecutionRecord | None:
+        """An execution's record, from the store the first time (None if it wrote none)."""
+        if execution_id not in self._by_id:
+            record = recovery.read_record(self._store, execution_id)
+            if record is None:
+                return None
+            self._by_id[execution_id] = record
+        return self._by_id[execution_id]
+
+    def of(self, node: NodeState) -> list[ExecutionRecord]:
+        """The records of a node's latest executions."""
+        return [r for r in (self.get(i) for i in node.execution_ids) if r is not None]
+
+
+def _node_limit(plan: NodePlan, cpus: float) -> int:
+    """How many executions of a node run at once: one, or a task's queue or CPU share.
+
+    A task node runs its ``maximum-queued-executions`` (else ``execution-batch-size``), else
+    as many as its step's CPUs fit in ``cpus`` (the cluster's largest node).
+    """
+    task = plan.task
+    if not plan.is_task:
+        return 1
+    cap = (task.maximum_queued_executions or task.execution_batch_size) if task else None
+    step_cpus = ResourceShape.of_step(plan.run_step).cpus
+    return int(cap or max(1, cpus // max(step_cpus, 1e-9)))
+
+
+def _recover(state: PipelineState, store: RecordStore) -> None:
+    """Keep complete nodes and executions of a resumed run; make everything else run again.
+
+    A child whose execution completed while the driver was away is kept; one left unfinished
+    is settled through :mod:`sweeper.cluster.recovery` (finished as ``crashed``) and runs
+    again as its next attempt.
+    """
+    for node in state.nodes.values():
+        if node.status == Status.COMPLETE:
+            continue
+        for child in node.children:
+            record = recovery.settle(store, child.execution_id) if child.execution_id else None
+            if record is not None and record.status is Status.COMPLETE:
+                child.status, child.reused_from = Status.COMPLETE, record.reused_from
+            elif child.execution_id is None:
                 child.status = Status.PENDING
-                child.attempt += 1
-                child.retries = 0
-            node.status = Status.PENDING
-            node.error = None
-            node.best_execution_id = None
-            node.ended_at = None
+            else:
+                if record is not None:
+                    recovery.crash(store, record, RESUME_REASON)
+                child.again(retry=False)
+        node.reset()

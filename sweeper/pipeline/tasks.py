@@ -14,7 +14,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sweeper.config import Parameter
+from sweeper.config import Parameter, Task
 from sweeper.errors import SweeperError
 from sweeper.pipeline.graph import NodePlan, PipelineError
 from sweeper.record import ExecutionRecord, guess_direction
@@ -27,7 +27,6 @@ def _is_axis(value: Any, parameter: Parameter) -> bool:
 
 def task_variants(plan: NodePlan, fixed: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Every parameter combination the task node runs, in order (at least one)."""
-    label = f'node "{plan.name}"'
     step = plan.run_step
     base: dict[str, Any] = {}
     axes: dict[str, list[Any]] = {}
@@ -37,34 +36,7 @@ def task_variants(plan: NodePlan, fixed: Mapping[str, Any]) -> list[dict[str, An
         else:
             base[name] = value
     task = plan.task
-    sets: list[dict[str, Any]] = []
-    if task is not None:
-        try:
-            if task.parameter_sets:
-                sets = [
-                    {k: step.get_parameter(k).validate(v) for k, v in s.items()}
-                    for s in task.parameter_sets
-                ]
-            random_like = task.type in ("random_search", "bayesian_tpe")
-            draws: dict[str, list[Any]] = {}
-            for variant in task.parameters:
-                if variant.name in axes or variant.name in base:
-                    continue  # the pipeline's value wins over the blueprint
-                parameter = step.get_parameter(variant.name)
-                if random_like and variant.style == "random":
-                    count = int(task.execution_count or variant.value_count())
-                    draws[variant.name] = [
-                        parameter.validate(v)
-                        for v in variant.sample(count, seed=variant.rules.get("seed"))
-                    ]
-                else:
-                    axes[variant.name] = [parameter.validate(v) for v in variant.values()]
-        except SweeperError as exc:
-            raise PipelineError(f'{label}: task "{task.name}": {exc}') from None
-        if draws:
-            count = max(len(v) for v in draws.values())
-            drawn = [{k: v[i % len(v)] for k, v in draws.items()} for i in range(count)]
-            sets = [{**s, **d} for s in (sets or [{}]) for d in drawn]
+    sets = _blueprint_sets(plan, task, base, axes) if task is not None else []
     grid = (
         [dict(zip(axes, combo, strict=True)) for combo in itertools.product(*axes.values())]
         if axes
@@ -78,6 +50,44 @@ def task_variants(plan: NodePlan, fixed: Mapping[str, Any]) -> list[dict[str, An
     ):
         variants = variants[: int(task.execution_count)]
     return variants
+
+
+def _blueprint_sets(
+    plan: NodePlan, task: Task, base: Mapping[str, Any], axes: dict[str, list[Any]]
+) -> list[dict[str, Any]]:
+    """The task blueprint's parameter sets (random draws included); its grid axes go to ``axes``.
+
+    A parameter the pipeline gives a value (in ``base`` or ``axes``) keeps that value.
+    """
+    step = plan.run_step
+    sets: list[dict[str, Any]] = []
+    draws: dict[str, list[Any]] = {}
+    try:
+        if task.parameter_sets:
+            sets = [
+                {k: step.get_parameter(k).validate(v) for k, v in s.items()}
+                for s in task.parameter_sets
+            ]
+        random_like = task.type in ("random_search", "bayesian_tpe")
+        for variant in task.parameters:
+            if variant.name in axes or variant.name in base:
+                continue  # the pipeline's value wins over the blueprint
+            parameter = step.get_parameter(variant.name)
+            if random_like and variant.style == "random":
+                count = int(task.execution_count or variant.value_count())
+                draws[variant.name] = [
+                    parameter.validate(v)
+                    for v in variant.sample(count, seed=variant.rules.get("seed"))
+                ]
+            else:
+                axes[variant.name] = [parameter.validate(v) for v in variant.values()]
+    except SweeperError as exc:
+        raise PipelineError(f'node "{plan.name}": task "{task.name}": {exc}') from None
+    if not draws:
+        return sets
+    count = max(len(v) for v in draws.values())
+    drawn = [{k: v[i % len(v)] for k, v in draws.items()} for i in range(count)]
+    return [{**s, **d} for s in (sets or [{}]) for d in drawn]
 
 
 def target_metric(plan: NodePlan) -> tuple[str | None, str]:
@@ -117,3 +127,50 @@ def best_record(plan: NodePlan, records: Sequence[ExecutionRecord]) -> Execution
         return min(scored, key=lambda item: abs(item[0] - float(target)))[1]
     pick = min if direction == "minimize" else max
     return pick(scored, key=lambda item: item[0])[1]
+
+
+def stops_task(plan: NodePlan, record: ExecutionRecord) -> bool:
+    """Whether one ended execution of a task node stops the rest of the task.
+
+    A complete one whose metadata meets the task's stop condition does; so does a failed one
+    with ``on-child-error: stop-all-and-error``.
+    """
+    task = plan.task
+    if task is None:
+        return False
+    if record.status is not Status.COMPLETE:
+        return task.on_child_error == "stop-all-and-error"
+    if task.stop_condition is None:
+        return False
+    try:
+        return bool(task.stop_condition.evaluate(dict(record.metrics), dict(record.parameters)))
+    except Exception:  # a condition over a value this execution never printed: go on
+        return False
+
+
+def task_verdict(
+    plan: NodePlan, records: Sequence[ExecutionRecord], *, halted: bool
+) -> tuple[Status, str | None, ExecutionRecord | None]:
+    """How a task node ended, from its executions' records: (status, error, best execution).
+
+    ``halted``: the pipeline was stopped meanwhile (a node with no complete execution is then
+    ``stopped``, not failed).
+    """
+    complete = [r for r in records if r.status is Status.COMPLETE]
+    failed = [r for r in records if r.status not in (Status.COMPLETE, Status.STOPPED)]
+    best = best_record(plan, records)
+    if halted and not complete:
+        return Status.STOPPED, "the pipeline stopped", None
+    if not complete:
+        return Status.ERROR, f"none of its {len(records)} executions completed", None
+    if best is None:
+        metric, _ = target_metric(plan)
+        return Status.ERROR, f'none of its executions printed the metric "{metric}"', None
+    on_child_error = plan.task.on_child_error if plan.task is not None else None
+    if failed and on_child_error in ("continue-and-error", "stop-all-and-error"):
+        return (
+            Status.ERROR,
+            f"{len(failed)} of its executions failed (on-child-error: {on_child_error})",
+            best,
+        )
+    return Status.COMPLETE, None, best

@@ -43,7 +43,7 @@ def plot_sweep(
     matplotlib.use("Agg")
     from optuna.trial import TrialState
 
-    from sweeper.sweep.state import load_study
+    from sweeper.sweep.study import load_study
 
     saved = store.get_sweep(sweep_id)
     if not saved:

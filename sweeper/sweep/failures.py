@@ -256,7 +256,7 @@ def describe(groups: list[FailureGroup], limit: int = TOP_REASONS) -> str:
 def sweep_failures(store: RecordStore, sweep_id: str) -> list[FailureGroup]:
     """The failed trials of a sweep in ``store``, grouped by reason, most common first."""
     from sweeper.errors import StoreError
-    from sweeper.sweep.state import load_study
+    from sweeper.sweep.study import load_study
 
     saved = store.get_sweep(sweep_id)
     if not saved:

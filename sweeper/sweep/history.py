@@ -18,7 +18,7 @@ import json
 import tempfile
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,7 +33,8 @@ from sweeper.execution.spec import ExecutionSpec
 from sweeper.record import ExecutionRecord, objective_values
 from sweeper.runtime import get_runtime
 from sweeper.status import Status
-from sweeper.sweep.space import SearchSpace
+from sweeper.sweep.result import WarmStart
+from sweeper.sweep.space import SearchSpace, admits
 from sweeper.sweep.state import WARM_START
 
 if TYPE_CHECKING:
@@ -54,47 +55,6 @@ def trial_distributions(space: SearchSpace) -> dict[str, BaseDistribution]:
 
 
 # -- warm start ------------------------------------------------------------------------------
-
-
-@dataclass
-class WarmStart:
-    """What a warm start added: the sweeps it read, trials added, and why others did not fit."""
-
-    sweeps: list[str] = field(default_factory=list)
-    added: int = 0
-    skipped: dict[str, int] = field(default_factory=dict)
-
-    @property
-    def not_fitting(self) -> int:
-        """How many complete executions of those sweeps were left out."""
-        return sum(self.skipped.values())
-
-    def to_dict(self) -> dict[str, Any]:
-        """The ``warm_start`` entry of the ``sweep --json`` summary."""
-        return {
-            "sweeps": list(self.sweeps),
-            "added": self.added,
-            "not_fitting": self.not_fitting,
-            "reasons": dict(self.skipped),
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> WarmStart:
-        """From :meth:`to_dict` (saved in ``sweep.json``)."""
-        return cls(
-            list(data.get("sweeps") or []),
-            int(data.get("added") or 0),
-            dict(data.get("reasons") or {}),
-        )
-
-    def describe(self) -> str:
-        """One line for the end of a sweep and ``sweep status``."""
-        sweeps = f"{len(self.sweeps)} earlier sweep{'s' if len(self.sweeps) != 1 else ''}"
-        line = f"warm start: {self.added} trials added from {sweeps}"
-        if self.skipped:
-            reasons = ", ".join(f"{count} x {why}" for why, count in self.skipped.items())
-            line += f"; {self.not_fitting} did not fit ({reasons})"
-        return line
 
 
 def resolve_sources(
@@ -157,17 +117,12 @@ def fit(
         if name not in parameters:
             return None, f"missing parameter {name}"
         value = parameters[name]
-        try:
-            internal = dist.to_internal_repr(value)
-            fits = dist._contains(internal)
-        except (TypeError, ValueError):
-            fits = False
-        if not fits:
+        if not admits(dist, value):
             if isinstance(dist, CategoricalDistribution):
                 return None, f"{name} not a choice"
             low, high = getattr(dist, "low", "?"), getattr(dist, "high", "?")
             return None, f"{name} outside {low:g}..{high:g}"
-        params[name] = dist.to_external_repr(internal)
+        params[name] = dist.to_external_repr(dist.to_internal_repr(value))
     for name, value in space.fixed.items():
         if name in parameters and parameters[name] != value:
             return None, f"{name} is not the fixed {value!r}"
@@ -185,7 +140,6 @@ def warm_start(
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    report = WarmStart(sweeps=list(sweep_ids))
     table = store.read_dataset(
         "executions", columns=["execution_id", "sweep_id", "status", "parameters", "metrics"]
     )
@@ -224,9 +178,7 @@ def warm_start(
             )
         )
     study.add_trials(trials)
-    report.added = len(trials)
-    report.skipped = dict(skipped.most_common())
-    return report
+    return WarmStart(tuple(sweep_ids), len(trials), dict(skipped.most_common()))
 
 
 # -- cache -----------------------------------------------------------------------------------

@@ -1,5 +1,9 @@
 """A sweep's decisions, as a :class:`~sweeper.cluster.controller.Policy`: what Optuna asks next
 and what each trial's end means; the :class:`~sweeper.cluster.controller.Controller` runs them.
+
+The policy gets a frozen :class:`~sweeper.sweep.plan.SweepPlan`, the store and what opens the
+study, and owns the rest: the counts, the best value, the failures by class, the trials
+asked ahead. What a record means to the study is :mod:`sweeper.sweep.outcomes`'s business.
 """
 
 from __future__ import annotations
@@ -8,8 +12,10 @@ import math
 import os
 import time
 from collections import Counter
-from collections.abc import Callable, Hashable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
 
 import optuna
 from optuna.trial import TrialState
@@ -20,29 +26,92 @@ from sweeper.cluster.connect import ClusterInfo
 from sweeper.cluster.controller import ControllerView, Launch, Policy
 from sweeper.errors import SweeperError
 from sweeper.execution.runner import ExecutionContext
-from sweeper.record import ExecutionRecord, MetricEvent, objective_values
+from sweeper.record import ExecutionRecord, MetricEvent
 from sweeper.status import Status
-from sweeper.sweep.failures import (
-    CLASS_ATTR,
-    INFRASTRUCTURE,
-    RESOURCE_CLASSES,
-    failure_class,
-    failure_reason,
-    read_log_tail,
-    tell_state,
+from sweeper.store import RecordStore
+from sweeper.sweep.failures import CLASS_ATTR, RESOURCE_CLASSES, read_log_tail
+from sweeper.sweep.history import REUSED_ATTR, TrialCache, trial_distributions, warm_start
+from sweeper.sweep.outcomes import Outcome, result_outcome, resumed_outcome, tell
+from sweeper.sweep.plan import SweepPlan
+from sweeper.sweep.result import SweepResult, TrialSummary, WarmStart
+from sweeper.sweep.state import (
+    COUNTED_OUTCOMES,
+    SweepState,
+    complete_trials,
+    outcome_counts,
+    own_best,
+    sweep_result,
 )
-from sweeper.sweep.history import (
-    REUSED_ATTR,
-    TrialCache,
-    WarmStart,
-    trial_distributions,
-    warm_start,
-)
-from sweeper.sweep.state import DEFAULT_OUTCOMES, outcome_counts, own_best
 
-if TYPE_CHECKING:
-    # engine.py builds the policy (and defines Progress, which the CLI imports from there)
-    from sweeper.sweep.engine import Progress, SweepRunner
+
+@dataclass(frozen=True)
+class Progress:
+    """A snapshot of a sweep for progress bars and ``sweep status``."""
+
+    sweep_id: str
+    total: int
+    counts: dict[str, int]
+    best_value: Any
+    started: float
+
+    @property
+    def done(self) -> int:
+        """Trials that count towards the total."""
+        return sum(self.counts.get(k, 0) for k in COUNTED_OUTCOMES)
+
+
+@dataclass
+class Tally:
+    """What a sweep counts as its trials end: outcomes, failures by class, the best value.
+
+    Read from the study once when the sweep starts (:meth:`of`), then kept up to date trial
+    by trial (:meth:`add`) rather than re-read from the study on every turn (O(trials)).
+    ``best`` is the best value (one metric) or the size of the Pareto front (several).
+    """
+
+    directions: tuple[str, ...]
+    counts: dict[str, int] = field(default_factory=dict)
+    #: Failed trials by class (oom, time_limit, ...), for ``--max-failures``.
+    failure_classes: Counter[str] = field(default_factory=Counter)
+    best: Any = None
+
+    @classmethod
+    def of(cls, study: optuna.Study, directions: tuple[str, ...]) -> Tally:
+        """The tally of the trials a study holds (running ones left out)."""
+        counts = {k: v for k, v in outcome_counts(study).items() if k != Status.RUNNING}
+        classes = Counter(
+            str(t.user_attrs[CLASS_ATTR])
+            for t in study.get_trials(deepcopy=False)
+            if t.user_attrs.get("outcome") == Status.ERROR and CLASS_ATTR in t.user_attrs
+        )
+        found = own_best(study, directions) if directions else None
+        best: Any = found.value if isinstance(found, optuna.trial.FrozenTrial) else None
+        if isinstance(found, list):
+            best = len(found)  # the Pareto front's size
+        return cls(directions, counts, classes, best)
+
+    @property
+    def done(self) -> int:
+        """Trials that count towards ``--trials``."""
+        return sum(self.counts.get(k, 0) for k in Status.counted())
+
+    def counted_failures(self) -> int:
+        """Failed trials that count towards ``--max-failures``: not those the resources caused."""
+        steered = sum(self.failure_classes[kind] for kind in RESOURCE_CLASSES)
+        return self.counts.get(Status.ERROR, 0) - steered
+
+    def add(self, outcome: Outcome) -> None:
+        """Count a trial that ended; keep the best value."""
+        self.counts[outcome.status] = self.counts.get(outcome.status, 0) + 1
+        if outcome.kind is not None:
+            self.failure_classes[outcome.kind] += 1
+        values = outcome.values
+        if values is not None and len(values) == 1:
+            minimize = self.directions[0] == "minimize"
+            if self.best is None or (values[0] < self.best if minimize else values[0] > self.best):
+                self.best = values[0]
+        elif values:
+            self.best = self.counts.get(Status.COMPLETE, 0)
 
 
 class SweepPolicy(Policy):
@@ -51,30 +120,31 @@ class SweepPolicy(Policy):
     Also what a sweep keeps on the side: counts and the best value for progress, crashed
     trials retried as new ones, ``--max-failures``, the task's stop condition, trials a
     killed driver left running (settled on resume), ``sweep.json`` and the ``sweeps`` row.
+    ``open_study`` opens the sweep's study (once, when the sweep starts); :attr:`result`
+    is how it ended, once it has.
     """
 
     def __init__(
         self,
-        runner: SweepRunner,
+        plan: SweepPlan,
+        store: RecordStore,
+        open_study: Callable[[], optuna.Study],
         *,
         on_progress: Callable[[Progress], None] | None = None,
-        on_start: Callable[[ClusterInfo], None] | None = None,
     ) -> None:
-        self.runner = runner
-        self.options = runner.options
+        self.plan = plan
+        self.store = store
+        self.open_study = open_study
         self.on_progress = on_progress
-        self.on_start = on_start
-        self.poll_metrics = self.options.pruner != "none"
-        self.probe = runner._spec({})
-        self.shape: ResourceShape = ResourceShape.of(self.probe)
-        self.counts: dict[str, int] = {}
-        self.best: Any = None
+        self.poll_metrics = plan.pruner != "none"
+        self.probe = plan.template.build({})
+        self.shape = ResourceShape.of(self.probe)
+        self.state = SweepState(store, plan.sweep_id)
+        self.tally = Tally(plan.directions)
         self.started = time.monotonic()
-        self.summary: dict[str, Any] = {}
-        #: Failed trials by class (oom, time_limit, ...), for ``--max-failures``.
-        self.failure_classes: Counter[str] = Counter()
         self.warm_start: WarmStart | None = None
-        self.cache = TrialCache(runner.store, self.options.runtime) if self.options.reuse else None
+        self.cache = TrialCache(store, plan.template.runtime) if plan.reuse else None
+        self.result: SweepResult | None = None
         self._tail: tuple[str | None, str] = (None, "")
         self._study: optuna.Study | None = None
         self._view: ControllerView | None = None
@@ -109,59 +179,52 @@ class SweepPolicy(Policy):
         The controller starts this many actors before the first trial (none left idle).
         """
         cpus = self.shape.cpus
-        slots = self.options.parallel or max(
+        slots = self.plan.parallel or max(
             1, int(cluster.largest("CPU") // max(cpus, 1e-9)) if cpus else 1
         )
-        self._slots = min(slots, self.options.trials or slots)
+        self._slots = min(slots, self.plan.trials)
         return self._slots
 
-    def start(self, controller: ControllerView) -> None:
+    def start(self, view: ControllerView) -> None:
         """Save a new sweep (or load a resumed one), then settle what a killed driver left."""
-        runner = self.runner
-        self._view = controller
-        if not runner.resume:
-            runner.state.create(
-                self.options.to_dict(self.probe.secret_names),
-                runner.code_version,
-                runner.code_archive,
-                runner.space.to_json(),
+        plan = self.plan
+        self._view = view
+        if not plan.resume:
+            template = plan.template
+            self.state.create(
+                plan.saved_options(self.probe.secret_names),
+                template.code_version,
+                template.code_archive,
+                plan.space.to_json(),
             )
-        study = self._study = runner._study()
-        if not runner.resume:
-            if runner.warm_sources:
-                self._warm_start(study)
-            for params in runner.space.parameter_sets:
+        study = self._study = self.open_study()
+        if not plan.resume:
+            if plan.warm_sources:
+                self.warm_start = warm_start(
+                    study, self.store, plan.warm_sources, plan.space, plan.metrics
+                )
+                self.state.update(warm_start=self.warm_start.to_dict())
+            for params in plan.space.parameter_sets:
                 study.enqueue_trial(params)
-        runner.store.write_rows("sweeps", [runner._sweep_row(Status.RUNNING)])
-        if self.on_start is not None:
-            self.on_start(controller.cluster)
-        self._recover(controller)
-        if runner.resume:  # rows a killed actor held are rebuilt from the records
-            recovery.restore_rows(self.runner.store, self._finished_ids())
-        # Counted here rather than re-read from the study on every turn (O(trials) each time).
-        self.counts = {k: v for k, v in outcome_counts(study).items() if k != Status.RUNNING}
-        self.failure_classes = Counter(
-            str(t.user_attrs[CLASS_ATTR])
-            for t in study.get_trials(deepcopy=False)
-            if t.user_attrs.get("outcome") == Status.ERROR and CLASS_ATTR in t.user_attrs
+        self.store.write_rows(
+            "sweeps", [plan.row(Status.RUNNING, created_at=self.state.created_at)]
         )
-        self.best = self._best_value()
+        self._recover()
+        if plan.resume:  # rows a killed actor held are rebuilt from the records
+            recovery.restore_rows(self.store, finished_ids(self.study))
+        self.tally = Tally.of(study, plan.directions)
         self.started = time.monotonic()
-        self._check_failures(controller)
+        self._check_failures(view)
 
-    def ask(self, controller: ControllerView, free: int) -> list[Launch]:
+    def ask(self, view: ControllerView, free: int) -> list[Launch]:
         """Trials up to ``free`` (the one asked ahead first), never beyond ``--trials``.
 
         A trial the store answers (``--reuse``) takes no slot: another is asked in its place.
         """
         launches = self._take_ready(free)
         # those taken are not in flight yet, hence the len(launches) in the room
-        while (
-            len(launches) < free
-            and not controller.stopping
-            and self._room(controller) - len(launches) > 0
-        ):
-            launch = self._launch(controller)
+        while len(launches) < free and not view.stopping and self._room(view) - len(launches) > 0:
+            launch = self._launch(view)
             if launch is not None:
                 launches.append(launch)
         now = time.monotonic()
@@ -170,64 +233,50 @@ class SweepPolicy(Policy):
                 self.slot_idle_s += now - self._freed.pop(0)
         return launches
 
-    def asked_ahead(self, controller: ControllerView, free: int) -> list[Launch]:
+    def asked_ahead(self, view: ControllerView, free: int) -> list[Launch]:
         """The trials asked ahead, to start in slots freed by results not yet told.
 
         Those results could not change them (they were asked before), so the slot does
         not wait for the tell. Not when a result may end the sweep (a stop condition,
         ``--max-failures``): there a trial asked ahead must not start after the last one.
         """
-        if self.runner.stop_condition is not None or self.options.max_failures is not None:
+        if self.plan.stop_condition is not None or self.plan.max_failures is not None:
             return []
         launches = self._take_ready(free)
         self._refilled += len(launches)
         return launches
 
-    def _take_ready(self, free: int) -> list[Launch]:
-        """Up to ``free`` trials asked ahead; each runs now (until then status says waiting)."""
-        launches = self._ready[:free]
-        del self._ready[:free]
-        for ahead in launches:
-            trial: optuna.Trial = ahead.key  # type: ignore[assignment]
-            trial.set_user_attr("execution_id", ahead.execution_id)
-        return launches
-
     def exhausted(self) -> bool:
         """Whether every trial left to run is already in flight."""
-        assert self.options.trials is not None and self._view is not None
+        assert self._view is not None
         return not self._ready and self._room(self._view) <= 0
 
-    def tick(self, controller: ControllerView) -> None:
+    def tick(self, view: ControllerView) -> None:
         """Ask the next trial while every slot is busy (pre-ask); report progress."""
-        from sweeper.sweep.engine import Progress
-
         if (
-            not controller.stopping
+            not view.stopping
             and not self._ready
             # a sequential sweep (one slot) lets every trial see every result before it
             and self._slots is not None
             and self._slots > 1
-            and len(controller.in_flight) >= self._slots
-            and self._room(controller) > 0
+            and len(view.in_flight) >= self._slots
+            and self._room(view) > 0
         ):
-            launch = self._launch(controller, ahead=True)
+            launch = self._launch(view, ahead=True)
             if launch is not None:  # None: the store answered it (--reuse)
                 self._ready.append(launch)
         if self.on_progress is None:
             return
-        assert self.options.trials is not None
-        counts = {**self.counts, Status.RUNNING.value: len(controller.in_flight)}
+        counts = {**self.tally.counts, Status.RUNNING.value: len(view.in_flight)}
         self.on_progress(
-            Progress(self.runner.sweep_id, self.options.trials, counts, self.best, self.started)
+            Progress(self.plan.sweep_id, self.plan.trials, counts, self.tally.best, self.started)
         )
 
-    def on_events(
-        self, controller: ControllerView, key: Hashable, events: list[MetricEvent]
-    ) -> None:
+    def on_events(self, view: ControllerView, key: Hashable, events: list[MetricEvent]) -> None:
         """Report the first metric to Optuna as intermediate values; prune when it says so."""
-        trial: optuna.Trial = key  # type: ignore[assignment]
+        trial = _trial(key)
         step = self._steps.get(key, 0)
-        metric = self.options.metrics[0]
+        metric = self.plan.metrics[0]
         for event in events:
             value = event["values"].get(metric)
             if (
@@ -240,100 +289,69 @@ class SweepPolicy(Policy):
             step += 1
         self._steps[key] = step
         if step and trial.should_prune():
-            controller.stop(key, Status.PRUNED)
+            view.stop(key, Status.PRUNED)
 
-    def on_result(self, controller: ControllerView, key: Hashable, record: ExecutionRecord) -> None:
+    def on_result(self, view: ControllerView, key: Hashable, record: ExecutionRecord) -> None:
         """Tell Optuna how the trial ended; stop the sweep on its stop condition or failures."""
         if self._refilled:  # its slot already runs the next trial (asked_ahead): not idle
             self._refilled -= 1
         else:
             self._freed.append(time.monotonic())
         self._steps.pop(key, None)
-        self._settle(controller, key, record.to_dict())  # type: ignore[arg-type]
+        self._settle(view, _trial(key), record)
 
-    def end(self, controller: ControllerView, status: Status) -> Status:
+    def end(self, view: ControllerView, status: Status) -> Status:
         """Save how the sweep ended (``sweep.json``, a ``sweeps`` row); compact a long one."""
-        runner = self.runner
         for launch in self._ready:  # asked ahead but never run: not a trial of the sweep
-            trial: optuna.Trial = launch.key  # type: ignore[assignment]
+            trial = _trial(launch.key)
             trial.set_user_attr("outcome", Status.SKIPPED)
             self.study.tell(trial, state=TrialState.FAIL)
         self._ready.clear()
         # every finished trial has its rows, even those of an actor that died holding them
-        recovery.restore_rows(self.runner.store, self._finished_ids())
-        if status is Status.COMPLETE and not self.counts.get(Status.COMPLETE):
+        recovery.restore_rows(self.store, finished_ids(self.study))
+        if status is Status.COMPLETE and not self.tally.counts.get(Status.COMPLETE):
             status = Status.FAILED  # not one trial gave a result: the sweep did not do its job
-        self.summary = runner.summary(self.study)
+        self.result = result = self._result(status)
         # the time freed slots waited for their next trial (sampler, journal), for benchmarks
-        runner.state.update(status=status, slot_idle_s=round(self.slot_idle_s, 4))
-        best = self.summary.get("best")
-        best_id = best.get("execution_id") if isinstance(best, dict) else None
-        runner.store.write_rows("sweeps", [runner._sweep_row(status, best_id)])
-        assert self.options.trials is not None
-        if self.options.trials >= COMPACT_AFTER_TRIALS:
-            self._compact()
+        self.state.update(status=status, slot_idle_s=round(self.slot_idle_s, 4))
+        best_id = result.best.execution_id if isinstance(result.best, TrialSummary) else None
+        row = self.plan.row(status, created_at=self.state.created_at, best_execution_id=best_id)
+        self.store.write_rows("sweeps", [row])
+        if self.plan.trials >= COMPACT_AFTER_TRIALS:
+            compact(self.store)
         return status
 
     # -- trials --------------------------------------------------------------------------
 
-    def _room(self, controller: ControllerView) -> int:
+    def _room(self, view: ControllerView) -> int:
         """How many more trials may be asked: ``--trials`` less those done, running, asked."""
-        assert self.options.trials is not None
-        return self.options.trials - self._done() - len(controller.in_flight) - len(self._ready)
+        return self.plan.trials - self.tally.done - len(view.in_flight) - len(self._ready)
 
-    def _finished_ids(self) -> list[str]:
-        states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
-        trials = self.study.get_trials(deepcopy=False, states=states)
-        return [
-            str(t.user_attrs["execution_id"]) for t in trials if t.user_attrs.get("execution_id")
-        ]
+    def _take_ready(self, free: int) -> list[Launch]:
+        """Up to ``free`` trials asked ahead; each runs now (until then status says waiting)."""
+        launches = self._ready[:free]
+        del self._ready[:free]
+        for ahead in launches:
+            _trial(ahead.key).set_user_attr("execution_id", ahead.execution_id)
+        return launches
 
-    def _done(self) -> int:
-        return sum(self.counts.get(k, 0) for k in Status.counted())
-
-    def counted_failures(self) -> int:
-        """Failed trials that count towards ``--max-failures``: not those the resources caused."""
-        steered = sum(self.failure_classes[kind] for kind in RESOURCE_CLASSES)
-        return self.counts.get(Status.ERROR, 0) - steered
-
-    def _check_failures(self, controller: ControllerView) -> None:
-        limit = self.options.max_failures
-        if limit is not None and self.counted_failures() > limit:
-            controller.fail(Status.FAILED)
-
-    def _settle(
-        self, controller: ControllerView, trial: optuna.Trial, record: dict[str, Any]
-    ) -> None:
-        if self._finish(trial, record):
-            controller.stop_all()
-        self._check_failures(controller)
-
-    def _warm_start(self, study: optuna.Study) -> None:
-        """Add the complete trials of the ``--warm-start`` sweeps that fit this space."""
-        runner = self.runner
-        self.warm_start = warm_start(
-            study, runner.store, runner.warm_sources, runner.space, self.options.metrics
-        )
-        runner.state.update(warm_start=self.warm_start.to_dict())
-
-    def _launch(self, controller: ControllerView, *, ahead: bool = False) -> Launch | None:
+    def _launch(self, view: ControllerView, *, ahead: bool = False) -> Launch | None:
         """Ask Optuna for a trial: its launch, or None when the store answered it (``--reuse``).
 
         ``ahead``: asked while every slot is busy; its execution id is saved when it runs, so
         that until then ``sweep status`` counts it as waiting, not running.
         """
-        runner = self.runner
-        space = runner.space
-        trial = self.study.ask(trial_distributions(space))
-        params = {**space.fixed, **trial.params}
-        attempt = int(trial.user_attrs.get("attempt", 1))
+        plan = self.plan
+        trial = self.study.ask(trial_distributions(plan.space))
         launch = Launch(
             key=trial,
-            spec=runner._spec(params),
+            spec=plan.template.build({**plan.space.fixed, **trial.params}),
             context=ExecutionContext(
-                sweep_id=runner.sweep_id, trial_number=trial.number, attempt=attempt
+                sweep_id=plan.sweep_id,
+                trial_number=trial.number,
+                attempt=int(trial.user_attrs.get("attempt", 1)),
             ),
-            reuse=self.options.reuse,
+            reuse=plan.reuse,
         )
         # attempt and retry_of were set when the retry was enqueued; the execution id is what
         # resume needs to find this trial's record.
@@ -344,180 +362,109 @@ class SweepPolicy(Policy):
             if answered is not None:
                 trial.set_user_attr("execution_id", launch.execution_id)
                 trial.set_user_attr(REUSED_ATTR, answered.reused_from)
-                self._settle(controller, trial, answered.to_dict())
+                self._settle(view, trial, answered)
                 return None
         return launch
 
-    def _finish(self, trial: optuna.Trial, record: dict[str, Any]) -> bool:
-        """Tell Optuna how a trial ended; return True when the sweep must stop."""
-        status = record.get("status")
-        kind = None
-        if status not in (Status.COMPLETE, Status.PRUNED, Status.STOPPED):
-            kind = failure_class(record, self._log_tail(record))
-        if kind == INFRASTRUCTURE:
-            # A retry is a new trial: the crashes so far travel with it in its user attrs.
-            used = int(trial.user_attrs.get("crashes", 0))
-            if used < self.options.max_retries:
-                self._tell(trial, TrialState.FAIL, Status.CRASHED, record)
-                self.study.enqueue_trial(
-                    trial.params,
-                    user_attrs={
-                        "retry_of": trial.number,
-                        "attempt": int(trial.user_attrs.get("attempt", 1)) + 1,
-                        "crashes": used + 1,
-                    },
-                )
-                return False
-            what = "crashed" if status == Status.CRASHED else "failed"
-            reason = f"{what} {used + 1} times: {record.get('error')}"
-            self._tell(trial, TrialState.FAIL, Status.ERROR, record, reason=reason)
-            return False
-        if status == Status.PRUNED:
-            self._tell(trial, TrialState.PRUNED, Status.PRUNED, record)
-            return False
-        if status != Status.COMPLETE:
-            outcome = Status.ERROR if status == Status.ERROR else status or Status.ERROR
-            # oom and time_limit are told as infeasible, so that TPE avoids their region
-            state = tell_state(trial, kind) if outcome == Status.ERROR else TrialState.FAIL
-            self._tell(trial, state, outcome, record)
-            return False
-        metrics = self.options.metrics
-        values = objective_values(record.get("metrics") or {}, metrics)
-        if values is None:
-            missing = [
-                m for m in metrics if not isinstance(record.get("metrics", {}).get(m), (int, float))
-            ]
-            reason = f"the step never printed the metric {', '.join(missing) or metrics[0]} as a finite number"
-            self._tell(trial, TrialState.FAIL, Status.ERROR, record, reason=reason)
-            return False
-        self._tell(trial, TrialState.COMPLETE, Status.COMPLETE, record, values=values)
-        stop_condition = self.runner.stop_condition
-        if stop_condition is not None:
-            try:
-                return bool(
-                    stop_condition.evaluate(record.get("metrics", {}), record.get("parameters", {}))
-                )
-            except Exception:
-                return False
-        return False
+    def _settle(self, view: ControllerView, trial: optuna.Trial, record: ExecutionRecord) -> None:
+        """Tell Optuna what the trial's record means; end the sweep when it must end."""
+        outcome = result_outcome(
+            record,
+            trial,
+            metrics=self.plan.metrics,
+            max_retries=self.plan.max_retries,
+            log_text=partial(self._log_tail, record),
+        )
+        self._tell(trial, outcome)
+        if outcome.status is Status.COMPLETE and self._stop_condition_met(record):
+            view.stop_all()
+        self._check_failures(view)
 
-    def _tell(
-        self,
-        trial: optuna.Trial,
-        state: TrialState,
-        outcome: str,
-        record: Mapping[str, Any],
-        *,
-        values: list[float] | None = None,
-        reason: str | None = None,
-    ) -> None:
+    def _stop_condition_met(self, record: ExecutionRecord) -> bool:
+        condition = self.plan.stop_condition
+        if condition is None:
+            return False
+        try:
+            return bool(condition.evaluate(record.metrics, record.parameters))
+        except Exception:  # a metric it names was never printed: the sweep goes on
+            return False
 
-        if outcome != DEFAULT_OUTCOMES.get(state):
-            trial.set_user_attr("outcome", outcome)
-        self.counts[outcome] = self.counts.get(outcome, 0) + 1
-        if values is not None and len(values) == 1:
-            better = self.best is None or (
-                values[0] < self.best
-                if self.options.directions[0] == "minimize"
-                else values[0] > self.best
-            )
-            if better:
-                self.best = values[0]
-        elif values:
-            self.best = self.counts.get(Status.COMPLETE, 0)
-        if state == TrialState.FAIL or outcome == Status.ERROR:
-            # worked out once, here, so that `sweep status` groups reasons without the logs
-            log_text = self._log_tail(record)
-            trial.set_user_attr("reason", failure_reason(record, reason=reason, log_text=log_text))
-            if outcome == Status.ERROR:
-                kind = failure_class(record, log_text)
-                trial.set_user_attr(CLASS_ATTR, kind)
-                self.failure_classes[kind] += 1
-        if state == TrialState.COMPLETE:
-            self.study.tell(trial, values or [UNRANKED_VALUE])
-        else:
-            self.study.tell(trial, state=state)
+    def _check_failures(self, view: ControllerView) -> None:
+        limit = self.plan.max_failures
+        if limit is not None and self.tally.counted_failures() > limit:
+            view.fail(Status.FAILED)
 
-    def _log_tail(self, record: Mapping[str, Any]) -> str:
+    def _tell(self, trial: optuna.Trial, outcome: Outcome) -> None:
+        """Tell the study (:func:`~sweeper.sweep.outcomes.tell`); count, keep the best."""
+        tell(self.study, trial, outcome)
+        self.tally.add(outcome)
+
+    def _log_tail(self, record: ExecutionRecord) -> str:
         """The end of the record's log, read once per execution (classified, then grouped)."""
-        execution_id = record.get("id")
-        if not execution_id or record.get(REUSED_ATTR):
+        if record.reused_from:
             return ""
-        if self._tail[0] != execution_id:
-            self._tail = (str(execution_id), read_log_tail(self.runner.store, str(execution_id)))
+        if self._tail[0] != record.id:
+            self._tail = (record.id, read_log_tail(self.store, record.id))
         return self._tail[1]
 
     # -- recovery ------------------------------------------------------------------------
 
-    def _recover(self, controller: ControllerView) -> None:
+    def _recover(self) -> None:
         """Settle trials left RUNNING by a killed driver: re-tell finished ones, re-run the rest."""
-
         study = self.study
         for frozen in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             execution_id = frozen.user_attrs.get("execution_id")
             # settle: rows a killed writer never wrote are written, a container it left removed
-            settled = recovery.settle(self.runner.store, execution_id) if execution_id else None
-            trial = optuna.Trial(study, frozen._trial_id)
-            if settled is not None and settled.status in (
-                Status.COMPLETE,
-                Status.ERROR,
-                Status.PRUNED,
-                Status.STOPPED,
-            ):
-                record = settled.to_dict()
-                values = (
-                    objective_values(record.get("metrics") or {}, self.options.metrics)
-                    if settled.status is Status.COMPLETE
-                    else None
-                )
-                if values is not None:
-                    self._tell(trial, TrialState.COMPLETE, Status.COMPLETE, record, values=values)
-                elif settled.status is Status.PRUNED:
-                    self._tell(trial, TrialState.PRUNED, Status.PRUNED, record)
-                else:
-                    reason = (
-                        None
-                        if settled.status is not Status.COMPLETE
-                        else "the step never printed the metric"
-                    )
-                    self._tell(trial, TrialState.FAIL, Status.ERROR, record, reason=reason)
-                continue
-            if settled is not None:
-                recovery.crash(
-                    self.runner.store,
-                    settled,
-                    "the sweep driver stopped while it ran; re-run on resume",
-                )
-            trial.set_user_attr("outcome", Status.INTERRUPTED)
-            study.tell(trial, state=TrialState.FAIL)
-            study.enqueue_trial(
-                frozen.params,
-                user_attrs={
-                    "retry_of": frozen.number,
-                    # one asked ahead that never ran keeps its attempt number
-                    "attempt": int(frozen.user_attrs.get("attempt", 1)) + bool(execution_id),
-                    "crashes": int(frozen.user_attrs.get("crashes", 0)),
-                },
+            record = recovery.settle(self.store, execution_id) if execution_id else None
+            outcome = resumed_outcome(
+                record,
+                frozen,
+                metrics=self.plan.metrics,
+                max_retries=self.plan.max_retries,
+                log_text=partial(self._log_tail, record) if record is not None else lambda: "",
             )
+            if outcome.status is Status.INTERRUPTED and record is not None:
+                reason = "the sweep driver stopped while it ran; re-run on resume"
+                recovery.crash(self.store, record, reason)
+            self._tell(optuna.Trial(study, frozen._trial_id), outcome)
 
     # -- results -------------------------------------------------------------------------
 
-    def _best_value(self) -> Any:
-        metrics = self.options.metrics
-        if not metrics:
-            return None
-        best = own_best(self.study, self.options.directions)
-        if best is None:
-            return None
-        return best.value if len(metrics) == 1 else len(best)  # type: ignore[union-attr,arg-type]
+    def _result(self, status: Status) -> SweepResult:
+        """How the sweep ended, from its study and what the policy kept on the side."""
+        plan = self.plan
+        saved = self.state.data.get("warm_start")  # a resumed sweep's, from sweep.json
+        return sweep_result(
+            self.study,
+            plan.sweep_id,
+            plan.metrics,
+            plan.directions,
+            status=status,
+            warm_start=self.warm_start or (WarmStart.from_dict(saved) if saved else None),
+            complete=complete_trials(self.study, plan.metrics),
+        )
 
-    def _compact(self) -> None:
-        """Merge the sweep's many small part files so that queries stay fast (readers see no change)."""
-        for dataset in ("executions", "metrics", "artifacts"):
-            try:
-                self.runner.store.compact(dataset)
-            except SweeperError:
-                pass  # another process is compacting it; its result serves us as well
+
+def finished_ids(study: optuna.Study) -> list[str]:
+    """The execution ids of a study's finished trials."""
+    states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+    trials = study.get_trials(deepcopy=False, states=states)
+    return [str(t.user_attrs["execution_id"]) for t in trials if t.user_attrs.get("execution_id")]
+
+
+def compact(store: RecordStore) -> None:
+    """Merge a long sweep's many small part files so that queries stay fast (readers see no change)."""
+    for dataset in ("executions", "metrics", "artifacts"):
+        try:
+            store.compact(dataset)
+        except SweeperError:
+            pass  # another process is compacting it; its result serves us as well
+
+
+def _trial(key: Hashable) -> optuna.Trial:
+    """The trial a launch's key is (the sweep's keys are its Optuna trials)."""
+    assert isinstance(key, optuna.Trial)
+    return key
 
 
 #: The environment variable that sets how long a sweep's actors hold finished executions'
@@ -544,6 +491,3 @@ def rows_flush_s() -> float:
 
 #: Sweeps at least this long compact the store's datasets when they end.
 COMPACT_AFTER_TRIALS = 50
-#: What an unranked sweep tells Optuna for every complete trial: Optuna completes a trial
-#: only with a value, and a constant one ranks no trial above another.
-UNRANKED_VALUE = 0.0

@@ -39,6 +39,36 @@ _RANGE = re.compile(
 )
 
 
+def admits(distribution: BaseDistribution, value: Any) -> bool:
+    """Whether ``value`` (as a trial's parameter holds it) lies in ``distribution``.
+
+    What a warm start and the adoption of records into a study ask of each recorded value;
+    from the distributions' public fields (Optuna's own check is private).
+
+    >>> admits(FloatDistribution(0.0, 1.0, step=0.25), 0.5), admits(IntDistribution(1, 4), 5)
+    (True, False)
+    >>> admits(CategoricalDistribution(["relu", "tanh"]), "gelu")
+    False
+    """
+    try:  # what the distribution takes (float-castable, a known choice): else ValueError
+        internal = distribution.to_internal_repr(value)
+    except (TypeError, ValueError):
+        return False
+    if isinstance(distribution, CategoricalDistribution):
+        return True
+    if isinstance(distribution, (FloatDistribution, IntDistribution)):
+        low, high, step = distribution.low, distribution.high, distribution.step
+        if not low <= internal <= high:
+            return False
+        if isinstance(distribution, IntDistribution):
+            return (internal - low) % distribution.step == 0
+        if step is None:
+            return True
+        steps = (internal - low) / step
+        return abs(steps - round(steps)) < 1e-8
+    return False
+
+
 @dataclass
 class SearchSpace:
     """Distributions to sample, fixed values, optional grid and parameter sets to enqueue."""

@@ -1,143 +1,28 @@
-"""A sweep's durable state: its options and code in the store, its Optuna study in a journal.
+"""A sweep's durable state and what its study says: ``sweep.json``, counts, best, a result.
 
-``sweeps/<sweep_id>/sweep.json`` keeps what the sweep was started with; the study lives in
-``sweeps/<sweep_id>/optuna.journal`` (Optuna's append-only journal file, safe against a
-killed writer) unless ``--storage`` names a database URL. The one driver of a sweep holds
-``sweeps/<sweep_id>/driver.lock`` while it runs (:func:`sole_driver`), so it is the
-journal's only writer.
+``sweeps/<sweep_id>/sweep.json`` keeps what the sweep was started with (:class:`SweepState`);
+the study (:mod:`sweeper.sweep.study`) keeps its trials. :func:`sweep_result` reads a study
+into a :class:`~sweeper.sweep.result.SweepResult`, for the end of a sweep and for ``sweep
+status`` alike.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import weakref
 from collections import Counter
-from collections.abc import Generator, Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import Any
 
 import optuna
-from optuna.storages import JournalStorage
-from optuna.storages.journal import JournalFileBackend
-from optuna.storages.journal._file import get_lock_file
 from optuna.trial import TrialState
 
-from sweeper.errors import StoreError, SweeperError
 from sweeper.status import Status
 from sweeper.store import RecordStore
-from sweeper.store._locks import file_lock
 from sweeper.sweep.failures import class_counts, study_failures
+from sweeper.sweep.result import SweepResult, TrialSummary, WarmStart
 
 #: Outcomes that count towards a sweep's ``--trials``.
 COUNTED_OUTCOMES = (Status.COMPLETE, Status.ERROR, Status.PRUNED)
-
-
-class JournalFile(JournalFileBackend):
-    """Optuna's journal file, appended under its lock but without an fsync per entry.
-
-    A sweep writes about five entries per trial; their fsyncs were a tenth of the driver's
-    time per trial. A ``kill -9`` loses nothing that ``write`` returned (the data is in the
-    kernel's page cache); only a power loss can drop the last entries, and then resume
-    settles by the execution records, which are written with an fsync: the trials the
-    journal forgot are asked again and the sweep still ends at exactly ``--trials``.
-    """
-
-    def append_logs(self, logs: list[dict[str, Any]]) -> None:
-        """Append entries, one JSON line each, in one ``write`` (whole lines for readers)."""
-        text = "".join(json.dumps(log, separators=(",", ":")) + "\n" for log in logs)
-        with get_lock_file(self._lock), open(self._file_path, "ab") as handle:
-            handle.write(text.encode("utf-8"))
-
-
-class DriverJournal(JournalFileBackend):
-    """The journal as the sweep's driver writes it: no file lock, one open file, no fsync.
-
-    The driver holds the sweep's :func:`sole_driver` lock, so no other sweeper process
-    writes this journal; Optuna's lock (a symlink made and removed around every entry)
-    was a quarter of the driver's time per trial. Each append is one ``write`` of whole
-    lines to a file opened with ``O_APPEND``, which the kernel never interleaves with
-    another process's appends (say optuna-dashboard's note, made under Optuna's lock), so
-    readers see whole lines, as with :class:`JournalFile`; durability is
-    :class:`JournalFile`'s. Reading skips the file when it has not grown since the last
-    read (Optuna re-reads it before and after every operation).
-    """
-
-    def __init__(self, file_path: str) -> None:
-        super().__init__(file_path)
-        self._appender = open(file_path, "ab", buffering=0)  # noqa: SIM115
-        weakref.finalize(self, self._appender.close)  # with the storage, not before
-
-    def append_logs(self, logs: list[dict[str, Any]]) -> None:
-        """Append entries, one JSON line each, in one ``write``."""
-        text = "".join(json.dumps(log, separators=(",", ":")) + "\n" for log in logs)
-        data = memoryview(text.encode("utf-8"))
-        while data:  # a regular file takes it all at once; a short write goes on after it
-            data = data[self._appender.write(data) or 0 :]
-
-    def read_logs(self, log_number_from: int) -> Generator[dict[str, Any], None, None]:
-        """Optuna's read, unless nothing was appended since it read up to ``log_number_from``."""
-        offset = self._log_number_offset.get(log_number_from)
-        if offset is not None and offset == os.fstat(self._appender.fileno()).st_size:
-            return
-        yield from super().read_logs(log_number_from)
-
-
-#: The lock file a sweep's driver holds while it runs (next to its journal).
-DRIVER_LOCK = "driver.lock"
-
-
-@contextmanager
-def sole_driver(store: RecordStore, sweep_id: str) -> Iterator[None]:
-    """Be the sweep's only driver for the block, or raise a :class:`SweeperError`.
-
-    An exclusive ``flock`` on ``sweeps/<id>/driver.lock``: a second ``sweep resume`` of a
-    sweep that is running is refused (two drivers would both run its remaining trials).
-    The kernel releases it when the driver exits, ``kill -9`` included, so resume after a
-    killed driver is never blocked. An object store has no lock: there each driver works
-    on its own copy of the journal (:mod:`sweeper.sweep.remote_study`).
-    """
-    if store.local_path is None:
-        yield
-        return
-    path = store.sweep_journal(sweep_id).with_name(DRIVER_LOCK)
-    with ExitStack() as stack:
-        try:
-            stack.enter_context(file_lock(path, wait=False))
-        except BlockingIOError:
-            raise SweeperError(
-                f"sweep {sweep_id} is running in another process on this store: wait for "
-                f"it to end (`sweep status {sweep_id}` follows it) or stop it, then resume it"
-            ) from None
-        yield
-
-
-def study_storage(
-    store: RecordStore, sweep_id: str, storage_url: str | None, *, writer: bool = False
-) -> Any:
-    """The Optuna storage of a sweep: ``--storage`` when given, else a journal in the store.
-
-    ``writer``: the sweep's driver, inside :func:`sole_driver` (a :class:`DriverJournal`).
-    """
-    if storage_url:
-        return storage_url
-    if store.local_path is None:  # an object store: a local copy of the store's journal
-        from sweeper.sweep.remote_study import journal_storage
-
-        return journal_storage(store, sweep_id, writer=writer)
-    path = str(store.sweep_journal(sweep_id))
-    return JournalStorage(DriverJournal(path) if writer else JournalFile(path))
-
-
-def load_study(store: RecordStore, sweep_id: str, storage_url: str | None = None) -> optuna.Study:
-    """Open an existing sweep's study (for status, resume and plots)."""
-    try:
-        return optuna.load_study(
-            study_name=sweep_id, storage=study_storage(store, sweep_id, storage_url)
-        )
-    except KeyError:
-        raise StoreError(f'unknown sweep "{sweep_id}" in {store.location}') from None
 
 
 #: The outcome (user attribute) of a trial a warm start added: history, not one of the
@@ -173,19 +58,8 @@ def outcome_counts(study: optuna.Study) -> dict[str, int]:
     return dict(counts)
 
 
-def _trial_summary(trial: optuna.trial.FrozenTrial, metrics: list[str]) -> dict[str, Any]:
-    values = trial.values or []
-    return {
-        "execution_id": trial.user_attrs.get("execution_id"),
-        "trial_number": trial.number,
-        "value": values[0] if len(values) == 1 else None,
-        "values": dict(zip(metrics, values, strict=False)),
-        "parameters": dict(trial.params),
-    }
-
-
 def own_best(
-    study: optuna.Study, directions: list[str]
+    study: optuna.Study, directions: Sequence[str]
 ) -> optuna.trial.FrozenTrial | list[optuna.trial.FrozenTrial] | None:
     """The best of the sweep's own trials (one objective), or its Pareto front (several).
 
@@ -208,39 +82,68 @@ def own_best(
     return pick(complete, key=lambda t: float(t.value or 0.0))
 
 
-def summarize(
-    study: optuna.Study, sweep_id: str, metrics: list[str], directions: list[str] | None = None
-) -> dict[str, Any]:
-    """Counts, best trial(s) and failure reasons of a study, in the ``sweep --json`` shape.
+def trial_summary(trial: optuna.trial.FrozenTrial, metrics: Sequence[str]) -> TrialSummary:
+    """A finished trial as a result holds it: execution, objective value(s), parameters."""
+    values = trial.values or []
+    return TrialSummary(
+        execution_id=trial.user_attrs.get("execution_id"),
+        trial_number=trial.number,
+        value=values[0] if len(values) == 1 else None,
+        values=dict(zip(metrics, values, strict=False)),
+        parameters=dict(trial.params),
+    )
 
-    ``directions`` default to the study's (they are the same unless the sweep is unranked).
+
+def complete_trials(study: optuna.Study, metrics: Sequence[str]) -> tuple[TrialSummary, ...]:
+    """The sweep's own complete trials, in trial order (a warm start's are history)."""
+    return tuple(
+        trial_summary(t, metrics)
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if t.values and is_own_trial(t)
+    )
+
+
+def sweep_result(
+    study: optuna.Study,
+    sweep_id: str,
+    metrics: Sequence[str],
+    directions: Sequence[str] | None = None,
+    *,
+    status: Status,
+    failure: str | None = None,
+    warm_start: WarmStart | None = None,
+    complete: tuple[TrialSummary, ...] = (),
+    trials_asked: int | None = None,
+) -> SweepResult:
+    """Counts, best trial(s) and failure reasons of a study, as a :class:`SweepResult`.
+
+    ``directions`` default to the study's (they are the same unless the sweep is unranked);
+    the other fields are the result's (see :class:`SweepResult`).
     """
     counts = outcome_counts(study)
-    directions = directions or [d.name.lower() for d in study.directions]
-    best: Any = None
+    directions = list(directions or [d.name.lower() for d in study.directions])
+    best: TrialSummary | tuple[TrialSummary, ...] | None = None
     found = own_best(study, directions) if metrics else None
     if isinstance(found, list):
-        best = [_trial_summary(t, metrics) for t in found]
+        best = tuple(trial_summary(t, metrics) for t in found)
     elif found is not None:
-        best = _trial_summary(found, metrics)
+        best = trial_summary(found, metrics)
     elif len(metrics) > 1:
-        best = []
+        best = ()
     groups = study_failures(study)
-    return {
-        "sweep_id": sweep_id,
-        "trials": {
-            "complete": counts.get("complete", 0),
-            "error": counts.get("error", 0),
-            "pruned": counts.get("pruned", 0),
-            "running": counts.get("running", 0),
-        },
-        "best": best,
-        "failures": [group.to_dict() for group in groups],
-        "failure_classes": class_counts(groups),
-        "reused": sum(
-            1 for t in study.get_trials(deepcopy=False) if t.user_attrs.get("reused_from")
-        ),
-    }
+    return SweepResult(
+        sweep_id=sweep_id,
+        status=status,
+        counts={key: counts.get(key, 0) for key in ("complete", "error", "pruned", "running")},
+        best=best,
+        failures=tuple(groups),
+        failure_classes=class_counts(groups),
+        reused=sum(1 for t in study.get_trials(deepcopy=False) if t.user_attrs.get("reused_from")),
+        failure=failure,
+        warm_start=warm_start,
+        complete=complete,
+        trials_asked=trials_asked,
+    )
 
 
 class SweepState:

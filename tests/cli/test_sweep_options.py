@@ -22,7 +22,7 @@ import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
 from sweeper.store import Store
-from sweeper.sweep.state import load_study
+from sweeper.sweep.study import load_study
 from tests.conftest import ray_head_cluster, sweep_cli
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]

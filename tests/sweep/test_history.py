@@ -28,7 +28,8 @@ from sweeper.sweep.failures import OOM, USER_ERROR, failure_class, tell_state
 from sweeper.sweep.history import resolve_sources, warm_start
 from sweeper.sweep.samplers import make_sampler
 from sweeper.sweep.space import SearchSpace
-from sweeper.sweep.state import is_own_trial, load_study, own_best
+from sweeper.sweep.state import is_own_trial, own_best
+from sweeper.sweep.study import load_study
 from tests.cli import test_sweep_options
 from tests.conftest import sweep_cli
 

@@ -6,14 +6,18 @@ import json
 import os
 import signal
 import statistics
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import optuna
 import pytest
 
 from sweeper.cli.project import project_from
 from sweeper.store import Store
-from sweeper.sweep import SweepOptions, SweepRunner
+from sweeper.sweep import SweepOptions, SweepPlan, SweepResult, plan_sweep, run_plan
+from sweeper.sweep.result import TrialSummary
+from sweeper.sweep.study import load_study
 from tests.conftest import sweep_cli
 from tests.faults.conftest import containers_left, records, sweep_popen, wait_for
 from tests.requirements import require_docker
@@ -68,18 +72,46 @@ def probe_project(make_project) -> Path:
     return make_project(PROBE_STEP, {"probe.py": PROBE_PY})
 
 
-def make_runner(project: Path, **options: Any) -> SweepRunner:
+@dataclass(frozen=True)
+class PlannedSweep:
+    """A sweep planned in this process, as ``sweeper.run_sweep`` plans it, run when asked."""
+
+    plan: SweepPlan
+    store: Store
+
+    def result(self) -> SweepResult:
+        """Run it (on the Ray of this process); how it ended."""
+        return run_plan(self.plan, self.store)
+
+    def run(self) -> dict[str, Any]:
+        """Run it; the summary ``sweep --json`` prints."""
+        return self.result().to_dict()
+
+    def study(self) -> optuna.Study:
+        """Its Optuna study, as ``sweep status`` opens it."""
+        return load_study(self.store, self.plan.sweep_id)
+
+
+def make_runner(project: Path, **options: Any) -> PlannedSweep:
+    """A sweep of ``project`` with these :class:`SweepOptions`, planned, not yet run."""
     proj = project_from(str(project / "valohai.yaml"), None)
     store = proj.open_store(create=True)
     version, archive = proj.snapshot_code(store)
-    return SweepRunner(
+    plan = plan_sweep(
+        SweepOptions(**options),
         config=proj.config,
-        store=store,
         project_dir=proj.directory,
-        options=SweepOptions(**options),
+        store=store,
         code_version=version,
         code_archive=archive,
     )
+    return PlannedSweep(plan, store)
+
+
+def run_sweep(project: Path, **options: Any) -> tuple[SweepResult, optuna.Study]:
+    """Plan and run a sweep in this process; its result and its study."""
+    sweep = make_runner(project, **options)
+    return sweep.result(), sweep.study()
 
 
 def executions(project: Path, sweep_id: str) -> list[dict[str, Any]]:
@@ -121,7 +153,7 @@ def test_cli_sweep_of_bundled_example(example_project: Path) -> None:
 
 
 def test_failures_are_recorded_and_the_sweep_goes_on(probe_project: Path, local_ray: None) -> None:
-    runner = make_runner(
+    result, _ = run_sweep(
         probe_project,
         step="probe",
         trials=6,
@@ -131,9 +163,8 @@ def test_failures_are_recorded_and_the_sweep_goes_on(probe_project: Path, local_
         specs={"x": ["0.1,0.2,0.95,0.4,0.99,0.6"]},
         runtime="local",
     )
-    summary = runner.run()
-    assert summary["trials"]["complete"] == 4 and summary["trials"]["error"] == 2
-    rows = executions(probe_project, summary["sweep_id"])
+    assert result.counts["complete"] == 4 and result.counts["error"] == 2
+    rows = executions(probe_project, result.sweep_id)
     failed = [r for r in rows if r["status"] == "error"]
     assert sorted(r["param.x"] for r in failed) == [0.95, 0.99]
     assert all(r["exit_code"] == 4 for r in failed)
@@ -142,7 +173,7 @@ def test_failures_are_recorded_and_the_sweep_goes_on(probe_project: Path, local_
 def test_missing_metric_fails_the_trial_with_that_reason(
     probe_project: Path, local_ray: None
 ) -> None:
-    runner = make_runner(
+    result, study = run_sweep(
         probe_project,
         step="probe",
         trials=2,
@@ -151,20 +182,17 @@ def test_missing_metric_fails_the_trial_with_that_reason(
         runtime="local",
         specs={"x": ["0.1,0.5"]},
     )
-    summary = runner.run()
-    assert summary["trials"]["error"] == 2 and summary["best"] is None
-    study = runner._study()
+    assert result.counts["error"] == 2 and result.best is None
     assert all("never printed the metric accuracy" in t.user_attrs["reason"] for t in study.trials)
 
 
 def test_stop_condition_ends_the_sweep_early(probe_project: Path, local_ray: None) -> None:
-    runner = make_runner(
+    result, _ = run_sweep(
         probe_project, step="probe", task="until-good", parallel=1, runtime="local", seed=0
     )
-    summary = runner.run()
-    done = summary["trials"]["complete"] + summary["trials"]["error"]
+    done = result.counts["complete"] + result.counts["error"]
     assert done < 30
-    rows = executions(probe_project, summary["sweep_id"])
+    rows = executions(probe_project, result.sweep_id)
     assert max(r["metric.score"] for r in rows if r["status"] == "complete") > 0.5
 
 
@@ -173,7 +201,7 @@ def test_seeded_sequential_sweeps_replay_the_same_suggestions(
 ) -> None:
     params = []
     for _ in range(2):
-        runner = make_runner(
+        result, study = run_sweep(
             probe_project,
             step="probe",
             trials=5,
@@ -184,15 +212,14 @@ def test_seeded_sequential_sweeps_replay_the_same_suggestions(
             runtime="local",
             specs={"x": ["0..0.9"]},
         )
-        summary = runner.run()
-        params.append([t.params["x"] for t in runner._study().trials])
-        assert summary["trials"]["complete"] == 5
+        params.append([t.params["x"] for t in study.trials])
+        assert result.counts["complete"] == 5
     assert params[0] == params[1]
 
 
 def test_tpe_beats_random_on_the_bundled_example(example_project: Path, local_ray: None) -> None:
     def best(sampler: str, seed: int) -> float:
-        runner = make_runner(
+        result, _ = run_sweep(
             example_project,
             step="train-model",
             trials=30,
@@ -203,7 +230,8 @@ def test_tpe_beats_random_on_the_bundled_example(example_project: Path, local_ra
             runtime="local",
             specs={"epochs": ["10"]},
         )
-        return float(runner.run()["best"]["value"])
+        assert isinstance(result.best, TrialSummary) and result.best.value is not None
+        return result.best.value
 
     seeds = [1, 2, 3]
     tpe = statistics.median(best("tpe", s) for s in seeds)
@@ -213,7 +241,7 @@ def test_tpe_beats_random_on_the_bundled_example(example_project: Path, local_ra
 
 @pytest.mark.docker
 def test_pruning_kills_running_containers(probe_project: Path, local_ray: None) -> None:
-    runner = make_runner(
+    result, _ = run_sweep(
         probe_project,
         step="probe",
         trials=8,
@@ -224,9 +252,8 @@ def test_pruning_kills_running_containers(probe_project: Path, local_ray: None) 
         runtime="docker",
         specs={"x": ["0.3,0.31,0.29,0.32,0.85,0.8,0.75,0.7"], "epochs": ["12"], "sleep": ["0.4"]},
     )
-    summary = runner.run()
-    assert summary["trials"]["pruned"] >= 1
-    rows = executions(probe_project, summary["sweep_id"])
+    assert result.counts["pruned"] >= 1
+    rows = executions(probe_project, result.sweep_id)
     pruned = [r for r in rows if r["status"] == "pruned"]
     # x=0.3 has the lowest loss at every epoch, so the median rule can never prune it (which of
     # the others it prunes depends on the order in which trials report)
@@ -345,7 +372,7 @@ def _latest_sweep(project: Path) -> str:
 def test_multi_objective_sweep_reports_the_pareto_front(
     probe_project: Path, local_ray: None
 ) -> None:
-    runner = make_runner(
+    result, _ = run_sweep(
         probe_project,
         step="probe",
         trials=8,
@@ -357,17 +384,16 @@ def test_multi_objective_sweep_reports_the_pareto_front(
         runtime="local",
         specs={"x": ["0..0.85"]},
     )
-    summary = runner.run()
-    assert summary["trials"]["complete"] == 8
-    front = summary["best"]
-    assert isinstance(front, list) and front
-    rows = executions(probe_project, summary["sweep_id"])
+    assert result.counts["complete"] == 8
+    front = result.best
+    assert isinstance(front, tuple) and front
+    rows = executions(probe_project, result.sweep_id)
     points = {r["execution_id"]: (r["metric.loss"], r["metric.score"]) for r in rows}
 
     def dominated(p: tuple[float, float]) -> bool:
         return any(q[0] <= p[0] and q[1] >= p[1] and q != p for q in points.values())
 
-    front_ids = {t["execution_id"] for t in front}
+    front_ids = {t.execution_id for t in front}
     assert all(not dominated(points[i]) for i in front_ids)
     assert all(dominated(p) for i, p in points.items() if i not in front_ids)
-    assert all(set(t["values"]) == {"loss", "score"} for t in front)
+    assert all(set(t.values) == {"loss", "score"} for t in front)

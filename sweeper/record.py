@@ -13,19 +13,79 @@ again is the same file.
 [0.5]
 >>> ExecutionRecord.from_dict(record.to_dict()) == record
 True
+
+A failed execution says why in :attr:`ExecutionRecord.failure_kind`, set where the failure
+is known (the runtime, the executor, recovery) instead of read back from a message later:
+
+>>> failed = record.finished(Status.ERROR, error="exit code 137", ended_at="t",
+...                          failure_kind=FailureKind.OOM)
+>>> failed.to_dict()["failure_kind"], ExecutionRecord.from_dict(failed.to_dict()).failure_kind
+('oom', <FailureKind.OOM: 'oom'>)
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
+from enum import Enum
 from typing import Any
 
 from sweeper.status import Status
 
 #: One metrics event of an execution: ``{"time": ISO string, "values": {name: value}}``.
 MetricEvent = Mapping[str, Any]
+
+
+class FailureKind(str, Enum):
+    """Why an execution failed, decided where the failure happened.
+
+    str-valued like :class:`Status`: ``execution.json``, the ``executions`` dataset and a
+    trial's user attributes hold the plain text (``"oom"``), ``FailureKind.OOM == "oom"``
+    and ``f"{FailureKind.OOM}"`` is ``oom``.
+
+    - ``oom``: the OOM killer (exit code 137), or the step printed ``MemoryError`` or
+      ``CUDA out of memory`` among its last lines;
+    - ``time_limit``: the step's time limit;
+    - ``no_output``: the step's no-output timeout;
+    - ``infrastructure``: the machinery failed, not the step (the actor or its node died, the
+      image or the code snapshot could not be had, the runtime broke);
+    - ``user_error``: the step failed by itself (a non-zero exit, a bad input).
+    """
+
+    OOM = "oom"
+    TIME_LIMIT = "time_limit"
+    NO_OUTPUT = "no_output"
+    INFRASTRUCTURE = "infrastructure"
+    USER_ERROR = "user_error"
+
+    # Formatted as its text, as a Status is (Python 3.11+ would write "FailureKind.OOM").
+    __str__ = Status.__str__
+    __format__ = Status.__format__
+
+
+#: How many of a step's last output lines an out-of-memory line must be among to explain
+#: its failure: one printed earlier was survived (a smaller batch tried after it, say).
+OOM_LINES_BACK = 200
+#: How many of the last bytes of its output, likewise (the end of the log the class of a
+#: record written before the failure kind is read from).
+OOM_BYTES_BACK = 16_384
+
+# A line of the step's output that says it ran out of memory (Python's, PyTorch's, CUDA's).
+_OOM_LINE = re.compile(r"\bMemoryError\b|CUDA out of memory|CUDA error: out of memory|OutOfMemory")
+
+
+def says_out_of_memory(line: str) -> bool:
+    """Whether a line the step printed says it ran out of memory.
+
+    >>> says_out_of_memory("torch.OutOfMemoryError: CUDA out of memory. Tried to allocate")
+    True
+    >>> says_out_of_memory("memory use: 3 GB")
+    False
+    """
+    # "emory" is a substring of every match: a cheap test spares most lines the regex.
+    return "emory" in line and _OOM_LINE.search(line) is not None
 
 
 @dataclass(frozen=True)
@@ -36,8 +96,11 @@ class ExecutionRecord:
     ``outputs`` hold one mapping per file (``name``, ``uri``, ``path``, ``sha256``,
     ``size``, ``producer_execution_id``); ``outputs_skipped`` one ``{path, reason}`` per
     entry of the outputs folder that was not stored. Times are ISO 8601 strings in UTC.
-    ``extra`` keeps the keys this version does not know, so that they are written back.
-    Build changed copies with :func:`dataclasses.replace` or :meth:`finished`.
+    ``failure_kind`` says why a failed execution failed (None for one that did not fail, and
+    for records written before it existed; it is written only when set, so those records
+    are written back as they were read). ``extra`` keeps the keys this version does not
+    know, so that they are written back. Build changed copies with
+    :func:`dataclasses.replace` or :meth:`finished`.
     """
 
     id: str
@@ -46,6 +109,7 @@ class ExecutionRecord:
     status: Status = Status.CREATED
     exit_code: int | None = None
     error: str | None = None
+    failure_kind: FailureKind | None = None
     command: tuple[str, ...] = ()
     image: str | None = None
     image_digest: str | None = None
@@ -108,7 +172,9 @@ class ExecutionRecord:
         data: dict[str, Any] = {}
         for name in _KEYS:
             value = getattr(self, name)
-            if isinstance(value, Status):
+            if value is None and name in _WRITTEN_WHEN_SET and name not in self.extra:
+                continue
+            if isinstance(value, Enum):
                 value = value.value
             elif isinstance(value, tuple):
                 value = [dict(v) if isinstance(v, Mapping) else v for v in value]
@@ -119,10 +185,24 @@ class ExecutionRecord:
         return data
 
     def finished(
-        self, status: Status, *, error: str | None, ended_at: str, **changes: Any
+        self,
+        status: Status,
+        *,
+        error: str | None,
+        ended_at: str,
+        failure_kind: FailureKind | None = None,
+        **changes: Any,
     ) -> ExecutionRecord:
-        """A copy that ended with ``status`` (and ``error``) at ``ended_at``, plus ``changes``."""
-        return replace(self, status=status, error=error, ended_at=ended_at, **changes)
+        """A copy that ended with ``status`` (``error`` and ``failure_kind`` saying why it
+        failed) at ``ended_at``, plus ``changes``."""
+        return replace(
+            self,
+            status=status,
+            error=error,
+            failure_kind=failure_kind,
+            ended_at=ended_at,
+            **changes,
+        )
 
     @property
     def is_final(self) -> bool:
@@ -183,8 +263,12 @@ def _mappings(value: Any) -> tuple[Mapping[str, Any], ...]:
 _FIELDS = frozenset(f.name for f in fields(ExecutionRecord))
 #: The stored keys, in the order they are written.
 _KEYS = tuple(f.name for f in fields(ExecutionRecord) if f.name != "extra")
+#: Fields added after records were first written: left out of :meth:`ExecutionRecord.to_dict`
+#: while unset, so that a record of an earlier version is written back as it was read.
+_WRITTEN_WHEN_SET = frozenset({"failure_kind"})
 _CONVERT: dict[str, Callable[[Any], Any]] = {
     "status": Status,
+    "failure_kind": FailureKind,
     "command": _sequence,
     "gpu_ids": _sequence,
     "inputs": _mappings,

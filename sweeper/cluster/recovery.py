@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 
 from sweeper.errors import SweeperError
 from sweeper.execution.metrics import record_missing_rows
-from sweeper.record import ExecutionRecord
+from sweeper.record import ExecutionRecord, FailureKind
 from sweeper.runtime import get_runtime
 from sweeper.status import Status
 from sweeper.store import RecordStore
@@ -64,12 +64,21 @@ def settle(store: RecordStore, execution_id: str) -> ExecutionRecord | None:
 
 
 def crash(store: RecordStore, record: ExecutionRecord, reason: str) -> ExecutionRecord:
-    """Finish a settled, unfinished record as ``crashed`` with ``reason``; a final one is kept."""
+    """Finish a settled, unfinished record as ``crashed`` with ``reason``; a final one is kept.
+
+    Its runner or driver died, not its step: an ``infrastructure`` failure.
+    """
     if record.is_final:
         return record
     counter = record.counter if record.counter is not None else store.allocate_counter()
     ended_at = datetime.now(timezone.utc).isoformat()
-    crashed = record.finished(Status.CRASHED, error=reason, ended_at=ended_at, counter=counter)
+    crashed = record.finished(
+        Status.CRASHED,
+        error=reason,
+        failure_kind=FailureKind.INFRASTRUCTURE,
+        ended_at=ended_at,
+        counter=counter,
+    )
     store.put_record(crashed)
     return crashed
 
@@ -85,9 +94,10 @@ def mark_crashed(
 ) -> ExecutionRecord:
     """Settle an execution whose actor or driver died and finish it as ``crashed``.
 
-    A record that ended meanwhile is returned as it is. One that was never written is
-    made from ``planned`` (what the driver knows of it: step, parameters, trial), else
-    from the owner given, so that the crash is counted.
+    A record that ended meanwhile is returned as it is; the others fail as ``infrastructure``
+    (see :func:`crash`). One that was never written is made from ``planned`` (what the
+    driver knows of it: step, parameters, trial), else from the owner given, so that the
+    crash is counted.
     """
     record = (
         settle(store, execution_id)

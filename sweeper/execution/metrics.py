@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
@@ -165,7 +165,7 @@ def events_from_log(text: str) -> list[dict[str, Any]]:
     return collector.events
 
 
-def record_missing_rows(store: RecordStore, record: ExecutionRecord | Mapping[str, Any]) -> None:
+def record_missing_rows(store: RecordStore, record: ExecutionRecord) -> None:
     """Finish the Parquet rows of a finished execution whose writer was killed midway.
 
     ``execution.json`` is written final before the rows; a writer killed in between (a
@@ -173,8 +173,6 @@ def record_missing_rows(store: RecordStore, record: ExecutionRecord | Mapping[st
     maybe without its metrics. This writes what is missing, the metrics events from the log
     (read only when the rows are really missing: the events are produced lazily).
     """
-    if not isinstance(record, ExecutionRecord):
-        record = ExecutionRecord.from_dict(record)
     execution_id = record.id
 
     def logged_events() -> Iterator[dict[str, Any]]:

@@ -14,27 +14,31 @@ from __future__ import annotations
 
 import json
 import os
-import queue
-import shutil
 import socket
-import stat
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TextIO
 
-from sweeper.errors import SweeperError
-from sweeper.execution.code import copy_tree_linked, extract_snapshot
+from sweeper.errors import RuntimeUnavailableError, SweeperError
 from sweeper.execution.ids import new_execution_id
 from sweeper.execution.inputs import InputFile, fetch_inputs
 from sweeper.execution.metrics import MetricsCollector
 from sweeper.execution.spec import MASK, ExecutionSpec
-from sweeper.record import ExecutionRecord, MetricEvent
-from sweeper.runtime import RunRequest, Runtime
+from sweeper.execution.workdir import SnapshotMissingError, WorkFolders, collect_outputs
+from sweeper.record import (
+    OOM_BYTES_BACK,
+    OOM_LINES_BACK,
+    ExecutionRecord,
+    FailureKind,
+    MetricEvent,
+    says_out_of_memory,
+)
+from sweeper.runtime import RunRequest, RunResult, Runtime
 from sweeper.status import Status
 from sweeper.store import RecordStore
 
@@ -50,7 +54,10 @@ def utc_now() -> str:
 
 @dataclass
 class ExecutionContext:
-    """Where an execution belongs: its sweep trial or pipeline node, and its attempt."""
+    """Where an execution belongs: its sweep trial or pipeline node, and its attempt.
+
+    Each field is the record field of the same name (see :func:`planned_record`).
+    """
 
     sweep_id: str | None = None
     trial_number: int | None = None
@@ -83,13 +90,7 @@ def planned_record(
         parameters=dict(spec.parameters),
         created_at=utc_now(),
         runtime=spec.runtime,
-        sweep_id=context.sweep_id,
-        trial_number=context.trial_number,
-        pipeline_run_id=context.pipeline_run_id,
-        node=context.node,
-        ray_node=context.ray_node,
-        gpu_ids=tuple(context.gpu_ids),
-        attempt=context.attempt,
+        **{f.name: getattr(context, f.name) for f in fields(ExecutionContext)},
         host=host,
         environment=spec.masked_environment(),
         resources=spec.resources(),
@@ -129,7 +130,8 @@ class StopToken:
 
 
 class _LogSink:
-    """Writes masked output lines to the log file and feeds the metrics collector."""
+    """Writes masked output lines to the log file, feeds the metrics collector and notes
+    the last line that says the step ran out of memory."""
 
     def __init__(
         self,
@@ -144,51 +146,96 @@ class _LogSink:
         self.metrics = metrics
         self.on_metrics = on_metrics
         self.echo = echo
+        self.lines = 0
+        self.chars = 0
+        #: (lines, characters) written before the last out-of-memory line.
+        self._oom_at: tuple[int, int] | None = None
 
     def __call__(self, line: str) -> None:
         for secret in self.secrets:
             if secret in line:
                 line = line.replace(secret, MASK)
-        self.handle.write(line if line.endswith("\n") else line + "\n")
+        text = line if line.endswith("\n") else line + "\n"
+        self.handle.write(text)
         self.handle.flush()
+        if says_out_of_memory(line):
+            self._oom_at = (self.lines, self.chars)
+        self.lines += 1
+        self.chars += len(text)
         if self.echo is not None:
             self.echo(line.rstrip("\n"))
         event = self.metrics.feed(line)
         if event is not None and self.on_metrics is not None:
             self.on_metrics(event)
 
+    @property
+    def out_of_memory(self) -> bool:
+        """Whether a line among the last the step printed says it ran out of memory
+        (:data:`~sweeper.record.OOM_LINES_BACK` lines, about
+        :data:`~sweeper.record.OOM_BYTES_BACK` bytes)."""
+        if self._oom_at is None:
+            return False
+        lines, chars = self._oom_at
+        return self.lines - lines <= OOM_LINES_BACK and self.chars - chars <= OOM_BYTES_BACK
 
-class _Housekeeper:
-    """Runs an executor's housekeeping on a thread of its own, in order, off the executions' path."""
 
-    def __init__(self) -> None:
-        self._queue: queue.Queue[Callable[[], None]] = queue.Queue()
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
+def run_request(spec: ExecutionSpec, record: ExecutionRecord, workdir: Path) -> RunRequest:
+    """What the runtime is asked to run for ``record``, an execution of ``spec``."""
+    return RunRequest(
+        execution_id=record.id,
+        commands=tuple(spec.commands),
+        workdir=workdir,
+        environment=dict(spec.environment),
+        image=spec.image,
+        cpus=spec.cpus,
+        memory_mb=spec.memory_mb,
+        gpu_ids=record.gpu_ids,
+        time_limit_s=spec.time_limit_s,
+        no_output_timeout_s=spec.no_output_timeout_s,
+        pull_policy=spec.pull_policy,
+        mounts=tuple(spec.mounts),
+    )
 
-    def do(self, task: Callable[[], None]) -> None:
-        """Run ``task`` soon, after those given before it."""
-        self._queue.put(task)
-        with self._lock:
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._work, name="sweeper-housekeeping", daemon=True
-                )
-                self._thread.start()
 
-    def wait(self) -> None:
-        """Return once every task given so far has run."""
-        self._queue.join()
+def input_entries(files: Iterable[InputFile]) -> tuple[dict[str, Any], ...]:
+    """The record's ``inputs``: one mapping per input file."""
+    return tuple(
+        {
+            "name": f.name,
+            "uri": f.uri,
+            "path": f.path,
+            "sha256": f.sha256,
+            "size": f.size,
+            "producer_execution_id": f.producer_execution_id,
+        }
+        for f in files
+    )
 
-    def _work(self) -> None:
-        while True:
-            task = self._queue.get()
-            try:
-                task()
-            except Exception:  # a folder not removed or not made ahead: only a lost shortcut
-                pass
-            finally:
-                self._queue.task_done()
+
+def preparing_failure(exc: SweeperError) -> FailureKind:
+    """The kind of a failure to prepare an execution (nothing of the step ran).
+
+    The machinery's failures are ``infrastructure``: the runtime cannot have the image or
+    reach its daemon, the store lost the code snapshot. The rest (an input that cannot be
+    read, an unknown pull policy) are the user's to fix.
+    """
+    if isinstance(exc, (RuntimeUnavailableError, SnapshotMissingError)):
+        return FailureKind.INFRASTRUCTURE
+    return FailureKind.USER_ERROR
+
+
+#: The kind of a failure a runtime reported without one, by the status it gave.
+_KIND_OF_STATUS = {Status.ERROR: FailureKind.USER_ERROR, Status.CRASHED: FailureKind.INFRASTRUCTURE}
+
+
+def run_failure(result: RunResult, out_of_memory: bool) -> FailureKind | None:
+    """Why a run failed: the runtime's kind, unless the step printed that it ran out of
+    memory among its last lines (an error whose cause was memory, whatever ended it);
+    None for a run that did not fail."""
+    status = Status(result.status)
+    if status is Status.ERROR and out_of_memory:
+        return FailureKind.OOM
+    return result.failure_kind or _KIND_OF_STATUS.get(status)
 
 
 class Executor:
@@ -198,9 +245,9 @@ class Executor:
     downloaded inputs; it defaults to the store's (:meth:`RecordStore.scratch_dir`). With
     ``remove_in_background``, for a long-lived process that runs executions back to back
     (a sweep's actor), a thread of the executor removes a finished execution's work folder
-    after :meth:`run` returns and makes the next one's ahead (its subfolders and linked
-    repository, renamed into place when the next execution has the same code): call
-    :meth:`wait_removed` before the process goes away.
+    after :meth:`run` returns and makes the next one's ahead (see
+    :class:`~sweeper.execution.workdir.WorkFolders`): call :meth:`wait_removed` before the
+    process goes away.
     """
 
     def __init__(
@@ -215,91 +262,19 @@ class Executor:
         self.runtime = runtime
         self.scratch = Path(scratch_dir) if scratch_dir is not None else store.scratch_dir()
         self.scratch.mkdir(parents=True, exist_ok=True)
-        self._housekeeper = _Housekeeper() if remove_in_background else None
+        self.work_folders = WorkFolders(store, self.scratch, in_background=remove_in_background)
+        #: The machine the executions run on, as their records say.
+        self.host = socket.gethostname()
         self._counters: ThreadPoolExecutor | None = None
-        self._spare_lock = threading.Lock()
-        #: A work folder made ahead, empty but for its repository: (code archive, path).
-        self._spare: tuple[str | None, Path] | None = None
 
     def wait_removed(self) -> None:
         """Return once the work folders of the executions that have ended are removed.
 
         The folder made ahead for the next execution is removed too.
         """
-        if self._housekeeper is not None:
-            self._housekeeper.wait()
-            with self._spare_lock:
-                spare, self._spare = self._spare, None
-            if spare is not None:
-                shutil.rmtree(spare[1], ignore_errors=True)
-
-    def _ended(self, spec: ExecutionSpec, workdir: Path) -> None:
-        """Remove an execution's work folder; in the background, also make the next one's."""
-        if self._housekeeper is None:
-            shutil.rmtree(workdir, ignore_errors=True)
-            return
-        archive = spec.code_archive
-        self._housekeeper.do(lambda: shutil.rmtree(workdir, ignore_errors=True))
-        self._housekeeper.do(lambda: self._make_spare(archive))
-
-    def _make_spare(self, code_archive: str | None) -> None:
-        with self._spare_lock:
-            if self._spare is not None and self._spare[0] == code_archive:
-                return
-            old, self._spare = self._spare, None
-        if old is not None:
-            shutil.rmtree(old[1], ignore_errors=True)
-        path = self.scratch / "work" / f".next-{new_execution_id()}"
-        try:
-            self._make_workdir(code_archive, path)
-        except BaseException:
-            shutil.rmtree(path, ignore_errors=True)
-            raise
-        with self._spare_lock:
-            self._spare = (code_archive, path)
-
-    def _take_spare(self, code_archive: str | None, workdir: Path) -> bool:
-        """Rename the folder made ahead to ``workdir``; False when there is none for this code."""
-        with self._spare_lock:
-            spare, self._spare = self._spare, None
-        if spare is None:
-            return False
-        if spare[0] == code_archive:
-            try:
-                os.rename(spare[1], workdir)
-                return True
-            except OSError:
-                pass
-        shutil.rmtree(spare[1], ignore_errors=True)
-        return False
-
-    def _make_workdir(self, code_archive: str | None, workdir: Path) -> None:
-        workdir.mkdir(parents=True, exist_ok=True)
-        for sub in ("inputs", "outputs", "config"):
-            (workdir / sub).mkdir(exist_ok=True)
-        self._repository(code_archive, workdir / "repository")
+        self.work_folders.wait_removed()
 
     # -- preparing ---------------------------------------------------------------------
-
-    def _repository(self, code_archive: str | None, dest: Path) -> None:
-        if code_archive is None:
-            dest.mkdir(parents=True, exist_ok=True)
-            return
-        extracted = self.scratch / "code" / code_archive
-        if not extracted.exists():
-            archive = self.scratch / "code" / f"{code_archive}.tar"
-            if not archive.exists():
-                archive.parent.mkdir(parents=True, exist_ok=True)
-                part = archive.with_name(f".{archive.name}.{os.getpid()}.{threading.get_ident()}")
-                if not self.store.has_blob(code_archive):
-                    raise SweeperError(
-                        f"the code snapshot {code_archive[:12]} is no longer in the store "
-                        f"{self.store.location}: the execution cannot be reproduced"
-                    )
-                self.store.fetch_blob(code_archive, part)
-                os.replace(part, archive)
-            extract_snapshot(archive, extracted)
-        copy_tree_linked(extracted, dest)
 
     def _write_config(
         self, spec: ExecutionSpec, workdir: Path, files: list[InputFile], record: ExecutionRecord
@@ -352,17 +327,11 @@ class Executor:
         missing image) raises :class:`SweeperError` and leaves nothing behind; otherwise it
         is recorded as a failed execution, which is what a sweep or pipeline wants.
         """
-        context = context or ExecutionContext()
-        stop = stop or StopToken()
         execution_id = execution_id or new_execution_id()
-        workdir = self.scratch / "work" / execution_id
-        record = planned_record(
-            spec,
-            execution_id,
-            context,
-            with_image=self.runtime.uses_images,
-            host=socket.gethostname(),
-        )
+        workdir = self.work_folders.path(execution_id)
+        context = context or ExecutionContext()
+        with_image = self.runtime.uses_images
+        record = planned_record(spec, execution_id, context, with_image=with_image, host=self.host)
         # The counter (a lock and an fsync) is taken while the work folder is prepared,
         # except where a bad input must leave nothing behind, not even a number.
         counter = None if raise_bad_input else self._allocate_counter()
@@ -372,38 +341,37 @@ class Executor:
             except SweeperError as exc:
                 if raise_bad_input:
                     raise
-                if counter is not None:
-                    record = replace(record, counter=counter.result())
-                return self._finish_early(record, Status.ERROR, str(exc), on_record)
-            identity_image = (image_digest or spec.image) if self.runtime.uses_images else None
-            record = replace(
-                record,
-                inputs=tuple(
-                    {
-                        "name": f.name,
-                        "uri": f.uri,
-                        "path": f.path,
-                        "sha256": f.sha256,
-                        "size": f.size,
-                        "producer_execution_id": f.producer_execution_id,
-                    }
-                    for f in files
-                ),
-                image_digest=image_digest,
-                spec_hash=spec.spec_hash(
-                    [(f.name, f.path, f.sha256) for f in files], identity_image
-                ),
-                counter=self.store.allocate_counter() if counter is None else counter.result(),
-            )
+                return self._finish_early(record, counter, exc, on_record)
+            record = self._identified(spec, record, files, image_digest, counter)
             if reuse and record.spec_hash is not None:
                 previous = self.store.find_completed(record.spec_hash)
                 if previous is not None:
-                    return self._reuse(record, previous, on_record)
+                    return self._save(reused_record(record, previous), on_record)
             record = replace(record, status=Status.QUEUED)
             self._write_config(spec, workdir, files, record)
-            return self._run(spec, record, workdir, stop, on_metrics, echo, on_record)
+            return self._run(
+                spec, record, workdir, stop or StopToken(), on_metrics, echo, on_record
+            )
         finally:
-            self._ended(spec, workdir)
+            self.work_folders.ended(spec.code_archive, workdir)
+
+    def _identified(
+        self,
+        spec: ExecutionSpec,
+        record: ExecutionRecord,
+        files: list[InputFile],
+        image_digest: str | None,
+        counter: Future[int] | None,
+    ) -> ExecutionRecord:
+        """``record`` with what identifies the execution: its inputs, image, spec hash, number."""
+        identity_image = (image_digest or spec.image) if self.runtime.uses_images else None
+        return replace(
+            record,
+            inputs=input_entries(files),
+            image_digest=image_digest,
+            spec_hash=spec.spec_hash([(f.name, f.path, f.sha256) for f in files], identity_image),
+            counter=self.store.allocate_counter() if counter is None else counter.result(),
+        )
 
     def _allocate_counter(self) -> Future[int]:
         """The store's next execution number, allocated on a thread of the executor."""
@@ -412,9 +380,7 @@ class Executor:
         return self._counters.submit(self.store.allocate_counter)
 
     def _prepare(self, spec: ExecutionSpec, workdir: Path) -> tuple[list[InputFile], str | None]:
-        shutil.rmtree(workdir, ignore_errors=True)
-        if not self._take_spare(spec.code_archive, workdir):
-            self._make_workdir(spec.code_archive, workdir)
+        self.work_folders.prepare(spec.code_archive, workdir)
         files = fetch_inputs(
             spec.inputs,
             spec.step_inputs,
@@ -442,24 +408,22 @@ class Executor:
     def _finish_early(
         self,
         record: ExecutionRecord,
-        status: Status,
-        reason: str,
+        counter: Future[int] | None,
+        exc: SweeperError,
         on_record: Callable[[ExecutionRecord], None] | None,
     ) -> ExecutionRecord:
-        counter = record.counter if record.counter is not None else self.store.allocate_counter()
+        """Record an execution that failed before its step ran (``exc`` says why)."""
         now = utc_now()
         record = record.finished(
-            status, error=reason, ended_at=now, counter=counter, started_at=now, duration_s=0.0
+            Status.ERROR,
+            error=str(exc),
+            failure_kind=preparing_failure(exc),
+            ended_at=now,
+            counter=self.store.allocate_counter() if counter is None else counter.result(),
+            started_at=now,
+            duration_s=0.0,
         )
         return self._save(record, on_record)
-
-    def _reuse(
-        self,
-        record: ExecutionRecord,
-        previous: Mapping[str, Any],
-        on_record: Callable[[ExecutionRecord], None] | None,
-    ) -> ExecutionRecord:
-        return self._save(reused_record(record, previous), on_record)
 
     def _run(
         self,
@@ -478,34 +442,11 @@ class Executor:
             log_path = self.scratch / "logs" / f"{record.id}.txt"
             log_path.parent.mkdir(parents=True, exist_ok=True)
         record = self._save(replace(record, status=Status.STARTED, started_at=utc_now()), on_record)
-        request = RunRequest(
-            execution_id=record.id,
-            commands=tuple(spec.commands),
-            workdir=workdir,
-            environment=dict(spec.environment),
-            image=spec.image,
-            cpus=spec.cpus,
-            memory_mb=spec.memory_mb,
-            gpu_ids=record.gpu_ids,
-            time_limit_s=spec.time_limit_s,
-            no_output_timeout_s=spec.no_output_timeout_s,
-            pull_policy=spec.pull_policy,
-            mounts=tuple(spec.mounts),
-        )
         started = time.monotonic()
-        status: Status
         with open(log_path, "a", encoding="utf-8", errors="replace") as handle:
             sink = _LogSink(handle, spec.secret_values(), metrics, on_metrics, echo)
-            try:
-                result = self.runtime.run(request, sink, stop.event)
-                status, reason, exit_code = Status(result.status), result.reason, result.exit_code
-            except SweeperError as exc:
-                status, reason, exit_code = Status.CRASHED, str(exc), None
-            except Exception as exc:  # infrastructure failure: record it, never lose the row
-                status, reason, exit_code = Status.CRASHED, f"{type(exc).__name__}: {exc}", None
-        if status == Status.STOPPED and stop.reason != Status.STOPPED:
-            status = stop.reason
-        outputs, skipped = self._collect_outputs(record.id, workdir / "outputs")
+            result = self._run_step(run_request(spec, record, workdir), sink, stop)
+        outputs, skipped = collect_outputs(self.store, record.id, workdir / "outputs")
         if skipped:
             # The user who expected a file reads why it is missing where they look first.
             with open(log_path, "a", encoding="utf-8") as handle:
@@ -513,11 +454,15 @@ class Executor:
                     handle.write(f"sweeper: output {item['path']} refused: {item['reason']}\n")
         if remote_log:
             self.store.put_log(record.id, log_path)
+        status = Status(result.status)
+        if status is Status.STOPPED and stop.reason != Status.STOPPED:
+            status = stop.reason
         record = record.finished(
             status,
-            error=reason if status != Status.COMPLETE else None,
+            error=result.reason if status != Status.COMPLETE else None,
+            failure_kind=run_failure(result, sink.out_of_memory),
             ended_at=utc_now(),
-            exit_code=exit_code,
+            exit_code=result.exit_code,
             outputs=tuple(outputs),
             outputs_skipped=tuple(skipped),
             metrics=metrics.summary,
@@ -526,61 +471,20 @@ class Executor:
         )
         return self._save(record, on_record, metrics.events)  # rewrites execution.json too
 
-    def _collect_outputs(
-        self, execution_id: str, outputs: Path
-    ) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
-        """The outputs folder's regular files, stored; and what was skipped, with why."""
-        collected: list[dict[str, Any]] = []
-        skipped: list[dict[str, str]] = []
-        root = outputs.resolve()
-        for dirpath, dirnames, filenames in os.walk(outputs):
-            dirnames.sort()
-            # os.walk does not enter linked folders; say so rather than drop them unseen.
-            for name in [d for d in dirnames if (Path(dirpath) / d).is_symlink()]:
-                path = Path(dirpath) / name
-                relative = path.relative_to(outputs).as_posix()
-                skipped.append({"path": relative, "reason": _skip_reason(path, root) or "a link"})
-            for name in sorted(filenames):
-                path = Path(dirpath) / name
-                relative = path.relative_to(outputs).as_posix()
-                why = _skip_reason(path, root)
-                if why is not None:
-                    skipped.append({"path": relative, "reason": why})
-                    continue
-                sha256, size = self.store.put_file(path.resolve())
-                collected.append(
-                    {
-                        "name": relative,
-                        "path": relative,
-                        "uri": f"datum://{sha256}",
-                        "sha256": sha256,
-                        "size": size,
-                        "producer_execution_id": execution_id,
-                    }
-                )
-        skipped.sort(key=lambda item: item["path"])
-        return collected, skipped
-
-
-def _skip_reason(path: Path, root: Path) -> str | None:
-    """Why an entry of the outputs folder is not stored, or None for a file to store."""
-    try:
-        real = path.resolve()
-    except (OSError, RuntimeError):  # RuntimeError: a symlink loop, before Python 3.13
-        return "a link that loops"
-    if path.is_symlink():
-        if not real.is_relative_to(root):
-            return "it points outside the outputs folder"
-        if not real.exists():
-            return "a broken link"
-    try:
-        mode = real.stat().st_mode
-    except OSError as exc:
-        return f"cannot be read ({exc.strerror or exc})"
-    if stat.S_ISREG(mode):
-        return None
-    if stat.S_ISDIR(mode):
-        return "a link to a folder (links are not followed)"
-    kinds = {stat.S_ISFIFO: "a FIFO", stat.S_ISSOCK: "a socket", stat.S_ISCHR: "a device"}
-    kind = next((name for test, name in kinds.items() if test(mode)), "a special file")
-    return f"{kind}, not a regular file"
+    def _run_step(self, request: RunRequest, sink: _LogSink, stop: StopToken) -> RunResult:
+        """The runtime's result; a runtime that raises has crashed (the row is never lost)."""
+        started_at = datetime.now(timezone.utc)
+        try:
+            return self.runtime.run(request, sink, stop.event)
+        except SweeperError as exc:
+            reason = str(exc)
+        except Exception as exc:  # infrastructure failure: record it, never lose the row
+            reason = f"{type(exc).__name__}: {exc}"
+        return RunResult(
+            Status.CRASHED,
+            None,
+            reason,
+            started_at,
+            datetime.now(timezone.utc),
+            failure_kind=FailureKind.INFRASTRUCTURE,
+        )

@@ -197,7 +197,7 @@ class Results:
     def failures(self, sweep_id: str) -> list[FailureGroup]:
         """A sweep's failed trials grouped by reason, most common first, each with its count
         and one example execution id (what ``sweep status`` prints)."""
-        from sweeper.sweep.failures import sweep_failures  # Optuna: not for `sweep ls`
+        from sweeper.sweep.study import sweep_failures  # Optuna: not for `sweep ls`
 
         return sweep_failures(self.store, sweep_id)
 

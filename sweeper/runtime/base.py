@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from sweeper.errors import SweeperError
+from sweeper.record import FailureKind
 from sweeper.status import Status
 
 #: Statuses a run can end with (aliases of the :class:`Status` members).
@@ -27,6 +28,13 @@ STOPPED = Status.STOPPED
 CRASHED = Status.CRASHED
 
 PULL_POLICIES = ("missing", "always", "never")
+
+#: How a run that did not complete ended: its status, the reason in words and the failure
+#: kind (None for a run that was stopped, not failed).
+Verdict = tuple[Status, str, FailureKind | None]
+
+#: The exit code of a step the kernel's OOM killer ended (SIGKILL, 128 + 9).
+OOM_EXIT_CODE = 137
 
 #: The folders of a work folder, by the ``VH_*`` variable that points at them.
 WORKDIR_FOLDERS = {
@@ -80,10 +88,11 @@ class RunResult:
     """How a run ended.
 
     ``status`` is ``complete`` (exit code 0), ``error`` (non-zero exit, a time limit, a
-    no-output timeout or the OOM killer; ``reason`` says which), ``stopped`` (the stop event
-    was set) or ``crashed`` (the infrastructure failed: a Docker error, the container was
-    killed or removed from outside). ``exit_code`` follows the shell: 128 + N when a signal
-    N ended the step.
+    no-output timeout or the OOM killer; ``reason`` says which in words, ``failure_kind`` as a
+    :class:`FailureKind`), ``stopped`` (the stop event was set) or ``crashed`` (the
+    infrastructure failed: a Docker error, the container was killed or removed from outside;
+    ``failure_kind`` is ``infrastructure``). ``failure_kind`` is None unless the run failed.
+    ``exit_code`` follows the shell: 128 + N when a signal N ended the step.
     """
 
     status: Status
@@ -93,6 +102,7 @@ class RunResult:
     ended_at: datetime
     image_digest: str | None = None
     host: str | None = None
+    failure_kind: FailureKind | None = None
 
 
 class Runtime(ABC):
@@ -164,6 +174,21 @@ def exit_reason(exit_code: int) -> str:
         except ValueError:
             pass
     return f"exit code {exit_code}"
+
+
+def exit_failure(exit_code: int) -> tuple[str, FailureKind]:
+    """Why a step that exited with a non-zero ``exit_code`` failed: the reason and the kind.
+
+    137 is the OOM killer's SIGKILL (128 + 9): ``oom``; any other code is the step's own
+    ``user_error``.
+
+    >>> exit_failure(3)
+    ('exit code 3', <FailureKind.USER_ERROR: 'user_error'>)
+    >>> exit_failure(137)
+    ('killed by signal SIGKILL (exit code 137)', <FailureKind.OOM: 'oom'>)
+    """
+    kind = FailureKind.OOM if exit_code == OOM_EXIT_CODE else FailureKind.USER_ERROR
+    return exit_reason(exit_code), kind
 
 
 def check_pull_policy(pull_policy: str) -> None:

@@ -1,60 +1,55 @@
-"""Running an execution in a Docker container through the Docker SDK."""
+"""Running an execution in a Docker container through the Docker SDK.
+
+:class:`DockerRuntime` connects to the daemon, makes the step's image available and sets
+what its container gets; :class:`~sweeper.runtime.docker_container.ContainerRun` runs one
+container; :func:`remove_leftover_containers` cleans up after a runner that died.
+"""
 
 from __future__ import annotations
 
+import functools
 import os
-import queue
-import signal
 import threading
 import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import docker
 import docker.errors
-import requests.exceptions
 from docker.types import DeviceRequest
 
 from sweeper.errors import RuntimeUnavailableError, SweeperError
+from sweeper.record import FailureKind
 from sweeper.runtime.base import (
     COMPLETE,
     CRASHED,
-    ERROR,
     STOPPED,
     RunRequest,
     RunResult,
     Runtime,
+    Verdict,
     check_pull_policy,
-    exit_reason,
-    format_seconds,
     utcnow,
 )
+from sweeper.runtime.docker_container import (
+    DOCKER_ERRORS,
+    EXIT_MARKER,
+    RUN_LABEL,
+    ContainerRun,
+    explain,
+)
 from sweeper.runtime.docker_network import NetworkHolder, NetworkHolders
-from sweeper.runtime.output import LineSplitter
-from sweeper.status import Status
 
 #: The label every container carries, so leftovers of a crashed sweeper can be found.
 EXECUTION_LABEL = "sweeper.execution_id"
-#: A label unique to one run, to find a container whose creation was interrupted.
-RUN_LABEL = "sweeper.run"
 #: Where the work folder appears inside the container.
 MOUNT_POINT = "/valohai"
-#: The start of the line the step's shell prints as it exits: the run's token, its exit
-#: status and the container's OOM kill count ("-" where the cgroup does not tell).
-EXIT_MARKER = "sweeper-exit-"
 DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
-STOP_CHECK_S = 0.05
 #: How long an image resolve_image resolved is what the next run of it runs (the execution
 #: layer resolves it just before the run); older, the run resolves it again.
 RESOLVED_REUSE_S = 60.0
-#: Output chunks read ahead of the line handling (each as the daemon sent it).
-CHUNKS_QUEUED = 64
-
-_DOCKER_ERRORS = (docker.errors.DockerException, requests.exceptions.RequestException)
-_END = object()
 
 
 class DockerRuntime(Runtime):
@@ -136,7 +131,7 @@ class DockerRuntime(Runtime):
                             base_url=self.base_url, timeout=int(self.api_timeout_s)
                         )
                     self._host = client.info().get("Name")
-                except _DOCKER_ERRORS as exc:
+                except DOCKER_ERRORS as exc:
                     raise RuntimeUnavailableError(
                         f"Docker daemon is not reachable at {self.address}: start it or use "
                         f"--runtime local ({exc})"
@@ -184,13 +179,13 @@ class DockerRuntime(Runtime):
                         f"and the pull policy is 'never': pull or build it first, or use "
                         f"pull policy 'missing'"
                     ) from None
-            except _DOCKER_ERRORS as exc:
+            except DOCKER_ERRORS as exc:
                 raise RuntimeUnavailableError(f"cannot inspect image {image!r}: {exc}") from exc
         try:
             return client.images.pull(image)
-        except _DOCKER_ERRORS as exc:
+        except DOCKER_ERRORS as exc:
             raise RuntimeUnavailableError(
-                f"cannot pull image {image!r} (pull policy {pull_policy!r}): {_explain(exc)}"
+                f"cannot pull image {image!r} (pull policy {pull_policy!r}): {explain(exc)}"
             ) from exc
 
     def container_options(
@@ -240,11 +235,7 @@ class DockerRuntime(Runtime):
             options["device_requests"] = [
                 DeviceRequest(device_ids=list(request.gpu_ids), capabilities=[["gpu"]])
             ]
-            environment["NVIDIA_VISIBLE_DEVICES"] = ",".join(request.gpu_ids)
-            # Inside the container the granted GPUs are numbered from 0.
-            environment["CUDA_VISIBLE_DEVICES"] = ",".join(
-                str(index) for index in range(len(request.gpu_ids))
-            )
+            environment.update(_gpu_environment(request.gpu_ids))
         return options
 
     def _script(self, request: RunRequest, run_token: str) -> str:
@@ -257,7 +248,7 @@ class DockerRuntime(Runtime):
         if self.output_owner is not None:
             uid, gid = self.output_owner
             on_exit.append(f"chown -R {uid}:{gid} {MOUNT_POINT}/outputs >/dev/null 2>&1 || true")
-        # The exit line (see _ContainerRun._line): the memory cgroup's oom_kill count
+        # The exit line (see ContainerRun._line): the memory cgroup's oom_kill count
         # (v2, else v1), "-" when neither file has one. Own line: the output may lack a
         # final newline.
         on_exit += [
@@ -286,13 +277,25 @@ class DockerRuntime(Runtime):
         digest = _digest(image)
         started_at = utcnow()
         if stop.is_set():
-            return self._result(STOPPED, None, "stopped before it started", started_at, digest)
+            return self._result(
+                (STOPPED, "stopped before it started", None), None, started_at, digest
+            )
         network = self.network.take(client, image.id) if self.network is not None else None
-        run = _ContainerRun(self, client, request, image.id, on_output, stop, network)
+        run = ContainerRun(
+            client,
+            request,
+            functools.partial(self.container_options, request, image.id),
+            on_output,
+            stop,
+            network,
+            stop_grace_s=self.stop_grace_s,
+            api_timeout_s=self.api_timeout_s,
+        )
         try:
-            status, exit_code, reason = run.run()
-        except _DOCKER_ERRORS as exc:
-            status, exit_code, reason = CRASHED, None, f"Docker error: {_explain(exc)}"
+            verdict, exit_code = run.run()
+        except DOCKER_ERRORS as exc:
+            verdict = (CRASHED, f"Docker error: {explain(exc)}", FailureKind.INFRASTRUCTURE)
+            exit_code = None
         finally:
             run.cleanup()
             if network is not None and self.network is not None:
@@ -300,312 +303,20 @@ class DockerRuntime(Runtime):
                     self.network.give_back(network)
                 else:
                     network.close()  # it failed the run's create: gone or going
-        return self._result(status, exit_code, reason, run.started_at or started_at, digest)
+        return self._result(verdict, exit_code, run.started_at or started_at, digest)
 
     def _result(
         self,
-        status: Status,
+        verdict: Verdict | None,
         exit_code: int | None,
-        reason: str | None,
         started_at: datetime,
         digest: str | None,
     ) -> RunResult:
-        return RunResult(status, exit_code, reason, started_at, utcnow(), digest, self._host)
-
-
-class _ContainerRun:
-    """One container's life: create, start, stream, enforce limits, learn how it ended.
-
-    The exit wait and the output stream are both opened before the start, as ``docker run``
-    does: the daemon removes the container (``auto_remove``) right after it exits, so a
-    request sent after that would find nothing.
-    """
-
-    def __init__(
-        self,
-        runtime: DockerRuntime,
-        client: Any,
-        request: RunRequest,
-        image_id: str,
-        on_output: Callable[[str], None],
-        stop: threading.Event,
-        network: NetworkHolder | None = None,
-    ) -> None:
-        self.runtime = runtime
-        self.client = client
-        self.network = network
-        self.request = request
-        self.image_id = image_id
-        self.stop = stop
-        self.on_output = on_output
-        self.splitter = LineSplitter(self._line)
-        self.token = uuid.uuid4().hex
-        self.exit_prefix = f"{EXIT_MARKER}{self.token} "
-        self.container: Any = None
-        self.creating = False
-        self.stream: Any = None
-        self.exit_wait: _ExitWait | None = None
-        self.reader: threading.Thread | None = None
-        # Bounded: a step that floods its output waits for us (the daemon's attach stream
-        # passes the back-pressure on) instead of piling up in our memory.
-        self.chunks: queue.Queue[object] = queue.Queue(maxsize=CHUNKS_QUEUED)
-        self.started_at: datetime | None = None
-        self.verdict: tuple[Status, str] | None = None
-        #: (exit status, OOM kill count or None) as the step's shell printed them.
-        self.shell_exit: tuple[int, int | None] | None = None
-        self.held_blank = False
-        self.exited = False
-
-    def run(self) -> tuple[Status, int | None, str | None]:
-        try:
-            self._launch()
-        except docker.errors.APIError:
-            if self.network is None or self.network.alive():
-                raise
-            # Its network holder is gone (removed from outside): a network of its own.
-            self.network = None
-            self._close_streams()
-            self._remove()
-            self.container = None
-            self._launch()
-        self.reader = threading.Thread(
-            target=_pump, args=(self.stream, self.chunks), name="sweeper-docker-logs", daemon=True
+        """The result of a run that ended as ``verdict`` says (None: complete)."""
+        status, reason, kind = verdict if verdict is not None else (COMPLETE, None, None)
+        return RunResult(
+            status, exit_code, reason, started_at, utcnow(), digest, self._host, failure_kind=kind
         )
-        self.reader.start()
-        self._supervise(self.chunks)
-        return self._outcome()
-
-    def _launch(self) -> None:
-        options = self.runtime.container_options(
-            self.request, self.image_id, self.token, self.network
-        )
-        self.creating = True
-        self.container = self.client.containers.create(**options)
-        self.creating = False
-        self.exit_wait = _ExitWait(self.client.api, self.container.id)
-        self.stream = self.container.attach(stdout=True, stderr=True, stream=True, logs=False)
-        self.started_at = utcnow()
-        self.container.start()
-
-    def _line(self, line: str) -> None:
-        # The shell's exit line comes after a newline of its own: a blank line just before
-        # it is that newline, not the step's output, so a blank line waits for the next one.
-        if line.startswith(self.exit_prefix):
-            self.held_blank = False
-            self.shell_exit = _parse_exit(line[len(self.exit_prefix) :])
-            return
-        if self.held_blank:
-            self.held_blank = False
-            self.on_output("")
-        if line == "":
-            self.held_blank = True
-        else:
-            self.on_output(line)
-
-    def _supervise(self, chunks: queue.Queue[object]) -> None:
-        request = self.request
-        now = time.monotonic()
-        deadline = now + request.time_limit_s if request.time_limit_s is not None else None
-        silence = request.no_output_timeout_s
-        last_output = now
-        kill_at: float | None = None
-        while True:
-            wait = STOP_CHECK_S
-            if self.verdict is None:
-                if deadline is not None:
-                    wait = min(wait, deadline - now)
-                if silence is not None:
-                    wait = min(wait, last_output + silence - now)
-            elif kill_at is not None:
-                wait = min(wait, kill_at - now)
-            try:
-                item = chunks.get(timeout=max(wait, 0.0))
-            except queue.Empty:
-                item = None
-            if item is _END:
-                break
-            now = time.monotonic()
-            if isinstance(item, bytes):
-                last_output = now
-                self.splitter.feed(item)
-            if self.verdict is None:
-                verdict = self._check_limits(now, deadline, last_output)
-                if verdict is not None:
-                    # docker stop, without blocking the output: the stop signal now,
-                    # SIGKILL after the grace period.
-                    self.verdict = verdict
-                    kill_at = now + self.runtime.stop_grace_s
-                    self._signal(self.container.attrs.get("Config", {}).get("StopSignal"))
-            elif kill_at is not None and now >= kill_at:
-                kill_at = None
-                self._signal("SIGKILL")
-        self.splitter.close()
-        if self.held_blank:
-            self.held_blank = False
-            self.on_output("")
-
-    def _check_limits(
-        self, now: float, deadline: float | None, last_output: float
-    ) -> tuple[Status, str] | None:
-        request = self.request
-        if self.stop.is_set():
-            return STOPPED, "stopped"
-        if deadline is not None and now >= deadline:
-            assert request.time_limit_s is not None
-            return ERROR, f"time limit of {format_seconds(request.time_limit_s)} exceeded"
-        silence = request.no_output_timeout_s
-        if silence is not None and now - last_output >= silence:
-            return ERROR, f"no output for {format_seconds(silence)}"
-        return None
-
-    def _signal(self, signal_name: str | None) -> None:
-        try:
-            self.container.kill(signal=signal_name or "SIGTERM")
-        except _DOCKER_ERRORS:
-            pass  # it has exited already, or is gone: the output stream ends either way
-
-    def _outcome(self) -> tuple[Status, int | None, str | None]:
-        if self.verdict is None and self.shell_exit == (0, 0):
-            # The output has ended and the shell said it exits 0 with no OOM kill: nothing the
-            # daemon could add changes the outcome, and it removes the container itself.
-            self.exited = True
-            return COMPLETE, 0, None
-        assert self.exit_wait is not None
-        exit_code = self.exit_wait.result(self.runtime.api_timeout_s)
-        self.exited = True
-        if self._oom_killed():
-            limit = self.request.memory_mb
-            memory = f"memory limit {limit} MB" if limit is not None else "no memory limit set"
-            return ERROR, exit_code, f"killed by the OOM killer ({memory})"
-        if self.verdict is not None:
-            return self.verdict[0], exit_code, self.verdict[1]
-        if exit_code == 0:
-            return COMPLETE, 0, None
-        signal_name = self._killed_from_outside() if exit_code > 128 else None
-        if signal_name is not None:
-            return CRASHED, exit_code, f"container killed from outside (signal {signal_name})"
-        return ERROR, exit_code, exit_reason(exit_code)
-
-    def _oom_killed(self) -> bool:
-        """Whether the daemon saw an OOM kill: its inspect while the container is still
-        there (its removal follows the exit), else its ``oom`` events."""
-        try:
-            self.container.reload()
-        except docker.errors.NotFound:
-            return self._events("oom") is not None
-        return bool(self.container.attrs.get("State", {}).get("OOMKilled"))
-
-    def _killed_from_outside(self) -> str | None:
-        """The signal of a ``docker kill``/``stop`` we did not send, from the daemon's events."""
-        event = self._events("kill")
-        if event is None:
-            return None
-        number = event.get("Actor", {}).get("Attributes", {}).get("signal")
-        return _signal_name(number) if number is not None else None
-
-    def _events(self, kind: str) -> dict | None:
-        """The container's first ``kind`` event since it started, from the daemon's log."""
-        assert self.started_at is not None
-        events = self.client.events(
-            since=int(self.started_at.timestamp()) - 1,
-            until=f"{time.time():.6f}",
-            filters={"container": self.container.id, "event": kind},
-            decode=True,
-        )
-        try:
-            for event in events:
-                return dict(event)
-        finally:
-            events.close()
-        return None
-
-    def cleanup(self) -> None:
-        """Remove the container unless it exited (the daemon removes those); never raises.
-
-        One whose creation was interrupted is found by its run label.
-        """
-        if not self.exited:
-            self._remove()
-        self._close_streams()
-        if self.reader is not None:
-            # Drain what the reader still holds, so that it can see the closed stream and end.
-            deadline = time.monotonic() + 5
-            while self.reader.is_alive() and time.monotonic() < deadline:
-                try:
-                    self.chunks.get(timeout=STOP_CHECK_S)
-                except queue.Empty:
-                    pass
-
-    def _remove(self) -> None:
-        containers = [self.container] if self.container is not None else []
-        if self.container is None and self.creating:
-            try:
-                containers = self.client.containers.list(
-                    all=True, filters={"label": f"{RUN_LABEL}={self.token}"}, sparse=True
-                )
-            except _DOCKER_ERRORS:
-                containers = []
-        for container in containers:
-            try:
-                container.remove(force=True)
-            except docker.errors.NotFound:
-                pass
-            except _DOCKER_ERRORS:
-                pass  # the label lets a later cleanup find it
-
-    def _close_streams(self) -> None:
-        for stream in (self.stream, self.exit_wait):
-            if stream is not None:
-                try:
-                    stream.close()
-                except Exception:  # noqa: BLE001 - closing a dead socket may fail any way
-                    pass
-        self.stream = self.exit_wait = None
-
-
-class _ExitWait:
-    """``POST /containers/{id}/wait?condition=next-exit``, sent now, answered at the exit.
-
-    The SDK's ``wait`` blocks until the answer; this sends the request and returns once the
-    daemon has answered with its headers, which it does after registering the wait, so an
-    exit right after the start is not missed.
-    """
-
-    def __init__(self, api: Any, container_id: str) -> None:
-        self._response = api._post(
-            api._url("/containers/{0}/wait", container_id),
-            params={"condition": "next-exit"},
-            stream=True,
-            timeout=None,  # a step may run for days; result() bounds the wait after the exit
-        )
-        api._raise_for_status(self._response)
-        self._body: dict[str, Any] = {}
-        self._error: BaseException | None = None
-        self._done = threading.Event()
-        self._thread = threading.Thread(target=self._read, name="sweeper-docker-wait", daemon=True)
-        self._thread.start()
-
-    def _read(self) -> None:
-        try:
-            self._body = self._response.json()
-        except Exception as exc:  # noqa: BLE001 - reported by result()
-            self._error = exc
-        finally:
-            self._done.set()
-
-    def result(self, timeout_s: float) -> int:
-        """The exit code, once the output has ended; raises a Docker error after ``timeout_s``."""
-        if not self._done.wait(timeout_s):
-            raise docker.errors.DockerException(
-                f"the daemon did not report the container's exit within {timeout_s:g} s"
-            )
-        if self._error is not None:
-            raise docker.errors.DockerException(f"waiting for the exit failed: {self._error}")
-        return int(self._body["StatusCode"])
-
-    def close(self) -> None:
-        """Drop the request (the daemon cancels the wait)."""
-        self._response.close()
 
 
 def remove_leftover_containers(execution_id: str, base_url: str | None = None) -> int:
@@ -634,11 +345,11 @@ def remove_leftover_containers(execution_id: str, base_url: str | None = None) -
                     # 409: the daemon is removing it already (auto_remove after its exit)
                     if exc.status_code == 409 and _removed(container):
                         removed += 1
-                except _DOCKER_ERRORS:
+                except DOCKER_ERRORS:
                     pass
         finally:
             client.close()
-    except _DOCKER_ERRORS:
+    except DOCKER_ERRORS:
         pass
     return removed
 
@@ -649,42 +360,19 @@ def _removed(container: Any) -> bool:
         container.wait(condition="removed", timeout=30)
     except docker.errors.NotFound:
         return True
-    except _DOCKER_ERRORS:
+    except DOCKER_ERRORS:
         return False
     return True
 
 
-def _pump(stream: Iterator[bytes], chunks: queue.Queue[object]) -> None:
-    # Blocking reads on their own thread; the caller's thread handles lines and limits.
-    try:
-        for chunk in stream:
-            chunks.put(chunk)
-    except Exception:  # noqa: BLE001 - a broken stream ends the run; the outcome explains it
-        pass
-    finally:
-        chunks.put(_END)
-
-
-def _parse_exit(text: str) -> tuple[int, int | None] | None:
-    """``"STATUS OOMKILLS"`` of the shell's exit line; None if it is not that."""
-    parts = text.split()
-    if len(parts) != 2 or not parts[0].isdigit():
-        return None
-    return int(parts[0]), int(parts[1]) if parts[1].isdigit() else None
+def _gpu_environment(gpu_ids: tuple[str, ...]) -> dict[str, str]:
+    """The variables that show a container the GPUs it was granted, numbered from 0 inside."""
+    return {
+        "NVIDIA_VISIBLE_DEVICES": ",".join(gpu_ids),
+        "CUDA_VISIBLE_DEVICES": ",".join(str(index) for index in range(len(gpu_ids))),
+    }
 
 
 def _digest(image: Any) -> str:
     digests = image.attrs.get("RepoDigests") or []
     return str(digests[0]) if digests else str(image.id)
-
-
-def _signal_name(value: str) -> str:
-    try:
-        return signal.Signals(int(value)).name
-    except ValueError:
-        return value
-
-
-def _explain(exc: BaseException) -> str:
-    explanation = getattr(exc, "explanation", None)
-    return str(explanation or exc)

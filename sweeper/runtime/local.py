@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from datetime import datetime
 
+from sweeper.record import FailureKind
 from sweeper.runtime.base import (
     COMPLETE,
     CRASHED,
@@ -21,13 +22,13 @@ from sweeper.runtime.base import (
     RunRequest,
     RunResult,
     Runtime,
-    exit_reason,
+    Verdict,
+    exit_failure,
     format_seconds,
     utcnow,
 )
 from sweeper.runtime.descendants import RunProcesses
 from sweeper.runtime.output import LineSplitter
-from sweeper.status import Status
 
 #: How often the stop event is checked while nothing else happens.
 STOP_CHECK_S = 0.05
@@ -85,7 +86,7 @@ class LocalRuntime(Runtime):
         """Run the commands locally; see :meth:`Runtime.run`."""
         started_at = utcnow()
         if stop.is_set():
-            return self._result(STOPPED, None, "stopped before it started", started_at)
+            return self._result((STOPPED, "stopped before it started", None), None, started_at)
         processes = RunProcesses()
         try:
             try:
@@ -100,10 +101,11 @@ class LocalRuntime(Runtime):
                     bufsize=0,
                 )
             except OSError as exc:
-                return self._result(CRASHED, None, f"cannot start the process: {exc}", started_at)
+                failed = (CRASHED, f"cannot start the process: {exc}", FailureKind.INFRASTRUCTURE)
+                return self._result(failed, None, started_at)
             processes.attach(process.pid)
             try:
-                status, reason = _Supervisor(
+                verdict = _Supervisor(
                     process, processes, request, on_output, stop, self.stop_grace_s
                 ).run()
             finally:
@@ -118,21 +120,25 @@ class LocalRuntime(Runtime):
         exit_code = process.returncode
         if exit_code < 0:
             exit_code = 128 - exit_code
-            if status is None:
+            if verdict is None:
                 # The shell itself died of a signal nobody here sent: the step's whole tree
                 # was killed from outside (a Ray worker shutting down kills its children,
                 # an operator's kill). A step that dies of a signal, the OOM killer's
                 # included, leaves the shell to exit with 128 + N: that stays an error.
-                status = CRASHED
                 reason = f"killed from outside (signal {_signal_name(-process.returncode)})"
-        if status is None:
-            status, reason = (COMPLETE, None) if exit_code == 0 else (ERROR, exit_reason(exit_code))
-        return self._result(status, exit_code, reason, started_at)
+                verdict = (CRASHED, reason, FailureKind.INFRASTRUCTURE)
+        if verdict is None and exit_code != 0:
+            verdict = (ERROR, *exit_failure(exit_code))
+        return self._result(verdict, exit_code, started_at)
 
     def _result(
-        self, status: Status, exit_code: int | None, reason: str | None, started_at: datetime
+        self, verdict: Verdict | None, exit_code: int | None, started_at: datetime
     ) -> RunResult:
-        return RunResult(status, exit_code, reason, started_at, utcnow(), host=self._host)
+        """The result of a run that ended as ``verdict`` says (None: complete)."""
+        status, reason, kind = verdict if verdict is not None else (COMPLETE, None, None)
+        return RunResult(
+            status, exit_code, reason, started_at, utcnow(), host=self._host, failure_kind=kind
+        )
 
 
 class _Supervisor:
@@ -161,15 +167,15 @@ class _Supervisor:
         limit = request.time_limit_s
         self.deadline = now + limit if limit is not None else None
         self.last_output = now
-        # Set when we end the run ourselves: the status and reason to report.
-        self.verdict: tuple[Status, str] | None = None
+        # Set when we end the run ourselves: what to report.
+        self.verdict: Verdict | None = None
         self.kill_at = math.inf
         self.hard_killed_at: float | None = None
         self.ending = False
         self.cleared = False  # the shell exited and no process of the run was left
         self.drain_until: float | None = None
 
-    def run(self) -> tuple[Status | None, str | None]:
+    def run(self) -> Verdict | None:
         process = self.process
         assert process.stdout is not None
         out = process.stdout.fileno()
@@ -209,7 +215,7 @@ class _Supervisor:
             if pidfd is not None:
                 os.close(pidfd)
         process.wait()
-        return self.verdict if self.verdict is not None else (None, None)
+        return self.verdict
 
     def _ended(self, now: float, eof: bool) -> bool:
         """Once the shell has exited, each round: end what it left; whether the run is over."""
@@ -244,17 +250,17 @@ class _Supervisor:
     def _check_limits(self, now: float) -> None:
         request = self.request
         if self.stop.is_set():
-            self._terminate(STOPPED, "stopped", now)
+            self._terminate((STOPPED, "stopped", None), now)
         elif self.deadline is not None and now >= self.deadline:
             assert request.time_limit_s is not None
             limit = format_seconds(request.time_limit_s)
-            self._terminate(ERROR, f"time limit of {limit} exceeded", now)
+            self._terminate((ERROR, f"time limit of {limit} exceeded", FailureKind.TIME_LIMIT), now)
         elif (
             request.no_output_timeout_s is not None
             and now - self.last_output >= request.no_output_timeout_s
         ):
             silence = format_seconds(request.no_output_timeout_s)
-            self._terminate(ERROR, f"no output for {silence}", now)
+            self._terminate((ERROR, f"no output for {silence}", FailureKind.NO_OUTPUT), now)
 
     def _wait_s(self, now: float) -> float:
         wait = STOP_CHECK_S
@@ -269,8 +275,8 @@ class _Supervisor:
             wait = min(wait, self.drain_until - now)
         return max(wait, 0.0)
 
-    def _terminate(self, status: Status, reason: str, now: float) -> None:
-        self.verdict = (status, reason)
+    def _terminate(self, verdict: Verdict, now: float) -> None:
+        self.verdict = verdict
         self.kill_at = now + self.grace_s
         self._signal(signal.SIGTERM)
 

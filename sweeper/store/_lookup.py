@@ -1,30 +1,52 @@
-"""Find executions by reference: full id, unique id prefix, ``#<counter>`` or ``latest``."""
+"""Find executions by reference: full id, unique id prefix, ``#<counter>`` or ``latest``.
+
+The lookups read a store through :class:`Executions`, the few methods they need, so that
+this module needs nothing of the :class:`~sweeper.store.Store` that calls it.
+"""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import pyarrow as pa
 
 from sweeper.errors import StoreError
 from sweeper.status import Status
 
-if TYPE_CHECKING:
-    from ._store import Store
-
 _ID = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]*$")
 _INDEX_COLUMNS = ["execution_id", "counter", "status", "spec_hash", "created_at"]
 
 
-def _index(store: Store) -> pa.Table:
+class Executions(Protocol):
+    """What a lookup reads of a store (:class:`~sweeper.store.Store` has it)."""
+
+    @property
+    def location(self) -> str:
+        """The store's path or URI, for messages."""
+        ...
+
+    def read_dataset(self, name: str, columns: list[str] | None = None) -> pa.Table:
+        """Every row of a dataset (here: ``executions``)."""
+        ...
+
+    def execution_ids(self, *, since: str | None = None) -> list[str]:
+        """The ids of the execution folders, sorted."""
+        ...
+
+    def record_json(self, execution_id: str) -> dict[str, Any] | None:
+        """``execution.json`` as stored, or None when it is missing or unreadable."""
+        ...
+
+
+def _index(store: Executions) -> pa.Table:
     return store.read_dataset("executions", columns=_INDEX_COLUMNS)
 
 
-def _load(store: Store, execution_id: str) -> dict[str, Any]:
-    record = store._record_dict(execution_id)
+def _load(store: Executions, execution_id: str) -> dict[str, Any]:
+    record = store.record_json(execution_id)
     if record is None:
         raise StoreError(
             f"execution {execution_id} has no readable execution.json in {store.location}"
@@ -32,11 +54,11 @@ def _load(store: Store, execution_id: str) -> dict[str, Any]:
     return record
 
 
-def _unknown(store: Store, ref: str, why: str = "") -> StoreError:
+def _unknown(store: Executions, ref: str, why: str = "") -> StoreError:
     return StoreError(f"unknown execution {ref!r} in store {store.location}{why}")
 
 
-def find_execution(store: Store, ref: str) -> dict[str, Any]:
+def find_execution(store: Executions, ref: str) -> dict[str, Any]:
     """The record of the execution ``ref`` names (see the module doc)."""
     ref = str(ref).strip()
     if ref == "latest":
@@ -60,7 +82,7 @@ def find_execution(store: Store, ref: str) -> dict[str, Any]:
         return _load(store, ids[-1])
     if not _ID.match(ref):
         raise _unknown(store, ref)
-    record = store._record_dict(ref)
+    record = store.record_json(ref)
     if record is not None:
         return record
     return _load(store, _resolve_prefix(store, ref))
@@ -70,14 +92,14 @@ def _unique(values: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(v for v in values if v))
 
 
-def _resolve_prefix(store: Store, prefix: str) -> str:
+def _resolve_prefix(store: Executions, prefix: str) -> str:
     index = _index(store)
     ids = _unique(
         i for i in index["execution_id"].to_pylist() if i is not None and i.startswith(prefix)
     )
     if not ids:
         # Records whose dataset row was lost (a damaged part) still have their folder.
-        ids = sorted(d for d in store.backend.list_dirs("executions") if d.startswith(prefix))
+        ids = [d for d in store.execution_ids(since=prefix) if d.startswith(prefix)]
     if not ids:
         raise _unknown(store, prefix)
     if len(ids) > 1:
@@ -87,7 +109,7 @@ def _resolve_prefix(store: Store, prefix: str) -> str:
 
 
 def latest_completed(
-    store: Store, spec_hashes: Iterable[str] | None = None
+    store: Executions, spec_hashes: Iterable[str] | None = None
 ) -> dict[str, dict[str, Any]]:
     """For each spec hash (all when None), the record of its latest ``complete`` execution."""
     import pyarrow.compute as pc

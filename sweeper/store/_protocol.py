@@ -13,11 +13,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from sweeper.record import ExecutionRecord
+
 if TYPE_CHECKING:
     import pyarrow as pa
-
-    # Imported for types only: `import sweeper.store` must not pull execution/ in.
-    from sweeper.record import ExecutionRecord
 
 
 class RecordStore(Protocol):

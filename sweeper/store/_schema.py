@@ -48,6 +48,7 @@ EXECUTIONS = pa.schema(
         ("spec_hash", pa.string()),
         ("metrics_dropped", pa.int64()),
         ("outputs_skipped", pa.string()),
+        ("failure_kind", pa.string()),
     ]
 )
 

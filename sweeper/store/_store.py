@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from sweeper.errors import StoreError
+from sweeper.record import ExecutionRecord
 from sweeper.status import Status
 
 from . import _counter, _lookup
@@ -27,10 +28,6 @@ from ._merge import merge as merge_stores
 from ._parts import Parts, check_dataset_name
 from ._rows import artifact_rows, execution_row, metric_rows, metrics_table, rows_to_table
 from ._schema import FORMAT, ID_COLUMNS, MARKER, SCHEMA_VERSION, SCHEMAS
-
-if TYPE_CHECKING:
-    # For types only: importing the store must not import execution/ (and the Docker SDK).
-    from sweeper.record import ExecutionRecord
 
 
 def _check_relpath(relpath: str) -> str:
@@ -201,7 +198,7 @@ class Store:
 
     # -- records ---------------------------------------------------------------------------
 
-    def _record_dict(self, execution_id: str) -> dict[str, Any] | None:
+    def record_json(self, execution_id: str) -> dict[str, Any] | None:
         """execution.json as stored, or None when it is missing or not a JSON object.
 
         An unfinished record is written without an fsync (see :meth:`put_record`): after a
@@ -232,9 +229,7 @@ class Store:
 
     def get_record(self, execution_id: str) -> ExecutionRecord | None:
         """The execution's record, or None when none was ever written."""
-        from sweeper.record import ExecutionRecord
-
-        data = self._record_dict(execution_id)
+        data = self.record_json(execution_id)
         if data is None:
             return None
         # The id is the folder's name; an old or hand-made record may not repeat it.

@@ -9,12 +9,17 @@ paths (the values that change from trial to trial) fall into one group::
     3 x exit code 1: ValueError: learning rate must be positive: -0.2 (e.g. 01JB...)
 
 Each failure also has a class, which decides what the sweep does about it
-(:func:`failure_class`):
+(:func:`failure_class`). It is the record's :class:`~sweeper.record.FailureKind`, set where
+the failure was known (the runtime, the executor, recovery), never read back from a message:
 
 - ``oom``: exit code 137, the OOM killer, a ``MemoryError`` or ``CUDA out of memory`` line;
-- ``time_limit``: the step's time limit or no-output timeout;
+- ``time_limit``: the step's time limit or no-output timeout (a record's ``no_output`` kind
+  is a time limit to the sweep);
 - ``infrastructure``: the actor or its node died, the image could not be had;
 - ``user_error``: anything else (a traceback, a non-zero exit, no metric printed).
+
+Records written before the kind existed are classed from their messages and log by
+:func:`legacy_failure_class`, the one place that still reads a class from text.
 
 ``oom`` and ``time_limit`` come from the resources a trial's parameters asked for: the
 sweep tells them to Optuna as infeasible, so that TPE avoids the region; they do not count
@@ -30,10 +35,11 @@ log again.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
+from sweeper.record import OOM_LINES_BACK, ExecutionRecord, FailureKind, says_out_of_memory
 from sweeper.status import Status
 
 if TYPE_CHECKING:
@@ -46,24 +52,25 @@ MAX_REASON_CHARS = 500
 #: How many groups an error message names before it says how many more there are.
 TOP_REASONS = 3
 
-OOM = "oom"
-TIME_LIMIT = "time_limit"
-USER_ERROR = "user_error"
-INFRASTRUCTURE = "infrastructure"
-#: Every failure class, in the order summaries list them.
+OOM = FailureKind.OOM
+TIME_LIMIT = FailureKind.TIME_LIMIT
+NO_OUTPUT = FailureKind.NO_OUTPUT
+USER_ERROR = FailureKind.USER_ERROR
+INFRASTRUCTURE = FailureKind.INFRASTRUCTURE
+#: Every class :func:`failure_class` gives, in the order summaries list them (``no_output``
+#: is a ``time_limit`` to the sweep).
 FAILURE_CLASSES = (OOM, TIME_LIMIT, USER_ERROR, INFRASTRUCTURE)
-#: Classes caused by the resources a trial's parameters asked for: told to the sampler as
+#: Kinds caused by the resources a trial's parameters asked for: told to the sampler as
 #: infeasible and not counted towards ``--max-failures``.
-RESOURCE_CLASSES = frozenset({OOM, TIME_LIMIT})
+RESOURCE_CLASSES = frozenset({OOM, TIME_LIMIT, NO_OUTPUT})
 #: The user attribute that holds a failed trial's class.
 CLASS_ATTR = "failure_class"
 #: The Optuna constraint a trial failed by its resources violates (1.0; unset otherwise).
 CONSTRAINT = "resources"
 
-# A log line that says the step ran out of memory (Python's, PyTorch's, CUDA's words).
-_OOM_LINE = re.compile(r"\bMemoryError\b|CUDA out of memory|CUDA error: out of memory|OutOfMemory")
-# Errors of executions that never started their command because the machinery failed.
-_INFRA_ERROR = re.compile(
+# Errors of executions that never started their command because the machinery failed, in
+# the words of records written before the failure kind (see legacy_failure_class).
+_LEGACY_INFRA_ERROR = re.compile(
     r"cannot (?:pull|inspect) image|is not present on the Docker host|Docker|Ray actor|"
     r"node (?:died|was lost)|no longer in the store",
     re.IGNORECASE,
@@ -93,7 +100,7 @@ class FailureGroup:
     reason: str
     count: int
     example_execution_id: str | None
-    failure_class: str = USER_ERROR
+    failure_class: str = USER_ERROR.value
 
     def to_dict(self) -> dict[str, Any]:
         """The ``--json`` form."""
@@ -130,7 +137,7 @@ def read_log_tail(store: RecordStore, execution_id: str, max_bytes: int = LOG_TA
 
 
 def failure_reason(
-    record: Mapping[str, Any], *, reason: str | None = None, log_text: str = ""
+    record: ExecutionRecord, *, reason: str | None = None, log_text: str = ""
 ) -> str:
     """One line saying why an execution failed.
 
@@ -138,41 +145,68 @@ def failure_reason(
     that crashed on every retry); else the record's ``error``, else its status. The log's
     error line is added unless the reason already holds it.
     """
-    status = str(record.get("status") or Status.ERROR)
-    exit_code = record.get("exit_code")
+    exit_code = record.exit_code
     base = str(
-        reason or record.get("error") or (f"exit code {exit_code}" if exit_code else status)
+        reason or record.error or (f"exit code {exit_code}" if exit_code else record.status)
     ).strip()
-    detail = error_line(log_text) if status != Status.COMPLETE and log_text else None
+    detail = error_line(log_text) if record.status != Status.COMPLETE and log_text else None
     text = f"{base}: {detail}" if detail and detail not in base else base
     return text[:MAX_REASON_CHARS]
 
 
-def failure_class(record: Mapping[str, Any], log_text: str = "") -> str:
+def failure_class(record: ExecutionRecord, log_text: str = "") -> FailureKind:
     """The class of a failed execution: ``oom``, ``time_limit``, ``infrastructure`` or ``user_error``.
 
-    >>> failure_class({"status": "error", "exit_code": 137})
-    'oom'
-    >>> failure_class({"status": "error", "exit_code": 1}, "Traceback ...\\nMemoryError")
-    'oom'
-    >>> failure_class({"status": "error", "error": "time limit of 5s exceeded"})
-    'time_limit'
-    >>> failure_class({"status": "crashed", "error": "the Ray actor running it died"})
-    'infrastructure'
-    >>> failure_class({"status": "error", "exit_code": 1}, "ValueError: bad lr")
-    'user_error'
+    The record's :attr:`~sweeper.record.ExecutionRecord.failure_kind`, whatever its
+    messages say (``no_output`` is a ``time_limit`` to the sweep). An execution that
+    completed, failed by the sweep (a metric it never printed), is a ``user_error``.
+    ``log_text`` (the end of the log) serves only records written before the kind existed
+    (see :func:`legacy_failure_class`).
+
+    >>> failure_class(ExecutionRecord("e", status=Status.ERROR, failure_kind=OOM))
+    <FailureKind.OOM: 'oom'>
+    >>> failure_class(ExecutionRecord("e", status=Status.ERROR, failure_kind=NO_OUTPUT))
+    <FailureKind.TIME_LIMIT: 'time_limit'>
+    >>> failure_class(ExecutionRecord("e", status=Status.ERROR, error="Docker said no",
+    ...                               failure_kind=USER_ERROR))
+    <FailureKind.USER_ERROR: 'user_error'>
     """
-    error = str(record.get("error") or "")
-    exit_code = record.get("exit_code")
-    if str(record.get("status")) == Status.CRASHED:
+    kind = record.failure_kind
+    if kind is not None:
+        return TIME_LIMIT if kind is NO_OUTPUT else kind
+    if record.status is Status.COMPLETE:
+        return USER_ERROR
+    return legacy_failure_class(record, log_text)
+
+
+def legacy_failure_class(record: ExecutionRecord, log_text: str = "") -> FailureKind:
+    """The class of a failed execution recorded without a failure kind (before it existed),
+    read from its status, exit code, error message and the end of its log.
+
+    >>> def legacy(log: str = "", **fields: Any) -> FailureKind:
+    ...     return legacy_failure_class(ExecutionRecord.from_dict({"id": "e", **fields}), log)
+    >>> legacy(status="error", exit_code=137)
+    <FailureKind.OOM: 'oom'>
+    >>> legacy("Traceback ...\\nMemoryError", status="error", exit_code=1)
+    <FailureKind.OOM: 'oom'>
+    >>> legacy(status="error", error="time limit of 5s exceeded")
+    <FailureKind.TIME_LIMIT: 'time_limit'>
+    >>> legacy(status="crashed", error="the Ray actor running it died")
+    <FailureKind.INFRASTRUCTURE: 'infrastructure'>
+    >>> legacy("ValueError: bad lr", status="error", exit_code=1)
+    <FailureKind.USER_ERROR: 'user_error'>
+    """
+    error = record.error or ""
+    exit_code = record.exit_code
+    if record.status is Status.CRASHED:
         return INFRASTRUCTURE
     if exit_code == 137 or "OOM killer" in error or "OOMKilled" in error:
         return OOM
-    if any(_OOM_LINE.search(line) for line in log_text.splitlines()[-200:]):
+    if any(says_out_of_memory(line) for line in log_text.splitlines()[-OOM_LINES_BACK:]):
         return OOM
     if error.startswith(("time limit", "no output for")):
         return TIME_LIMIT
-    if exit_code is None and _INFRA_ERROR.search(error):
+    if exit_code is None and _LEGACY_INFRA_ERROR.search(error):
         return INFRASTRUCTURE
     return USER_ERROR
 
@@ -213,7 +247,7 @@ def group_reasons(
     """
     groups: dict[tuple[str, str], list[Any]] = {}
     for execution_id, reason, *rest in failures:
-        kind = rest[0] if rest else USER_ERROR
+        kind = str(rest[0]) if rest else USER_ERROR.value
         entry = groups.setdefault((kind, reason_key(reason)), [reason, 0, execution_id, kind])
         entry[1] += 1
         if entry[2] is None:
@@ -240,7 +274,7 @@ def study_failures(study: Any) -> list[FailureGroup]:
 
 def class_counts(groups: Iterable[FailureGroup]) -> dict[str, int]:
     """How many failed trials each class has, in :data:`FAILURE_CLASSES` order (none left out)."""
-    counts = dict.fromkeys(FAILURE_CLASSES, 0)
+    counts = dict.fromkeys((kind.value for kind in FAILURE_CLASSES), 0)
     for group in groups:
         counts[group.failure_class] = counts.get(group.failure_class, 0) + group.count
     return counts
@@ -251,15 +285,3 @@ def describe(groups: list[FailureGroup], limit: int = TOP_REASONS) -> str:
     text = "; ".join(str(group) for group in groups[:limit])
     more = len(groups) - limit
     return f"{text}; and {more} other reason{'s' if more > 1 else ''}" if more > 0 else text
-
-
-def sweep_failures(store: RecordStore, sweep_id: str) -> list[FailureGroup]:
-    """The failed trials of a sweep in ``store``, grouped by reason, most common first."""
-    from sweeper.errors import StoreError
-    from sweeper.sweep.study import load_study
-
-    saved = store.get_sweep(sweep_id)
-    if not saved:
-        raise StoreError(f'unknown sweep "{sweep_id}" in {store.location}')
-    storage = (saved.get("options") or {}).get("storage")
-    return study_failures(load_study(store, sweep_id, storage))

@@ -196,10 +196,8 @@ def tell(study: optuna.Study, trial: optuna.Trial, outcome: Outcome) -> None:
 
 def _why(record: ExecutionRecord, log_text: str, reason: str | None = None) -> tuple[str, str]:
     """A failure's line (``reason`` first, when the sweep knows more) and its class."""
-    # The one place the typed record meets sweep/failures.py, which reads a mapping until it
-    # takes the record itself (issue 22's record part); then the record is passed as it is.
-    data: Any = record.to_dict()
-    return failure_reason(data, reason=reason, log_text=log_text), failure_class(data, log_text)
+    kind = failure_class(record, log_text)
+    return failure_reason(record, reason=reason, log_text=log_text), str(kind)
 
 
 def _attempt(trial: TrialLike) -> int:

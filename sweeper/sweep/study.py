@@ -40,6 +40,7 @@ from optuna.study import StudyDirection
 from sweeper.errors import StoreError, SweeperError
 from sweeper.store import RecordStore
 from sweeper.store._locks import file_lock
+from sweeper.sweep.failures import FailureGroup, study_failures
 
 #: The lock file a sweep's driver holds while it runs (next to its journal).
 DRIVER_LOCK = "driver.lock"
@@ -256,3 +257,12 @@ def open_study(
             # names the axes in plots and the dashboard ("loss", not "Objective 0")
             study.set_metric_names(names)
     return study
+
+
+def sweep_failures(store: RecordStore, sweep_id: str) -> list[FailureGroup]:
+    """The failed trials of a sweep in ``store``, grouped by reason, most common first."""
+    saved = store.get_sweep(sweep_id)
+    if not saved:
+        raise StoreError(f'unknown sweep "{sweep_id}" in {store.location}')
+    storage = (saved.get("options") or {}).get("storage")
+    return study_failures(load_study(store, sweep_id, storage))

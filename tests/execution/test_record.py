@@ -18,8 +18,10 @@ import sweeper.status as status_module
 from sweeper.config import parse_config
 from sweeper.errors import SweeperError
 from sweeper.execution import ExecutionRecord, ExecutionSpec, Executor, Status, build_spec
-from sweeper.runtime import LocalRuntime
+from sweeper.record import FailureKind
+from sweeper.runtime import DockerRuntime, LocalRuntime
 from sweeper.store import Store
+from tests.requirements import require_docker
 
 #: A full record as Executor wrote it before ExecutionRecord existed (keys in that order).
 FULL = {
@@ -132,6 +134,34 @@ def test_crash_record_reads_with_defaults() -> None:
     written = record.to_dict()
     assert {k: written[k] for k in CRASH} == CRASH
     assert ExecutionRecord.from_dict(written) == record
+
+
+def test_failure_kind_round_trips_and_old_records_read_without_it() -> None:
+    failed = ExecutionRecord.from_dict({**FULL, "status": "error", "exit_code": 137})
+    assert failed.failure_kind is None  # written before the kind existed
+    assert "failure_kind" not in failed.to_dict()  # and written back as it was read
+    oom = failed.finished(Status.ERROR, error="x", ended_at="t", failure_kind=FailureKind.OOM)
+    stored = json.loads(json.dumps(oom.to_dict()))
+    assert stored["failure_kind"] == "oom"
+    assert list(stored)[list(stored).index("error") + 1] == "failure_kind"
+    again = ExecutionRecord.from_dict(stored)
+    assert again.failure_kind is FailureKind.OOM and again == oom
+    assert [kind.value for kind in FailureKind] == [
+        "oom",
+        "time_limit",
+        "no_output",
+        "infrastructure",
+        "user_error",
+    ]
+
+
+def test_an_unknown_failure_kind_is_kept_in_its_place() -> None:
+    data = {**CRASH, "failure_kind": "cosmic_ray", "error": "the Ray actor running it died"}
+    record = ExecutionRecord.from_dict(data)
+    assert record.failure_kind is None and record.extra == {"failure_kind": "cosmic_ray"}
+    written = record.to_dict()
+    assert written["failure_kind"] == "cosmic_ray"
+    assert list(written).index("failure_kind") == list(written).index("error") + 1
 
 
 def test_finished_and_objective_values() -> None:
@@ -338,3 +368,88 @@ def test_reuse_and_bad_input_records(tmp_path: Path) -> None:
     assert store.get_record(failed.id) == failed
     with pytest.raises(SweeperError):
         executor.run(broken, raise_bad_input=True)
+
+
+# -- why an execution failed -------------------------------------------------------------
+
+MEMORY_HOG = "ulimit -v 400000; {python} -c 'print(1); x = bytearray(2 * 10**9)'"
+
+
+def failing_spec(tmp_path: Path, case: str) -> ExecutionSpec:
+    """A spec of ``fit`` that fails in the way ``case`` names."""
+    python = shlex.quote(sys.executable)
+    spec = fit_spec(tmp_path)
+    if case == "exit":
+        return replace(spec, commands=("echo '{\"loss\": 1}'", "exit 3"))
+    if case == "memory":  # a real limit: Python raises MemoryError, then exits 1
+        return replace(spec, commands=(MEMORY_HOG.format(python=python),))
+    if case == "time_limit":
+        return replace(spec, commands=("echo started", "sleep 30"), time_limit_s=0.5)
+    if case == "no_output":
+        return replace(spec, commands=("echo started", "sleep 30"), no_output_timeout_s=0.5)
+    if case == "bad_input":
+        return replace(spec, inputs={"data": ("/no/such/file.csv",)})
+    assert case == "snapshot"
+    return replace(spec, code_archive="0" * 64)  # never stored
+
+
+@pytest.mark.parametrize(
+    ("case", "kind", "status"),
+    [
+        ("exit", FailureKind.USER_ERROR, Status.ERROR),
+        ("memory", FailureKind.OOM, Status.ERROR),
+        ("time_limit", FailureKind.TIME_LIMIT, Status.ERROR),
+        ("no_output", FailureKind.NO_OUTPUT, Status.ERROR),
+        ("bad_input", FailureKind.USER_ERROR, Status.ERROR),
+        ("snapshot", FailureKind.INFRASTRUCTURE, Status.ERROR),
+    ],
+)
+def test_executor_records_the_failure_kind_where_it_is_known(
+    tmp_path: Path, case: str, kind: FailureKind, status: Status
+) -> None:
+    store = Store.open(tmp_path / "store", create=True)
+    record = Executor(store, LocalRuntime(stop_grace_s=1)).run(failing_spec(tmp_path, case))
+    assert (record.status, record.failure_kind) == (status, kind), record.error
+    assert store.get_record(record.id) == record
+    stored = json.loads(
+        (tmp_path / "store" / "executions" / record.id / "execution.json").read_text()
+    )
+    assert stored["failure_kind"] == kind.value
+    (row,) = store.read_dataset("executions").to_pylist()
+    assert row["failure_kind"] == kind.value and type(row["failure_kind"]) is str
+
+
+def test_an_out_of_memory_line_long_before_the_end_was_survived(tmp_path: Path) -> None:
+    store = Store.open(tmp_path / "store", create=True)
+    spec = replace(
+        fit_spec(tmp_path),
+        commands=("echo 'MemoryError: retrying with a smaller batch'", "seq 1 300", "exit 1"),
+    )
+    record = Executor(store, LocalRuntime()).run(spec)
+    assert record.failure_kind is FailureKind.USER_ERROR
+    near = replace(spec, commands=("seq 1 300", "echo 'CUDA out of memory. Tried'", "exit 1"))
+    assert Executor(store, LocalRuntime()).run(near).failure_kind is FailureKind.OOM
+
+
+def test_a_complete_execution_has_no_failure_kind(tmp_path: Path) -> None:
+    store = Store.open(tmp_path / "store", create=True)
+    spec = replace(fit_spec(tmp_path), commands=("echo 'MemoryError, caught'", "true"))
+    record = Executor(store, LocalRuntime()).run(spec)
+    assert (record.status, record.failure_kind) == (Status.COMPLETE, None)
+    assert "failure_kind" not in (store.record_json(record.id) or {})
+    (row,) = store.read_dataset("executions").to_pylist()
+    assert row["failure_kind"] is None
+
+
+@pytest.mark.docker
+def test_an_image_the_runtime_cannot_have_is_an_infrastructure_failure(tmp_path: Path) -> None:
+    require_docker()
+    store = Store.open(tmp_path / "store", create=True)
+    spec = replace(
+        fit_spec(tmp_path, runtime="docker"),
+        image="sweeper-test/does-not-exist:latest",
+        pull_policy="never",
+    )
+    record = Executor(store, DockerRuntime()).run(spec)
+    assert record.status is Status.ERROR and "is not present" in (record.error or "")
+    assert record.failure_kind is FailureKind.INFRASTRUCTURE

@@ -19,6 +19,7 @@ from runtime_support import (
     stop_on,
 )
 
+from sweeper.record import FailureKind
 from sweeper.runtime.base import RunResult
 from sweeper.runtime.docker import EXECUTION_LABEL
 
@@ -38,6 +39,7 @@ def assert_ended(harness: Harness) -> None:
 def test_exit_code_zero_is_complete(harness: Harness) -> None:
     result, output = harness.run("echo hello")
     assert (result.status, result.exit_code, result.reason) == ("complete", 0, None)
+    assert result.failure_kind is None
     assert output.lines == ["hello"]
     assert result.started_at.tzinfo == timezone.utc
     assert result.started_at <= result.ended_at
@@ -47,6 +49,7 @@ def test_exit_code_zero_is_complete(harness: Harness) -> None:
 def test_non_zero_exit_code_is_error(harness: Harness) -> None:
     result, _ = harness.run("exit 3")
     assert (result.status, result.exit_code, result.reason) == ("error", 3, "exit code 3")
+    assert result.failure_kind is FailureKind.USER_ERROR
 
 
 def test_first_failing_command_stops_the_rest(harness: Harness) -> None:
@@ -167,6 +170,7 @@ def test_time_limit(harness: Harness) -> None:
         time_limit_s=0.5,
     )
     assert (result.status, result.reason) == ("error", "time limit of 0.5s exceeded")
+    assert result.failure_kind is FailureKind.TIME_LIMIT
     assert output.lines[0] == "started"
     assert "never" not in output.lines  # a shell may report "Terminated"
     assert_ended(harness)
@@ -177,6 +181,7 @@ def test_no_output_timeout(harness: Harness) -> None:
         "echo started", "sleep 30 & echo $! > $VH_OUTPUTS_DIR/pid; wait", no_output_timeout_s=0.5
     )
     assert (result.status, result.reason) == ("error", "no output for 0.5s")
+    assert result.failure_kind is FailureKind.NO_OUTPUT
     assert_ended(harness)
 
 

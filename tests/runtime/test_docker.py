@@ -24,6 +24,7 @@ from runtime_support import (
 )
 
 from sweeper.errors import RuntimeUnavailableError, SweeperError
+from sweeper.record import FailureKind
 from sweeper.runtime import DockerRuntime, RunRequest, docker_network
 from sweeper.runtime.docker import EXECUTION_LABEL
 from sweeper.runtime.docker_network import HOLDER_LABEL
@@ -128,7 +129,7 @@ def test_memory_limit_exceeded_is_reported_as_oom(docker_harness: Harness) -> No
     result, _ = docker_harness.run(
         "echo allocating", "python3 -c \"x = b'x' * (512 * 1024 * 1024)\"", memory_mb=48
     )
-    assert result.status == "error"
+    assert (result.status, result.failure_kind) == ("error", FailureKind.OOM)
     assert result.reason == "killed by the OOM killer (memory limit 48 MB)"
 
 
@@ -142,6 +143,7 @@ def test_oom_kill_of_a_command_the_step_survives_is_still_reported(
     assert output.lines[-1] == "survived"
     assert (result.status, result.exit_code) == ("error", 0)
     assert result.reason == "killed by the OOM killer (memory limit 48 MB)"
+    assert result.failure_kind is FailureKind.OOM
 
 
 def test_container_killed_from_outside(docker_harness: Harness) -> None:
@@ -151,6 +153,7 @@ def test_container_killed_from_outside(docker_harness: Harness) -> None:
     assert result.status == "crashed"
     assert result.reason == "container killed from outside (signal SIGKILL)"
     assert result.exit_code == 137
+    assert result.failure_kind is FailureKind.INFRASTRUCTURE
 
 
 def test_container_removed_from_outside(docker_harness: Harness) -> None:
@@ -160,12 +163,25 @@ def test_container_removed_from_outside(docker_harness: Harness) -> None:
     assert result.status == "crashed"
     # Removal kills first: whichever the daemon shows us first, the reason blames outsiders.
     assert "from outside" in (result.reason or "")
+    assert result.failure_kind is FailureKind.INFRASTRUCTURE
 
 
 def test_exit_code_137_from_the_step_is_not_blamed_on_outsiders(docker_harness: Harness) -> None:
     result, _ = docker_harness.run("exit 137", image=BUSYBOX)
     assert (result.status, result.exit_code) == ("error", 137)
     assert "outside" not in (result.reason or "")
+    assert result.failure_kind is FailureKind.OOM  # the OOM killer's code
+
+
+def test_a_time_limit_ended_by_sigkill_is_a_time_limit(docker_harness: Harness) -> None:
+    # A step that ignores SIGTERM is killed after the grace: exit code 137, the OOM killer's
+    # code, yet the runtime knows it ended the step for its time limit.
+    result, _ = docker_harness.run(
+        "trap '' TERM", "while true; do sleep 0.1; done", image=BUSYBOX, time_limit_s=0.5
+    )
+    assert (result.status, result.exit_code) == ("error", 137)
+    assert result.reason == "time limit of 0.5s exceeded"
+    assert result.failure_kind is FailureKind.TIME_LIMIT
 
 
 def test_outputs_are_given_to_the_host_user(docker_harness: Harness) -> None:
@@ -240,7 +256,7 @@ def test_gpu_request_on_a_daemon_without_gpus_is_a_crash(docker_harness: Harness
     if "nvidia" in docker_client().info().get("Runtimes", {}):
         pytest.skip("this daemon has the NVIDIA runtime")
     result, _ = docker_harness.run("true", image=BUSYBOX, gpu_ids=("0",))
-    assert result.status == "crashed"
+    assert (result.status, result.failure_kind) == ("crashed", FailureKind.INFRASTRUCTURE)
     assert "gpu" in (result.reason or "").lower()
 
 

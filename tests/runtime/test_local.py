@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from runtime_support import Harness, Output, make_harness, process_alive, stop_on
 
+from sweeper.record import FailureKind
 from sweeper.runtime import LocalRuntime, RunRequest
 
 
@@ -31,7 +32,7 @@ def test_stop_kills_the_whole_process_group(local: Harness) -> None:
         stop_on("started", stop, Output()),
         stop,
     )
-    assert result.status == "stopped"
+    assert (result.status, result.failure_kind) == ("stopped", None)
     assert result.exit_code == 143  # the shell died of SIGTERM
     assert not process_alive(read_pid(local))
 
@@ -44,6 +45,8 @@ def test_time_limit_kills_a_group_that_ignores_sigterm(local: Harness) -> None:
         time_limit_s=0.3,
     )
     assert result.reason == "time limit of 0.3s exceeded"
+    # whatever signal ended it (the SIGKILL after the grace is 137, the OOM killer's code)
+    assert result.failure_kind is FailureKind.TIME_LIMIT
     assert not process_alive(read_pid(local))
 
 
@@ -61,6 +64,7 @@ def test_death_by_signal_names_it(local: Harness) -> None:
     result, _ = local.run("sh -c 'kill -9 $$'")
     assert (result.status, result.exit_code) == ("error", 137)
     assert result.reason == "killed by signal SIGKILL (exit code 137)"
+    assert result.failure_kind is FailureKind.OOM  # the OOM killer's signal
 
 
 def test_the_shell_killed_from_outside_is_a_crash(local: Harness) -> None:
@@ -68,6 +72,7 @@ def test_the_shell_killed_from_outside_is_a_crash(local: Harness) -> None:
     result, _ = local.run("kill -9 $$")
     assert (result.status, result.exit_code) == ("crashed", 137)
     assert result.reason == "killed from outside (signal SIGKILL)"
+    assert result.failure_kind is FailureKind.INFRASTRUCTURE
 
 
 def test_inherits_the_parent_environment(local: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -85,7 +90,7 @@ def test_gpu_ids_become_cuda_visible_devices(local: Harness) -> None:
 def test_missing_repository_folder_is_a_crash(tmp_path: Path) -> None:
     request = RunRequest("e", ("true",), tmp_path / "nowhere")
     result = LocalRuntime().run(request, print, threading.Event())
-    assert result.status == "crashed"
+    assert (result.status, result.failure_kind) == ("crashed", FailureKind.INFRASTRUCTURE)
     assert "cannot start" in (result.reason or "")
 
 

@@ -9,6 +9,7 @@ import pytest
 
 from sweeper.store import DamagedPartWarning, Store
 from sweeper.store._parts import Parts
+from sweeper.store._rows import execution_row, rows_to_table
 from tests.store.store_workers import events, make_record
 
 
@@ -200,3 +201,14 @@ def test_nan_parameter_and_huge_int(store: Store) -> None:
     row = store.read_dataset("executions").to_pylist()[0]
     assert math.isnan(row["param.x"])
     assert row["param.n"] == float(2**70)
+
+
+def test_failure_kind_column_and_rows_written_before_it(store: Store) -> None:
+    old = make_record(1, status="error", exit_code=1)
+    # a part written before the column existed
+    table = rows_to_table("executions", [execution_row(old)]).drop_columns(["failure_kind"])
+    Parts(store.backend, "executions").write(table)
+    store.write_execution(make_record(2, status="error", exit_code=137, failure_kind="oom"), [])
+    rows = store.read_dataset("executions").to_pylist()
+    assert [(r["counter"], r["failure_kind"]) for r in rows] == [(1, None), (2, "oom")]
+    assert store.read_dataset("executions").schema.field("failure_kind").type == pa.string()

@@ -188,7 +188,7 @@ def test_record_missing_rows_reads_the_log_metrics(tmp_path: Path) -> None:
     log = other.log_file(record.id)
     assert log is not None
     log.write_text(store.read_log(record.id) or "")
-    record_missing_rows(other, record.to_dict())  # callers with dicts still work
     record_missing_rows(other, record)
+    record_missing_rows(other, record)  # never twice
     assert len(_rows(other, "executions", record.id)) == 1
     assert [r["value"] for r in _rows(other, "metrics", record.id)] == [0.5, 0.25]

@@ -125,8 +125,7 @@ def failing_points(seed: int, *, steer: bool) -> int:
         memory, lr = trial.params["memory_gb"], trial.params["lr"]
         if memory > 24:
             failed += 1
-            record = {"status": "error", "exit_code": 137}
-            kind = failure_class(record)
+            kind = failure_class(legacy(status="error", exit_code=137))
             assert kind == OOM
             study.tell(trial, state=tell_state(trial, kind) if steer else TrialState.FAIL)
         else:
@@ -142,20 +141,25 @@ def test_tpe_told_of_oom_as_infeasible_proposes_far_fewer_failing_points() -> No
     assert steered <= 0.7 * without, (steered, without)
 
 
+def legacy(**fields: Any) -> ExecutionRecord:
+    """A record as written before records had a failure kind."""
+    return ExecutionRecord.from_dict({"id": "e", **fields})
+
+
 def test_failure_classes_come_from_the_record_and_the_log() -> None:
     assert (
         failure_class(
-            {"status": "error", "exit_code": 1}, "RuntimeError: CUDA out of memory. Tried"
+            legacy(status="error", exit_code=1), "RuntimeError: CUDA out of memory. Tried"
         )
         == OOM
     )
-    assert failure_class({"status": "error", "error": "killed by the OOM killer (1g)"}) == OOM
-    assert failure_class({"status": "error", "error": "no output for 5s"}) == "time_limit"
+    assert failure_class(legacy(status="error", error="killed by the OOM killer (1g)")) == OOM
+    assert failure_class(legacy(status="error", error="no output for 5s")) == "time_limit"
     assert (
-        failure_class({"status": "error", "error": "cannot pull image 'x' (pull policy 'missing')"})
+        failure_class(legacy(status="error", error="cannot pull image 'x' (pull policy 'missing')"))
         == "infrastructure"
     )
-    assert failure_class({"status": "error", "exit_code": 1}, "ValueError: bad") == USER_ERROR
+    assert failure_class(legacy(status="error", exit_code=1), "ValueError: bad") == USER_ERROR
 
 
 # -- real sweeps ------------------------------------------------------------------------------

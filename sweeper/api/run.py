@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from sweeper.api._common import Echo, OnRecord, as_texts
 from sweeper.errors import SweeperError
 from sweeper.project import Project, project_from
 from sweeper.runtime import DEFAULT_RUNTIME
@@ -17,7 +18,6 @@ if TYPE_CHECKING:
     from sweeper.execution.runner import StopToken
     from sweeper.execution.spec import ExecutionSpec
     from sweeper.record import ExecutionRecord
-from sweeper.api._common import Echo, OnRecord, as_texts
 
 
 def _execute(
@@ -86,25 +86,47 @@ def run(
     raises :class:`~sweeper.errors.SweeperError` and runs nothing (on a cluster, an input or
     image the node cannot get is a record with status ``error``).
     """
+    project = project_from(config, store)
+    spec = _spec(
+        project,
+        step,
+        parameters or {},
+        inputs or {},
+        runtime=runtime,
+        environment=environment or {},
+        pull_policy=pull_policy,
+    )
+    return _execute(
+        project, spec, reuse=reuse, echo=echo, stop=stop, on_record=on_record, address=address
+    )
+
+
+def _spec(
+    project: Project,
+    step: str,
+    parameters: Mapping[str, Any],
+    inputs: Mapping[str, Sequence[str]],
+    *,
+    runtime: str,
+    environment: Mapping[str, str],
+    pull_policy: str,
+) -> ExecutionSpec:
+    """The spec of one run of ``step``: its values checked and typed, its inputs resolved
+    (nothing read yet) and the project's code snapshotted into the store."""
     from sweeper.execution.inputs import resolve_inputs
     from sweeper.execution.spec import build_spec
 
-    project = project_from(config, store)
     step_obj = project.config.get_step(step)
     values = step_obj.parse_parameter_values(
-        {name: as_texts(value) for name, value in (parameters or {}).items()}
+        {name: as_texts(value) for name, value in parameters.items()}
     )
     uris = resolve_inputs(
         step_obj.inputs,
-        {
-            name: [uris] if isinstance(uris, str) else list(uris)
-            for name, uris in (inputs or {}).items()
-        },
+        {name: [uris] if isinstance(uris, str) else list(uris) for name, uris in inputs.items()},
         project_dir=project.directory,
     )
-    opened = project.open_store(create=True)
-    version, archive = project.snapshot_code(opened)
-    spec = build_spec(
+    version, archive = project.snapshot_code(project.open_store(create=True))
+    return build_spec(
         step_obj,
         parameters=values,
         inputs=uris,
@@ -112,11 +134,8 @@ def run(
         code_archive=archive,
         project_dir=str(project.directory),
         runtime=runtime,
-        environment=dict(environment or {}),
+        environment=dict(environment),
         pull_policy=pull_policy,
-    )
-    return _execute(
-        project, spec, reuse=reuse, echo=echo, stop=stop, on_record=on_record, address=address
     )
 
 

@@ -24,12 +24,11 @@ from sweeper.cli.options import (
 from sweeper.cli.project import project_from
 from sweeper.config import lint_file
 from sweeper.errors import SweeperError
+from sweeper.record import ExecutionRecord
 from sweeper.status import Status
 
 if TYPE_CHECKING:
     from sweeper.execution.runner import StopToken
-    from sweeper.record import ExecutionRecord
-
 # The runner, the runtimes and the input fetchers (urllib, ssl) are imported by the commands
 # that run something, so that lint, steps and run --dry-run start at once.
 
@@ -140,7 +139,7 @@ def _execution(
             if as_json:
                 click.echo(json.dumps(record.to_dict(), indent=2, default=str))
             else:
-                output.execution_summary(record.to_dict())
+                output.execution_summary(record)
 
     return _run_with_ctrl_c(lambda stop: call(echo=echo, stop=stop, on_record=on_record, **options))
 
@@ -248,9 +247,10 @@ def rerun(execution: str, as_json: bool, config_path: str | None, store: str | N
 @store_option
 def show(execution: str, as_json: bool, config_path: str | None, store: str | None) -> None:
     """Show one execution (an id, #counter or latest)."""
-    record = project_from(config_path, store).open_store().find_execution(execution)
+    found = project_from(config_path, store).open_store().find_execution(execution)
+    record = ExecutionRecord.from_dict(found)
     if as_json:
-        click.echo(json.dumps(record, indent=2, default=str))
+        click.echo(json.dumps(record.to_dict(), indent=2, default=str))
     else:
         output.execution_details(record)
 
@@ -263,7 +263,7 @@ def show(execution: str, as_json: bool, config_path: str | None, store: str | No
 def logs(execution: str, follow: bool, config_path: str | None, store: str | None) -> None:
     """Print the log of one execution."""
     opened = project_from(config_path, store).open_store()
-    execution_id = opened.find_execution(execution)["id"]
+    execution_id = ExecutionRecord.from_dict(opened.find_execution(execution)).id
     path = opened.log_file(execution_id)
     if path is None:  # a remote store: its log is uploaded when the execution ends
         text = opened.read_log(execution_id)
@@ -299,12 +299,12 @@ def outputs(
 ) -> None:
     """List (or download with -d) the outputs of one execution."""
     opened = project_from(config_path, store).open_store()
-    record = opened.find_execution(execution)
-    rows = [[o["path"], str(o["size"]), o["uri"]] for o in record.get("outputs", [])]
+    record = ExecutionRecord.from_dict(opened.find_execution(execution))
+    rows = [[o["path"], str(o["size"]), o["uri"]] for o in record.outputs]
     output.table(["path", "size", "uri"], rows)
     if directory:
         root = Path(directory).resolve()
-        for item in record.get("outputs", []):
+        for item in record.outputs:
             dest = (root / item["path"]).resolve()
             if not dest.is_relative_to(root):
                 raise SweeperError(f"output path {item['path']} points outside {root}")

@@ -6,7 +6,7 @@ import json
 import math
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -15,7 +15,12 @@ from sweeper.cli.options import config_option, store_option
 from sweeper.cli.project import project_from
 from sweeper.errors import SweeperError
 from sweeper.results import Results
-from sweeper.results._results import missing_last, rows_at, take, to_pandas
+from sweeper.results.tables import missing_last, rows_at, take, to_pandas
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from sweeper.results.replay import Replay
 
 # `ls` works on Arrow tables so that it answers without importing pandas (~0.5 s); the commands
 # that need DataFrames import pandas through sweeper.results.
@@ -95,21 +100,7 @@ def ls(
     # pyarrow.compute, and only the rows shown are converted
     table, positions = results.execution_positions(sweep_id=sweep_id, step=step, status=status)
     if sort_key:
-        column = sort_key.lstrip("-+")
-        if column not in table.column_names:
-            known = (
-                ", ".join(c for c in table.column_names if c.startswith(("metric.", "param.")))
-                or "none"
-            )
-            raise SweeperError(
-                f'cannot sort by "{column}": no such column (metric and parameter columns: {known})'
-            )
-        values = [row[column] for row in rows_at(table.select([column]), positions)]
-        present = [row for row, value in enumerate(values) if not missing_last(value)[0]]
-        # a stable sort either way, missing values (null, NaN) last: as pandas sorts
-        present.sort(key=values.__getitem__, reverse=sort_key.startswith("-"))
-        missing = [row for row, value in enumerate(values) if missing_last(value)[0]]
-        positions = [positions[row] for row in present + missing]
+        positions = _sorted(table, positions, sort_key)
     if limit is not None:
         # as DataFrame.head: a negative N drops the last -N rows
         positions = positions[: limit if limit >= 0 else max(len(positions) + limit, 0)]
@@ -129,6 +120,25 @@ def ls(
         for row in rows_at(table.select(columns), positions)
     ]
     output.table(columns, cells)
+
+
+def _sorted(table: pa.Table, positions: list[int], sort_key: str) -> list[int]:
+    """``positions`` ordered by a column (``-COLUMN``: descending), stably, missing values
+    (null, NaN) last: as pandas sorts."""
+    column = sort_key.lstrip("-+")
+    if column not in table.column_names:
+        known = (
+            ", ".join(c for c in table.column_names if c.startswith(("metric.", "param.")))
+            or "none"
+        )
+        raise SweeperError(
+            f'cannot sort by "{column}": no such column (metric and parameter columns: {known})'
+        )
+    values = [row[column] for row in rows_at(table.select([column]), positions)]
+    present = [row for row, value in enumerate(values) if not missing_last(value)[0]]
+    present.sort(key=values.__getitem__, reverse=sort_key.startswith("-"))
+    missing = [row for row, value in enumerate(values) if missing_last(value)[0]]
+    return [positions[row] for row in present + missing]
 
 
 @click.command()
@@ -252,6 +262,33 @@ def _seconds(value: float) -> str:
     return f"{value:.2f}s"
 
 
+def _replay_table(outcome: Replay) -> None:
+    """The replayed trials, one row each."""
+    better = "lower" if outcome.direction == "minimize" else "higher"
+    rows = [
+        [
+            str(t.replay_number),
+            t.execution_id,
+            t.recorded_status,
+            str(len(t.curve)),
+            f"pruned at step {t.pruned_at_step}" if t.pruned else "survives",
+            output.format_value(t.value),
+            output.format_value(t.recorded_value),
+            _seconds(t.used_s),
+            _seconds(t.saved_s),
+            "best" if t.execution_id == outcome.best_execution_id else "",
+        ]
+        for t in outcome.trials
+    ]
+    headers = ["#", "execution_id", "recorded", "steps", outcome.pruner, outcome.metric]
+    headers += ["recorded " + outcome.metric, "would use", "saved", ""]
+    output.table(
+        headers,
+        rows,
+        title=f"sweep {outcome.sweep_id} replayed under {outcome.pruner} ({better} {outcome.metric} is better)",
+    )
+
+
 @click.command()
 @click.argument("sweep_id", metavar="SWEEP_ID|latest")
 @click.option(
@@ -279,38 +316,7 @@ def replay(
     if as_json:
         click.echo(json.dumps(outcome.to_dict()))
         return
-    better = "lower" if outcome.direction == "minimize" else "higher"
-    rows = [
-        [
-            str(t.replay_number),
-            t.execution_id,
-            t.recorded_status,
-            str(len(t.curve)),
-            f"pruned at step {t.pruned_at_step}" if t.pruned else "survives",
-            output.format_value(t.value),
-            output.format_value(t.recorded_value),
-            _seconds(t.used_s),
-            _seconds(t.saved_s),
-            "best" if t.execution_id == outcome.best_execution_id else "",
-        ]
-        for t in outcome.trials
-    ]
-    output.table(
-        [
-            "#",
-            "execution_id",
-            "recorded",
-            "steps",
-            outcome.pruner,
-            outcome.metric,
-            "recorded " + outcome.metric,
-            "would use",
-            "saved",
-            "",
-        ],
-        rows,
-        title=f"sweep {outcome.sweep_id} replayed under {outcome.pruner} ({better} {outcome.metric} is better)",
-    )
+    _replay_table(outcome)
     rho = outcome.rank_correlation
     survived = {True: "survives", False: "would have been PRUNED", None: "not replayed"}
     click.echo(

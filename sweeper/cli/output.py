@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from sweeper.record import ExecutionRecord
+
     stdout: Console
     stderr: Console
 
@@ -66,73 +68,74 @@ def format_value(value: Any) -> str:
     return str(value)
 
 
-def execution_summary(record: dict[str, Any]) -> None:
+def execution_summary(record: ExecutionRecord) -> None:
     """One paragraph about a finished execution (on stderr, after its log)."""
-    metrics = ", ".join(f"{k}={format_value(v)}" for k, v in (record.get("metrics") or {}).items())
-    status = record.get("status")
-    line = f"execution #{record.get('counter')} {record.get('id')}: {status}"
-    if record.get("duration_s") is not None:
-        line += f" in {record['duration_s']:.2f}s"
-    if record.get("reused_from"):
-        line += f" (reused {record['reused_from']})"
-    if record.get("error"):
-        line += f" ({record['error']})"
+    metrics = ", ".join(f"{k}={format_value(v)}" for k, v in record.metrics.items())
+    line = f"execution #{record.counter} {record.id}: {record.status}"
+    if record.duration_s is not None:
+        line += f" in {record.duration_s:.2f}s"
+    if record.reused_from:
+        line += f" (reused {record.reused_from})"
+    if record.error:
+        line += f" ({record.error})"
     console = _console("stderr")
     console.print(line, highlight=False)
     if metrics:
         console.print(f"  metrics: {metrics}", highlight=False)
-    for item in record.get("outputs") or []:
+    for item in record.outputs:
         console.print(f"  output: {item['path']} {item['size']} B {item['uri']}", highlight=False)
-    for item in record.get("outputs_skipped") or []:
+    for item in record.outputs_skipped:
         console.print(f"  output skipped: {item['path']} ({item['reason']})", highlight=False)
 
 
-def execution_details(record: dict[str, Any]) -> None:
+#: The record's fields :func:`execution_details` shows first, one row each (when set).
+DETAIL_FIELDS = (
+    "id",
+    "counter",
+    "step",
+    "status",
+    "exit_code",
+    "error",
+    "runtime",
+    "image",
+    "image_digest",
+    "code_version",
+    "created_at",
+    "started_at",
+    "ended_at",
+    "duration_s",
+    "sweep_id",
+    "trial_number",
+    "pipeline_run_id",
+    "node",
+    "attempt",
+    "reused_from",
+    "gpu_ids",
+    "spec_hash",
+)
+
+
+def execution_details(record: ExecutionRecord) -> None:
     """The record of one execution as a two-column table."""
     rows: list[list[Any]] = []
-    for key in (
-        "id",
-        "counter",
-        "step",
-        "status",
-        "exit_code",
-        "error",
-        "runtime",
-        "image",
-        "image_digest",
-        "code_version",
-        "created_at",
-        "started_at",
-        "ended_at",
-        "duration_s",
-        "sweep_id",
-        "trial_number",
-        "pipeline_run_id",
-        "node",
-        "attempt",
-        "reused_from",
-        "gpu_ids",
-        "spec_hash",
-    ):
-        if record.get(key) not in (None, [], ""):
-            rows.append([key, format_value(record[key])])
-    rows.append(["command", "\n".join(record.get("command") or [])])
-    for name, value in (record.get("parameters") or {}).items():
-        rows.append([f"param.{name}", format_value(value)])
-    for name, value in (record.get("metrics") or {}).items():
-        rows.append([f"metric.{name}", format_value(value)])
-    for name, value in (record.get("environment") or {}).items():
-        rows.append([f"env.{name}", value])
-    for item in record.get("inputs") or []:
+    for key in DETAIL_FIELDS:
+        value = getattr(record, key)
+        if value not in (None, (), ""):
+            rows.append([key, format_value(list(value) if isinstance(value, tuple) else value)])
+    rows.append(["command", "\n".join(record.command)])
+    rows.extend([f"param.{name}", format_value(v)] for name, v in record.parameters.items())
+    rows.extend([f"metric.{name}", format_value(v)] for name, v in record.metrics.items())
+    rows.extend([f"env.{name}", value] for name, value in record.environment.items())
+    for item in record.inputs:
         rows.append(
             [
                 f"input.{item['name']}",
                 f"{item['path']} {item['size']} B sha256:{item['sha256'][:12]} <- {item['uri']}",
             ]
         )
-    for item in record.get("outputs") or []:
+    for item in record.outputs:
         rows.append([f"output.{item['path']}", f"{item['size']} B {item['uri']}"])
-    for item in record.get("outputs_skipped") or []:
+    for item in record.outputs_skipped:
         rows.append([f"output.{item['path']}", f"skipped: {item['reason']}"])
     table(["field", "value"], rows)
 

@@ -243,33 +243,11 @@ def _connect(
         "runtime_env": runtime_env,
     }
     if address is None and num_cpus is None and num_gpus is None:
-        head = running_head()
-        if head is not None:
-            try:
-                ray.init(address=head, **options)
-                joined = ClusterInfo(address=head, embedded=False, nodes=_nodes())
-                if joined.largest("CPU") > 0:
-                    return joined
-            except Exception:  # not a Ray we can join after all
-                pass
-            ray.shutdown()  # nor one that can run anything (a test's 0-CPU head): start our own
+        joined = _join_running_head(options)
+        if joined is not None:
+            return joined
     if address is None or address == LOCAL:
-        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-        for attempt in (1, 2):  # a loaded machine can time out starting Ray once
-            try:
-                ray.init(
-                    address="local",
-                    num_cpus=num_cpus,
-                    num_gpus=num_gpus,
-                    include_dashboard=False,
-                    **options,
-                )
-                break
-            except Exception as exc:
-                ray.shutdown()
-                if attempt == 2:
-                    raise ClusterError(f"could not start a local Ray: {exc}") from None
-        return ClusterInfo(address=LOCAL, embedded=True, nodes=_nodes())
+        return _start_local(num_cpus, num_gpus, options)
     try:
         _probe(address)
         ray.init(address=address, **options)
@@ -282,6 +260,49 @@ def _connect(
             "embedded local Ray"
         ) from None
     return ClusterInfo(address=address, embedded=False, nodes=_nodes())
+
+
+def _join_running_head(options: dict[str, Any]) -> ClusterInfo | None:
+    """The head :func:`running_head` finds, joined; None when there is none that can run
+    anything (a test's 0-CPU head, say), or it cannot be joined after all."""
+    import ray
+
+    head = running_head()
+    if head is None:
+        return None
+    try:
+        ray.init(address=head, **options)
+        joined = ClusterInfo(address=head, embedded=False, nodes=_nodes())
+        if joined.largest("CPU") > 0:
+            return joined
+    except Exception:  # not a Ray we can join after all
+        pass
+    ray.shutdown()
+    return None
+
+
+def _start_local(
+    num_cpus: int | None, num_gpus: int | None, options: dict[str, Any]
+) -> ClusterInfo:
+    """An embedded Ray on loopback, sized to this machine unless told otherwise."""
+    import ray
+
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    for attempt in (1, 2):  # a loaded machine can time out starting Ray once
+        try:
+            ray.init(
+                address="local",
+                num_cpus=num_cpus,
+                num_gpus=num_gpus,
+                include_dashboard=False,
+                **options,
+            )
+            break
+        except Exception as exc:
+            ray.shutdown()
+            if attempt == 2:
+                raise ClusterError(f"could not start a local Ray: {exc}") from None
+    return ClusterInfo(address=LOCAL, embedded=True, nodes=_nodes())
 
 
 def shutdown() -> None:

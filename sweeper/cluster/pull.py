@@ -238,25 +238,10 @@ def pull(
     ``python`` is the head's interpreter with sweeper (default: the one the job was
     submitted with). ``status`` hears what is going on, one short line at a time.
     """
-    from sweeper.store import Store
-
     client = job_client(address)
     info = _job(client, address, job_id)
     metadata = getattr(info, "metadata", None) or {}
-    kept = metadata.get("head_store")
-    if not kept:
-        if metadata.get("sweeper"):
-            raise ClusterError(
-                f"the job {job_id} was submitted with --store ({metadata.get('sweep_args')}): "
-                "its results are in that store; open it with --store"
-            )
-        raise ClusterError(f"the job {job_id} was not submitted by `sweep submit`")
-    state = getattr(info, "status", None)
-    if state is None or not state.is_terminal():
-        raise ClusterError(
-            f"the job {job_id} is {getattr(state, 'value', state)}: pull it once it has ended "
-            "(`sweep submit --follow` pulls when the job ends)"
-        )
+    kept = _kept_store(info, metadata, job_id)
     say = status or (lambda _: None)
     say(f"packing {kept} on the head")
     name = f"{job_id}-{uuid.uuid4().hex[:8]}.tar.gz"
@@ -272,26 +257,61 @@ def pull(
             f"the Ray job server at {address} refused the pack job: {_first_line(exc)}"
         ) from None
     try:
-        ready = _wait_ready(client, pack_id)
-        node_id = getattr(client.get_job_info(pack_id), "driver_node_id", None)
-        if not node_id:
-            raise ClusterError(f"the job server did not say where the pack job {pack_id} ran")
-        with tempfile.TemporaryDirectory(prefix="sweeper-pull-") as tmp:
-            archive = Path(tmp) / "store.tar.gz"
-            say(f"downloading {ready['size'] / 1e6:.1f} MB")
-            _download(client, node_id, ready, archive)
-            staged = Path(tmp) / "store"
-            with tarfile.open(archive) as tar:
-                tar.extractall(staged, filter="data")
-            counts = store.merge(Store.open(staged))
+        return _merge_pack(client, pack_id, store, say, job_id=job_id, head_store=kept)
     finally:
         try:
             client.stop_job(pack_id)  # its `finally` removes the archive on the head
         except Exception:
             pass  # it removes the archive itself after PACK_TTL_S
+
+
+def _kept_store(info: Any, metadata: dict[str, Any], job_id: str) -> str:
+    """Where on the head an ended `sweep submit` job kept its store; else why it cannot be pulled."""
+    kept = metadata.get("head_store")
+    if not kept:
+        if metadata.get("sweeper"):
+            raise ClusterError(
+                f"the job {job_id} was submitted with --store ({metadata.get('sweep_args')}): "
+                "its results are in that store; open it with --store"
+            )
+        raise ClusterError(f"the job {job_id} was not submitted by `sweep submit`")
+    state = getattr(info, "status", None)
+    if state is None or not state.is_terminal():
+        raise ClusterError(
+            f"the job {job_id} is {getattr(state, 'value', state)}: pull it once it has ended "
+            "(`sweep submit --follow` pulls when the job ends)"
+        )
+    return str(kept)
+
+
+def _merge_pack(
+    client: JobSubmissionClient,
+    pack_id: str,
+    store: Store,
+    say: Callable[[str], None],
+    *,
+    job_id: str,
+    head_store: str,
+) -> Pulled:
+    """Wait for the pack job's archive, download and unpack it, merge that store into
+    ``store``; what the merge brought in."""
+    from sweeper.store import Store
+
+    ready = _wait_ready(client, pack_id)
+    node_id = getattr(client.get_job_info(pack_id), "driver_node_id", None)
+    if not node_id:
+        raise ClusterError(f"the job server did not say where the pack job {pack_id} ran")
+    with tempfile.TemporaryDirectory(prefix="sweeper-pull-") as tmp:
+        archive = Path(tmp) / "store.tar.gz"
+        say(f"downloading {ready['size'] / 1e6:.1f} MB")
+        _download(client, node_id, ready, archive)
+        staged = Path(tmp) / "store"
+        with tarfile.open(archive) as tar:
+            tar.extractall(staged, filter="data")
+        counts = store.merge(Store.open(staged))
     return Pulled(
         job_id=job_id,
-        head_store=kept,
+        head_store=head_store,
         executions=counts.executions,
         sweeps=counts.sweeps,
         files=counts.files,

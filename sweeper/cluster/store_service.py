@@ -26,6 +26,7 @@ Example (the controller's side)::
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import socket
@@ -33,10 +34,10 @@ import tempfile
 import uuid
 import warnings
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
@@ -44,13 +45,13 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from sweeper.errors import ClusterError, StoreError
 from sweeper.execution.inputs import InputStager
 from sweeper.execution.spec import ExecutionSpec
-from sweeper.record import ExecutionRecord
 from sweeper.store import RecordStore, Store, hash_file
 
 if TYPE_CHECKING:
-    import pyarrow as pa
-
     from sweeper.cluster.connect import ClusterInfo
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 #: Bytes per message when a blob or a log travels between a node and the driver.
 CHUNK = 4 << 20
@@ -60,30 +61,6 @@ WINDOW = 4
 PROBE_TIMEOUT_S = 60.0
 #: Threads of the service: actors on many nodes write records at once.
 SERVICE_CONCURRENCY = 32
-
-#: The record-level store methods the service answers as they are (no local path involved).
-FORWARDED = frozenset(
-    {
-        "put_record",
-        "get_record",
-        "complete_rows",
-        "without_rows",
-        "execution_ids",
-        "find_execution",
-        "find_completed",
-        "allocate_counter",
-        "read_log",
-        "has_blob",
-        "get_sweep",
-        "put_sweep",
-        "latest_sweep",
-        "get_pipeline_run",
-        "put_pipeline_run",
-        "write_rows",
-        "read_dataset",
-        "compact",
-    }
-)
 
 
 class StoreNotSharedWarning(UserWarning):
@@ -246,21 +223,51 @@ def _get(ref: Any) -> Any:
         raise
 
 
+def _sendable(value: Any) -> Any:
+    """An argument as Ray can pickle it: mappings as dicts, other collections (a generator
+    of events, rows, ids) as lists with their mappings as dicts; the rest as it is."""
+    if isinstance(value, Mapping):
+        return dict(value)
+    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+        return value
+    return [dict(item) if isinstance(item, Mapping) else item for item in value]
+
+
+#: The names :func:`_forward` made into :class:`RemoteStore` methods (see :data:`FORWARDED`).
+_forwarded: set[str] = set()
+
+
+def _forward(method: Callable[Concatenate[Any, P], R]) -> Callable[Concatenate[RemoteStore, P], R]:
+    """A :class:`RemoteStore` method that asks the driver's store the same question.
+
+    Typed as the :class:`RecordStore` method it forwards, so mypy checks every call, and
+    that :class:`RemoteStore` still satisfies the protocol, as if it were written out.
+    """
+    name = method.__name__
+
+    def forwarded(self: RemoteStore, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        sent = {key: _sendable(value) for key, value in kwargs.items()}
+        return _get(self._service.call.remote(name, *map(_sendable, args), **sent))
+
+    functools.update_wrapper(forwarded, method)  # its name, docstring and signature
+    forwarded.__module__, forwarded.__qualname__ = __name__, f"RemoteStore.{name}"
+    _forwarded.add(name)
+    return forwarded
+
+
 class RemoteStore:
     """A :class:`~sweeper.store.RecordStore` on a node that does not share the driver's disk.
 
-    Every call goes to the driver's :class:`StoreService`. Work folders and the caches of
-    code snapshots and inputs stay on this node (:meth:`scratch_dir`), and logs are written
-    there and sent when the execution ends (:meth:`log_file` is None, as for an object store).
+    Every call goes to the driver's :class:`StoreService`: the record-level ones as they
+    are (:data:`FORWARDED`), blobs and logs in chunks. Work folders and the caches of code
+    snapshots and inputs stay on this node (:meth:`scratch_dir`), and logs are written there
+    and sent when the execution ends (:meth:`log_file` is None, as for an object store).
     """
 
     def __init__(self, service: Any, location: str, identity: str = "") -> None:
         self._service = service
         self._location = location
         self._identity = identity or location
-
-    def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        return _get(self._service.call.remote(method, *args, **kwargs))
 
     def __repr__(self) -> str:
         return f"RemoteStore({self._location!r})"
@@ -275,30 +282,35 @@ class RemoteStore:
         """None: the store is not on this node."""
         return None
 
-    # records
+    # answered by the driver's store as they are (no local path involved)
 
-    def put_record(self, record: ExecutionRecord, events: Iterable[Mapping[str, Any]] = ()) -> None:
-        """Write the record (and, when final, its rows) in the driver's store."""
-        self._call("put_record", record, [dict(e) for e in events])
+    put_record = _forward(RecordStore.put_record)
+    get_record = _forward(RecordStore.get_record)
+    complete_rows = _forward(RecordStore.complete_rows)
+    without_rows = _forward(RecordStore.without_rows)
+    execution_ids = _forward(RecordStore.execution_ids)
+    find_execution = _forward(RecordStore.find_execution)
+    find_completed = _forward(RecordStore.find_completed)
+    allocate_counter = _forward(RecordStore.allocate_counter)
+    read_log = _forward(RecordStore.read_log)
+    has_blob = _forward(RecordStore.has_blob)
+    get_sweep = _forward(RecordStore.get_sweep)
+    put_sweep = _forward(RecordStore.put_sweep)
+    latest_sweep = _forward(RecordStore.latest_sweep)
+    get_pipeline_run = _forward(RecordStore.get_pipeline_run)
+    put_pipeline_run = _forward(RecordStore.put_pipeline_run)
+    write_rows = _forward(RecordStore.write_rows)
+    read_dataset = _forward(RecordStore.read_dataset)
+    compact = _forward(RecordStore.compact)
 
-    def get_record(self, execution_id: str) -> ExecutionRecord | None:
-        """The record in the driver's store, or None."""
-        record: ExecutionRecord | None = self._call("get_record", execution_id)
-        return record
+    # held on the driver, or on this node
 
-    def complete_rows(self, record: ExecutionRecord, events: Iterable[Mapping[str, Any]]) -> None:
-        """Write the rows a killed writer left out."""
-        self._call("complete_rows", record, [dict(e) for e in events])
+    def buffer_rows(self, interval_s: float) -> None:
+        """Nothing to hold here: each record crosses to the driver's store as it is put."""
 
-    def without_rows(self, execution_ids: Iterable[str]) -> list[str]:
-        """The ids, of those given, that have no executions row in the driver's store."""
-        missing: list[str] = self._call("without_rows", list(execution_ids))
-        return missing
-
-    def execution_ids(self, *, since: str | None = None) -> list[str]:
-        """The ids of the executions in the driver's store, sorted."""
-        ids: list[str] = self._call("execution_ids", since=since)
-        return ids
+    def flush_rows(self) -> int:
+        """Nothing is held here (see :meth:`buffer_rows`)."""
+        return 0
 
     def fetch_sweep_journal(self, sweep_id: str, dest: str | os.PathLike[str]) -> bool:
         """Not served: a sweep's study belongs to its driver, never to a node's actor."""
@@ -308,28 +320,21 @@ class RemoteStore:
         """Not served (see :meth:`fetch_sweep_journal`)."""
         raise StoreError("the store service does not serve a sweep's study to nodes")
 
-    def buffer_rows(self, interval_s: float) -> None:
-        """Nothing to hold here: each record crosses to the driver's store as it is put."""
+    def sweep_journal(self, sweep_id: str) -> Path:
+        """Never on a node: the Optuna journal is the driver's."""
+        raise StoreError(
+            f"the sweep journal of {self._location} is on the driver's machine, not on this node"
+        )
 
-    def flush_rows(self) -> int:
-        """Nothing is held here (see :meth:`buffer_rows`)."""
-        return 0
+    def scratch_dir(self) -> Path:
+        """A folder on this node for work folders and caches, one per store.
 
-    def find_execution(self, ref: str) -> Mapping[str, Any]:
-        """The record an id, prefix, ``#12`` or ``latest`` names."""
-        found: Mapping[str, Any] = self._call("find_execution", ref)
-        return found
+        Outside any store path, so that nothing here is mistaken for the driver's store.
+        """
+        key = hashlib.sha256(self._identity.encode()).hexdigest()[:16]
+        return Path(tempfile.gettempdir()) / "sweeper-remote" / key
 
-    def find_completed(self, spec_hash: str) -> Mapping[str, Any] | None:
-        """The latest complete execution with this spec hash."""
-        found: Mapping[str, Any] | None = self._call("find_completed", spec_hash)
-        return found
-
-    def allocate_counter(self) -> int:
-        """The next execution number of the driver's store."""
-        return int(self._call("allocate_counter"))
-
-    # logs
+    # logs and blobs, in chunks
 
     def log_file(self, execution_id: str) -> Path | None:
         """None: write the log to a scratch file and :meth:`put_log` it."""
@@ -340,20 +345,6 @@ class RemoteStore:
         upload = self._upload(Path(local))
         _get(self._service.finish_log.remote(upload, execution_id))
 
-    def read_log(self, execution_id: str, *, tail_bytes: int | None = None) -> str | None:
-        """The execution's log (its last ``tail_bytes``, when given), or None."""
-        return _get(self._service.call.remote("read_log", execution_id, tail_bytes=tail_bytes))  # type: ignore[no-any-return]
-
-    def scratch_dir(self) -> Path:
-        """A folder on this node for work folders and caches, one per store.
-
-        Outside any store path, so that nothing here is mistaken for the driver's store.
-        """
-        key = hashlib.sha256(self._identity.encode()).hexdigest()[:16]
-        return Path(tempfile.gettempdir()) / "sweeper-remote" / key
-
-    # blobs
-
     def put_file(self, path: str | os.PathLike[str]) -> tuple[str, int]:
         """Send a file's content to the driver's store unless it is there; (sha256, size)."""
         local = Path(path)
@@ -363,10 +354,6 @@ class RemoteStore:
         upload = self._upload(local)
         stored, stored_size = _get(self._service.finish_blob.remote(upload, sha256))
         return str(stored), int(stored_size)
-
-    def has_blob(self, sha256: str) -> bool:
-        """Whether the driver's store has this blob."""
-        return bool(self._call("has_blob", sha256))
 
     def fetch_blob(self, sha256: str, dest: str | os.PathLike[str]) -> None:
         """Copy a blob of the driver's store to a local file, checking its digest."""
@@ -417,49 +404,9 @@ class RemoteStore:
             raise
         return upload
 
-    # sweeps and pipeline runs
 
-    def get_sweep(self, sweep_id: str) -> dict[str, Any] | None:
-        """The sweep's saved state, or None."""
-        data: dict[str, Any] | None = self._call("get_sweep", sweep_id)
-        return data
-
-    def put_sweep(self, sweep_id: str, data: Mapping[str, Any]) -> None:
-        """Save the sweep's state in the driver's store."""
-        self._call("put_sweep", sweep_id, dict(data))
-
-    def sweep_journal(self, sweep_id: str) -> Path:
-        """Never on a node: the Optuna journal is the driver's."""
-        raise StoreError(
-            f"the sweep journal of {self._location} is on the driver's machine, not on this node"
-        )
-
-    def latest_sweep(self, *, unfinished: bool = False) -> str | None:
-        """The id of the newest sweep in the driver's store."""
-        return _get(self._service.call.remote("latest_sweep", unfinished=unfinished))  # type: ignore[no-any-return]
-
-    def get_pipeline_run(self, run_id: str) -> dict[str, Any] | None:
-        """The pipeline run's saved state, or None."""
-        data: dict[str, Any] | None = self._call("get_pipeline_run", run_id)
-        return data
-
-    def put_pipeline_run(self, run_id: str, data: Mapping[str, Any]) -> None:
-        """Save the pipeline run's state in the driver's store."""
-        self._call("put_pipeline_run", run_id, dict(data))
-
-    # datasets
-
-    def write_rows(self, dataset: str, rows: Sequence[Mapping[str, Any]]) -> None:
-        """Append rows to a dataset of the driver's store."""
-        self._call("write_rows", dataset, [dict(r) for r in rows])
-
-    def read_dataset(self, name: str, columns: list[str] | None = None) -> pa.Table:
-        """Every row of a dataset of the driver's store."""
-        return self._call("read_dataset", name, columns)
-
-    def compact(self, dataset: str | None = None) -> int:
-        """Merge small parts of the driver's store."""
-        return int(self._call("compact", dataset))
+#: The store methods the service answers as they are: those :class:`RemoteStore` forwards.
+FORWARDED = frozenset(_forwarded)
 
 
 # --------------------------------------------------------------------------- the driver's side

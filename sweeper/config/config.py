@@ -12,6 +12,7 @@ from typing import Any
 from sweeper.config.endpoint import check_deployment, check_endpoint
 from sweeper.config.fields import has_control_characters
 from sweeper.config.loader import MAX_BYTES, YamlList, YamlMap, load_yaml
+from sweeper.config.named import add_by_name, last_wins
 from sweeper.config.pipeline import Pipeline
 from sweeper.config.problems import Problem, Problems, listed, quoted
 from sweeper.config.step import Step
@@ -114,62 +115,21 @@ def _parse(text: str, filename: str) -> tuple[Config | None, Problems, dict[Any,
             'the top level must be a list of step, task and pipeline items ("- step: ...")',
         )
         return None, problems, owned
-    steps: dict[str, Step] = {}
-    tasks: dict[str, Task] = {}
-    pipelines: dict[str, Pipeline] = {}
+    items = _Items()
     for index, item in enumerate(data):
-        line = data.line_of(index)
-        if not isinstance(item, YamlMap):
-            problems.error(line, 'each top-level item must be a mapping such as "- step: ..."')
-            continue
-        kind = next((k for k in KINDS if k in item), None)
-        others = [quoted(k) for k in item if k != kind]
-        if kind is None:
-            # Valohai ignores such an item (with a warning), so it is not an error here either.
-            labels = ", ".join(
-                quoted(k) if not has_control_characters(k) else "with control characters"
-                for k in item
-            )
-            close = [difflib.get_close_matches(str(k), KINDS, n=1) for k in item]
-            hint = next((f' (did you mean "{c[0]}"?)' for c in close if c), "")
-            problems.warning(
-                line,
-                f"unknown top-level item {labels or '(empty)'}{hint}; Valohai ignores it; "
-                "expected one of: step, task, pipeline, endpoint, deployment",
-            )
-            continue
-        if others:
-            problems.warning(
-                line,
-                f"the item is read as a {kind}; its other keys ({', '.join(others)}) are ignored",
-            )
-        body = item[kind]
-        if not isinstance(body, YamlMap):
-            problems.error(item.value_line(kind), f"{kind} must be a mapping")
-            continue
+        found = _kind_of(item, data.line_of(index), problems)
+        if found is not None:
+            mark = len(problems.items)
+            name = items.parse(*found, problems)
+            if name is not None:
+                owned[found[0], name] = problems.since(mark)
+    for task in items.tasks.values():
         mark = len(problems.items)
-        if kind == "step":
-            name = _add(steps, Step.parse(body, problems), "step", problems)
-        elif kind == "task":
-            name = _add(tasks, Task.parse(body, problems), "task", problems)
-        elif kind in ("pipeline", "blueprint"):
-            kind = "pipeline"
-            name = _add(pipelines, Pipeline.parse(body, problems), "pipeline", problems)
-        elif kind == "endpoint":
-            name = check_endpoint(body, problems)
-        else:
-            name = check_deployment(body, problems)
-        if name is None and isinstance(body.get("name"), str):
-            name = body["name"]
-        if name is not None:
-            owned[kind, name] = problems.since(mark)
-    for task in tasks.values():
-        mark = len(problems.items)
-        _check_task(steps, task, problems)
+        _check_task(items.steps, task, problems)
         owned["task", task.name] += problems.since(mark)
-    for pipeline in pipelines.values():
+    for pipeline in items.pipelines.values():
         mark = len(problems.items)
-        pipeline.check(steps, tasks, problems)
+        pipeline.check(items.steps, items.tasks, problems)
         owned["pipeline", pipeline.name] += problems.since(mark)
     blocked = {
         key: tuple(sorted((p for p in found if p.blocks_run), key=lambda p: p.line or 0))
@@ -177,9 +137,9 @@ def _parse(text: str, filename: str) -> tuple[Config | None, Problems, dict[Any,
         if any(p.blocks_run for p in found)
     }
     config = Config(
-        steps=_frozen(steps),
-        tasks=_frozen(tasks),
-        pipelines=_frozen(pipelines),
+        steps=_frozen(items.steps),
+        tasks=_frozen(items.tasks),
+        pipelines=_frozen(items.pipelines),
         warnings=tuple(p for p in problems.sorted() if p.level == "warning"),
         filename=filename,
         blocked=_frozen(blocked),
@@ -187,18 +147,66 @@ def _parse(text: str, filename: str) -> tuple[Config | None, Problems, dict[Any,
     return config, problems, owned
 
 
-def _add(items: dict[str, Any], item: Any, kind: str, problems: Problems) -> str | None:
-    """Keep ``item``; a repeated name replaces the earlier item in its place, as in valohai-yaml."""
-    if item is None:
+def _kind_of(item: Any, line: int, problems: Problems) -> tuple[str, YamlMap] | None:
+    """A top-level item's kind (``blueprint`` read as ``pipeline``) and body, or ``None``
+    (reported) when it has no kind sweeper knows or its body is not a mapping."""
+    if not isinstance(item, YamlMap):
+        problems.error(line, 'each top-level item must be a mapping such as "- step: ..."')
         return None
-    if item.name in items:
-        problems.warning(
-            item.line,
-            f"{kind} {quoted(item.name)} is defined more than once (first at line "
-            f"{items[item.name].line}); the last definition is used",
+    kind = next((k for k in KINDS if k in item), None)
+    if kind is None:
+        # Valohai ignores such an item (with a warning), so it is not an error here either.
+        labels = ", ".join(
+            quoted(k) if not has_control_characters(k) else "with control characters" for k in item
         )
-    items[item.name] = item
-    return str(item.name)
+        close = [difflib.get_close_matches(str(k), KINDS, n=1) for k in item]
+        hint = next((f' (did you mean "{c[0]}"?)' for c in close if c), "")
+        problems.warning(
+            line,
+            f"unknown top-level item {labels or '(empty)'}{hint}; Valohai ignores it; "
+            "expected one of: step, task, pipeline, endpoint, deployment",
+        )
+        return None
+    others = [quoted(k) for k in item if k != kind]
+    if others:
+        problems.warning(
+            line, f"the item is read as a {kind}; its other keys ({', '.join(others)}) are ignored"
+        )
+    body = item[kind]
+    if not isinstance(body, YamlMap):
+        problems.error(item.value_line(kind), f"{kind} must be a mapping")
+        return None
+    return ("pipeline" if kind == "blueprint" else kind), body
+
+
+@dataclass
+class _Items:
+    """The steps, tasks and pipelines read so far, by name: a repeated name replaces the
+    earlier item in its place, as in valohai-yaml."""
+
+    steps: dict[str, Step] = field(default_factory=dict)
+    tasks: dict[str, Task] = field(default_factory=dict)
+    pipelines: dict[str, Pipeline] = field(default_factory=dict)
+
+    def parse(self, kind: str, body: YamlMap, problems: Problems) -> str | None:
+        """Read one item of ``kind``; the name its problems belong to, if it has one."""
+        name: str | None = None
+        if kind == "step" and (step := Step.parse(body, problems)) is not None:
+            add_by_name(self.steps, step, last_wins(kind, problems), keep="last")
+            name = step.name
+        elif kind == "task" and (task := Task.parse(body, problems)) is not None:
+            add_by_name(self.tasks, task, last_wins(kind, problems), keep="last")
+            name = task.name
+        elif kind == "pipeline" and (pipeline := Pipeline.parse(body, problems)) is not None:
+            add_by_name(self.pipelines, pipeline, last_wins(kind, problems), keep="last")
+            name = pipeline.name
+        elif kind == "endpoint":
+            name = check_endpoint(body, problems)
+        elif kind == "deployment":
+            name = check_deployment(body, problems)
+        if name is None and isinstance(body.get("name"), str):
+            name = body["name"]
+        return name
 
 
 def _check_task(steps: Mapping[str, Step], task: Task, problems: Problems) -> None:

@@ -36,6 +36,26 @@ def split_socket(text: str) -> tuple[str, str, str] | None:
     return parts[0], parts[1], parts[2]
 
 
+def _parse_socket(
+    role: str, text: str, line: int, problems: Problems
+) -> tuple[str, str, str] | None:
+    """An edge's ``source`` or ``target`` as ``(node, type, key)``; ``None`` (reported) if invalid."""
+    split = split_socket(text)
+    if split is None:
+        problems.error(line, f"edge: {role} {quoted(text)} must look like node.type.key")
+        return None
+    if has_control_characters(text):
+        problems.error(line, f"edge: {role} {quoted(text)} contains control characters")
+        return None
+    if split[1] not in EDGE_TYPES:
+        problems.error(
+            line,
+            f"edge: {role} {quoted(text)} has unknown type {quoted(split[1])}; use one of: {', '.join(EDGE_TYPES)}",
+        )
+        return None
+    return split
+
+
 @dataclass(frozen=True, kw_only=True)
 class Edge:
     """An edge from ``source_node.source_type.source_key`` to ``target_node.target_type.target_key``.
@@ -99,23 +119,13 @@ class Edge:
                 line, "edge must be a list [source, target] or a mapping with source and target"
             )
             return None
-        parts = []
-        for role, text in (("source", source), ("target", target)):
-            split = split_socket(text)
-            if split is None:
-                problems.error(line, f"edge: {role} {quoted(text)} must look like node.type.key")
-                return None
-            if has_control_characters(text):
-                problems.error(line, f"edge: {role} {quoted(text)} contains control characters")
-                return None
-            if split[1] not in EDGE_TYPES:
-                problems.error(
-                    line,
-                    f"edge: {role} {quoted(text)} has unknown type {quoted(split[1])}; use one of: {', '.join(EDGE_TYPES)}",
-                )
-                return None
-            parts.append(split)
-        (sn, st, sk), (tn, tt, tk) = parts
+        source_socket = _parse_socket("source", source, line, problems)
+        if source_socket is None:
+            return None
+        target_socket = _parse_socket("target", target, line, problems)
+        if target_socket is None:
+            return None
+        (sn, st, sk), (tn, tt, tk) = source_socket, target_socket
         return cls(
             source_node=sn,
             source_type=st,

@@ -36,8 +36,7 @@ _TOLERATION_KEYS = ("key", "operator", "value", "effect")
 
 def check_endpoint(data: YamlMap, problems: Problems) -> str | None:
     """Check the mapping under a top-level ``endpoint`` key; return its name if it has one."""
-    label = quoted(data["name"]) if isinstance(data.get("name"), str) else "(unnamed)"
-    f = Fields(data, problems, prefix=f"endpoint {label}: ", allowed=_ENDPOINT_KEYS)
+    f = Fields.named(data, problems, "endpoint", allowed=_ENDPOINT_KEYS)
     name = f.name()
     if name is not None and not ENDPOINT_NAME_RE.match(name):
         f.error(
@@ -148,8 +147,7 @@ def _check_volumes(f: Fields, problems: Problems) -> None:
 
 def check_deployment(data: YamlMap, problems: Problems) -> str | None:
     """Check the mapping under a top-level ``deployment`` key; return its name if it has one."""
-    label = quoted(data["name"]) if isinstance(data.get("name"), str) else "(unnamed)"
-    f = Fields(data, problems, prefix=f"deployment {label}: ", allowed=("name", "defaults"))
+    f = Fields.named(data, problems, "deployment", allowed=("name", "defaults"))
     # No schema applies to deployments: Valohai takes any name, as long as there is one.
     if "name" not in data:
         f.error(None, 'missing required key "name"')

@@ -8,7 +8,7 @@ from typing import Any
 
 from sweeper.config.fields import Fields, is_number
 from sweeper.config.loader import YamlMap
-from sweeper.config.problems import Problems, quoted
+from sweeper.config.problems import Problems
 
 _KEYS = ("name", "default", "optional", "description", "secret")
 _PORTABLE_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -32,8 +32,7 @@ class EnvironmentVariable:
     @classmethod
     def parse(cls, data: YamlMap, problems: Problems) -> EnvironmentVariable | None:
         """Parse one item of a step's ``environment-variables``."""
-        label = quoted(data["name"]) if isinstance(data.get("name"), str) else "(unnamed)"
-        f = Fields(data, problems, prefix=f"environment variable {label}: ", allowed=_KEYS)
+        f = Fields.named(data, problems, "environment variable", allowed=_KEYS)
         name = f.name()
         if name is not None and ("=" in name or " " in name):
             # Valohai accepts the file; no process can be given such a variable.

@@ -29,6 +29,11 @@ def has_control_characters(text: str) -> bool:
     return any(unicodedata.category(ch) == "Cc" for ch in text)
 
 
+def label_of(data: YamlMap) -> str:
+    """How a message names a mapping: its quoted ``name``, or ``(unnamed)``."""
+    return quoted(data["name"]) if isinstance(data.get("name"), str) else "(unnamed)"
+
+
 class Fields:
     """Reads typed values out of a YAML mapping, recording problems as it goes.
 
@@ -58,6 +63,13 @@ class Fields:
                     problems.error(data.line_of(key), message)
                 else:
                     problems.warning(data.line_of(key), message)
+
+    @classmethod
+    def named(
+        cls, data: YamlMap, problems: Problems, kind: str, *, allowed: Collection[str]
+    ) -> Fields:
+        """The fields of a named ``kind`` of item: each message starts ``kind "name": ``."""
+        return cls(data, problems, prefix=f"{kind} {label_of(data)}: ", allowed=allowed)
 
     @property
     def line(self) -> int:

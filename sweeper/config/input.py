@@ -48,8 +48,7 @@ class Input:
     @classmethod
     def parse(cls, data: YamlMap, problems: Problems) -> Input | None:
         """Parse one item of a step's ``inputs``; ``None`` if it has no usable name."""
-        label = quoted(data["name"]) if isinstance(data.get("name"), str) else "(unnamed)"
-        f = Fields(data, problems, prefix=f"input {label}: ", allowed=_KEYS)
+        f = Fields.named(data, problems, "input", allowed=_KEYS)
         name = f.name()
         if name is not None and len(name) > MAX_INPUT_NAME_LENGTH:
             f.error("name", f"name is longer than {MAX_INPUT_NAME_LENGTH} characters")

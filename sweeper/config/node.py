@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sweeper.config.expressions import Expression, ExpressionError, parse_expression
-from sweeper.config.fields import Fields, plain
+from sweeper.config.fields import Fields, label_of, plain
 from sweeper.config.input import EDGE_MERGE_MODES
 from sweeper.config.loader import YamlMap
 from sweeper.config.problems import Problems, quoted
@@ -145,36 +145,13 @@ class Node:
     @classmethod
     def parse(cls, data: YamlMap, problems: Problems) -> Node | None:
         """Parse one item of a pipeline's ``nodes``."""
-        label = quoted(data["name"]) if isinstance(data.get("name"), str) else "(unnamed)"
-        prefix = f"node {label}: "
-        raw_type = data.get("type")
-        if raw_type is None:
-            problems.error(
-                data.line, f'{prefix}missing required key "type" (execution, task or deployment)'
-            )
+        prefix = f"node {label_of(data)}: "
+        type_ = _parse_type(data, problems, prefix)
+        if type_ is None:
             return None
-        if not isinstance(raw_type, str) or raw_type.strip().lower() not in NODE_TYPES:
-            problems.error(
-                data.line_of("type"),
-                f"{prefix}type {quoted(raw_type)} is not one of: {', '.join(NODE_TYPES)}",
-            )
-            return None
-        type_ = raw_type.strip().lower()
         f = Fields(data, problems, prefix=prefix, allowed=_NODE_KEYS[type_])
         name = f.name()
-        step = task = deployment = None
-        if type_ == "execution":
-            step = f.name("step")
-        elif type_ == "task":
-            step = f.string("step")
-            task = f.string("task")
-            if step is None and task is None:
-                f.error(None, 'a task node needs "step" or "task"')
-            elif step is not None and task is not None:
-                f.error("task", 'a task node takes "step" or "task", not both')
-                task = None  # one error is enough
-        else:
-            deployment = f.name("deployment")
+        step, task, deployment = _parse_target(f, type_)
         on_error = f.choice("on-error", ON_ERROR, "stop-all")
         if on_error == "retry" and type_ == "deployment":
             f.error("on-error", "on-error retry is only available for execution nodes")
@@ -232,6 +209,39 @@ class Node:
         if self.commit is not None:
             data["commit"] = self.commit
         return data
+
+
+def _parse_type(data: YamlMap, problems: Problems, prefix: str) -> str | None:
+    """The node's type, or ``None`` (reported): without it no other key can be checked."""
+    raw_type = data.get("type")
+    if raw_type is None:
+        problems.error(
+            data.line, f'{prefix}missing required key "type" (execution, task or deployment)'
+        )
+        return None
+    if not isinstance(raw_type, str) or raw_type.strip().lower() not in NODE_TYPES:
+        problems.error(
+            data.line_of("type"),
+            f"{prefix}type {quoted(raw_type)} is not one of: {', '.join(NODE_TYPES)}",
+        )
+        return None
+    return raw_type.strip().lower()
+
+
+def _parse_target(f: Fields, type_: str) -> tuple[str | None, str | None, str | None]:
+    """What the node runs: ``(step, task, deployment)``, as its type allows."""
+    if type_ == "execution":
+        return f.name("step"), None, None
+    if type_ == "deployment":
+        return None, None, f.name("deployment")
+    step = f.string("step")
+    task = f.string("task")
+    if step is None and task is None:
+        f.error(None, 'a task node needs "step" or "task"')
+    elif step is not None and task is not None:
+        f.error("task", 'a task node takes "step" or "task", not both')
+        task = None  # one error is enough
+    return step, task, None
 
 
 def _parse_override(f: Fields, problems: Problems, prefix: str) -> dict[str, Any]:

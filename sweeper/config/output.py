@@ -7,7 +7,7 @@ from typing import Any
 
 from sweeper.config.fields import Fields
 from sweeper.config.loader import YamlMap
-from sweeper.config.problems import Problems, quoted
+from sweeper.config.problems import Problems
 
 _KEYS = ("name", "description")
 
@@ -23,8 +23,7 @@ class Output:
     @classmethod
     def parse(cls, data: YamlMap, problems: Problems) -> Output | None:
         """Parse one item of a step's ``outputs``."""
-        label = quoted(data["name"]) if isinstance(data.get("name"), str) else "(unnamed)"
-        f = Fields(data, problems, prefix=f"output {label}: ", allowed=_KEYS)
+        f = Fields.named(data, problems, "output", allowed=_KEYS)
         name = f.name()
         description = f.string("description")
         if name is None:

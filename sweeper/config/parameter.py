@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import re
 import string
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -91,8 +91,7 @@ class Parameter:
     @classmethod
     def parse(cls, data: YamlMap, problems: Problems) -> Parameter | None:
         """Parse one item of a step's ``parameters``; ``None`` if it has no usable name."""
-        label = quoted(data["name"]) if isinstance(data.get("name"), str) else "(unnamed)"
-        f = Fields(data, problems, prefix=f"parameter {label}: ", allowed=_KEYS)
+        f = Fields.named(data, problems, "parameter", allowed=_KEYS)
         name = f.name()
         type_ = f.choice("type", PARAMETER_TYPES, "string")
         optional = f.boolean("optional", False)
@@ -105,21 +104,16 @@ class Parameter:
         pass_false_as = f.string("pass-false-as")
         description = f.string("description")
         category = f.string("category")
-        choices = cls._parse_choices(f)
-        widget = cls._parse_widget(f)
-        default = cls._parse_default(f, multiple)
+        choices = _parse_choices(f)
+        widget = _parse_widget(f)
+        default = _parse_default(f, multiple)
 
-        for key, template in (
-            ("pass-as", pass_as),
-            ("pass-true-as", pass_true_as),
-            ("pass-false-as", pass_false_as),
-        ):
-            reason = template_problem(template) if template else None
-            if reason:
-                f.error(key, f"{key} {quoted(template)} {reason}")
+        _check_templates(
+            f, {"pass-as": pass_as, "pass-true-as": pass_true_as, "pass-false-as": pass_false_as}
+        )
         if minimum is not None and maximum is not None and minimum > maximum:
             f.warning("min", f"min ({minimum}) is greater than max ({maximum}); no value fits")
-        cls._lint_type_specifics(f, type_, multiple, data)
+        _lint_type_specifics(f, type_, multiple, data)
         if name is None:
             return None
         parameter = cls(
@@ -140,104 +134,8 @@ class Parameter:
             widget=widget,
             line=f.line,
         )
-        parameter._lint_default(f)
+        _lint_default(parameter, f)
         return parameter
-
-    @staticmethod
-    def _parse_choices(f: Fields) -> tuple[Any, ...] | None:
-        raw = f.sequence("choices")
-        if raw is None:
-            return None
-        out: list[Any] = []
-        for index, item in enumerate(raw):
-            if item is None or not isinstance(item, SCALAR_TYPES):
-                # Valohai takes any choices; sweeper cannot offer this one.
-                f.problems.blocking().error(
-                    raw.line_of(index), f"{f.prefix}choices: item {index + 1} must be a plain value"
-                )
-                continue
-            out.append(item)
-        return tuple(out) if out else None
-
-    @staticmethod
-    def _parse_widget(f: Fields) -> Any:
-        raw = f.raw("widget")
-        if raw is None:
-            return None
-        if isinstance(raw, str):
-            return raw
-        if isinstance(raw, YamlMap):
-            if not isinstance(raw.get("type"), str):
-                f.error("widget", 'widget must have a string "type"')
-            if "settings" in raw and not isinstance(raw["settings"], (YamlMap, type(None))):
-                f.error("widget", "widget settings must be a mapping")
-            return plain(raw)
-        f.error("widget", "widget must be a string or a mapping")
-        return None
-
-    @staticmethod
-    def _parse_default(f: Fields, multiple: str) -> Any:
-        raw = f.raw("default")
-        if raw is None:
-            return None
-        atoms = list(raw) if isinstance(raw, YamlList) else [raw]
-        # Valohai reads any default; one sweeper cannot use as a value blocks a run.
-        blocking = f.problems.blocking()
-        for atom in atoms:
-            if atom is not None and not isinstance(atom, SCALAR_TYPES):
-                blocking.error(
-                    f.line_of("default"),
-                    f"{f.prefix}default must be a plain value"
-                    + (" or a list of them" if multiple != "none" else ""),
-                )
-                return plain(raw)
-        if isinstance(raw, YamlList):
-            if multiple == "none":
-                blocking.error(
-                    f.line_of("default"),
-                    f"{f.prefix}default is a list, but the parameter is not multiple",
-                )
-            return tuple(raw)
-        return (raw,) if multiple != "none" else raw
-
-    @staticmethod
-    def _lint_type_specifics(f: Fields, type_: str, multiple: str, data: YamlMap) -> None:
-        if type_ == "flag":
-            if data.get("optional") is not None:
-                f.warning("optional", "optional has no effect on flag parameters")
-            if data.get("multiple") not in (None, "none"):
-                f.error("multiple", "flag parameters cannot be multiple")
-            if data.get("choices") is not None:
-                f.warning("choices", "choices have no effect on flag parameters")
-            if data.get("pass-as") and (data.get("pass-true-as") or data.get("pass-false-as")):
-                f.warning(
-                    "pass-as", "pass-as has no effect when pass-true-as or pass-false-as is set"
-                )
-        else:
-            for key in ("pass-true-as", "pass-false-as"):
-                if data.get(key) is not None:
-                    f.warning(key, f"{key} has no effect on {type_} parameters")
-        if type_ in ("string", "flag"):
-            for key in ("min", "max"):
-                if data.get(key) is not None:
-                    f.warning(key, f"{key} has no effect on {type_} parameters")
-        if multiple == "none" and data.get("multiple-separator") is not None:
-            f.warning(
-                "multiple-separator", "multiple-separator has no effect unless multiple is set"
-            )
-
-    def _lint_default(self, f: Fields) -> None:
-        """Warn (as Valohai does) about defaults that break the parameter's own rules."""
-        if self.default is None:
-            return
-        for atom in self.default if isinstance(self.default, tuple) else (self.default,):
-            if self.type == "string" and not isinstance(atom, str):
-                f.warning("default", f"default {_show(atom)} is not a string")
-                continue
-            try:
-                self.validate(atom if self.multiple == "none" else [atom])
-            except ParameterValueError as exc:
-                f.warning("default", f"default {getattr(exc, 'reason', exc)}")
 
     # --- values --------------------------------------------------------------------------
 
@@ -452,6 +350,108 @@ class Parameter:
             if value is not None:
                 data[key] = value
         return data
+
+
+def _parse_choices(f: Fields) -> tuple[Any, ...] | None:
+    raw = f.sequence("choices")
+    if raw is None:
+        return None
+    out: list[Any] = []
+    for index, item in enumerate(raw):
+        if item is None or not isinstance(item, SCALAR_TYPES):
+            # Valohai takes any choices; sweeper cannot offer this one.
+            f.problems.blocking().error(
+                raw.line_of(index), f"{f.prefix}choices: item {index + 1} must be a plain value"
+            )
+            continue
+        out.append(item)
+    return tuple(out) if out else None
+
+
+def _parse_widget(f: Fields) -> Any:
+    raw = f.raw("widget")
+    if raw is None:
+        return None
+    if isinstance(raw, str):
+        return raw
+    if isinstance(raw, YamlMap):
+        if not isinstance(raw.get("type"), str):
+            f.error("widget", 'widget must have a string "type"')
+        if "settings" in raw and not isinstance(raw["settings"], (YamlMap, type(None))):
+            f.error("widget", "widget settings must be a mapping")
+        return plain(raw)
+    f.error("widget", "widget must be a string or a mapping")
+    return None
+
+
+def _parse_default(f: Fields, multiple: str) -> Any:
+    raw = f.raw("default")
+    if raw is None:
+        return None
+    atoms = list(raw) if isinstance(raw, YamlList) else [raw]
+    # Valohai reads any default; one sweeper cannot use as a value blocks a run.
+    blocking = f.problems.blocking()
+    for atom in atoms:
+        if atom is not None and not isinstance(atom, SCALAR_TYPES):
+            blocking.error(
+                f.line_of("default"),
+                f"{f.prefix}default must be a plain value"
+                + (" or a list of them" if multiple != "none" else ""),
+            )
+            return plain(raw)
+    if isinstance(raw, YamlList):
+        if multiple == "none":
+            blocking.error(
+                f.line_of("default"),
+                f"{f.prefix}default is a list, but the parameter is not multiple",
+            )
+        return tuple(raw)
+    return (raw,) if multiple != "none" else raw
+
+
+def _lint_type_specifics(f: Fields, type_: str, multiple: str, data: YamlMap) -> None:
+    if type_ == "flag":
+        if data.get("optional") is not None:
+            f.warning("optional", "optional has no effect on flag parameters")
+        if data.get("multiple") not in (None, "none"):
+            f.error("multiple", "flag parameters cannot be multiple")
+        if data.get("choices") is not None:
+            f.warning("choices", "choices have no effect on flag parameters")
+        if data.get("pass-as") and (data.get("pass-true-as") or data.get("pass-false-as")):
+            f.warning("pass-as", "pass-as has no effect when pass-true-as or pass-false-as is set")
+    else:
+        for key in ("pass-true-as", "pass-false-as"):
+            if data.get(key) is not None:
+                f.warning(key, f"{key} has no effect on {type_} parameters")
+    if type_ in ("string", "flag"):
+        for key in ("min", "max"):
+            if data.get(key) is not None:
+                f.warning(key, f"{key} has no effect on {type_} parameters")
+    if multiple == "none" and data.get("multiple-separator") is not None:
+        f.warning("multiple-separator", "multiple-separator has no effect unless multiple is set")
+
+
+def _lint_default(parameter: Parameter, f: Fields) -> None:
+    """Warn (as Valohai does) about defaults that break the parameter's own rules."""
+    if parameter.default is None:
+        return
+    default = parameter.default
+    for atom in default if isinstance(default, tuple) else (default,):
+        if parameter.type == "string" and not isinstance(atom, str):
+            f.warning("default", f"default {_show(atom)} is not a string")
+            continue
+        try:
+            parameter.validate(atom if parameter.multiple == "none" else [atom])
+        except ParameterValueError as exc:
+            f.warning("default", f"default {getattr(exc, 'reason', exc)}")
+
+
+def _check_templates(f: Fields, templates: Mapping[str, str | None]) -> None:
+    """Report the ``pass-as`` templates (by key) that cannot be rendered."""
+    for key, template in templates.items():
+        reason = template_problem(template) if template else None
+        if reason:
+            f.error(key, f"{key} {quoted(template)} {reason}")
 
 
 __all__ = ["MULTIPLE_MODES", "PARAMETER_TYPES", "Parameter", "template_problem"]

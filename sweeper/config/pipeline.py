@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from sweeper.config.edge import EDGE_RULES, Edge, split_socket
 from sweeper.config.fields import SCALAR_TYPES, Fields
 from sweeper.config.loader import YamlList, YamlMap
+from sweeper.config.named import get_by_name, unique_by_name
 from sweeper.config.node import Node
 from sweeper.config.problems import Problems, listed, quoted
 from sweeper.errors import ConfigError
@@ -50,8 +51,7 @@ class PipelineParameter:
     @classmethod
     def parse(cls, data: YamlMap, problems: Problems) -> PipelineParameter | None:
         """Parse one item of a pipeline's ``parameters``."""
-        label = quoted(data["name"]) if isinstance(data.get("name"), str) else "(unnamed)"
-        f = Fields(data, problems, prefix=f"pipeline parameter {label}: ", allowed=_PARAMETER_KEYS)
+        f = Fields.named(data, problems, "pipeline parameter", allowed=_PARAMETER_KEYS)
         name = f.name()
         if "target" in f and "targets" in f:
             f.error("target", 'use either "target" or "targets", not both')
@@ -127,25 +127,20 @@ class Pipeline:
     @classmethod
     def parse(cls, data: YamlMap, problems: Problems) -> Pipeline | None:
         """Parse the mapping under a top-level ``pipeline`` (or ``blueprint``) key."""
-        label = quoted(data["name"]) if isinstance(data.get("name"), str) else "(unnamed)"
-        f = Fields(data, problems, prefix=f"pipeline {label}: ", allowed=_KEYS)
+        f = Fields.named(data, problems, "pipeline", allowed=_KEYS)
         name = f.name()
         f.require("nodes")
         if "edges" not in data:
             f.error(None, 'missing required key "edges" (write "edges: []" if there are none)')
-        nodes: dict[str, Node] = {}
-        for _, item in f.items("nodes"):
-            node = Node.parse(item, problems)
-            if node is None:
-                continue
-            if node.name in nodes:
-                problems.error(
-                    node.line,
-                    f"pipeline {label}: node {quoted(node.name)} is defined more than once "
-                    f"(first at line {nodes[node.name].line})",
-                )
-                continue
-            nodes[node.name] = node
+        nodes = unique_by_name(
+            (node for _, item in f.items("nodes") if (node := Node.parse(item, problems))),
+            lambda node, first: problems.error(
+                node.line,
+                f"{f.prefix}node {quoted(node.name)} is defined more than once "
+                f"(first at line {first.line})",
+            ),
+            keep="first",
+        )
         edges: list[Edge] = []
         raw_edges = f.sequence("edges")
         for index, item in enumerate(raw_edges or []):
@@ -153,26 +148,26 @@ class Pipeline:
             edge = Edge.parse(item, raw_edges.line_of(index), problems)
             if edge is not None:
                 edges.append(edge)
-        parameters: dict[str, PipelineParameter] = {}
-        for _, item in f.items("parameters"):
-            parameter = PipelineParameter.parse(item, problems)
-            if parameter is None:
-                continue
-            if parameter.name in parameters:
-                problems.error(
-                    parameter.line,
-                    f"pipeline {label}: parameter {quoted(parameter.name)} is defined more than once",
-                )
-                continue
-            parameters[parameter.name] = parameter
+        parameters = unique_by_name(
+            (
+                p
+                for _, item in f.items("parameters")
+                if (p := PipelineParameter.parse(item, problems))
+            ),
+            lambda parameter, _: problems.error(
+                parameter.line,
+                f"{f.prefix}parameter {quoted(parameter.name)} is defined more than once",
+            ),
+            keep="first",
+        )
         reuse = f.boolean("reuse-executions", False)
         if name is None:
             return None
         return cls(
             name=name,
-            nodes=tuple(nodes.values()),
+            nodes=nodes,
             edges=tuple(edges),
-            parameters=tuple(parameters.values()),
+            parameters=parameters,
             reuse_executions=reuse,
             line=f.line,
         )
@@ -181,12 +176,12 @@ class Pipeline:
 
     def get_node(self, name: str) -> Node:
         """The node called ``name``; :class:`ConfigError` naming the known ones otherwise."""
-        for node in self.nodes:
-            if node.name == name:
-                return node
-        known = listed(n.name for n in self.nodes)
-        raise ConfigError(
-            f"pipeline {quoted(self.name)} has no node {quoted(name)}; known nodes: {known}"
+        return get_by_name(
+            self.nodes,
+            name,
+            lambda known: (
+                f"pipeline {quoted(self.name)} has no node {quoted(name)}; known nodes: {known}"
+            ),
         )
 
     def predecessors(self, name: str) -> tuple[str, ...]:
@@ -233,6 +228,10 @@ class Pipeline:
                     heapq.heappush(ready, (index[dependent], dependent))
         done = set(order)
         return order, [n.name for n in self.nodes if n.name not in done]
+
+    def nodes_in_cycles(self) -> list[str]:
+        """The nodes the edges hold in a cycle, in declaration order (none: it can run)."""
+        return self._order()[1]
 
     def topological_order(self) -> tuple[str, ...]:
         """Node names in an order that runs every node after all nodes it depends on.
@@ -315,7 +314,7 @@ class _PipelineCheck:
             self.node(node)
         for edge in self.pipeline.edges:
             self.edge(edge)
-        _, stuck = self.pipeline._order()
+        stuck = self.pipeline.nodes_in_cycles()
         if stuck:
             self.problems.warning(
                 self.pipeline.line,

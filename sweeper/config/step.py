@@ -20,6 +20,7 @@ from sweeper.config.fields import Fields
 from sweeper.config.input import Input
 from sweeper.config.loader import YamlList, YamlMap, as_yaml
 from sweeper.config.mount import Mount
+from sweeper.config.named import get_by_name, last_wins, unique_by_name
 from sweeper.config.output import Output
 from sweeper.config.parameter import Parameter
 from sweeper.config.problems import Problems, listed, quoted
@@ -84,26 +85,6 @@ def parse_optional_expression(f: Fields, key: str) -> Expression | None:
     return expression
 
 
-def _unique(
-    items: Sequence[Any], kind: str, problems: Problems, prefix: str = ""
-) -> tuple[Any, ...]:
-    """One item per name: as valohai-yaml does, the last definition wins, in the first's place.
-
-    Valohai accepts the repetition, so it is a warning (it is almost always a copy-paste slip).
-    """
-    seen: dict[str, Any] = {}
-    for item in items:
-        if item.name in seen:
-            first = seen[item.name].line
-            problems.warning(
-                item.line,
-                f"{prefix}{kind} {quoted(item.name)} is defined more than once (first at line {first}); "
-                "the last definition is used",
-            )
-        seen[item.name] = item
-    return tuple(seen.values())
-
-
 @dataclass(frozen=True, kw_only=True)
 class Step:
     """A step of a valohai.yaml: an image, one or more commands, and what they take.
@@ -143,114 +124,57 @@ class Step:
     @classmethod
     def parse(cls, data: YamlMap, problems: Problems) -> Step | None:
         """Parse the mapping under a top-level ``step`` key; ``None`` if it cannot be used."""
-        label = quoted(data["name"]) if isinstance(data.get("name"), str) else "(unnamed)"
-        f = Fields(data, problems, prefix=f"step {label}: ", allowed=_KEYS)
+        f = Fields.named(data, problems, "step", allowed=_KEYS)
         name = f.name()
         image = f.string("image", required=True)
         if image is not None and not image.strip():
             problems.warning(f.line_of("image"), f"{f.prefix}image is empty", blocks_run=True)
         command, command_is_list = _parse_command(f)
-        parameters = _unique(
-            [p for _, item in f.items("parameters") if (p := Parameter.parse(item, problems))],
-            "parameter",
-            problems,
-        )
-        inputs = _unique(
-            [i for _, item in f.items("inputs") if (i := Input.parse(item, problems))],
-            "input",
-            problems,
-        )
-        outputs = _unique(
-            [o for _, item in f.items("outputs") if (o := Output.parse(item, problems))],
-            "output",
-            problems,
-        )
-        env_vars = _unique(
-            [
-                e
-                for _, item in f.items("environment-variables")
-                if (e := EnvironmentVariable.parse(item, problems))
-            ],
-            "environment variable",
-            problems,
-        )
-        mounts: list[Mount] = []
-        raw_mounts = f.sequence("mounts")
-        for index, item in enumerate(raw_mounts or []):
-            assert raw_mounts is not None
-            mount = Mount.parse(item, raw_mounts.line_of(index), problems)
-            if mount is not None:
-                mounts.append(mount)
-        time_limit = _duration(f, "time-limit")
-        no_output_timeout = _duration(f, "no-output-timeout")
-        raw_resources = f.mapping("resources")
-        resources = (
-            Resources.parse(raw_resources, problems) if raw_resources is not None else Resources()
-        )
-        environment = f.string("environment")
-        runtime_config_preset = f.string("runtime-config-preset")
-        autorestart = f.boolean("autorestart", False) if "autorestart" in f else None
-        if runtime_config_preset and not environment:
-            f.error("runtime-config-preset", "runtime-config-preset needs an environment as well")
-        if autorestart and not environment:
-            f.error("autorestart", "autorestart needs a (spot instance) environment as well")
-        environment_variable_groups = f.string_list("environment-variable-groups")
-        source_path = f.string("source-path")
-        description = f.string("description")
-        icon = f.string("icon")
-        category = f.string("category")
-        upload_store = f.string("upload-store", max_length=64)
-        stop_condition = parse_optional_expression(f, "stop-condition")
-        cache_volumes = f.string_list("cache-volumes")
+        definitions = _parse_definitions(f, problems)
+        placement = _parse_placement(f, problems)
+        described: dict[str, Any] = {
+            "source_path": f.string("source-path"),
+            "description": f.string("description"),
+            "icon": f.string("icon"),
+            "category": f.string("category"),
+            "upload_store": f.string("upload-store", max_length=64),
+            "stop_condition": parse_optional_expression(f, "stop-condition"),
+            "cache_volumes": f.string_list("cache-volumes"),
+        }
         if name is None or image is None or command is None:
             return None
         return cls(
             name=name,
             image=image,
             command=command,
-            parameters=parameters,
-            inputs=inputs,
-            outputs=outputs,
-            mounts=tuple(mounts),
-            environment=environment,
-            environment_variables=env_vars,
-            time_limit=time_limit,
-            no_output_timeout=no_output_timeout,
-            resources=resources,
-            runtime_config_preset=runtime_config_preset,
-            autorestart=autorestart,
             command_is_list=command_is_list,
             line=f.line,
-            environment_variable_groups=environment_variable_groups,
-            source_path=source_path,
-            description=description,
-            icon=icon,
-            category=category,
-            upload_store=upload_store,
-            stop_condition=stop_condition,
-            cache_volumes=cache_volumes,
+            **definitions,
+            **placement,
+            **described,
         )
 
     # --- lookups and values --------------------------------------------------------------
 
     def get_parameter(self, name: str) -> Parameter:
         """The parameter called ``name``; :class:`ConfigError` naming the known ones otherwise."""
-        for parameter in self.parameters:
-            if parameter.name == name:
-                return parameter
-        known = listed(p.name for p in self.parameters)
-        raise ConfigError(
-            f"step {quoted(self.name)} has no parameter {quoted(name)}; known parameters: {known}"
+        return get_by_name(
+            self.parameters,
+            name,
+            lambda known: (
+                f"step {quoted(self.name)} has no parameter {quoted(name)}; "
+                f"known parameters: {known}"
+            ),
         )
 
     def get_input(self, name: str) -> Input:
         """The input called ``name``; :class:`ConfigError` naming the known ones otherwise."""
-        for input_ in self.inputs:
-            if input_.name == name:
-                return input_
-        known = listed(i.name for i in self.inputs)
-        raise ConfigError(
-            f"step {quoted(self.name)} has no input {quoted(name)}; known inputs: {known}"
+        return get_by_name(
+            self.inputs,
+            name,
+            lambda known: (
+                f"step {quoted(self.name)} has no input {quoted(name)}; known inputs: {known}"
+            ),
         )
 
     def default_parameter_values(self) -> dict[str, Any]:
@@ -357,6 +281,27 @@ class Step:
             return self
         found = Problems(problems.filename if problems else "valohai.yaml")
         where = line if line is not None else self.line or 1
+        changes = {
+            **self._merged_definitions(override, found, where),
+            **_replaced_fields(override, found, where),
+        }
+        if problems is None:
+            if found.errors:
+                raise ConfigError("\n".join(f"{prefix}{p.message}" for p in found.errors))
+        else:
+            for problem in found.items:
+                message = f"{prefix}{problem.message}"
+                if problem.level == "error":
+                    problems.error(problem.line, message)
+                else:
+                    problems.warning(problem.line, message)
+        return dataclasses.replace(self, **changes)
+
+    def _merged_definitions(
+        self, override: Mapping[str, Any], found: Problems, where: int
+    ) -> dict[str, Any]:
+        """The override's parameters, inputs and environment variables merged by name into
+        the step's (a name the step lacks is an error, as in valohai-yaml)."""
         changes: dict[str, Any] = {}
         for key, kind, parse in (
             ("parameters", "parameter", Parameter.parse),
@@ -386,30 +331,7 @@ class Step:
                 if item is not None:
                     merged[name] = item
             changes[attribute] = tuple(merged.values())
-        for key in ("image", "environment", "runtime-config-preset"):
-            if isinstance(override.get(key), str):
-                changes[key.replace("-", "_")] = override[key]
-        if isinstance(override.get("autorestart"), bool):
-            changes["autorestart"] = override["autorestart"]
-        command = override.get("command")
-        if isinstance(command, str):
-            changes["command"], changes["command_is_list"] = (command,), False
-        elif isinstance(command, list) and command and all(isinstance(c, str) for c in command):
-            changes["command"], changes["command_is_list"] = tuple(command), True
-        if isinstance(override.get("mounts"), list):
-            mounts = [Mount.parse(as_yaml(m, where), where, found) for m in override["mounts"]]
-            changes["mounts"] = tuple(m for m in mounts if m is not None)
-        for problem in found.items:
-            message = f"{prefix}{problem.message}"
-            if problems is None:
-                continue
-            if problem.level == "error":
-                problems.error(problem.line, message)
-            else:
-                problems.warning(problem.line, message)
-        if problems is None and found.errors:
-            raise ConfigError("\n".join(f"{prefix}{p.message}" for p in found.errors))
-        return dataclasses.replace(self, **changes)
+        return changes
 
     # --- serialization -------------------------------------------------------------------
 
@@ -445,6 +367,87 @@ class Step:
             if value is not None and value != [] and value != {}:
                 data[key] = value
         return data
+
+
+def _parse_definitions(f: Fields, problems: Problems) -> dict[str, Any]:
+    """The step's parameters, inputs, outputs, environment variables (one per name) and mounts."""
+    named = {
+        "parameters": unique_by_name(
+            [p for _, item in f.items("parameters") if (p := Parameter.parse(item, problems))],
+            last_wins("parameter", problems),
+        ),
+        "inputs": unique_by_name(
+            [i for _, item in f.items("inputs") if (i := Input.parse(item, problems))],
+            last_wins("input", problems),
+        ),
+        "outputs": unique_by_name(
+            [o for _, item in f.items("outputs") if (o := Output.parse(item, problems))],
+            last_wins("output", problems),
+        ),
+        "environment_variables": unique_by_name(
+            [
+                e
+                for _, item in f.items("environment-variables")
+                if (e := EnvironmentVariable.parse(item, problems))
+            ],
+            last_wins("environment variable", problems),
+        ),
+    }
+    return {**named, "mounts": _parse_mounts(f, problems)}
+
+
+def _parse_mounts(f: Fields, problems: Problems) -> tuple[Mount, ...]:
+    raw = f.sequence("mounts")
+    if raw is None:
+        return ()
+    mounts = (Mount.parse(item, raw.line_of(index), problems) for index, item in enumerate(raw))
+    return tuple(m for m in mounts if m is not None)
+
+
+def _parse_placement(f: Fields, problems: Problems) -> dict[str, Any]:
+    """Where and how long the step runs: limits, resources, environment and its settings."""
+    time_limit = _duration(f, "time-limit")
+    no_output_timeout = _duration(f, "no-output-timeout")
+    raw_resources = f.mapping("resources")
+    resources = (
+        Resources.parse(raw_resources, problems) if raw_resources is not None else Resources()
+    )
+    environment = f.string("environment")
+    runtime_config_preset = f.string("runtime-config-preset")
+    autorestart = f.boolean("autorestart", False) if "autorestart" in f else None
+    if runtime_config_preset and not environment:
+        f.error("runtime-config-preset", "runtime-config-preset needs an environment as well")
+    if autorestart and not environment:
+        f.error("autorestart", "autorestart needs a (spot instance) environment as well")
+    return {
+        "time_limit": time_limit,
+        "no_output_timeout": no_output_timeout,
+        "resources": resources,
+        "environment": environment,
+        "runtime_config_preset": runtime_config_preset,
+        "autorestart": autorestart,
+        "environment_variable_groups": f.string_list("environment-variable-groups"),
+    }
+
+
+def _replaced_fields(override: Mapping[str, Any], found: Problems, where: int) -> dict[str, Any]:
+    """The step fields a node's override replaces whole: image, command, environment, its
+    settings and the mounts."""
+    changes: dict[str, Any] = {}
+    for key in ("image", "environment", "runtime-config-preset"):
+        if isinstance(override.get(key), str):
+            changes[key.replace("-", "_")] = override[key]
+    if isinstance(override.get("autorestart"), bool):
+        changes["autorestart"] = override["autorestart"]
+    command = override.get("command")
+    if isinstance(command, str):
+        changes["command"], changes["command_is_list"] = (command,), False
+    elif isinstance(command, list) and command and all(isinstance(c, str) for c in command):
+        changes["command"], changes["command_is_list"] = tuple(command), True
+    if isinstance(override.get("mounts"), list):
+        mounts = [Mount.parse(as_yaml(m, where), where, found) for m in override["mounts"]]
+        changes["mounts"] = tuple(m for m in mounts if m is not None)
+    return changes
 
 
 def _parse_command(f: Fields) -> tuple[tuple[str, ...] | None, bool]:

@@ -211,44 +211,22 @@ def build_spec(
     """Resolve a :class:`sweeper.config.Step` and typed values into an :class:`ExecutionSpec`.
 
     ``parameters`` are typed values (already validated); step defaults fill the rest.
-    ``inputs`` are the URIs per input name after defaults were applied.
+    ``inputs`` are the URIs per input name after defaults were applied. The spec of a
+    one-off :class:`SpecTemplate`.
     """
-    values = dict(step.default_parameter_values())
-    values.update(parameters)
-    env: dict[str, str] = {}
-    secrets: set[str] = set()
-    for variable in step.environment_variables:
-        if variable.default is not None:
-            env[variable.name] = str(variable.default)
-        if variable.secret:
-            secrets.add(variable.name)
-    env.update(environment or {})
-    resources = step.resources
-    step_gpus = float(resources.gpus or 0)
-    stop_condition = step.stop_condition
-    return ExecutionSpec(
-        step=step.name,
-        step_definition=step.serialize(),
-        image=step.image,
-        commands=tuple(step.build_command(values)),
-        parameters=values,
-        inputs={k: tuple(v) for k, v in inputs.items()},
-        environment=env,
-        secret_names=frozenset(secrets),
+    template = SpecTemplate(
+        step=step,
         code_version=code_version,
         code_archive=code_archive,
         project_dir=project_dir,
+        inputs=inputs,
         runtime=runtime,
-        cpus=cpus if cpus is not None else (resources.cpu_min or None),
-        memory_mb=resources.memory_max or resources.memory_min or None,
-        gpus=float(gpus) if gpus is not None else step_gpus,
-        time_limit_s=step.time_limit or None,
-        no_output_timeout_s=step.no_output_timeout or None,
+        environment=environment or {},
+        cpus=cpus,
+        gpus=gpus,
         pull_policy=pull_policy,
-        step_stop_condition=str(stop_condition) if stop_condition is not None else None,
-        mounts=_bind_mounts(step),
-        step_inputs=tuple(step.inputs),
     )
+    return template.build(parameters)
 
 
 @dataclass(frozen=True)
@@ -273,18 +251,36 @@ class SpecTemplate:
 
     def build(self, parameters: Mapping[str, Any]) -> ExecutionSpec:
         """The spec of one execution with these typed parameter values (defaults fill the rest)."""
-        return build_spec(
-            self.step,
-            parameters=parameters,
-            inputs=self.inputs,
+        step = self.step
+        values = dict(step.default_parameter_values())
+        values.update(parameters)
+        variables = step.environment_variables
+        env = {v.name: str(v.default) for v in variables if v.default is not None}
+        env.update(self.environment)
+        resources = step.resources
+        stop_condition = step.stop_condition
+        return ExecutionSpec(
+            step=step.name,
+            step_definition=step.serialize(),
+            image=step.image,
+            commands=tuple(step.build_command(values)),
+            parameters=values,
+            inputs={k: tuple(v) for k, v in self.inputs.items()},
+            environment=env,
+            secret_names=frozenset(v.name for v in variables if v.secret),
             code_version=self.code_version,
             code_archive=self.code_archive,
             project_dir=self.project_dir,
             runtime=self.runtime,
-            environment=self.environment,
-            cpus=self.cpus,
-            gpus=self.gpus,
+            cpus=self.cpus if self.cpus is not None else (resources.cpu_min or None),
+            memory_mb=resources.memory_max or resources.memory_min or None,
+            gpus=float(self.gpus) if self.gpus is not None else float(resources.gpus or 0),
+            time_limit_s=step.time_limit or None,
+            no_output_timeout_s=step.no_output_timeout or None,
             pull_policy=self.pull_policy,
+            step_stop_condition=str(stop_condition) if stop_condition is not None else None,
+            mounts=_bind_mounts(step),
+            step_inputs=tuple(step.inputs),
         )
 
 

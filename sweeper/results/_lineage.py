@@ -9,7 +9,7 @@ execution that output the same content. Both directions are followed recursively
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -116,75 +116,85 @@ def build_lineage(
 
     ``executions`` maps execution ids to attributes (step, status, counter) for the nodes.
     """
-    graph = _Graph(artifacts)
-    nodes: dict[str, LineageNode] = {}
-    edges: dict[LineageEdge, None] = {}
+    walk = _Walk(_Graph(artifacts), executions)
+    walk.node(root, root_kind)
+    upstream = walk.breadth_first(root, walk.up)
+    downstream = walk.breadth_first(root, walk.down)
+    return Lineage(root, walk.nodes, list(walk.edges), upstream, downstream)
 
-    def node(node_id: str, kind: str) -> None:
-        if node_id in nodes:
+
+class _Walk:
+    """The nodes and edges met while walking the graph from a root, up or down."""
+
+    def __init__(self, graph: _Graph, executions: Mapping[str, Mapping[str, Any]]) -> None:
+        self.graph = graph
+        self.executions = executions
+        self.nodes: dict[str, LineageNode] = {}
+        self.edges: dict[LineageEdge, None] = {}
+
+    def node(self, node_id: str, kind: str) -> None:
+        """Meet a node (once), with its attributes."""
+        if node_id in self.nodes:
             return
         if kind == "execution":
-            attrs = dict(executions.get(node_id, {}))
+            attrs = dict(self.executions.get(node_id, {}))
         else:
-            row = graph.datum_rows.get(node_id, {})
+            row = self.graph.datum_rows.get(node_id, {})
             attrs = {k: row.get(k) for k in ("name", "size", "uri") if row.get(k) is not None}
-        nodes[node_id] = LineageNode(node_id, kind, attrs)
+        self.nodes[node_id] = LineageNode(node_id, kind, attrs)
 
-    node(root, root_kind)
-
-    def walk(step) -> list[str]:  # type: ignore[no-untyped-def]
+    def breadth_first(self, root: str, step: Callable[[str], list[tuple[str, str]]]) -> list[str]:
+        """The ids reached from ``root`` by ``step`` (``up`` or ``down``), nearest first."""
         seen = {root}
         order: list[str] = []
         queue = deque([root])
         while queue:
             current = queue.popleft()
             for nxt, kind in step(current):
-                node(nxt, kind)
+                self.node(nxt, kind)
                 if nxt not in seen:
                     seen.add(nxt)
                     order.append(nxt)
                     queue.append(nxt)
         return order
 
-    def up(current: str) -> list[tuple[str, str]]:
-        found = []
-        if nodes[current].kind == "execution":
+    def up(self, current: str) -> list[tuple[str, str]]:
+        """What ``current`` came from: an execution's inputs and their producers, a datum's
+        producers (``(id, kind)`` each); the edges are kept."""
+        graph, found = self.graph, []
+        if self.nodes[current].kind == "execution":
             for row in graph.inputs.get(current, []):
                 datum = datum_id(row)
-                edges[LineageEdge(datum, current, "input", row.get("name"))] = None
+                self.edges[LineageEdge(datum, current, "input", row.get("name"))] = None
                 found.append((datum, "datum"))
                 explicit = row.get("producer_execution_id")
                 for producer in [explicit] if explicit else graph.producers.get(datum, []):
-                    edges[
-                        LineageEdge(producer, datum, "output", _output_name(graph, producer, datum))
-                    ] = None
-                    found.append((producer, "execution"))
+                    found.append(self._output(producer, datum))
         else:
             for producer in graph.producers.get(current, []):
-                edges[
-                    LineageEdge(producer, current, "output", _output_name(graph, producer, current))
-                ] = None
-                found.append((producer, "execution"))
+                found.append(self._output(producer, current))
         return found
 
-    def down(current: str) -> list[tuple[str, str]]:
-        found = []
-        if nodes[current].kind == "execution":
+    def down(self, current: str) -> list[tuple[str, str]]:
+        """What came from ``current``: an execution's outputs, a datum's consumers."""
+        graph, found = self.graph, []
+        if self.nodes[current].kind == "execution":
             for row in graph.outputs.get(current, []):
                 datum = datum_id(row)
-                edges[LineageEdge(current, datum, "output", row.get("name"))] = None
+                self.edges[LineageEdge(current, datum, "output", row.get("name"))] = None
                 found.append((datum, "datum"))
         else:
             for consumer in graph.consumers.get(current, []):
-                edges[
-                    LineageEdge(current, consumer, "input", _input_name(graph, consumer, current))
-                ] = None
+                name = _input_name(graph, consumer, current)
+                self.edges[LineageEdge(current, consumer, "input", name)] = None
                 found.append((consumer, "execution"))
         return found
 
-    upstream = walk(up)
-    downstream = walk(down)
-    return Lineage(root, nodes, list(edges), upstream, downstream)
+    def _output(self, producer: str, datum: str) -> tuple[str, str]:
+        """Keep the edge of ``producer`` making ``datum``; the producer to walk on to."""
+        name = _output_name(self.graph, producer, datum)
+        self.edges[LineageEdge(producer, datum, "output", name)] = None
+        return producer, "execution"
 
 
 def _output_name(graph: _Graph, execution: str, datum: str) -> str | None:

@@ -3,21 +3,20 @@
 from __future__ import annotations
 
 import json
-import math
 import os
-from collections.abc import Iterable, Sequence
-from datetime import timezone
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
 from sweeper.errors import StoreError
+from sweeper.record import ExecutionRecord
 from sweeper.status import Status
 from sweeper.store import Store, parse_blob_uri
 from sweeper.store._schema import ID_COLUMNS, METRIC_PREFIX, PARAM_PREFIX
-from sweeper.store._unify import int64_array
 
 from ._lineage import Lineage, build_lineage, datum_id
+from .tables import missing_last, take, to_pandas
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -48,75 +47,6 @@ def _decode(text: Any) -> Any:
         return json.loads(text)
     except ValueError:
         return text
-
-
-def take(table: pa.Table, rows: Sequence[int]) -> pa.Table:
-    """The rows at these positions, in this order.
-
-    The positions become Arrow without pyarrow's pandas import (see ``int64_array``).
-    """
-    return table.take(int64_array(rows))
-
-
-def to_rows(table: pa.Table) -> list[dict[str, Any]]:
-    """``table.to_pylist()``, zoned times converted here: pyarrow imports pandas to convert them.
-
-    A zoned column is read through a zero-copy view as naive UTC times (a cast would import
-    ``pyarrow.compute``, ~40 ms that ``sweep ls`` need not pay).
-    """
-    zones = {f.name: f.type.tz for f in table.schema if pa.types.is_timestamp(f.type) and f.type.tz}
-    if not zones:
-        return list(table.to_pylist())
-    columns = [
-        _naive(table.column(f.name), f.type) if f.name in zones else table.column(f.name)
-        for f in table.schema
-    ]
-    rows = pa.Table.from_arrays(columns, names=table.column_names).to_pylist()
-    for name, zone in zones.items():
-        tzinfo = timezone.utc if zone in ("UTC", "+00:00") else _zone(zone)
-        for row in rows:
-            if row[name] is not None:  # the naive value is the UTC time
-                row[name] = row[name].replace(tzinfo=timezone.utc).astimezone(tzinfo)
-    return list(rows)
-
-
-def _naive(column: pa.ChunkedArray, zoned: pa.TimestampType) -> pa.ChunkedArray:
-    """A zoned timestamp column as naive UTC times: the same values, viewed without a copy."""
-    naive = pa.timestamp(zoned.unit)
-    return pa.chunked_array([chunk.view(naive) for chunk in column.chunks], type=naive)
-
-
-def _zone(name: str) -> Any:
-    from zoneinfo import ZoneInfo  # only for a zone other than UTC, which sweeper never writes
-
-    return ZoneInfo(name)
-
-
-def rows_at(table: pa.Table, positions: Sequence[int]) -> list[dict[str, Any]]:
-    """:func:`to_rows` of the rows at these positions, in this order, without ``take``.
-
-    ``Table.take`` imports ``pyarrow.compute``; a few rows (``ls --limit``) are converted one
-    slice each, many by converting the table once.
-    """
-    if len(positions) * 4 >= table.num_rows:
-        rows = to_rows(table)
-        return [rows[i] for i in positions]
-    return [to_rows(table.slice(i, 1))[0] for i in positions]
-
-
-def missing_last(value: Any) -> tuple[bool, Any]:
-    """A sort key that puts None and NaN after every value, as pandas sorts NA last."""
-    missing = value is None or (isinstance(value, float) and math.isnan(value))
-    return (missing, 0 if missing else value)
-
-
-def to_pandas(table: pa.Table) -> pd.DataFrame:
-    """A dataset table as a DataFrame; integer columns with gaps (trial_number of a plain run)
-    stay integers, not floats."""
-    import pandas as pd  # here, not at the top: `sweep ls` and `status` run without pandas
-
-    integers = {pa.int64(): pd.Int64Dtype(), pa.int32(): pd.Int64Dtype()}
-    return table.to_pandas(types_mapper=integers.get)
 
 
 class Results:
@@ -168,16 +98,14 @@ class Results:
         """Metric events, one row per key (``value`` numeric, ``value_json`` any value)."""
         df = self._frame("metrics")
         if execution_id is not None:
-            full_id = self.store.find_execution(execution_id)["id"]
-            df = df[df["execution_id"] == full_id]
+            df = df[df["execution_id"] == self._record(execution_id).id]
         return df.reset_index(drop=True)
 
     def artifacts(self, execution_id: str | None = None) -> pd.DataFrame:
         """Inputs and outputs of executions, one row each."""
         df = self._frame("artifacts")
         if execution_id is not None:
-            full_id = self.store.find_execution(execution_id)["id"]
-            df = df[df["execution_id"] == full_id]
+            df = df[df["execution_id"] == self._record(execution_id).id]
         return df.reset_index(drop=True)
 
     def _latest(self, dataset: str) -> pd.DataFrame:
@@ -205,7 +133,8 @@ class Results:
         ids = self.store.read_dataset("sweeps", columns=["sweep_id"]).column("sweep_id")
         return sweep_id in ids.to_pylist()
 
-    def _sweep(self, sweep_id: str) -> dict[str, Any] | None:
+    def sweep(self, sweep_id: str) -> dict[str, Any] | None:
+        """The sweep's row of :meth:`sweeps` (its latest status), or None for an unknown id."""
         df = self.sweeps()
         rows = df[df["sweep_id"] == sweep_id]
         return None if rows.empty else rows.iloc[-1].to_dict()
@@ -221,7 +150,7 @@ class Results:
 
         ``metric`` and ``direction`` default to the sweep's first objective.
         """
-        sweep = self._sweep(sweep_id)
+        sweep = self.sweep(sweep_id)
         objectives = list(sweep["metrics"] or []) if sweep else []
         directions = list(sweep["directions"] or []) if sweep else []
         if metric is None:
@@ -274,29 +203,31 @@ class Results:
 
     def compare(self, ids: Iterable[str]) -> pd.DataFrame:
         """Parameters and metrics side by side: one column per execution, one row per name."""
-        records = [self.store.find_execution(ref) for ref in ids]
-        records = list({r["id"]: r for r in records}.values())
-        names: dict[str, None] = {}
-        for record in records:
-            names.update({PARAM_PREFIX + k: None for k in record.get("parameters") or {}})
-        for record in records:
-            names.update({METRIC_PREFIX + k: None for k in record.get("metrics") or {}})
+        records = list({r.id: r for r in map(self._record, ids)}.values())
+        names = [
+            *dict.fromkeys(PARAM_PREFIX + k for r in records for k in r.parameters),
+            *dict.fromkeys(METRIC_PREFIX + k for r in records for k in r.metrics),
+        ]
         import pandas as pd
 
         columns = {}
         for record in records:
             values: dict[str, Any] = {
-                "counter": record.get("counter"),
-                "step": record.get("step"),
-                "status": record.get("status"),
+                "counter": record.counter,
+                "step": record.step,
+                "status": record.status.value,
             }
-            params, metrics = record.get("parameters") or {}, record.get("metrics") or {}
             for name in names:
-                source = params if name.startswith(PARAM_PREFIX) else metrics
-                prefix = PARAM_PREFIX if name.startswith(PARAM_PREFIX) else METRIC_PREFIX
-                values[name] = source.get(name[len(prefix) :])
-            columns[str(record["id"])] = pd.Series(values, dtype=object)
+                if name.startswith(PARAM_PREFIX):
+                    values[name] = record.parameters.get(name[len(PARAM_PREFIX) :])
+                else:
+                    values[name] = record.metrics.get(name[len(METRIC_PREFIX) :])
+            columns[record.id] = pd.Series(values, dtype=object)
         return pd.DataFrame(columns, index=["counter", "step", "status", *names])
+
+    def _record(self, ref: str) -> ExecutionRecord:
+        """The record of the execution an id, prefix, ``#12`` or ``latest`` names."""
+        return ExecutionRecord.from_dict(self.store.find_execution(ref))
 
     def lineage(self, ref: str) -> Lineage:
         """Upstream producers and downstream consumers of an execution or a ``datum://`` URI."""
@@ -307,7 +238,7 @@ class Results:
             if not any(datum_id(r) == root for r in artifacts) and not self.store.has_blob(sha):
                 raise StoreError(f"unknown datum {ref!r} in store {self.store.location}")
         else:
-            root, kind = str(self.store.find_execution(ref)["id"]), "execution"
+            root, kind = self._record(ref).id, "execution"
         table = self.store.read_dataset(
             "executions", columns=["execution_id", "counter", "step", "status"]
         )

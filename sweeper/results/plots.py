@@ -11,6 +11,9 @@ from typing import TYPE_CHECKING, Any
 from sweeper.errors import SweeperError
 
 if TYPE_CHECKING:
+    import optuna
+    from optuna.trial import FrozenTrial
+
     from sweeper.results._results import Results
     from sweeper.results.replay import Replay
     from sweeper.store import RecordStore
@@ -38,9 +41,7 @@ def plot_sweep(
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from optuna.trial import TrialState
-    from optuna.visualization import matplotlib as optuna_plots
 
     from sweeper.sweep.study import load_study
 
@@ -54,6 +55,19 @@ def plot_sweep(
     if not complete:
         raise SweeperError(f"sweep {sweep_id} has no complete trial to plot yet")
     out_dir.mkdir(parents=True, exist_ok=True)
+    written = _study_plots(study, complete, metrics, out_dir)
+    if metrics:
+        written.append(_top_trials(results, sweep_id, metrics[0], top, out_dir))
+    return written
+
+
+def _study_plots(
+    study: optuna.Study, complete: list[FrozenTrial], metrics: list[str], out_dir: Path
+) -> list[Path]:
+    """Optuna's history plot, and with two trials that differ its importances, parallel
+    coordinates and slices (of the first metric)."""
+    from optuna.visualization import matplotlib as optuna_plots
+
     target: dict[str, Any] = {}
     if len(metrics) > 1:
         target = {"target": lambda t: t.values[0], "target_name": metrics[0]}
@@ -71,39 +85,36 @@ def plot_sweep(
             for k in t.distributions
             if len({str(x.params.get(k)) for x in complete}) > 1
         }
-        if len(complete) >= 2 and varied:
-            written.append(
-                _save(
-                    optuna_plots.plot_param_importances(study, **target),
-                    out_dir / "importances.png",
-                )
-            )
-            written.append(
-                _save(
-                    optuna_plots.plot_parallel_coordinate(study, **target),
-                    out_dir / "parallel_coordinate.png",
-                )
-            )
-            written.append(_save(optuna_plots.plot_slice(study, **target), out_dir / "slice.png"))
-    if metrics:
-        best = results.best(sweep_id, k=top)
-        events = results.metrics()
-        figure, axes = plt.subplots()
-        for _, row in best.iterrows():
-            curve = events[
-                (events["execution_id"] == row["execution_id"]) & (events["key"] == metrics[0])
-            ]
-            if curve.empty:
-                continue
-            label = f"#{int(row['counter'])} trial {int(row['trial_number'])}: {row[f'metric.{metrics[0]}']:.4g}"
-            axes.plot(range(1, len(curve) + 1), curve["value"].to_numpy(), marker="o", label=label)
-        axes.set_xlabel("report (JSON line) number")
-        axes.set_ylabel(metrics[0])
-        axes.set_title(f"{metrics[0]} during the {len(best)} best trials of sweep {sweep_id}")
-        axes.legend()
-        axes.grid(alpha=0.3)
-        written.append(_save(figure, out_dir / "top_trials.png"))
+        if len(complete) < 2 or not varied:
+            return written
+        for plot, name in (
+            (optuna_plots.plot_param_importances, "importances.png"),
+            (optuna_plots.plot_parallel_coordinate, "parallel_coordinate.png"),
+            (optuna_plots.plot_slice, "slice.png"),
+        ):
+            written.append(_save(plot(study, **target), out_dir / name))
     return written
+
+
+def _top_trials(results: Results, sweep_id: str, metric: str, top: int, out_dir: Path) -> Path:
+    """The curves of ``metric`` during the ``top`` best trials."""
+    import matplotlib.pyplot as plt
+
+    best = results.best(sweep_id, k=top)
+    events = results.metrics()
+    figure, axes = plt.subplots()
+    for _, row in best.iterrows():
+        curve = events[(events["execution_id"] == row["execution_id"]) & (events["key"] == metric)]
+        if curve.empty:
+            continue
+        label = f"#{int(row['counter'])} trial {int(row['trial_number'])}: {row[f'metric.{metric}']:.4g}"
+        axes.plot(range(1, len(curve) + 1), curve["value"].to_numpy(), marker="o", label=label)
+    axes.set_xlabel("report (JSON line) number")
+    axes.set_ylabel(metric)
+    axes.set_title(f"{metric} during the {len(best)} best trials of sweep {sweep_id}")
+    axes.legend()
+    axes.grid(alpha=0.3)
+    return _save(figure, out_dir / "top_trials.png")
 
 
 def plot_replay(replay: Replay, out_dir: Path) -> Path:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import optuna
 import pandas as pd
@@ -33,7 +33,27 @@ from sweeper.store._schema import METRIC_PREFIX
 from sweeper.sweep.samplers import make_pruner
 
 if TYPE_CHECKING:
-    from sweeper.results._results import Results
+    from sweeper.store import RecordStore
+
+
+class RecordedSweeps(Protocol):
+    """What a replay reads of a store: :class:`sweeper.results.Results` provides it."""
+
+    @property
+    def store(self) -> RecordStore: ...
+
+    def sweep(self, sweep_id: str) -> dict[str, Any] | None: ...
+
+    def executions(
+        self, sweep_id: str | None = None, step: str | None = None, status: str | None = None
+    ) -> pd.DataFrame: ...
+
+    def metrics(self, execution_id: str | None = None) -> pd.DataFrame: ...
+
+    def best(
+        self, sweep_id: str, k: int = 10, metric: str | None = None, direction: str | None = None
+    ) -> pd.DataFrame: ...
+
 
 #: The pruners a replay can apply (``none`` never stops anything, so there is nothing to show).
 REPLAY_PRUNERS = ("median", "asha", "hyperband")
@@ -185,7 +205,7 @@ class _Run:
         return elapsed
 
 
-def _runs(results: Results, sweep_id: str, metric: str) -> tuple[list[_Run], int]:
+def _runs(results: RecordedSweeps, sweep_id: str, metric: str) -> tuple[list[_Run], int]:
     executions = results.executions(sweep_id=sweep_id)
     replayed = executions[executions["status"].isin(_REPLAYED_STATUSES)]
     events = results.metrics()
@@ -222,29 +242,20 @@ def _timeline(runs: list[_Run]) -> list[tuple[Any, int, int, int]]:
     return sorted(items)
 
 
-def replay_sweep(results: Results, sweep_id: str, pruner: str) -> Replay:
+def replay_sweep(results: RecordedSweeps, sweep_id: str, pruner: str) -> Replay:
     """Replay the recorded curves of sweep ``sweep_id`` under ``pruner``; see the module doc."""
     name = pruner.lower()
     if name not in REPLAY_PRUNERS:
         raise SweeperError(
             f'cannot replay pruner "{pruner}"; choose one of {", ".join(REPLAY_PRUNERS)}'
         )
-    sweep = results._sweep(sweep_id)
-    if sweep is None:
-        raise SweeperError(f'unknown sweep "{sweep_id}" in the store {results.store.location}')
-    metrics = list(sweep.get("metrics") or [])
-    directions = list(sweep.get("directions") or [])
-    if not metrics or len(directions) != len(metrics):
-        raise SweeperError(f"sweep {sweep_id} has no recorded objective metric to replay")
-    metric, direction = str(metrics[0]), str(directions[0])
-    if direction not in ("minimize", "maximize"):
-        raise SweeperError(f'sweep {sweep_id} has an unknown direction "{direction}"')
+    metric, direction, objectives = _objective(results, sweep_id)
     study = optuna.create_study(
         # Hyperband assigns brackets from a hash of the study name and trial number: both fixed.
         study_name=f"replay-{sweep_id}",
         direction=direction,  # type: ignore[arg-type]
         sampler=optuna.samplers.RandomSampler(seed=0),
-        pruner=make_pruner(name, objectives=len(metrics)),
+        pruner=make_pruner(name, objectives=objectives),
     )
     runs, skipped = _runs(results, sweep_id, metric)
     if not runs:
@@ -252,24 +263,7 @@ def replay_sweep(results: Results, sweep_id: str, pruner: str) -> Replay:
             f'sweep {sweep_id} has no intermediate "{metric}" metric events to replay: its step '
             f"must print a JSON line with {metric} during training (e.g. one per epoch)"
         )
-    for _when, kind, number, step in _timeline(runs):
-        run = runs[number]
-        if kind == _START:
-            run.trial = study.ask()
-            continue
-        assert run.trial is not None
-        if run.pruned_at is not None:
-            continue  # stopped by the replay: its later lines never happened
-        if kind == _REPORT:
-            run.trial.report(float(run.events["value"].iloc[step]), step)
-            if run.trial.should_prune():
-                run.pruned_at = step
-                run.used_s = run.elapsed_at(step)
-                study.tell(run.trial, state=TrialState.PRUNED)
-        elif run.row["status"] == Status.COMPLETE:
-            study.tell(run.trial, float(run.events["value"].iloc[-1]))
-        else:
-            study.tell(run.trial, state=TrialState.PRUNED)
+    _play(study, runs)
     trials = tuple(_trial(run) for run in runs)
     best = (
         results.best(sweep_id, k=1)
@@ -289,6 +283,43 @@ def replay_sweep(results: Results, sweep_id: str, pruner: str) -> Replay:
         best_survived=survived,
         rank_correlation=_spearman(trials),
     )
+
+
+def _objective(results: RecordedSweeps, sweep_id: str) -> tuple[str, str, int]:
+    """The sweep's first metric and its direction, and how many objectives it has."""
+    sweep = results.sweep(sweep_id)
+    if sweep is None:
+        raise SweeperError(f'unknown sweep "{sweep_id}" in the store {results.store.location}')
+    metrics = list(sweep.get("metrics") or [])
+    directions = list(sweep.get("directions") or [])
+    if not metrics or len(directions) != len(metrics):
+        raise SweeperError(f"sweep {sweep_id} has no recorded objective metric to replay")
+    metric, direction = str(metrics[0]), str(directions[0])
+    if direction not in ("minimize", "maximize"):
+        raise SweeperError(f'sweep {sweep_id} has an unknown direction "{direction}"')
+    return metric, direction, len(metrics)
+
+
+def _play(study: optuna.Study, runs: list[_Run]) -> None:
+    """Ask, report and tell ``study`` in the order the recorded runs did, pruning as it says."""
+    for _when, kind, number, step in _timeline(runs):
+        run = runs[number]
+        if kind == _START:
+            run.trial = study.ask()
+            continue
+        assert run.trial is not None
+        if run.pruned_at is not None:
+            continue  # stopped by the replay: its later lines never happened
+        if kind == _REPORT:
+            run.trial.report(float(run.events["value"].iloc[step]), step)
+            if run.trial.should_prune():
+                run.pruned_at = step
+                run.used_s = run.elapsed_at(step)
+                study.tell(run.trial, state=TrialState.PRUNED)
+        elif run.row["status"] == Status.COMPLETE:
+            study.tell(run.trial, float(run.events["value"].iloc[-1]))
+        else:
+            study.tell(run.trial, state=TrialState.PRUNED)
 
 
 def _trial(run: _Run) -> ReplayTrial:

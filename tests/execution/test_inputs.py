@@ -315,14 +315,14 @@ def test_local_file_is_hashed_once_until_it_changes(
 ) -> None:
     step = [Input("d", default=("data/a.csv",))]
     ingested: list[str] = []
-    original = inputs_module._Cache.ingest
+    original = inputs_module.InputCache.ingest
 
     def spy(self: Any, chunks: Any) -> tuple[str, int]:
         result = original(self, chunks)
         ingested.append(result[0])
         return result
 
-    monkeypatch.setattr(inputs_module._Cache, "ingest", spy)
+    monkeypatch.setattr(inputs_module.InputCache, "ingest", spy)
     fetch(dirs, step, {})
     fetch(dirs, step, {})
     assert ingested == [sha(b"a,1\n")]
@@ -572,7 +572,7 @@ def test_s3_is_cached_until_the_object_changes(
         raise AssertionError("downloaded although the object is unchanged")
 
     with monkeypatch.context() as patch:
-        patch.setattr(inputs_module._Cache, "ingest", no_download)
+        patch.setattr(inputs_module.InputCache, "ingest", no_download)
         assert fetch(dirs, step, {}, s3_endpoint_url=moto_endpoint) == first
 
     client.put_object(Bucket=name, Key="data/train/a.csv", Body=b"new content")

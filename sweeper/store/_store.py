@@ -375,32 +375,35 @@ class Store:
 
     def write_execution(
         self,
-        record: Mapping[str, Any],
+        data: Mapping[str, Any],
         events: Iterable[Mapping[str, Any]],
         *,
         missing_only: bool = False,
     ) -> None:
         """Record one execution: execution.json, then its metrics, artifacts and executions rows.
 
+        ``data`` is the record in its stored form (:meth:`ExecutionRecord.to_dict`): what this
+        method writes is that JSON and the rows made from it, key for key.
+
         The executions row goes last, so an execution visible there has its other rows too.
         With ``missing_only`` (finishing the recording of an execution whose writer was
         killed midway) execution.json is left as it is and only the datasets that have no
         row of the execution yet are written, so nothing is written twice.
         """
-        execution_id = str(record["id"])
+        execution_id = str(data["id"])
         if missing_only:
             if self.has_rows("executions", execution_id):
                 return
         else:
-            self.write_json(f"{self.execution_dir(execution_id)}/execution.json", dict(record))
+            self.write_json(f"{self.execution_dir(execution_id)}/execution.json", dict(data))
         rows: dict[str, list[dict[str, Any]]] = {}
         # Checked before ``events`` is read: a recovery passes them lazily, from the log.
         if not (missing_only and self.has_rows("metrics", execution_id)):
             rows["metrics"] = metric_rows(execution_id, events)
-        artifacts = artifact_rows(record)
+        artifacts = artifact_rows(data)
         if artifacts and not (missing_only and self.has_rows("artifacts", execution_id)):
             rows["artifacts"] = artifacts
-        rows["executions"] = [execution_row(record)]
+        rows["executions"] = [execution_row(data)]
         if self._buffer is not None and not missing_only:
             self._buffer.add(rows)  # execution.json is written: the rows can wait
             return

@@ -8,10 +8,13 @@ parameter importances and parallel coordinates follow a sweep while it runs. It 
 
 from __future__ import annotations
 
+import gc
 import re
+import signal
 import sys
 import threading
 from socketserver import ThreadingMixIn
+from types import FrameType
 from typing import TYPE_CHECKING, Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
@@ -31,12 +34,34 @@ INSTALL_HINT = (
     "sweep dashboard needs optuna-dashboard, an optional extra: pip install 'sweeper[dashboard]'"
 )
 
+#: The signals that stop the dashboard: Ctrl-C, and what a service manager or `kill` sends.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class _Stop(BaseException):
+    """A stop signal arrived: the dashboard closes its server and its storage, and exits 0.
+
+    Not an Exception, so that no ``except Exception`` on its way (the study's loading, the
+    server's error handling) takes it for an error and carries on.
+    """
+
 
 class _ThreadingServer(ThreadingMixIn, WSGIServer):
-    """A WSGI server that answers the page's parallel API requests in threads."""
+    """A WSGI server that answers the page's parallel API requests in threads.
+
+    Requests run on daemon threads, which never hold up the exit. Setting ``stop_requested``
+    ends :meth:`serve_forever` at its next turn (within its poll interval) with ``_Stop``:
+    between two requests, never while one is being handed to its thread.
+    """
 
     daemon_threads = True
     allow_reuse_address = True
+    stop_requested = False
+
+    def service_actions(self) -> None:
+        super().service_actions()
+        if self.stop_requested:
+            raise _Stop
 
 
 class _QuietHandler(WSGIRequestHandler):
@@ -79,6 +104,35 @@ def sweep_storage(store: RecordStore, sweep_id: str) -> Any:
     return study_storage(store, sweep_id, options.get("storage"))
 
 
+def open_storage(storage: Any) -> Any:
+    """The storage as an object the command can close: a database URL is opened as
+    optuna-dashboard opens one (no schema check, no table creation); an object is kept."""
+    if not isinstance(storage, str):
+        return storage
+    require_dashboard()
+    from optuna.exceptions import OptunaError
+    from optuna.storages import RDBStorage
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        return RDBStorage(storage, skip_compatibility_check=True, skip_table_creation=True)
+    except (ValueError, ImportError, OptunaError, SQLAlchemyError) as exc:
+        raise SweeperError(
+            f"optuna-dashboard cannot open the storage {masked(storage)}: {exc}"
+        ) from None
+
+
+def close_storage(storage: Any) -> None:
+    """Close what :func:`open_storage` opened: a database's connections."""
+    if storage is None:  # stopped before it was opened
+        return
+    from optuna.storages import RDBStorage
+
+    if isinstance(storage, RDBStorage):
+        storage.remove_session()
+        storage.engine.dispose()
+
+
 def make_app(storage: Any) -> Any:
     """The optuna-dashboard WSGI application over an Optuna storage (object or URL)."""
     optuna_dashboard = require_dashboard()
@@ -102,7 +156,7 @@ def study_url(storage: Any, sweep_id: str, base: str) -> str:
     return f"{base}/dashboard"
 
 
-def serve(app: Any, port: int) -> WSGIServer:
+def serve(app: Any, port: int) -> _ThreadingServer:
     """Bind a threaded WSGI server for ``app`` on 127.0.0.1:``port`` (0: any free port)."""
     try:
         return make_server(
@@ -128,30 +182,61 @@ def serve(app: Any, port: int) -> WSGIServer:
 def dashboard(sweep_id: str | None, port: int, config_path: str | None, store: str | None) -> None:
     """Serve optuna-dashboard on a sweep's study, live while it runs (default: the latest sweep).
 
-    Needs the optional extra: pip install 'sweeper[dashboard]'.
+    Needs the optional extra: pip install 'sweeper[dashboard]'. Ctrl-C or SIGTERM, at any
+    point, stops it: the server and the storage are closed and it exits 0.
     """
-    require_dashboard()
-    opened = project_from(config_path, store).open_store()
-    sweep_id = sweep_id or latest_sweep_id(opened)
-    storage = sweep_storage(opened, sweep_id)
-    app = make_app(storage)
-    server = serve(app, port)
-    base = f"http://{HOST}:{server.server_port}"
-    storage_label = masked(storage) if isinstance(storage, str) else "its journal in the store"
-    click.echo(f"sweep {sweep_id}: optuna-dashboard on {storage_label}")
-    click.echo(study_url(storage, sweep_id, base))
-    click.echo("press Ctrl-C to stop", err=True)
-    sys.stdout.flush()
-    thread = threading.Thread(target=server.serve_forever, name="dashboard", daemon=True)
-    thread.start()
+    previous = {number: signal.getsignal(number) for number in STOP_SIGNALS}
+    handles_signals = threading.current_thread() is threading.main_thread()
+
+    def restore_signals() -> None:
+        if handles_signals:
+            for number, handler in previous.items():
+                signal.signal(number, signal.SIG_DFL if handler is None else handler)
+
+    def stop(number: int, frame: FrameType | None) -> None:
+        restore_signals()  # a second signal does what it did before: Ctrl-C forces, TERM kills
+        if server is None:
+            raise _Stop  # still loading the study: give that up where it is
+        server.stop_requested = True
+
+    server: _ThreadingServer | None = None
+    storage: Any = None
     try:
-        while thread.is_alive():
-            thread.join(0.5)
-    except KeyboardInterrupt:
+        # Loading the study can take a while on a busy machine: a stop must end it too.
+        if handles_signals:
+            for number in STOP_SIGNALS:
+                signal.signal(number, stop)
+        require_dashboard()
+        opened = project_from(config_path, store).open_store()
+        sweep_id = sweep_id or latest_sweep_id(opened)
+        url_or_storage = sweep_storage(opened, sweep_id)
+        storage = open_storage(url_or_storage)
+        server = serve(make_app(storage), port)
+        base = f"http://{HOST}:{server.server_port}"
+        storage_label = (
+            masked(url_or_storage)
+            if isinstance(url_or_storage, str)
+            else "its journal in the store"
+        )
+        click.echo(f"sweep {sweep_id}: optuna-dashboard on {storage_label}")
+        click.echo(study_url(url_or_storage, sweep_id, base))
+        click.echo("press Ctrl-C to stop", err=True)
+        sys.stdout.flush()
+        # What is loaded by now (optuna, SQLAlchemy, NumPy, optuna-dashboard) lives until the
+        # end: frozen, the collector never walks it again, neither while serving nor at exit,
+        # where that walk took seconds between a Ctrl-C and the end of the process on a busy
+        # machine.
+        gc.freeze()
+        # Served from this thread, which sees a stop within the poll interval; nothing needs
+        # shutting down from another thread.
+        server.serve_forever(poll_interval=0.5)
+    except _Stop:
         pass
     finally:
-        server.shutdown()
-        server.server_close()
+        restore_signals()
+        if server is not None:
+            server.server_close()
+        close_storage(storage)
 
 
 COMMANDS = [dashboard]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import sys
 import threading
 import time
@@ -81,7 +82,14 @@ def steps(config_path: str | None) -> None:
 
 
 def _run_with_ctrl_c(func: Callable[[StopToken], ExecutionRecord]) -> ExecutionRecord:
-    """Run ``func`` in a thread so that Ctrl-C stops the execution cleanly instead of killing it."""
+    """Run ``func`` in a thread so that Ctrl-C stops the execution cleanly instead of killing it.
+
+    From the call on, the first Ctrl-C (SIGINT) asks the execution to stop, whenever it
+    comes: before its thread has started, while it prepares, starts or runs its step, or
+    while it writes its record. The record then says ``stopped``, unless the execution had
+    ended (or reached its time limit) first. A second Ctrl-C raises KeyboardInterrupt: the
+    user gives up waiting.
+    """
     from sweeper.execution.runner import StopToken
 
     stop = StopToken()
@@ -97,15 +105,30 @@ def _run_with_ctrl_c(func: Callable[[StopToken], ExecutionRecord]) -> ExecutionR
         finally:
             done.set()
 
-    # Waiting on an Event, not Thread.join: an interrupted join can return early.
-    threading.Thread(target=target, name="sweeper-execution", daemon=True).start()
-    try:
-        while not done.wait(0.2):
-            pass
-    except KeyboardInterrupt:
+    def on_ctrl_c(signum: int, frame: object) -> None:
+        if stop.event.is_set():
+            raise KeyboardInterrupt
         click.echo("sweep: stopping the execution (Ctrl-C again to force)...", err=True)
         stop.stop(Status.STOPPED)
-        done.wait()
+
+    # A handler rather than `except KeyboardInterrupt`: the exception can be raised at any
+    # line, before the `try` that would catch it too (while the thread starts), and would
+    # then end this process with the step still running and its record left `started`.
+    # Python runs handlers in the main thread only; elsewhere (an embedding program) Ctrl-C
+    # is not ours to handle.
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, on_ctrl_c) if in_main else None
+    try:
+        threading.Thread(target=target, name="sweeper-execution", daemon=True).start()
+        # Short waits, not one long one: the handler runs only when this thread wakes up,
+        # and a signal delivered to another thread does not wake it.
+        while not done.wait(0.2):
+            pass
+    finally:
+        if in_main:
+            signal.signal(
+                signal.SIGINT, signal.default_int_handler if previous is None else previous
+            )
     if failure:
         raise failure[0]
     return result[0]

@@ -139,7 +139,10 @@ class Parts:
             if columns is not None:
                 present = set(parquet.schema_arrow.names)
                 wanted = [c for c in columns if c in present]
-            table = parquet.read(columns=wanted)
+            # Decoded on this thread (parts are read in parallel already): on Arrow's pool a
+            # thread can let go of ``data`` (Python's) after the read returned, which needs the
+            # interpreter and aborts the process if that is shutting down by then.
+            table = parquet.read(columns=wanted, use_threads=False)
             raw = (parquet.schema_arrow.metadata or {}).get(REPLACES_KEY)
             replaces = json.loads(raw) if raw else []
         except Exception as exc:  # noqa: BLE001 - any decoding failure means a damaged part

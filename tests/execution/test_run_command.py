@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from sweeper.status import Status
 from sweeper.store import Store
+from tests.coload import cpu_load
 from tests.conftest import sweep_cli
 from tests.faults.conftest import records, sweep_popen, wait_for
 from tests.requirements import require_docker
@@ -46,6 +48,10 @@ STDLIB_STEP = """
     image: sweeper-test/python:latest
     command: python3 -c "import time; print('start', flush=True); time.sleep(60)"
     time-limit: 2
+- step:
+    name: waits
+    image: sweeper-test/python:latest
+    command: python3 -c "import time; print('start', flush=True); time.sleep(120)"
 """
 
 ECHO_PY = """
@@ -219,32 +225,67 @@ def test_reuse_show_logs_outputs_rerun(echo_project: Path, tmp_path: Path) -> No
     assert unknown.returncode != 0 and "Traceback" not in unknown.stderr
 
 
-def test_ctrl_c_stops_cleanly(echo_project: Path) -> None:
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "sweeper.cli.main",
-            "run",
-            "slow",
-            "--runtime",
-            "local",
-            "--json",
-            "-f",
-            str(echo_project / "valohai.yaml"),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    logs = echo_project / ".sweeper" / "executions"
-    # SIGINT only once the step has printed: the stop must reach a running step
-    wait_for(lambda: any("start" in p.read_text() for p in logs.glob("*/logs.txt")), 120)
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=30)
+@pytest.mark.parametrize("moment", ["running", "starting"])
+def test_ctrl_c_stops_cleanly(echo_project: Path, moment: str) -> None:
+    """Ctrl-C records `stopped`, on a busy machine too: while the step runs, or as soon as the
+    execution's record exists (the step starting, or not started yet). The step has no time
+    limit: a limit that passes before the Ctrl-C is handled is an `error`, rightly."""
+    executions = echo_project / ".sweeper" / "executions"
+    with cpu_load(2):
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "sweeper.cli.main",
+                "run",
+                "waits",
+                "--runtime",
+                "local",
+                "--json",
+                "-f",
+                str(echo_project / "valohai.yaml"),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            if moment == "running":  # once the step has printed: the stop reaches it running
+                wait_for(
+                    lambda: any("start" in p.read_text() for p in executions.glob("*/logs.txt"))
+                )
+            else:
+                wait_for(lambda: any(executions.glob("*/execution.json")), interval=0.005)
+            proc.send_signal(signal.SIGINT)
+            out, err = proc.communicate(timeout=100)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
     record = json.loads(out)
     assert record["status"] == "stopped", err
     assert proc.returncode != 0
+
+
+def test_ctrl_c_as_the_execution_thread_starts_stops_it() -> None:
+    """A Ctrl-C that comes while `sweep run` starts the execution's thread stops the execution
+    (it used to escape as KeyboardInterrupt and leave the execution running, unrecorded)."""
+    from sweeper.cli.commands_exec import _run_with_ctrl_c
+    from sweeper.execution.runner import StopToken
+    from sweeper.record import ExecutionRecord
+
+    def execution(stop: StopToken) -> ExecutionRecord:
+        signal.raise_signal(signal.SIGINT)  # the user's Ctrl-C, as this thread begins
+        assert stop.event.wait(10), "the Ctrl-C did not reach the execution"
+        return ExecutionRecord(id="e1", status=stop.reason)
+
+    for _ in range(5):  # the thread's start is a short moment: catch it more than once
+        try:
+            record = _run_with_ctrl_c(execution)
+        except KeyboardInterrupt:
+            pytest.fail("the Ctrl-C escaped while the execution's thread started")
+        assert record.status == Status.STOPPED
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
 def test_dry_run_prints_only_commands(echo_project: Path) -> None:

@@ -187,6 +187,7 @@ def dashboard(sweep_id: str | None, port: int, config_path: str | None, store: s
     """
     previous = {number: signal.getsignal(number) for number in STOP_SIGNALS}
     handles_signals = threading.current_thread() is threading.main_thread()
+    running = _Running()
 
     def restore_signals() -> None:
         if handles_signals:
@@ -195,33 +196,17 @@ def dashboard(sweep_id: str | None, port: int, config_path: str | None, store: s
 
     def stop(number: int, frame: FrameType | None) -> None:
         restore_signals()  # a second signal does what it did before: Ctrl-C forces, TERM kills
-        if server is None:
+        if running.server is None:
             raise _Stop  # still loading the study: give that up where it is
-        server.stop_requested = True
+        running.server.stop_requested = True
 
-    server: _ThreadingServer | None = None
-    storage: Any = None
     try:
         # Loading the study can take a while on a busy machine: a stop must end it too.
         if handles_signals:
             for number in STOP_SIGNALS:
                 signal.signal(number, stop)
-        require_dashboard()
-        opened = project_from(config_path, store).open_store()
-        sweep_id = sweep_id or latest_sweep_id(opened)
-        url_or_storage = sweep_storage(opened, sweep_id)
-        storage = open_storage(url_or_storage)
-        server = serve(make_app(storage), port)
-        base = f"http://{HOST}:{server.server_port}"
-        storage_label = (
-            masked(url_or_storage)
-            if isinstance(url_or_storage, str)
-            else "its journal in the store"
-        )
-        click.echo(f"sweep {sweep_id}: optuna-dashboard on {storage_label}")
-        click.echo(study_url(url_or_storage, sweep_id, base))
-        click.echo("press Ctrl-C to stop", err=True)
-        sys.stdout.flush()
+        _start(running, sweep_id, port, config_path, store)
+        assert running.server is not None
         # What is loaded by now (optuna, SQLAlchemy, NumPy, optuna-dashboard) lives until the
         # end: frozen, the collector never walks it again, neither while serving nor at exit,
         # where that walk took seconds between a Ctrl-C and the end of the process on a busy
@@ -229,14 +214,41 @@ def dashboard(sweep_id: str | None, port: int, config_path: str | None, store: s
         gc.freeze()
         # Served from this thread, which sees a stop within the poll interval; nothing needs
         # shutting down from another thread.
-        server.serve_forever(poll_interval=0.5)
+        running.server.serve_forever(poll_interval=0.5)
     except _Stop:
         pass
     finally:
         restore_signals()
-        if server is not None:
-            server.server_close()
-        close_storage(storage)
+        if running.server is not None:
+            running.server.server_close()
+        close_storage(running.storage)
+
+
+class _Running:
+    """What a running dashboard holds, for its stop and its clean-up."""
+
+    server: _ThreadingServer | None = None
+    storage: Any = None
+
+
+def _start(
+    running: _Running, sweep_id: str | None, port: int, config_path: str | None, store: str | None
+) -> None:
+    """Open the sweep's study storage and bind the server (into ``running``), then say where."""
+    require_dashboard()
+    opened = project_from(config_path, store).open_store()
+    sweep_id = sweep_id or latest_sweep_id(opened)
+    url_or_storage = sweep_storage(opened, sweep_id)
+    running.storage = open_storage(url_or_storage)
+    running.server = server = serve(make_app(running.storage), port)
+    base = f"http://{HOST}:{server.server_port}"
+    storage_label = (
+        masked(url_or_storage) if isinstance(url_or_storage, str) else "its journal in the store"
+    )
+    click.echo(f"sweep {sweep_id}: optuna-dashboard on {storage_label}")
+    click.echo(study_url(url_or_storage, sweep_id, base))
+    click.echo("press Ctrl-C to stop", err=True)
+    sys.stdout.flush()
 
 
 COMMANDS = [dashboard]

@@ -7,7 +7,8 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -81,14 +82,40 @@ def steps(config_path: str | None) -> None:
     output.table(["step", "image", "parameters", "inputs", "resources"], rows)
 
 
+@contextmanager
+def _ctrl_c_stops(stop: StopToken) -> Iterator[None]:
+    """While the block runs, the first Ctrl-C (SIGINT) asks ``stop``; a second one raises.
+
+    A handler rather than `except KeyboardInterrupt`: the exception can be raised at any
+    line, before the `try` that would catch it too (while a thread starts), and would then
+    end this process with the step still running and its record left `started`. Python runs
+    handlers in the main thread only; elsewhere (an embedding program) Ctrl-C is not ours.
+    """
+
+    def on_ctrl_c(signum: int, frame: object) -> None:
+        if stop.event.is_set():
+            raise KeyboardInterrupt  # the user gives up waiting
+        click.echo("sweep: stopping the execution (Ctrl-C again to force)...", err=True)
+        stop.stop(Status.STOPPED)
+
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, on_ctrl_c) if in_main else None
+    try:
+        yield
+    finally:
+        if in_main:
+            signal.signal(
+                signal.SIGINT, signal.default_int_handler if previous is None else previous
+            )
+
+
 def _run_with_ctrl_c(func: Callable[[StopToken], ExecutionRecord]) -> ExecutionRecord:
     """Run ``func`` in a thread so that Ctrl-C stops the execution cleanly instead of killing it.
 
-    From the call on, the first Ctrl-C (SIGINT) asks the execution to stop, whenever it
-    comes: before its thread has started, while it prepares, starts or runs its step, or
-    while it writes its record. The record then says ``stopped``, unless the execution had
-    ended (or reached its time limit) first. A second Ctrl-C raises KeyboardInterrupt: the
-    user gives up waiting.
+    From the call on, the first Ctrl-C asks the execution to stop, whenever it comes: before
+    its thread has started, while it prepares, starts or runs its step, or while it writes
+    its record. The record then says ``stopped``, unless the execution had ended (or reached
+    its time limit) first. A second Ctrl-C raises KeyboardInterrupt.
     """
     from sweeper.execution.runner import StopToken
 
@@ -105,30 +132,12 @@ def _run_with_ctrl_c(func: Callable[[StopToken], ExecutionRecord]) -> ExecutionR
         finally:
             done.set()
 
-    def on_ctrl_c(signum: int, frame: object) -> None:
-        if stop.event.is_set():
-            raise KeyboardInterrupt
-        click.echo("sweep: stopping the execution (Ctrl-C again to force)...", err=True)
-        stop.stop(Status.STOPPED)
-
-    # A handler rather than `except KeyboardInterrupt`: the exception can be raised at any
-    # line, before the `try` that would catch it too (while the thread starts), and would
-    # then end this process with the step still running and its record left `started`.
-    # Python runs handlers in the main thread only; elsewhere (an embedding program) Ctrl-C
-    # is not ours to handle.
-    in_main = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGINT, on_ctrl_c) if in_main else None
-    try:
+    with _ctrl_c_stops(stop):
         threading.Thread(target=target, name="sweeper-execution", daemon=True).start()
         # Short waits, not one long one: the handler runs only when this thread wakes up,
         # and a signal delivered to another thread does not wake it.
         while not done.wait(0.2):
             pass
-    finally:
-        if in_main:
-            signal.signal(
-                signal.SIGINT, signal.default_int_handler if previous is None else previous
-            )
     if failure:
         raise failure[0]
     return result[0]

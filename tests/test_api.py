@@ -30,7 +30,8 @@ from tests.conftest import EXAMPLE, REPO, sweep_cli
 README = REPO / "README.md"
 
 # the API keeps the Ray it starts until the process ends: this process is pytest's
-pytestmark = pytest.mark.usefixtures("no_ray_left")
+# a pipeline run gets up to 600 s (test_pipeline_run_json_is_the_pipeline_result)
+pytestmark = [pytest.mark.usefixtures("no_ray_left"), pytest.mark.timeout(900)]
 
 
 def readme_example(heading: str = "## Python API") -> str:

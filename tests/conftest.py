@@ -7,7 +7,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import pytest
@@ -95,6 +95,38 @@ def local_ray() -> Iterator[None]:
     ray.init(address="local", num_cpus=4, num_gpus=2, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()
+
+
+@pytest.fixture
+def no_ray_left() -> Iterator[None]:
+    """Stop the Ray a test started in this process (the Python API starts an embedded one and
+    keeps it until the process ends), and fail if anything of it is left after the stop.
+
+    Otherwise the next test, in this pytest process, finds a Ray it did not ask for. Only the
+    processes this test started are looked at (a module's Ray head is older).
+    """
+    import psutil
+    import ray
+
+    from sweeper.cluster.connect import shutdown
+
+    me = psutil.Process()
+    before = {child.pid for child in me.children()}
+    yield
+    started = [child for child in me.children() if child.pid not in before]
+    tree = list(started)
+    for child in started:
+        with suppress(psutil.Error):  # gone already
+            tree.extend(child.children(recursive=True))
+    shutdown()
+    assert not ray.is_initialized(), "Ray is still initialized in the test process"
+    _, alive = psutil.wait_procs(tree, timeout=60)
+    left = []
+    for process in alive:
+        with suppress(psutil.Error):  # a zombie is ended, its parent has not reaped it yet
+            if process.status() != psutil.STATUS_ZOMBIE:
+                left.append(f"{process.pid} {' '.join(process.cmdline())[:120]}")
+    assert not left, "processes of the test's Ray outlived ray.shutdown():\n" + "\n".join(left)
 
 
 def sweep_cli(

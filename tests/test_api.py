@@ -29,6 +29,10 @@ from tests.conftest import EXAMPLE, REPO, sweep_cli
 
 README = REPO / "README.md"
 
+# the API keeps the Ray it starts until the process ends: this process is pytest's
+# a pipeline run gets up to 600 s (test_pipeline_run_json_is_the_pipeline_result)
+pytestmark = [pytest.mark.usefixtures("no_ray_left"), pytest.mark.timeout(900)]
+
 
 def readme_example(heading: str = "## Python API") -> str:
     """The first ```python block under ``heading`` in README.md."""
@@ -192,19 +196,14 @@ SLEEPER = """
 
 
 def test_a_stopped_run_on_a_cluster_ends_stopped(make_project, ray_head: str) -> None:
-    import ray
-
     from sweeper.execution.runner import StopToken
 
     project = make_project(SLEEPER)
     stop = StopToken()
     stop.stop()  # before the actor even starts: the controller passes it on until it lands
-    try:
-        record = sweeper.run(
-            "sleep", runtime="local", config=project / "valohai.yaml", address=ray_head, stop=stop
-        )
-    finally:
-        ray.shutdown()  # the next test's Ray is its own
+    record = sweeper.run(
+        "sleep", runtime="local", config=project / "valohai.yaml", address=ray_head, stop=stop
+    )
     assert record.status == Status.STOPPED and record.ray_node
 
 

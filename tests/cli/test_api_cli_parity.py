@@ -10,8 +10,14 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
+
 import sweeper
 from tests.conftest import EXAMPLE, sweep_cli
+
+# sweeper.run_sweep starts an embedded Ray and keeps it until the process (pytest's) ends
+# (and the CLI's sweep gets up to 600 s)
+pytestmark = [pytest.mark.usefixtures("no_ray_left"), pytest.mark.timeout(900)]
 
 #: What differs between two executions of the same spec by nature.
 PER_EXECUTION = {"id", "counter", "created_at", "started_at", "ended_at", "duration_s", "host"}

@@ -25,7 +25,8 @@ from sweeper.store import Store
 from sweeper.sweep.study import load_study
 from tests.conftest import ray_head_cluster, sweep_cli
 
-pytestmark = [pytest.mark.ray, pytest.mark.slow]
+# each `sweep` below gets up to 600 s: the test's limit is above that
+pytestmark = [pytest.mark.ray, pytest.mark.slow, pytest.mark.timeout(900)]
 
 #: Prints what it was given: its argv (as the command rendered it) and a loss from ``x``.
 ECHO_PY = """

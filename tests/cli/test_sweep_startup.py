@@ -19,6 +19,9 @@ import pytest
 
 from tests.conftest import sweep_cli
 
+# a sweep here gets up to 600 s: the test's limit is above that
+pytestmark = pytest.mark.timeout(900)
+
 STEP = """
 - step:
     name: hello

@@ -72,7 +72,7 @@ class FakeCluster:
     def wait(self, refs: list[Ref], *, num_returns: int, timeout: float) -> tuple[list, list]:
         self.waits += 1
         if self.waits == self.interrupt_on_wait:
-            raise KeyboardInterrupt
+            raise KeyboardInterrupt(f"Ctrl-C at wait {self.waits}")
         return refs[:num_returns], refs[num_returns:]  # the oldest first
 
     def get(self, ref: Ref, timeout: float | None = None) -> Any:
@@ -328,7 +328,7 @@ def test_ctrl_c_stops_what_is_in_flight_ends_interrupted_and_reraises(
 ) -> None:
     cluster = FakeCluster(interrupt_on_wait=2)
     policy = FakePolicy(tmp_path, ["a", "b", "c", "d"], cluster.log)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt, match="^Ctrl-C at wait 2$"):  # the fake's own
         cluster.controller(store).run(policy)
     # a finished, c started in its slot; b and c were in flight at Ctrl-C
     assert [entry for entry in cluster.log if entry[0] == "stop"] == [

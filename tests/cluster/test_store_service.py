@@ -175,7 +175,9 @@ def test_remote_store_round_trips_records_logs_and_large_blobs(
     assert remote.latest_sweep(unfinished=True) == "s1"
     remote.put_pipeline_run("p1", {"status": "running"})
     assert store.get_pipeline_run("p1") == {"status": "running"}
-    with pytest.raises(StoreError):
+    with pytest.raises(
+        StoreError, match="sweep journal .* is on the driver's machine, not on this node"
+    ):
         remote.sweep_journal("s1")
 
     # the node's scratch folder is its own, never under the store's path

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from sweeper.config import ExpressionError, parse_expression
@@ -75,9 +77,8 @@ def test_not_of_missing_is_true() -> None:
     ],
 )
 def test_malformed_expressions_are_rejected(text: str, message: str) -> None:
-    with pytest.raises(ExpressionError) as caught:
+    with pytest.raises(ExpressionError, match=f"^{re.escape(message)}$") as caught:
         parse_expression(text)
-    assert str(caught.value) == message
     assert isinstance(caught.value, ConfigError)
 
 

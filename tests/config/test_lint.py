@@ -76,7 +76,7 @@ def test_every_problem_is_reported_with_its_line(tmp_path: Path) -> None:
 
 
 def test_config_error_lists_every_error_but_no_warning() -> None:
-    with pytest.raises(ConfigError) as caught:
+    with pytest.raises(ConfigError, match=r"^\S*errors\.yaml:\d+: error: ") as caught:
         load_config(DATA / "errors.yaml")
     message = str(caught.value)
     lines = message.splitlines()

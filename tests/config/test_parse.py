@@ -164,11 +164,11 @@ def test_mounts_and_environment(full: Config) -> None:
 
 def test_objects_are_immutable(full: Config) -> None:
     step = full.get_step("train")
-    with pytest.raises(dataclasses.FrozenInstanceError):
+    with pytest.raises(dataclasses.FrozenInstanceError, match="cannot assign to field 'name'"):
         step.name = "other"  # type: ignore[misc]
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="does not support item assignment"):
         full.steps["x"] = step  # type: ignore[index]
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="does not support item assignment"):
         step.resources.devices["nvidia.com/gpu"] = 2  # type: ignore[index]
 
 

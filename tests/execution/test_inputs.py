@@ -122,7 +122,7 @@ def test_resolve_missing_required_input(tmp_path: Path) -> None:
 
 
 def test_resolve_unsupported_scheme(tmp_path: Path) -> None:
-    with pytest.raises(InputError) as info:
+    with pytest.raises(InputError, match='^input "x": unsupported URI scheme "ftp"') as info:
         resolve_inputs([Input("x")], {"x": ["ftp://host/file.csv"]}, project_dir=tmp_path)
     message = str(info.value)
     assert message.startswith('input "x": unsupported URI scheme "ftp" in ftp://host/file.csv;')

@@ -174,7 +174,7 @@ def test_finished_and_objective_values() -> None:
     assert (
         ExecutionRecord(id="e", metrics={"loss": float("nan")}).objective_values(["loss"]) is None
     )
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="an execution record needs an 'id'"):
         ExecutionRecord.from_dict({"status": "complete"})
 
 
@@ -366,7 +366,7 @@ def test_reuse_and_bad_input_records(tmp_path: Path) -> None:
     failed = executor.run(broken)
     assert failed.status is Status.ERROR and failed.error and failed.counter == 3
     assert store.get_record(failed.id) == failed
-    with pytest.raises(SweeperError):
+    with pytest.raises(SweeperError, match="/no/such/file.csv"):
         executor.run(broken, raise_bad_input=True)
 
 

@@ -126,6 +126,21 @@ def test_a_50_mb_configuration_is_refused_as_too_large(tmp_path: Path, capsys) -
 
 
 WRONG_VALUES = ["[1, 2]", "{a: 1}", "12.5", "true", '"text"']
+#: The step fields whose value is free text, as valohai-yaml types them (a string, or a list
+#: of strings for the command): a plain string is valid there and refused everywhere else.
+#: time-limit and no-output-timeout take a string too, but a duration; runtime-config-preset
+#: an id: "text" is refused there, by valohai-yaml as by sweeper.
+TEXT_FIELDS = {
+    "image",
+    "command",
+    "environment",
+    "source-path",
+    "description",
+    "icon",
+    "category",
+    "upload-store",
+    "stop-condition",
+}
 
 
 def step_with(key: str, value: str) -> str:
@@ -142,10 +157,28 @@ def test_wrong_types_in_every_step_field(key: str, tmp_path: Path, capsys) -> No
             capsys, "run", "tiny", "--runtime", "local", "--dry-run", "-f", str(path)
         )
         assert "Traceback" not in err
-        if value == '"text"' and code == 0:
-            continue  # a plain string is a valid value of the text fields
+        if value == '"text"' and key in TEXT_FIELDS:
+            assert code == 0, err  # a plain string is a valid value of the text fields
+            continue
         # the message names the field (mounts: "mount must be ...")
         clean_error((code, out, err), key.split("-")[0].rstrip("s"))
+
+
+def test_the_text_fields_are_those_valohai_yaml_types_as_strings() -> None:
+    from valohai_yaml.schema_data import SCHEMATA
+
+    properties = SCHEMATA["https://valohai.com/schemas/step"]["properties"]
+
+    def takes_a_string(schema: dict) -> bool:
+        return schema.get("type") == "string" or any(
+            takes_a_string(option) for option in schema.get("oneOf", ())
+        )
+
+    assert TEXT_FIELDS <= set(STEP_KEYS)
+    assert {key for key in TEXT_FIELDS if not takes_a_string(properties[key])} == set()
+    # the other fields that take a string take one of a form: a duration, an id
+    formed = {key for key in properties if takes_a_string(properties[key])} - TEXT_FIELDS
+    assert formed == {"name", "time-limit", "no-output-timeout", "runtime-config-preset"}
 
 
 PARAMETER_FIELDS = ["type", "min", "max", "default", "choices", "optional", "pass-as", "multiple"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from typing import Any
 
 import pytest
@@ -60,10 +61,9 @@ def test_cycle_names_nodes_and_edges() -> None:
         ("first.output.m*", "second.input.model"),
         ("second.output.m*", "first.input.model"),
     )
-    with pytest.raises(PipelineError) as info:
+    with pytest.raises(PipelineError, match="cycle through nodes first, second") as info:
         PipelineGraph.build(config, "slow-chain")
     message = str(info.value)
-    assert "cycle through nodes first, second" in message
     assert "[second.output.m*, first.input.model] (line 101)" in message
 
 
@@ -87,10 +87,9 @@ def test_cycle_names_nodes_and_edges() -> None:
     ],
 )
 def test_bad_edges_name_node_and_edge(edge: tuple[str, str], expected: str) -> None:
-    with pytest.raises(PipelineError) as info:
+    with pytest.raises(PipelineError, match=re.escape(expected)) as info:
         PipelineGraph.build(with_edges("slow-chain", edge), "slow-chain")
     message = str(info.value)
-    assert expected in message
     assert message.startswith(
         f"valohai.yaml:100: {'error' if 'ghost' in edge[1] else 'warning'}: "
         f'pipeline "slow-chain": edge [{edge[0]}, {edge[1]}]: '
@@ -115,9 +114,9 @@ def test_lint_and_run_give_the_same_verdict_and_message() -> None:
 
     blocking = [p for p in lint_text(text) if p.level == "error" or p.blocks_run]
     assert len(blocking) == 2
-    with pytest.raises(PipelineError) as info:
+    message = "\n".join(str(p) for p in blocking)
+    with pytest.raises(PipelineError, match=f"^{re.escape(message)}$"):
         PipelineGraph.build(parse_config(text), "p")
-    assert str(info.value) == "\n".join(str(p) for p in blocking)
 
 
 def test_require_approval_is_refused() -> None:
@@ -227,9 +226,9 @@ def test_edges_from_a_task_carry_the_best_or_all() -> None:
 
 def test_missing_metadata_and_output_name_the_edge() -> None:
     g = graph("bad-metadata")
-    with pytest.raises(PipelineError) as info:
+    edge = re.escape('node "b": edge [a.metadata.nope, b.parameter.threshold]')
+    with pytest.raises(PipelineError, match=edge) as info:
         resolve_edges(g, "b", {"a": NodeOutcome([rec("e1", 0.1, [])])})
-    assert 'node "b": edge [a.metadata.nope, b.parameter.threshold]' in str(info.value)
     assert 'never printed the metadata key "nope" (it printed: score)' in str(info.value)
     g = graph("slow-chain")
     with pytest.raises(

@@ -117,7 +117,11 @@ def test_on_error_stop_all(probe: Path, capsys) -> None:
     statuses = {n: v["status"] for n, v in summary["nodes"].items()}
     assert statuses == {"fail": "error", "slow": "stopped", "after": "skipped"}
     assert record(probe, summary["nodes"]["slow"]["execution_id"])["status"] == "stopped"
-    assert "exit" in summary["nodes"]["fail"]["error"] or "3" in summary["nodes"]["fail"]["error"]
+    assert summary["nodes"]["after"]["execution_id"] is None  # skipped: it never ran
+    # the node's error is its execution's: the probe's exit code 3
+    failed = record(probe, summary["nodes"]["fail"]["execution_id"])
+    assert (failed["status"], failed["exit_code"]) == ("error", 3)
+    assert summary["nodes"]["fail"]["error"] == failed["error"] == "exit code 3"
 
 
 def test_on_error_stop_next(probe: Path, capsys) -> None:

@@ -131,7 +131,7 @@ def test_compare_side_by_side(sweep_store: Store) -> None:
     assert df.loc["metric.loss", "e2"] == 0.2
     assert df.loc["status", "other"] == "complete"
     assert df.loc["param.lr", "other"] is None
-    with pytest.raises(StoreError):
+    with pytest.raises(StoreError, match="^unknown execution 'missing' in store "):
         sweeper.results.open(sweep_store).compare(["e1", "missing"])
 
 

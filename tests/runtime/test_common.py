@@ -267,12 +267,12 @@ def test_stop_set_before_the_run_runs_nothing(harness: Harness) -> None:
 
 def test_exception_in_on_output_propagates_and_leaves_nothing_running(harness: Harness) -> None:
     def on_output(line: str) -> None:
-        raise KeyboardInterrupt
+        raise KeyboardInterrupt(f"Ctrl-C at {line!r}")
 
     request = harness.request(
         "sleep 30 & echo $! > $VH_OUTPUTS_DIR/pid", "echo started", "wait", time_limit_s=20
     )
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt, match="^Ctrl-C at 'started'$"):  # on_output's own
         harness.runtime.run(request, on_output, threading.Event())
     assert_ended(harness)
 

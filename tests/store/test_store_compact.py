@@ -35,20 +35,20 @@ class Crash(Exception):
 
 
 def _crash() -> None:
-    raise Crash
+    raise Crash("killed before the delete")
 
 
 def test_crash_between_publish_and_delete(store: Store) -> None:
     _fill(store, 4)
     before = _view(store, "executions")
-    with pytest.raises(Crash):
+    with pytest.raises(Crash, match="killed before the delete"):
         compact_dataset(store.backend, "executions", before_delete=_crash)
     assert len(Parts(store.backend, "executions").names()) == 5
     assert _view(store, "executions") == before
     # A later compaction merges the new parts and cleans the leftovers, even if it too dies.
     store.write_execution(make_record(99), [])
     after_write = _view(store, "executions")
-    with pytest.raises(Crash):
+    with pytest.raises(Crash, match="killed before the delete"):
         compact_dataset(store.backend, "executions", before_delete=_crash)
     assert _view(store, "executions") == after_write
     assert store.compact("executions") == 6  # the leftovers; the newest merged part stays
@@ -81,7 +81,7 @@ def test_crash_between_deletes_keeps_leftovers_hidden(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _fill(store, 3)
-    with pytest.raises(Crash):
+    with pytest.raises(Crash, match="killed before the delete"):
         compact_dataset(store.backend, "executions", before_delete=_crash)
     store.write_execution(make_record(50), [])
     expected = _view(store, "executions")
@@ -90,12 +90,12 @@ def test_crash_between_deletes_keeps_leftovers_hidden(
 
     def delete_once(rel: str) -> None:
         if deleted:
-            raise Crash
+            raise Crash("killed during the deletes")
         deleted.append(rel)
         real_delete(rel)
 
     monkeypatch.setattr(store.backend, "delete", delete_once)
-    with pytest.raises(Crash):
+    with pytest.raises(Crash, match="killed during the deletes"):
         store.compact("executions")
     assert len(deleted) == 1
     monkeypatch.undo()

@@ -192,7 +192,7 @@ def test_write_rows_for_sweeps(store: Store) -> None:
     assert row["sweep_id"] == "s1" and json.loads(row["metrics"]) == ["loss"]
     assert json.loads(row["search_space"])["lr"]["log"] is True
     assert row["updated_at"] is not None and row["seed"] == 3
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="invalid dataset name '../evil'"):
         store.write_rows("../evil", [{"a": 1}])
 
 

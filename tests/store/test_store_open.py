@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -61,7 +62,7 @@ def test_json_and_text_files(store: Store, tmp_path: Path) -> None:
     assert store.exists("executions/x/logs.txt")
     with store.open_text("executions/x/logs.txt") as fh:
         assert fh.read().splitlines() == ["line 1", "line 2"]
-    with pytest.raises(StoreError):
+    with pytest.raises(StoreError, match="^no executions/x/nope.txt in store "):
         store.open_text("executions/x/nope.txt")
     leftovers = [p.name for p in (store.local_path / "executions" / "x").iterdir()]  # type: ignore[operator]
     assert sorted(leftovers) == ["extra.json", "logs.txt"]
@@ -69,7 +70,7 @@ def test_json_and_text_files(store: Store, tmp_path: Path) -> None:
 
 def test_paths_cannot_escape_the_store(store: Store) -> None:
     for bad in ("../outside.json", "/etc/passwd", "a/../../b"):
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match=f"^not a path inside the store: '{re.escape(bad)}'$"):
             store.write_json(bad, {})
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="invalid execution id '../x'"):
         store.execution_dir("../x")

@@ -54,7 +54,8 @@ EXITS = "exit code 3: diverged at x="
 
 
 ray_head = test_sweep_options.ray_head  # the same fixture: a Ray head for this module
-pytestmark = [pytest.mark.ray, pytest.mark.slow]
+# each `sweep` below gets up to 600 s: the test's limit is above that
+pytestmark = [pytest.mark.ray, pytest.mark.slow, pytest.mark.timeout(900)]
 
 
 def sweep(project: Path, head: str, *args: str) -> Any:

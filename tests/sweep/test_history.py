@@ -35,6 +35,9 @@ from tests.conftest import sweep_cli
 
 optuna.logging.set_verbosity(optuna.logging.ERROR)
 
+# each `sweep` below gets up to 900 s: the test's limit is above that
+pytestmark = pytest.mark.timeout(1200)
+
 
 def branin(x: float, y: float) -> float:
     """Branin-Hoo on x in [-5, 10], y in [0, 15]; its minimum is 0.3979."""

@@ -41,7 +41,7 @@ def test_the_plan_fills_in_what_the_options_left_out_without_changing_them(
     )
     assert made.objective == "minimize loss" and made.stop_condition is not None
     assert options.metrics == [] and options.trials is None and options.sampler is None
-    with pytest.raises(dataclasses.FrozenInstanceError):
+    with pytest.raises(dataclasses.FrozenInstanceError, match="cannot assign to field 'trials'"):
         setattr(options, "trials", 3)  # noqa: B010 - what a frozen dataclass refuses
     saved = made.saved_options()
     assert saved == {

@@ -334,16 +334,23 @@ def store_path_sites(tree: ast.Module) -> list[int]:
     return sorted(lines)
 
 
-def any_parameter_sites(tree: ast.Module) -> list[int]:
-    """Lines of parameters named like a domain object but annotated ``Any``."""
+def _annotated_parameter_sites(
+    tree: ast.Module, names: set[str], annotated: Callable[[ast.expr], bool]
+) -> list[int]:
+    """Lines of parameters called one of ``names`` whose annotation ``annotated`` accepts."""
     return [
         arg.lineno
         for function in _functions(tree)
         for arg in _parameters(function)
-        if arg.arg in TYPED_NAMES
-        and arg.annotation is not None
-        and ast.unparse(arg.annotation) in ANY_ANNOTATIONS
+        if arg.arg in names and arg.annotation is not None and annotated(arg.annotation)
     ]
+
+
+def any_parameter_sites(tree: ast.Module) -> list[int]:
+    """Lines of parameters named like a domain object but annotated ``Any``."""
+    return _annotated_parameter_sites(
+        tree, TYPED_NAMES, lambda annotation: ast.unparse(annotation) in ANY_ANNOTATIONS
+    )
 
 
 def execution_import_sites(name: str, tree: ast.Module) -> list[int]:
@@ -469,14 +476,7 @@ def _is_dict_annotation(annotation: ast.expr) -> bool:
 
 def dict_record_parameter_sites(tree: ast.Module) -> list[int]:
     """Lines of parameters named ``record``/``summary`` annotated as a dict or a Mapping."""
-    return [
-        arg.lineno
-        for function in _functions(tree)
-        for arg in _parameters(function)
-        if arg.arg in RECORD_NAMES
-        and arg.annotation is not None
-        and _is_dict_annotation(arg.annotation)
-    ]
+    return _annotated_parameter_sites(tree, RECORD_NAMES, _is_dict_annotation)
 
 
 def _is_error_text(node: ast.expr) -> bool:

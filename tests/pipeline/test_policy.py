@@ -194,15 +194,21 @@ def test_on_error_stop_all_stops_every_execution(tmp_path: Path, store: Store) -
     }
 
 
-def test_a_resume_keeps_a_running_child_whose_record_completed(
-    tmp_path: Path, store: Store
-) -> None:
+def killed_after_first(tmp_path: Path, store: Store) -> tuple[PipelinePlan, FakeView, Launch]:
+    """A "chain" run whose driver died once it had launched the first node's execution."""
     plan = plan_of("chain", tmp_path)
     killed = PipelinePolicy(plan, store)
     view = FakeView()
     killed.start(view)
     (first,) = killed.ask(view, 8)
-    # the driver dies here; the execution completes and writes its record meanwhile
+    return plan, view, first
+
+
+def test_a_resume_keeps_a_running_child_whose_record_completed(
+    tmp_path: Path, store: Store
+) -> None:
+    plan, view, first = killed_after_first(tmp_path, store)
+    # the execution completes and writes its record meanwhile
     store.put_record(ended(first, Status.COMPLETE, metrics={"score": 0.75}))
 
     resumed = resume_plan(store, plan.run_id)
@@ -219,11 +225,7 @@ def test_a_resume_keeps_a_running_child_whose_record_completed(
 def test_a_resume_crashes_and_reruns_a_child_that_never_finished(
     tmp_path: Path, store: Store
 ) -> None:
-    plan = plan_of("chain", tmp_path)
-    killed = PipelinePolicy(plan, store)
-    view = FakeView()
-    killed.start(view)
-    (first,) = killed.ask(view, 8)
+    plan, view, first = killed_after_first(tmp_path, store)
     store.put_record(ended(first, Status.STARTED))  # its runner died with the driver
 
     policy = PipelinePolicy(resume_plan(store, plan.run_id), store)

@@ -46,6 +46,18 @@ DETAILS = {
     "trials_done": "trials",
     "cpu_s": "cpu s",
     "modules": "modules",
+    "rps": "req/s",
+    "rps_vs_direct": "x direct req/s",
+    "p50_ms": "p50 ms",
+    "p99_ms": "p99 ms",
+    "p50_added_ms": "p50 added ms",
+    "loaded_p50_ms": "loaded p50 ms",
+    "loaded_p99_ms": "loaded p99 ms",
+    "errors": "errors",
+    "deploys_s": "deploys s",
+    "requests": "requests",
+    "failed": "failed",
+    "answers": "distinct answers",
 }
 
 

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
         resume_pipeline,
         resume_sweep,
         run,
+        run_group,
         run_pipeline,
         run_sweep,
     )
@@ -38,6 +39,7 @@ __all__ = [
     "resume_pipeline",
     "resume_sweep",
     "run",
+    "run_group",
     "run_pipeline",
     "run_sweep",
 ]

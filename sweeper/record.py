@@ -89,13 +89,51 @@ def says_out_of_memory(line: str) -> bool:
 
 
 @dataclass(frozen=True)
+class ResourceUse:
+    """What one execution's step used; each figure None where it could not be told.
+
+    ``cpu_s``: CPU time (user + system, seconds) of the step's processes; ``peak_memory_mb``:
+    their peak memory (MiB); ``gpu_s``: GPU-seconds, the GPU share the execution held times
+    its duration (0 for a step that asked for no GPU). How each runtime measures them:
+    :class:`~sweeper.runtime.RunResult`.
+
+    >>> ResourceUse.from_dict({"cpu_s": 1.5, "peak_memory_mb": None, "gpu_s": 0})
+    ResourceUse(cpu_s=1.5, peak_memory_mb=None, gpu_s=0.0)
+    """
+
+    cpu_s: float | None = None
+    peak_memory_mb: float | None = None
+    gpu_s: float | None = None
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ResourceUse:
+        """From :meth:`to_dict`; raises TypeError for a figure that is not a number."""
+        values = {}
+        for name in ("cpu_s", "peak_memory_mb", "gpu_s"):
+            value = data.get(name)
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, (int, float))
+            ):
+                raise TypeError(f"{name} is not a number")
+            values[name] = None if value is None else float(value)
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, float | None]:
+        """The record's ``usage`` (and the executions row's columns of the same names)."""
+        return {"cpu_s": self.cpu_s, "peak_memory_mb": self.peak_memory_mb, "gpu_s": self.gpu_s}
+
+
+@dataclass(frozen=True)
 class ExecutionRecord:
     """One execution as stored in ``executions/<id>/execution.json`` (and one executions row).
 
     The fields are the record's keys in the order they are written. ``inputs`` and
     ``outputs`` hold one mapping per file (``name``, ``uri``, ``path``, ``sha256``,
-    ``size``, ``producer_execution_id``); ``outputs_skipped`` one ``{path, reason}`` per
-    entry of the outputs folder that was not stored. Times are ISO 8601 strings in UTC.
+    ``size``, ``producer_execution_id``; an output with properties, its ``properties``);
+    ``outputs_skipped`` one ``{path, reason}`` per entry of the outputs folder that was
+    not stored. ``dataset_versions`` holds the versions the execution made (``uri``,
+    ``name``, ``version``, ``files``: ``{path, sha256, size}``), ``warnings`` what it asked
+    for and did not get (unusable output properties, a version that already exists). Times are ISO 8601 strings in UTC.
     ``failure_kind`` says why a failed execution failed (None for one that did not fail, and
     for records written before it existed; it is written only when set, so those records
     are written back as they were read). ``extra`` keeps the keys this version does not
@@ -120,16 +158,26 @@ class ExecutionRecord:
     inputs: tuple[Mapping[str, Any], ...] = ()
     outputs: tuple[Mapping[str, Any], ...] = ()
     outputs_skipped: tuple[Mapping[str, Any], ...] = ()
+    dataset_versions: tuple[Mapping[str, Any], ...] = ()
+    warnings: tuple[str, ...] = ()
     created_at: str | None = None
     started_at: str | None = None
     ended_at: str | None = None
     duration_s: float | None = None
+    #: What the step used (None for an execution whose step did not run, and in records
+    #: written before it existed).
+    usage: ResourceUse | None = None
     runtime: str = "local"
     reused_from: str | None = None
+    #: A re-run by ``sweep verify``: ``{"execution": the id it verifies, "tolerance": its
+    #: metrics' tolerance}`` (see :mod:`sweeper.execution.verification`).
+    verifies: Mapping[str, Any] | None = None
     sweep_id: str | None = None
     trial_number: int | None = None
     pipeline_run_id: str | None = None
     node: str | None = None
+    #: A member of a distributed task: its ``distributed.json`` (group, member id, members).
+    distributed: Mapping[str, Any] | None = None
     ray_node: str | None = None
     gpu_ids: tuple[str, ...] = ()
     attempt: int = 1
@@ -172,10 +220,12 @@ class ExecutionRecord:
         data: dict[str, Any] = {}
         for name in _KEYS:
             value = getattr(self, name)
-            if value is None and name in _WRITTEN_WHEN_SET and name not in self.extra:
+            if value in (None, ()) and name in _WRITTEN_WHEN_SET and name not in self.extra:
                 continue
             if isinstance(value, Enum):
                 value = value.value
+            elif isinstance(value, ResourceUse):
+                value = value.to_dict()
             elif isinstance(value, tuple):
                 value = [dict(v) if isinstance(v, Mapping) else v for v in value]
             elif isinstance(value, Mapping):
@@ -203,6 +253,16 @@ class ExecutionRecord:
             ended_at=ended_at,
             **changes,
         )
+
+    @property
+    def group_id(self) -> str | None:
+        """The distributed group this execution was a member of (None for other executions)."""
+        return str(self.distributed["config"]["group_name"]) if self.distributed else None
+
+    @property
+    def member_id(self) -> str | None:
+        """Its member id in that group (``"0"`` is rank 0), None outside a group."""
+        return str(self.distributed["config"]["member_id"]) if self.distributed else None
 
     @property
     def is_final(self) -> bool:
@@ -260,12 +320,21 @@ def _mappings(value: Any) -> tuple[Mapping[str, Any], ...]:
     return items
 
 
+def _strings(value: Any) -> tuple[str, ...]:
+    items = _sequence(value)
+    if not all(isinstance(item, str) for item in items):
+        raise TypeError("not a list of strings")
+    return items
+
+
 _FIELDS = frozenset(f.name for f in fields(ExecutionRecord))
 #: The stored keys, in the order they are written.
 _KEYS = tuple(f.name for f in fields(ExecutionRecord) if f.name != "extra")
 #: Fields added after records were first written: left out of :meth:`ExecutionRecord.to_dict`
 #: while unset, so that a record of an earlier version is written back as it was read.
-_WRITTEN_WHEN_SET = frozenset({"failure_kind"})
+_WRITTEN_WHEN_SET = frozenset(
+    {"failure_kind", "distributed", "dataset_versions", "warnings", "verifies", "usage"}
+)
 _CONVERT: dict[str, Callable[[Any], Any]] = {
     "status": Status,
     "failure_kind": FailureKind,
@@ -274,9 +343,14 @@ _CONVERT: dict[str, Callable[[Any], Any]] = {
     "inputs": _mappings,
     "outputs": _mappings,
     "outputs_skipped": _mappings,
+    "dataset_versions": _mappings,
+    "warnings": _strings,
     "parameters": _mapping,
     "metrics": _mapping,
     "environment": _mapping,
     "resources": _mapping,
     "spec": _mapping,
+    "distributed": _mapping,
+    "verifies": _mapping,
+    "usage": lambda value: ResourceUse.from_dict(_mapping(value)),
 }

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -17,11 +19,22 @@ from tests.requirements import require_docker
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 # A test's sweep never joins a head someone else started (the Ray heads of these fixtures,
-# another test session's): without --address it starts its own embedded Ray.
+# another test session's, a developer's `sweep up`): without --address it starts its own
+# embedded Ray; and each test has a SWEEPER_HOME of its own (private_sweeper_home). A test
+# that wants a warm head sets both itself.
 os.environ.setdefault("SWEEPER_REUSE_RAY", "0")
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "configs"
+
+
+@pytest.fixture(autouse=True)
+def private_sweeper_home(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Each test its own SWEEPER_HOME: a head.json one test leaves is never another's head."""
+    path = tempfile.mkdtemp(prefix="sh", dir="/tmp")  # short: Ray's socket paths live in it
+    monkeypatch.setenv("SWEEPER_HOME", path)
+    yield
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
@@ -127,6 +140,13 @@ def no_ray_left() -> Iterator[None]:
             if process.status() != psutil.STATUS_ZOMBIE:
                 left.append(f"{process.pid} {' '.join(process.cmdline())[:120]}")
     assert not left, "processes of the test's Ray outlived ray.shutdown():\n" + "\n".join(left)
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now (the kernel's pick)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def sweep_cli(

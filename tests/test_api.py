@@ -99,7 +99,10 @@ def test_readme_example_runs_as_written(in_project_root: Path) -> None:
         "failure_classes",
         "reused",
         "status",
+        "resources",
+        "forecast",  # at the end: nothing left ("finished"); "budget" only with a budget
     }
+    assert summary["forecast"]["remaining"] == 0 and summary["forecast"]["running"] == 0
     assert json.loads(json.dumps(summary)) == summary
     assert lines[3].startswith(f"complete 3 {result.best.value} ")
 

@@ -4,7 +4,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from benchmarks.cases import cli, containers, overhead, parallel, quality, scale, store
+from benchmarks.cases import (
+    cli,
+    containers,
+    forecast,
+    overhead,
+    parallel,
+    quality,
+    reproducible,
+    scale,
+    serve,
+    store,
+    wide,
+)
 from benchmarks.cases.base import CaseResult, Settings
 
 CASES: dict[str, Callable[[Settings], CaseResult]] = {
@@ -15,4 +27,8 @@ CASES: dict[str, Callable[[Settings], CaseResult]] = {
     "quality": quality.run,
     "store": store.run,
     "cli": cli.run,
+    "reproducible": reproducible.run,
+    "serve": serve.run,
+    "wide": wide.run,
+    "forecast": forecast.run,
 }

@@ -1,4 +1,5 @@
-"""Case 1, overhead: N trivial trials, 2 in parallel, TPE; sweeper vs Ray Tune vs Optuna vs a pool."""
+"""Case 1, overhead: N trivial trials, 2 in parallel, TPE; sweeper (cold, and joining a warm
+`sweep up` head) vs Ray Tune vs Optuna vs a pool."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from benchmarks.cases.base import (
     CaseResult,
     Contender,
     Goal,
+    Row,
     Settings,
     add_ratios,
     alternate,
@@ -13,8 +15,13 @@ from benchmarks.cases.base import (
     memory_goal,
     summarize,
 )
+from benchmarks.cases.warm_head import warm_head
 
 FLOOR = "process pool (floor)"
+WARM = "sweeper (warm `sweep up`)"
+OPTUNA = "optuna n_jobs=2"
+#: Issue 25's goal: the warm head's sweep by plain Optuna running the same subprocesses.
+WARM_RATIO = 1.2
 #: Issue 13's goals: ms per trial over the floor (loop alone, end to end), ratio to Ray Tune.
 LOOP_MS, E2E_MS, TUNE_RATIO = 5, 10, 0.5
 
@@ -42,13 +49,15 @@ def run(settings: Settings) -> CaseResult:
         "--seed",
         "1",
     ]
-    contenders = [
-        Contender("sweeper", "sweeper", common),
-        Contender("ray tune + OptunaSearch", "tune", common),
-        Contender("optuna n_jobs=2", "optuna_plain", common),
-        Contender(FLOOR, "pool", common),
-    ]
-    results = alternate(contenders, repetitions, settings.workdir / "overhead", case)
+    with warm_head() as home:
+        contenders = [
+            Contender("sweeper", "sweeper", common),
+            Contender(WARM, "sweeper", [*common, "--warm-home", str(home)]),
+            Contender("ray tune + OptunaSearch", "tune", common),
+            Contender(OPTUNA, "optuna_plain", common),
+            Contender(FLOOR, "pool", common),
+        ]
+        results = alternate(contenders, repetitions, settings.workdir / "overhead", case)
     case.rows = [summarize(c.label, results[c.label], trials) for c in contenders]
     add_ratios(case.rows, FLOOR)
     rows = {r.contender: r for r in case.rows}
@@ -88,5 +97,20 @@ def run(settings: Settings) -> CaseResult:
         case.goals.append(
             Goal(f"end-to-end wall < {TUNE_RATIO} x Ray Tune's", "a contender failed", None)
         )
+    case.goals.append(_warm_goal(rows))
     case.goals.append(memory_goal(case.rows, "sweeper", "ray tune + OptunaSearch"))
     return case
+
+
+def _warm_goal(rows: dict[str, Row]) -> Goal:
+    """Issue 25: with the warm head of `sweep up`, end to end by plain Optuna's n_jobs=2."""
+    warm, cold, optuna = rows[WARM], rows["sweeper"], rows[OPTUNA]
+    if warm.wall_s is None or optuna.wall_s is None:
+        return Goal(f"warm sweeper <= {WARM_RATIO} x Optuna n_jobs=2", "a contender failed", None)
+    ratio = warm.wall_s / optuna.wall_s
+    cold_text = f"cold {cold.wall_s / optuna.wall_s:.2f} x" if cold.wall_s else "cold failed"
+    return Goal(
+        f"end to end with the warm `sweep up` head <= {WARM_RATIO} x Optuna n_jobs=2",
+        f"{ratio:.2f} x ({warm.wall_s:.1f} s vs {optuna.wall_s:.1f} s; {cold_text})",
+        ratio <= WARM_RATIO,
+    )

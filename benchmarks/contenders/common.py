@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shlex
 import subprocess
 import time
@@ -20,10 +21,16 @@ from benchmarks.paths import PROJECT
 SPACES: dict[str, dict[str, tuple[float, float, bool]]] = {
     "trivial": {"x": (0.0, 1.0, False)},
     "sleep": {"x": (0.0, 1.0, False)},
+    "uneven": {"x": (0.0, 1.0, False)},
     "digits": {"C": (1e-3, 1e3, True), "gamma": (1e-5, 1.0, True)},
 }
 
-SCRIPTS = {"trivial": "trivial.py", "sleep": "sleep.py", "digits": "digits.py"}
+SCRIPTS = {
+    "trivial": "trivial.py",
+    "sleep": "sleep.py",
+    "digits": "digits.py",
+    "uneven": "uneven.py",
+}
 
 
 @dataclass
@@ -41,6 +48,11 @@ class Args:
     workdir: Path
     out: Path
     query: bool = False
+    free_order: bool = False
+    #: Each trial's CPUs (fractional: many trials in flight on few cores); None: 1.
+    cpus_per_trial: float | None = None
+    #: sweeper only: join the warm head of `sweep up` kept in this SWEEPER_HOME.
+    warm_home: Path | None = None
 
 
 def parse_args(description: str) -> Args:
@@ -61,6 +73,11 @@ def parse_args(description: str) -> Args:
         action="store_true",
         help="After the run, time `sweep ls --sort -metric.loss --limit 10` and results.best().",
     )
+    parser.add_argument(
+        "--free-order", action="store_true", help="sweeper: tell results as they come."
+    )
+    parser.add_argument("--cpus-per-trial", type=float, default=None)
+    parser.add_argument("--warm-home", type=Path, default=None)
     ns = parser.parse_args()
     ns.workdir.mkdir(parents=True, exist_ok=True)
     return Args(**vars(ns))
@@ -129,7 +146,10 @@ class Clock:
 
 def write_report(args: Args, values: list[float], clock: Clock, **extra: Any) -> None:
     """Write the contender's JSON report: trial values, the best one, phase timings."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
     report = {
+        # the driver's own CPU (not its children's: the trials' processes, Ray's)
+        "driver_cpu_s": usage.ru_utime + usage.ru_stime,
         "trials": len(values),
         "values": values,
         "best": best_of(values, args.direction),

@@ -51,6 +51,14 @@ def main() -> None:
     ]  # fmt: skip
     if args.seed is not None:
         argv += ["--seed", str(args.seed)]
+    if args.free_order:
+        argv.append("--free-order")
+    if args.cpus_per_trial is not None:
+        argv += ["--cpus-per-trial", str(args.cpus_per_trial)]
+    if args.warm_home is not None:
+        # the harness keeps every contender off a running head: this one joins its own
+        os.environ["SWEEPER_HOME"] = str(args.warm_home)
+        os.environ.pop("SWEEPER_REUSE_RAY", None)
     profile_path = os.environ.get("BENCH_PROFILE")
     profiler = cProfile.Profile() if profile_path else None
     stdout = io.StringIO()
@@ -76,6 +84,7 @@ def main() -> None:
     )
     values = trial_values(str(store), args.metric)
     extra = store_facts(store, summary.get("sweep_id"))
+    extra.update(width_facts(str(store), args.parallel, clock.start + clock.marks["ray_init"]))
     if args.query and summary.get("sweep_id"):
         extra.update(queries(store, str(summary["sweep_id"]), args.metric, args.direction))
     write_report(
@@ -130,6 +139,26 @@ def store_facts(store: Path, sweep_id: str | None) -> dict[str, Any]:
         for folder in sorted((store / "datasets").iterdir())
     }
     return facts
+
+
+def width_facts(store_path: str, parallel: int, ray_up: float) -> dict[str, Any]:
+    """Seconds from Ray being up to the first execution's start, and to the ``parallel``-th's
+    (every slot's actor booted and running): the actors' boot, as a user waits for it."""
+    import pandas as pd
+
+    from sweeper.store import Store
+
+    table = Store.open(store_path).read_dataset("executions")
+    if table.num_rows == 0 or "started_at" not in table.column_names:
+        return {}
+    starts = sorted(pd.to_datetime(table.column("started_at").to_pandas(), utc=True).dropna())
+    if not starts:
+        return {}
+    seconds = [t.timestamp() - ray_up for t in starts]
+    return {
+        "first_start_s": seconds[0],
+        "full_width_s": seconds[min(parallel, len(seconds)) - 1],
+    }
 
 
 def queries(store: Path, sweep_id: str, metric: str, direction: str) -> dict[str, float]:

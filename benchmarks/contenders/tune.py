@@ -45,8 +45,10 @@ def main() -> None:
     else:
         sampler = optuna.samplers.TPESampler(seed=args.seed, constant_liar=True, multivariate=True)
     search = OptunaSearch(metric=metric, mode=mode, sampler=sampler)
+    # fractional CPUs, as sweeper's --cpus-per-trial: more trials in flight than cores
+    resources = {"cpu": args.cpus_per_trial if args.cpus_per_trial is not None else 1}
     tuner = tune.Tuner(
-        trainable,
+        tune.with_resources(trainable, resources),
         param_space=space,
         tune_config=tune.TuneConfig(
             search_alg=search,

@@ -15,18 +15,20 @@ from __future__ import annotations
 from sweeper.api.pipeline import pipeline_run_id, resume_pipeline, run_pipeline
 from sweeper.api.results import NodeResult, PipelineResult, SweepResult, TrialSummary
 from sweeper.api.run import rerun, run
-from sweeper.api.sweep import resume_sweep, run_sweep
+from sweeper.api.sweep import is_distributed_task, resume_sweep, run_group, run_sweep
 
 __all__ = [
     "NodeResult",
     "PipelineResult",
     "SweepResult",
     "TrialSummary",
+    "is_distributed_task",
     "pipeline_run_id",
     "rerun",
     "resume_pipeline",
     "resume_sweep",
     "run",
+    "run_group",
     "run_pipeline",
     "run_sweep",
 ]

@@ -45,7 +45,9 @@ def run_pipeline(
     :class:`~sweeper.errors.SweeperError`.
     """
     project = project_from(config, store)
-    start_ray(project, address, pipeline=name)
+    from sweeper.pipeline.deploying import prepare
+
+    start_ray(project, prepare(project.config, name, address), pipeline=name)
     from sweeper.pipeline.plan import PipelineOptions, PipelinePlan
     from sweeper.pipeline.runner import run_plan
 
@@ -98,10 +100,14 @@ def resume_pipeline(
     with the options and code the run was started with. ``address`` moves it to another
     Ray cluster.
     """
-    from sweeper.pipeline.runner import resume_plan, run_plan
+    from sweeper.pipeline.deploying import prepare_resume
 
     opened = project_from(config, store).open_store()
-    plan = resume_plan(opened, pipeline_run_id(opened, run_id), address=address)
+    run_id = pipeline_run_id(opened, run_id)
+    prepare_resume(opened, run_id, address)  # before Ray is imported (a head's token)
+    from sweeper.pipeline.runner import resume_plan, run_plan
+
+    plan = resume_plan(opened, run_id, address=address)
     return run_plan(plan, opened, on_event=on_event)
 
 

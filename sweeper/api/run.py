@@ -170,13 +170,30 @@ def rerun(
     the code snapshot is gone or an input read from its URI changed (the new record is
     stored all the same).
     """
-    from sweeper.execution.spec import ExecutionSpec
     from sweeper.record import ExecutionRecord
-    from sweeper.runtime import get_runtime
 
     project = project_from(config, store)
+    record = ExecutionRecord.from_dict(project.open_store().find_execution(execution))
+    spec = rerun_spec(project, record)
+    new = _execute(project, spec, reuse=False, echo=echo, stop=stop, on_record=on_record)
+    for old, now in zip(record.inputs, new.inputs, strict=False):
+        if old["sha256"] != now["sha256"]:
+            raise SweeperError(
+                f'input "{old["name"]}" changed since {record.id}: {old["uri"]} has a different checksum'
+            )
+    return new
+
+
+def rerun_spec(project: Project, record: ExecutionRecord) -> ExecutionSpec:
+    """The spec that runs ``record`` again as it ran (see :func:`rerun`), its image checked.
+
+    Raises :class:`~sweeper.errors.SweeperError` when the code snapshot is gone from the
+    store or the recorded image is not here.
+    """
+    from sweeper.execution.spec import ExecutionSpec
+    from sweeper.runtime import get_runtime
+
     opened = project.open_store()
-    record = ExecutionRecord.from_dict(opened.find_execution(execution))
     step_obj = _recorded_step(record)
     archive = record.spec.get("code_archive")
     if archive and not opened.has_blob(archive):
@@ -196,13 +213,7 @@ def rerun(
     step_runtime = get_runtime(spec.runtime)
     if step_runtime.uses_images and spec.image:
         step_runtime.resolve_image(spec.image, "never")  # the very image, or a clear error
-    new = _execute(project, spec, reuse=False, echo=echo, stop=stop, on_record=on_record)
-    for old, now in zip(record.inputs, new.inputs, strict=False):
-        if old["sha256"] != now["sha256"]:
-            raise SweeperError(
-                f'input "{old["name"]}" changed since {record.id}: {old["uri"]} has a different checksum'
-            )
-    return new
+    return spec
 
 
 # -- sweeps ------------------------------------------------------------------------------

@@ -279,12 +279,16 @@ def rerun(execution: str, as_json: bool, config_path: str | None, store: str | N
 @store_option
 def show(execution: str, as_json: bool, config_path: str | None, store: str | None) -> None:
     """Show one execution (an id, #counter or latest)."""
-    found = project_from(config_path, store).open_store().find_execution(execution)
-    record = ExecutionRecord.from_dict(found)
+    from sweeper.api.verify import verification_lines
+
+    opened = project_from(config_path, store).open_store()
+    record = ExecutionRecord.from_dict(opened.find_execution(execution))
     if as_json:
         click.echo(json.dumps(record.to_dict(), indent=2, default=str))
     else:
         output.execution_details(record)
+        for line in verification_lines(opened, record):  # "verified by #57: reproduced"
+            click.echo(line)
 
 
 @click.command()
@@ -324,16 +328,24 @@ def logs(execution: str, follow: bool, config_path: str | None, store: str | Non
 @click.command()
 @click.argument("execution")
 @click.option("-d", "--dir", "directory", metavar="DIR", help="Download the outputs into DIR.")
+@click.option("--json", "as_json", is_flag=True, help="The outputs (with properties) as JSON.")
 @config_option
 @store_option
 def outputs(
-    execution: str, directory: str | None, config_path: str | None, store: str | None
+    execution: str,
+    directory: str | None,
+    as_json: bool,
+    config_path: str | None,
+    store: str | None,
 ) -> None:
     """List (or download with -d) the outputs of one execution."""
     opened = project_from(config_path, store).open_store()
     record = ExecutionRecord.from_dict(opened.find_execution(execution))
     rows = [[o["path"], str(o["size"]), o["uri"]] for o in record.outputs]
-    output.table(["path", "size", "uri"], rows)
+    if as_json:
+        click.echo(json.dumps([dict(o) for o in record.outputs], default=str))
+    else:
+        output.table(["path", "size", "uri"], rows)
     if directory:
         root = Path(directory).resolve()
         for item in record.outputs:

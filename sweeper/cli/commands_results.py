@@ -1,4 +1,4 @@
-"""Commands about results: ls, compare, lineage, plot, replay, compact, doctor."""
+"""Commands about results: ls, compare, lineage, plot, replay, compact, doctor, datasets."""
 
 from __future__ import annotations
 
@@ -26,7 +26,16 @@ if TYPE_CHECKING:
 # that need DataFrames import pandas through sweeper.results.
 
 #: Columns `sweep ls` shows in a table before the parameters and metrics.
-LS_COLUMNS = ["counter", "execution_id", "step", "status", "trial_number", "duration_s"]
+LS_COLUMNS = [
+    "counter",
+    "execution_id",
+    "step",
+    "status",
+    "trial_number",
+    "duration_s",
+    "cpu_s",
+    "peak_memory_mb",
+]
 
 
 def _results(config_path: str | None, store: str | None) -> Results:
@@ -289,29 +298,75 @@ def _replay_table(outcome: Replay) -> None:
     )
 
 
+def _forecast_replay(results: Results, sweep_id: str, as_json: bool) -> None:
+    """``sweep replay --forecast``: the forecast at 10/25/50% progress against the truth."""
+    from sweeper.sweep.forecasting_replay import replay_forecast
+
+    outcome = replay_forecast(results.store, sweep_id)
+    if as_json:
+        click.echo(json.dumps(outcome.to_dict()))
+        return
+    rows = [
+        [
+            f"{p.progress:.0%}",
+            f"{p.done}/{outcome.trials}",
+            "-" if p.p50_s is None else f"{p.p50_s:.1f}s",
+            "-" if p.p10_s is None else f"{p.p10_s:.1f}–{p.p90_s:.1f}s",
+            f"{p.actual_s:.1f}s",
+            "-" if p.error is None else f"{p.error:+.0%}",
+            {True: "yes", False: "no", None: "-"}[p.covered],
+        ]
+        for p in outcome.points
+    ]
+    headers = ["progress", "ended", "forecast p50", "80% interval", "actual", "error", "inside"]
+    title = (
+        f"sweep {sweep_id}: time to finish, forecast from what was known then "
+        f"({outcome.trials} trials, {outcome.slots} slots, {outcome.wall_s:.1f}s in all)"
+    )
+    output.table(headers, rows, title=title)
+
+
 @click.command()
 @click.argument("sweep_id", metavar="SWEEP_ID|latest")
 @click.option(
     "--pruner",
-    required=True,
     metavar="median|asha|hyperband",
     help="The Optuna pruner to replay, as `sweep STEP --pruner` builds it.",
+)
+@click.option(
+    "--forecast",
+    is_flag=True,
+    help="Replay the sweep's forecast instead: its error at 10/25/50%% progress.",
 )
 @click.option("--json", "as_json", is_flag=True, help="The replay as one JSON object.")
 @config_option
 @store_option
 def replay(
-    sweep_id: str, pruner: str, as_json: bool, config_path: str | None, store: str | None
+    sweep_id: str,
+    pruner: str | None,
+    forecast: bool,
+    as_json: bool,
+    config_path: str | None,
+    store: str | None,
 ) -> None:
     """Replay a finished sweep's recorded metric curves under a pruner, without running anything.
 
     Shows the trials it would have stopped and at which step (report number), the compute it
     would have saved, whether the best trial survives, and Spearman's rank correlation between
     the replay's ranking (pruned trials by their last value seen) and the recorded one.
+    With --forecast instead: the sweep replayed in the order it ran, its time to finish
+    forecast at 10%, 25% and 50% of its trials ended from what was known then, against the
+    time it actually still ran.
     """
+    if (pruner is None) == (not forecast):
+        raise SweeperError("sweep replay needs one of --pruner NAME or --forecast")
     results = _results(config_path, store)
     if sweep_id == "latest":
         sweep_id = _latest_sweep_id(results)
+    if forecast:
+        _forecast_replay(results, sweep_id, as_json)
+        return
+    assert pruner is not None
     outcome = results.replay(sweep_id, pruner=pruner)
     if as_json:
         click.echo(json.dumps(outcome.to_dict()))
@@ -356,4 +411,37 @@ def doctor(quarantine: bool, config_path: str | None, store: str | None) -> None
         click.echo("store ok", err=True)
 
 
-COMMANDS = [ls, compare, lineage, plot, replay, compact, doctor]
+@click.command()
+@click.argument("name", required=False)
+@click.option("--json", "as_json", is_flag=True, help="The versions as one JSON list.")
+@config_option
+@store_option
+def datasets(name: str | None, as_json: bool, config_path: str | None, store: str | None) -> None:
+    """List dataset versions: files, sizes, the execution that made each and those that used it.
+
+    With NAME, only that dataset's versions, each with its files.
+    """
+    versions = _results(config_path, store).datasets(name)
+    if as_json:
+        click.echo(json.dumps(versions))
+        return
+    rows = [
+        [
+            v["uri"],
+            str(len(v["files"])),
+            str(v["size"]),
+            v["made_by"],
+            v["created_at"] or "",
+            ", ".join(v["used_by"]),
+        ]
+        for v in versions
+    ]
+    output.table(["version", "files", "bytes", "made by", "created", "used by"], rows)
+    if name is not None:
+        files = [
+            [v["uri"], f["path"], str(f["size"]), f["sha256"]] for v in versions for f in v["files"]
+        ]
+        output.table(["version", "path", "bytes", "sha256"], files)
+
+
+COMMANDS = [ls, compare, lineage, plot, replay, compact, doctor, datasets]

@@ -11,6 +11,14 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import click
 
 from sweeper.cli import output
+from sweeper.cli.commands_status import (
+    print_failures,
+    print_forecast,
+    print_warm_start,
+    reused_text,
+    status,
+)
+from sweeper.cli.forecast_options import FORECAST_OPTIONS, budget_options, forecast_kwargs
 from sweeper.cli.options import (
     config_option,
     env_option,
@@ -23,7 +31,6 @@ from sweeper.errors import SweeperError
 from sweeper.sweep.choices import PRUNERS, SAMPLERS
 
 if TYPE_CHECKING:
-    from sweeper.store import RecordStore
     from sweeper.sweep.plan import SweepPlan
     from sweeper.sweep.policy import Progress
     from sweeper.sweep.result import SweepResult
@@ -88,6 +95,13 @@ SWEEP_OPTIONS: list[Callable[..., Any]] = [
     ),
     click.option("--seed", type=int, help="Seed the sampler: same suggestions in the same order."),
     click.option(
+        "--reproducible/--free-order",
+        default=None,
+        help="Reproducible: results told in trial order, so a seeded parallel sweep proposes "
+        "the same parameters however the trials' timing falls (default with --seed). "
+        "Free order: told as they finish (no slot waits).",
+    ),
+    click.option(
         "-p",
         "--parameter",
         "params",
@@ -151,6 +165,7 @@ SWEEP_OPTIONS: list[Callable[..., Any]] = [
         is_flag=True,
         help="A new Ray actor per trial instead of reusing actors.",
     ),
+    *FORECAST_OPTIONS,
     click.option(
         "--json",
         "as_json",
@@ -186,7 +201,7 @@ def _sweep_and_print(call: Callable[..., SweepResult], *, as_json: bool, **kw: A
             progress.append(stack.enter_context(output.SweepProgress(plan.trials)))
 
         def on_progress(state: Progress) -> None:
-            progress[0].update(state.done, state.counts, state.best_value)
+            progress[0].update(state.done, state.counts, state.best_value, state.forecast)
 
         result = call(on_start=on_start, on_progress=on_progress, **kw)
     if as_json:
@@ -240,10 +255,12 @@ def _print_results(plan: SweepPlan, result: SweepResult) -> None:
     output.table(["trial", "execution", *metrics, *names], rows, title=title)
     counts = result.counts
     click.echo(
-        f"sweep {result.sweep_id}: {counts['complete']} complete{_reused(result)}, {counts['error']} failed, {counts['pruned']} pruned"
+        f"sweep {result.sweep_id}: {counts['complete']} complete{reused_text(result)}, {counts['error']} failed, {counts['pruned']} pruned"
     )
-    _print_warm_start(result, indent="")
-    _print_failures(result, indent="")
+    print_warm_start(result, indent="")
+    click.echo(result.resources.describe())
+    print_forecast(result, indent="")
+    print_failures(result, indent="")
     best = result.best
     if isinstance(best, tuple):
         click.echo(f"Pareto front: {len(best)} trials")
@@ -254,29 +271,6 @@ def _print_results(plan: SweepPlan, result: SweepResult) -> None:
         click.echo("best parameters: " + json.dumps(dict(best.parameters), default=str))
 
 
-def _reused(result: SweepResult) -> str:
-    """`` (reused N)`` after the complete count when the store answered trials (--reuse)."""
-    return f" (reused {result.reused} from the store)" if result.reused else ""
-
-
-def _print_warm_start(result: SweepResult, *, indent: str) -> None:
-    """What a warm start added, and why the rest did not fit."""
-    if result.warm_start is not None:
-        click.echo(indent + result.warm_start.describe())
-
-
-def _print_failures(result: SweepResult, *, indent: str) -> None:
-    """The failed trials by class and reason, most common first (see :mod:`sweeper.sweep.failures`)."""
-    if result.failures:
-        classes = {k: v for k, v in result.failure_classes.items() if v}
-        click.echo(
-            f"{indent}failures by class: " + ", ".join(f"{k} {v}" for k, v in classes.items())
-        )
-        click.echo(f"{indent}failures by reason:")
-        for group in result.failures:
-            click.echo(f"{indent}  {group}")
-
-
 @click.command(name="sweep", help=SPACE_HELP)
 @click.argument("step")
 @_sweep_options
@@ -285,6 +279,12 @@ def sweep_command(step: str, **kw: Any) -> None:
     from sweeper import api
     from sweeper.execution.spec import parse_assignments
 
+    if kw["task"] and api.is_distributed_task(
+        kw["task"], config=kw["config_path"] or "valohai.yaml"
+    ):
+        from sweeper.cli.commands_distributed import group_and_print
+
+        group_and_print(step, kw)
     _sweep_and_print(
         api.run_sweep,
         as_json=kw["as_json"],
@@ -298,6 +298,7 @@ def sweep_command(step: str, **kw: Any) -> None:
         sampler=kw["sampler"],
         pruner=kw["pruner"],
         seed=kw["seed"],
+        reproducible=kw["reproducible"],
         specs=parse_assignments(kw["params"], "-p"),
         task=kw["task"],
         gpus_per_trial=kw["gpus_per_trial"],
@@ -313,29 +314,15 @@ def sweep_command(step: str, **kw: Any) -> None:
         inputs=parse_assignments(kw["inputs"], "--input"),
         environment={k: v[-1] for k, v in parse_assignments(kw["env"], "-e").items()},
         pull_policy=kw["pull_policy"],
+        **forecast_kwargs(kw),
     )
-
-
-def _latest_sweep(store: RecordStore, *, unfinished: bool = False) -> str:
-    sweep_id = store.latest_sweep(unfinished=unfinished)
-    if sweep_id is None:
-        raise SweeperError(
-            f"no {'unfinished ' if unfinished else ''}sweep in the store {store.location}"
-        )
-    return sweep_id
-
-
-def _saved(store: RecordStore, sweep_id: str) -> dict[str, Any]:
-    data = store.get_sweep(sweep_id)
-    if not data:
-        raise SweeperError(f'unknown sweep "{sweep_id}" in the store {store.location}')
-    return data
 
 
 @click.command()
 @click.argument("sweep_id", required=False)
 @click.option("--address", help="Ray cluster to resume on (default: the one it was started with).")
 @env_option("A secret variable the sweep was started with (secret values are not saved).")
+@budget_options
 @click.option(
     "--json", "as_json", is_flag=True, help="Print only the final summary as JSON on stdout."
 )
@@ -348,6 +335,7 @@ def resume(
     as_json: bool,
     config_path: str | None,
     store: str | None,
+    **budgets: Any,
 ) -> None:
     """Continue a sweep to exactly its number of trials (default: the latest unfinished one)."""
     from sweeper import api
@@ -361,53 +349,8 @@ def resume(
         environment={k: v[-1] for k, v in parse_assignments(env, "-e").items()},
         config=config_path or "valohai.yaml",
         store=store,
+        budgets=forecast_kwargs(budgets),
     )
-
-
-@click.command()
-@click.argument("sweep_id", required=False)
-@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-@config_option
-@store_option
-def status(sweep_id: str | None, as_json: bool, config_path: str | None, store: str | None) -> None:
-    """Show a sweep's progress, also while it runs (default: the latest sweep)."""
-    from sweeper.status import Status
-    from sweeper.sweep.result import WarmStart
-    from sweeper.sweep.state import sweep_result
-    from sweeper.sweep.study import load_study
-
-    opened = project_from(config_path, store).open_store()
-    sweep_id = sweep_id or _latest_sweep(opened)
-    saved = _saved(opened, sweep_id)
-    options = saved["options"]
-    study = load_study(opened, sweep_id, options.get("storage"))
-    warm = saved.get("warm_start")
-    result = sweep_result(
-        study,
-        sweep_id,
-        options["metrics"],
-        options.get("directions"),
-        status=Status(saved["status"]),
-        warm_start=WarmStart.from_dict(warm) if warm else None,
-        trials_asked=options.get("trials"),
-    )
-    if as_json:
-        click.echo(json.dumps(result.to_dict(), default=str))
-        return
-    counts = result.counts
-    click.echo(
-        f"sweep {sweep_id} ({result.status}): step {options['step']}, {options.get('trials')} trials asked"
-    )
-    click.echo(
-        f"  complete {counts['complete']}{_reused(result)}, failed {counts['error']}, pruned {counts['pruned']}, running {counts['running']}"
-    )
-    best = result.best
-    if best is not None and not isinstance(best, tuple):
-        click.echo(
-            f"  best {output.format_value(best.value)}: {json.dumps(dict(best.parameters), default=str)}"
-        )
-    _print_warm_start(result, indent="  ")
-    _print_failures(result, indent="  ")
 
 
 @click.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})

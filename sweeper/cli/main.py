@@ -32,9 +32,29 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "sweeper.cli.commands_results:compare",
         "Parameters and metrics of executions side by side; differences highlighted.",
     ),
+    "down": (
+        "sweeper.cli.commands_deploy:down",
+        "Stop the local Ray head `sweep up` started (and every deployment on it).",
+    ),
     "dashboard": (
         "sweeper.cli.commands_dashboard:dashboard",
         "Serve optuna-dashboard on a sweep's study, live while it runs (default: the latest sweep).",
+    ),
+    "datasets": (
+        "sweeper.cli.commands_results:datasets",
+        "List dataset versions: files, sizes, the execution that made each and those that used it.",
+    ),
+    "deploy": (
+        "sweeper.cli.commands_deploy:deploy",
+        "Deploy ENDPOINT... of valohai.yaml as a new version of a deployment on Ray Serve.",
+    ),
+    "deployment": (
+        "sweeper.cli.commands_deploy:deployment_group",
+        "Move an alias, stop versions, read an endpoint's log.",
+    ),
+    "deployments": (
+        "sweeper.cli.commands_deploy:deployments",
+        "List deployments: versions, their status, aliases and URLs.",
     ),
     "doctor": (
         "sweeper.cli.commands_results:doctor",
@@ -99,6 +119,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "submit": (
         "sweeper.cli.commands_sweep:submit",
         "Submit `sweep ARGS...` as a Ray job with the project folder as its working directory.",
+    ),
+    "up": (
+        "sweeper.cli.commands_deploy:up",
+        "Start a warm local Ray (with Serve) that the commands join; --status: is one up.",
+    ),
+    "verify": (
+        "sweeper.cli.commands_verify:verify",
+        "Run an execution again from its record and compare, field by field; 0 when it reproduced.",
     ),
     "sweep": (
         "sweeper.cli.commands_sweep:sweep_command",

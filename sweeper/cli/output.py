@@ -82,10 +82,27 @@ def execution_summary(record: ExecutionRecord) -> None:
     console.print(line, highlight=False)
     if metrics:
         console.print(f"  metrics: {metrics}", highlight=False)
+    used = resource_use(record)
+    if used:
+        console.print(f"  resources: {used}", highlight=False)
     for item in record.outputs:
         console.print(f"  output: {item['path']} {item['size']} B {item['uri']}", highlight=False)
     for item in record.outputs_skipped:
         console.print(f"  output skipped: {item['path']} ({item['reason']})", highlight=False)
+
+
+def resource_use(record: ExecutionRecord) -> str:
+    """What an execution used, in words (the figures it has): ``cpu 1.52 s, peak memory
+    210.5 MB``; the GPU-seconds of one that held a GPU)."""
+    usage = record.usage
+    parts = []
+    if usage is not None and usage.cpu_s is not None:
+        parts.append(f"cpu {usage.cpu_s:.2f} s")
+    if usage is not None and usage.peak_memory_mb is not None:
+        parts.append(f"peak memory {usage.peak_memory_mb:.1f} MB")
+    if usage is not None and usage.gpu_s:
+        parts.append(f"gpu {usage.gpu_s:.2f} s")
+    return ", ".join(parts)
 
 
 #: The record's fields :func:`execution_details` shows first, one row each (when set).
@@ -122,6 +139,9 @@ def execution_details(record: ExecutionRecord) -> None:
         value = getattr(record, key)
         if value not in (None, (), ""):
             rows.append([key, format_value(list(value) if isinstance(value, tuple) else value)])
+    if record.usage is not None:
+        used = record.usage.to_dict().items()
+        rows.extend([name, format_value(v)] for name, v in used if v is not None)
     rows.append(["command", "\n".join(record.command)])
     rows.extend([f"param.{name}", format_value(v)] for name, v in record.parameters.items())
     rows.extend([f"metric.{name}", format_value(v)] for name, v in record.metrics.items())
@@ -134,7 +154,13 @@ def execution_details(record: ExecutionRecord) -> None:
             ]
         )
     for item in record.outputs:
-        rows.append([f"output.{item['path']}", f"{item['size']} B {item['uri']}"])
+        properties = (
+            f"\nproperties {format_value(item['properties'])}" if "properties" in item else ""
+        )
+        rows.append([f"output.{item['path']}", f"{item['size']} B {item['uri']}{properties}"])
+    for made in record.dataset_versions:
+        rows.append(["dataset_version", f"{made['uri']} ({len(made['files'])} files)"])
+    rows.extend(["warning", text] for text in record.warnings)
     for item in record.outputs_skipped:
         rows.append([f"output.{item['path']}", f"skipped: {item['reason']}"])
     table(["field", "value"], rows)
@@ -177,13 +203,15 @@ class SweepProgress:
         if self.enabled:
             self.progress.stop()
 
-    def update(self, done: int, counts: dict[str, int], best: Any) -> None:
-        """Show the latest counts."""
+    def update(self, done: int, counts: dict[str, int], best: Any, forecast: Any = None) -> None:
+        """Show the latest counts, and the forecast's time left (``forecast.short()``)."""
         best_text = format_value(best) if best is not None else "-"
         status = (
             f"running {counts.get('running', 0)}  failed {counts.get('error', 0)}  "
             f"pruned {counts.get('pruned', 0)}  best {best_text}"
         )
+        if forecast is not None:
+            status = f"{forecast.short()}  {status}"
         if self.enabled:
             self.progress.update(self.task, completed=done, status=status)
         elif self.plain and (
@@ -191,5 +219,5 @@ class SweepProgress:
         ):
             self._last_plain = time.monotonic()
             _console("stderr").print(
-                f"sweep: {done}/{self.progress.tasks[0].total} done, {status}", highlight=False
+                f"sweep: {done}/{self.progress.tasks[0].total} done · {status}", highlight=False
             )

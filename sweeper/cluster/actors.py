@@ -8,6 +8,7 @@ hands a finished actor the next execution of the same resource shape (as Ray Tun
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from collections.abc import Hashable
@@ -47,7 +48,22 @@ class ExecutionActor:
         )
         self._lock = threading.Lock()
         self._events: list[dict[str, Any]] = []
+        #: The execution whose events ``_events`` holds (the one running, or the last).
+        self._running: str | None = None
         self._stop: StopToken | None = None
+        #: The port held for a distributed member until its run begins (see reserve_port).
+        self._reserved: socket.socket | None = None
+
+    def reserve_port(self) -> tuple[str, int, str]:
+        """Reserve a free TCP port on this node for a distributed member: (node IP, port, host).
+
+        The port stays bound until :meth:`run` begins, so no other member placed on this node
+        is given it meanwhile; the driver writes it into every member's ``distributed.json``.
+        """
+        holder = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        holder.bind(("", 0))
+        self._reserved = holder
+        return ray.util.get_node_ip_address(), holder.getsockname()[1], socket.gethostname()
 
     def run(
         self, spec: ExecutionSpec, execution_id: str, context: ExecutionContext, reuse: bool
@@ -57,8 +73,12 @@ class ExecutionActor:
         gpu_ids = runtime_context.get_accelerator_ids().get("GPU", [])
         context.gpu_ids = tuple(str(g) for g in gpu_ids)
         context.ray_node = runtime_context.get_node_id()
+        if self._reserved is not None:  # the member's step binds it now
+            self._reserved.close()
+            self._reserved = None
         with self._lock:
             self._events = []
+            self._running = execution_id
             self._stop = StopToken()
             stop = self._stop
         return self.executor.run(
@@ -74,17 +94,24 @@ class ExecutionActor:
         with self._lock:
             self._events.append(dict(event))
 
-    def take_events(self) -> list[dict[str, Any]]:
-        """The metric events printed since the last call (for pruning)."""
+    def take_events(self, execution_id: str | None = None) -> list[dict[str, Any]]:
+        """The metric events printed since the last call (for pruning), of ``execution_id``
+        only: a poll for the next execution that runs before it starts gets nothing, not
+        the last epochs of the one before (which would shift its steps, and its pruning)."""
         with self._lock:
+            if execution_id is not None and execution_id != self._running:
+                return []
             events, self._events = self._events, []
         return events
 
-    def stop(self, reason: str = Status.STOPPED) -> None:
-        """Stop the running execution; ``reason`` (``stopped``/``pruned``) becomes its status."""
+    def stop(
+        self, reason: str = Status.STOPPED, message: str | None = None, kind: str | None = None
+    ) -> None:
+        """Stop the running execution; ``reason`` (``stopped``/``pruned``) becomes its status
+        and ``message``, when given, its error; ``kind``: it failed as that failure class."""
         with self._lock:
             if self._stop is not None:
-                self._stop.stop(reason)
+                self._stop.stop(reason, message, kind)
 
     def flush(self) -> int:
         """Write the dataset rows this actor holds (before it is killed); how many executions.

@@ -64,10 +64,41 @@ def _probe(address: str, timeout_s: float = 10.0) -> None:
         raise ClusterError(f"nothing answers at {address} ({exc.strerror or exc})") from None
 
 
-#: Set to 0 to never join a running ``ray start --head`` when no address is given.
+#: ``0``: never join a running head without ``--address``; ``1``: also a plain ``ray start
+#: --head``; unset: the head of ``sweep up`` only.
 REUSE_ENV = "SWEEPER_REUSE_RAY"
 #: What ``--address`` (or ``RAY_ADDRESS``) says to always start an embedded Ray.
 LOCAL = "local"
+
+
+def _reuse() -> str:
+    """``off``, ``up`` (the head of ``sweep up``, the default) or ``any`` (``ray start`` too)."""
+    value = os.environ.get(REUSE_ENV, "").strip().lower()
+    if value in ("0", "false", "no", "off"):
+        return "off"
+    return "any" if value in ("1", "true", "yes", "on") else "up"
+
+
+_notes: list[str] = []
+
+
+def _say(text: str) -> None:
+    """Keep a line for :func:`say_notes`: which Ray a command uses is the user's concern."""
+    with _lock:
+        _notes.append(text)
+
+
+def say_notes() -> None:
+    """Print the lines kept about which Ray is used, once the work is known to start.
+
+    Ray starts in the background while the command still checks its input (see
+    :func:`connect_in_background`); saying which Ray it uses only once the work starts keeps
+    a refused input to its one ``sweep: error:`` paragraph.
+    """
+    with _lock:
+        lines, _notes[:] = list(_notes), []
+    for line in lines:
+        print(f"sweep: {line}", file=sys.stderr, flush=True)
 
 
 def running_head(address_file: str | None = None) -> str | None:
@@ -78,10 +109,11 @@ def running_head(address_file: str | None = None) -> str | None:
     a shared machine), and only when its GCS port answers at once: a killed head leaves the
     file behind, and that must cost a moment, not a hang. Opt-in with ``SWEEPER_REUSE_RAY=1``:
     a port that answers is not proof of a head that can be joined (a stale file whose port
-    answered stalled a sweep for a minute in Ray's reconnect loop), and a user who started a
-    head can say ``--address auto``. ``address_file`` replaces Ray's file (for tests).
+    answered stalled a sweep for a minute in Ray's reconnect loop), which is why the head of
+    ``sweep up`` (its keeper's pid is checked too) is the one joined by default.
+    ``address_file`` replaces Ray's file (for tests).
     """
-    if os.environ.get(REUSE_ENV, "0").strip().lower() not in ("1", "true", "yes", "on"):
+    if _reuse() != "any":
         return None
     try:
         from ray._common.utils import get_ray_address_file
@@ -198,11 +230,11 @@ def connect(
 ) -> ClusterInfo:
     """Join ``address`` (``auto``, ``host:port``, ``ray://host:port``) or start a local Ray.
 
-    With neither ``address`` nor ``RAY_ADDRESS``, a head the user started on this machine
-    with ``ray start --head`` is joined when ``SWEEPER_REUSE_RAY=1`` (see
-    :func:`running_head`; Ray's start-up, seconds, is then saved), else an embedded Ray is
-    started on loopback, sized to this machine,
-    which never joins a stale cluster left by a killed process. ``address="local"`` always
+    With neither ``address`` nor ``RAY_ADDRESS``, the warm head of ``sweep up`` is joined
+    when it is up (Ray's start-up, seconds, is then saved; ``SWEEPER_REUSE_RAY=0`` opts
+    out, ``=1`` also joins a plain ``ray start --head``, see :func:`running_head`), else an
+    embedded Ray is started on loopback, sized to this machine, which never joins a stale
+    cluster left by a killed process. One line on stderr says which Ray is used. ``address="local"`` always
     starts the embedded one. A start begun by :func:`connect_in_background` is waited for
     (and its error raised here); when it was for another address, the Ray it started is
     used, as any Ray already initialized in this process is.
@@ -247,7 +279,9 @@ def _connect(
         if joined is not None:
             return joined
     if address is None or address == LOCAL:
+        _say("starting an embedded Ray for this command (`sweep up` keeps one warm)")
         return _start_local(num_cpus, num_gpus, options)
+    _say(f"using the Ray cluster at {address}")
     try:
         _probe(address)
         ray.init(address=address, **options)
@@ -263,16 +297,37 @@ def _connect(
 
 
 def _join_running_head(options: dict[str, Any]) -> ClusterInfo | None:
-    """The head :func:`running_head` finds, joined; None when there is none that can run
-    anything (a test's 0-CPU head, say), or it cannot be joined after all."""
+    """The warm head of ``sweep up`` (else, with ``SWEEPER_REUSE_RAY=1``, a ``ray start``
+    head), joined; None when there is none that can run anything (a 0-CPU head, say), or it
+    cannot be joined after all."""
+    from sweeper.cluster import head as heads
+
+    if _reuse() == "off":
+        return None
+    warm, note = heads.find()
+    if note is not None:
+        _say(note)
+    if warm is not None:
+        heads.use_token(warm)
+        joined = _join(warm.address, options)
+        if joined is not None:
+            _say(f"using the warm Ray of `sweep up` at {warm.address} (`sweep down` stops it)")
+            return joined
+    plain = running_head()
+    if plain is not None:
+        joined = _join(plain, options)
+        if joined is not None:
+            _say(f"using the Ray of `ray start --head` at {plain} ({REUSE_ENV}=1)")
+        return joined
+    return None
+
+
+def _join(address: str, options: dict[str, Any]) -> ClusterInfo | None:
     import ray
 
-    head = running_head()
-    if head is None:
-        return None
     try:
-        ray.init(address=head, **options)
-        joined = ClusterInfo(address=head, embedded=False, nodes=_nodes())
+        ray.init(address=address, **options)
+        joined = ClusterInfo(address=address, embedded=False, nodes=_nodes())
         if joined.largest("CPU") > 0:
             return joined
     except Exception:  # not a Ray we can join after all

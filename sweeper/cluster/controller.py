@@ -17,12 +17,13 @@ import ray
 
 from sweeper.cluster import recovery
 from sweeper.cluster.actors import ActorPool, ResourceShape, TrialHandle
-from sweeper.cluster.connect import ClusterInfo, connect
+from sweeper.cluster.connect import ClusterInfo, connect, say_notes
+from sweeper.cluster.distributed import Groups, GroupSlot
 from sweeper.cluster.store_service import StoreLink, link_store
 from sweeper.execution.ids import new_execution_id
 from sweeper.execution.runner import ExecutionContext, planned_record
 from sweeper.execution.spec import ExecutionSpec
-from sweeper.record import ExecutionRecord, MetricEvent
+from sweeper.record import ExecutionRecord, FailureKind, MetricEvent
 from sweeper.runtime import get_runtime
 from sweeper.status import Status
 from sweeper.store import RecordStore
@@ -42,6 +43,12 @@ class Launch:
     context: ExecutionContext
     execution_id: str = field(default_factory=new_execution_id)
     reuse: bool = False
+    #: A member of a distributed group: it starts with the group's other members, all at once.
+    group: GroupSlot | None = None
+
+
+#: A failure an execution is stopped as: its class and why (a straggler is a ``time_limit``).
+Failed = tuple[FailureKind, str] | None
 
 
 class ControllerView(Protocol):
@@ -66,8 +73,9 @@ class ControllerView(Protocol):
         """Whether :meth:`stop_all` or :meth:`fail` ended the asking."""
         ...
 
-    def stop(self, key: Hashable, reason: Status = Status.STOPPED) -> None:
-        """Stop the execution of ``key``; ``reason`` (stopped, pruned) becomes its status."""
+    def stop(self, key: Hashable, reason: Status = Status.STOPPED, failed: Failed = None) -> None:
+        """Stop the execution of ``key``; ``reason`` (stopped, pruned) becomes its status;
+        ``failed`` (a failure class and why): it ends as an ``error`` of that class instead."""
         ...
 
     def stop_all(self) -> None:
@@ -171,6 +179,7 @@ class Controller:
         self._status = Status.COMPLETE
         self._link: StoreLink | None = None
         self._ray = calls
+        self._groups = Groups()
 
     @property
     def cluster(self) -> ClusterInfo:
@@ -217,6 +226,7 @@ class Controller:
             pool.shutdown()
             link.close()
             raise
+        say_notes()  # which Ray is used, now that the input was accepted
         status = Status.FAILED  # what end() hears when the loop raised (a policy's bug)
         try:
             self._loop(policy, view, pool, slots)
@@ -226,6 +236,7 @@ class Controller:
             self._interrupt()
             raise
         finally:
+            self._groups.close()
             pool.shutdown()
             try:
                 status = policy.end(view, status)
@@ -242,9 +253,12 @@ class Controller:
                 if free > 0:
                     for launch in policy.ask(view, free):
                         self._submit(pool, launch)
+                if self._tell_unplaced(policy, view):
+                    continue  # the policy may start other work now (a pipeline's other nodes)
             if self._stopping or policy.exhausted():
                 pool.trim(keep=0)  # no more work for idle actors: give their resources back
             policy.tick(view)
+            self._groups.tick()
             if not self._in_flight:
                 return
             ready, _ = self._ray.wait(
@@ -265,6 +279,7 @@ class Controller:
                 for launch in policy.asked_ahead(view, slots - len(self._in_flight)):
                     self._submit(pool, launch)
             for handle, record in finished:
+                self._groups.ended(handle, record)
                 policy.on_result(view, handle.key, record)
             if self._stopping:
                 # again after each result: a stop sent before an actor's run began is lost
@@ -272,6 +287,9 @@ class Controller:
                     handle.actor.stop.remote(Status.STOPPED)
 
     def _submit(self, pool: ActorPool, launch: Launch) -> None:
+        if launch.group is not None:
+            self._submit_group(launch)
+            return
         spec = self._link.stage(launch.spec) if self._link is not None else launch.spec
         handle = pool.submit(
             launch.key,
@@ -283,9 +301,29 @@ class Controller:
         )
         self._in_flight[handle.ref] = handle
 
+    def _submit_group(self, launch: Launch) -> None:
+        """Hold a group member's launch until its whole group is asked, then start them all."""
+        launches = self._groups.add(launch)
+        if not launches or self._link is None:
+            return
+        link = self._link
+        specs = [link.stage(member.spec) for member in launches]
+        for handle in self._groups.start(launches, self.cluster, link.access, self.runtime, specs):
+            self._in_flight[handle.ref] = handle
+
+    def _tell_unplaced(self, policy: Policy, view: ControllerView) -> bool:
+        """Tell the policy the members of groups that could not be placed, recorded failed."""
+        uses_images = get_runtime(self.runtime).uses_images
+        unplaced = self._groups.take_unplaced(self.store, with_image=uses_images)
+        for key, record in unplaced:
+            policy.on_result(view, key, record)
+        return bool(unplaced)
+
     def _poll_events(self) -> Iterator[tuple[TrialHandle, list[MetricEvent]]]:
         pending = [
-            (h, h.actor.take_events.remote()) for h in self._in_flight.values() if not h.stopping
+            (h, h.actor.take_events.remote(h.execution_id))
+            for h in self._in_flight.values()
+            if not h.stopping
         ]
         for handle, ref in pending:
             try:
@@ -298,7 +336,7 @@ class Controller:
         try:
             record: ExecutionRecord = self._ray.get(handle.ref)
         except Exception as exc:  # the actor or its node died: an infrastructure failure
-            pool.release(handle, healthy=False)
+            self._release(pool, handle, healthy=False)
             reason = f"the Ray actor running it died: {type(exc).__name__}: {str(exc)[:300]}"
             context = handle.context
             # what the driver knows, for an actor that died before it wrote a record
@@ -316,8 +354,12 @@ class Controller:
                 pipeline_run_id=context.pipeline_run_id,
                 planned=planned,
             )
-        pool.release(handle)
+        self._release(pool, handle)
         return record
+
+    def _release(self, pool: ActorPool, handle: TrialHandle, *, healthy: bool = True) -> None:
+        if not self._groups.owns(handle):  # a group member's actor goes with its group
+            pool.release(handle, healthy=healthy)
 
     def _interrupt(self) -> None:
         refs = list(self._in_flight)
@@ -331,12 +373,13 @@ class Controller:
         except Exception:
             pass
 
-    def stop(self, key: Hashable, reason: Status = Status.STOPPED) -> None:
-        """Stop the execution of ``key``; ``reason`` (stopped, pruned) becomes its status."""
+    def stop(self, key: Hashable, reason: Status = Status.STOPPED, failed: Failed = None) -> None:
+        """Stop the execution of ``key`` (see :meth:`ControllerView.stop`)."""
+        kind, message = failed or (None, None)
         for handle in self._in_flight.values():
             if handle.key == key:
                 handle.stopping = True
-                handle.actor.stop.remote(reason)
+                handle.actor.stop.remote(reason, message, kind)
 
     def stop_all(self) -> None:
         """Stop every execution in flight and ask the policy for no more."""
@@ -370,8 +413,8 @@ class _View:
     def stopping(self) -> bool:
         return self._controller.stopping
 
-    def stop(self, key: Hashable, reason: Status = Status.STOPPED) -> None:
-        self._controller.stop(key, reason)
+    def stop(self, key: Hashable, reason: Status = Status.STOPPED, failed: Failed = None) -> None:
+        self._controller.stop(key, reason, failed)
 
     def stop_all(self) -> None:
         self._controller.stop_all()

@@ -328,12 +328,7 @@ class _PipelineCheck:
 
     def node(self, node: Node) -> None:
         label = f"{self.prefix}node {quoted(node.name)}: "
-        if node.type == "deployment":
-            self.problems.warning(
-                node.line,
-                f"{label}deployment nodes are not run by sweeper; a run stops at this node "
-                "(not supported) and its on-error decides the rest",
-            )
+        if node.type == "deployment":  # runs no step: sweeper.pipeline.deploying deploys it
             return
         for action in node.actions:
             if "require-approval" in action.then:

@@ -73,7 +73,9 @@ def project_files(project: Path) -> list[str]:
     for root, dirs, names in os.walk(project):
         dirs[:] = sorted(d for d in dirs if d not in IGNORED_DIRS)
         for name in names:
-            found.append(os.path.relpath(os.path.join(root, name), project))
+            path = os.path.join(root, name)
+            if os.path.isfile(path):  # not a socket or a FIFO (a Ray folder, a pipe): no code
+                found.append(os.path.relpath(path, project))
     return sorted(found)
 
 

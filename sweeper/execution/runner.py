@@ -25,9 +25,11 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from sweeper.errors import RuntimeUnavailableError, SweeperError
+from sweeper.execution.distributed import write_distributed_config
 from sweeper.execution.ids import new_execution_id
-from sweeper.execution.inputs import InputFile, fetch_inputs
+from sweeper.execution.inputs import InputFile, fetch_inputs, pin_latest
 from sweeper.execution.metrics import MetricsCollector
+from sweeper.execution.properties import RecordedOutputs, record_outputs
 from sweeper.execution.spec import MASK, ExecutionSpec
 from sweeper.execution.workdir import SnapshotMissingError, WorkFolders, collect_outputs
 from sweeper.record import (
@@ -36,6 +38,7 @@ from sweeper.record import (
     ExecutionRecord,
     FailureKind,
     MetricEvent,
+    ResourceUse,
     says_out_of_memory,
 )
 from sweeper.runtime import RunRequest, RunResult, Runtime
@@ -63,9 +66,13 @@ class ExecutionContext:
     trial_number: int | None = None
     pipeline_run_id: str | None = None
     node: str | None = None
+    #: A member of a distributed group: the ``distributed.json`` it is given.
+    distributed: Mapping[str, Any] | None = None
     attempt: int = 1
     ray_node: str | None = None
     gpu_ids: tuple[str, ...] = ()
+    #: A re-run by ``sweep verify``: the execution it verifies (see the record's field).
+    verifies: Mapping[str, Any] | None = None
 
 
 def planned_record(
@@ -117,16 +124,43 @@ def reused_record(record: ExecutionRecord, previous: Mapping[str, Any]) -> Execu
 
 
 class StopToken:
-    """Lets another thread stop a running execution and say why (``stopped`` or ``pruned``)."""
+    """Lets another thread stop a running execution and say why (``stopped`` or ``pruned``,
+    or a failure of a known ``kind``: a straggler is a ``time_limit``)."""
 
     def __init__(self) -> None:
         self.event = threading.Event()
         self.reason = Status.STOPPED
+        #: Why it was stopped, in words, for its record (a group member whose peer failed).
+        self.message: str | None = None
+        #: The failure it was stopped as (None: not a failure, ``reason`` is its status).
+        self.kind: FailureKind | None = None
 
-    def stop(self, reason: Status | str = Status.STOPPED) -> None:
-        """Ask the execution to stop; ``reason`` becomes its status."""
+    def stop(
+        self,
+        reason: Status | str = Status.STOPPED,
+        message: str | None = None,
+        kind: FailureKind | str | None = None,
+    ) -> None:
+        """Ask the execution to stop; ``reason`` becomes its status, ``message`` its error;
+        with ``kind`` it ends as an ``error`` of that failure class instead."""
         self.reason = Status(reason)
+        self.message = message or self.message
+        self.kind = FailureKind(kind) if kind is not None else self.kind
         self.event.set()
+
+    def outcome(
+        self, result: RunResult, out_of_memory: bool
+    ) -> tuple[Status, str | None, FailureKind | None]:
+        """The status, error and failure kind of a run that ended with ``result``."""
+        status = Status(result.status)
+        if status is Status.STOPPED and self.kind is not None:
+            return Status.ERROR, self.message, self.kind
+        if status is Status.STOPPED and self.reason != Status.STOPPED:
+            status = self.reason
+        error = result.reason if status != Status.COMPLETE else None
+        if status is Status.STOPPED and self.message:
+            error = self.message
+        return status, error, run_failure(result, out_of_memory)
 
 
 class _LogSink:
@@ -194,7 +228,22 @@ def run_request(spec: ExecutionSpec, record: ExecutionRecord, workdir: Path) -> 
         no_output_timeout_s=spec.no_output_timeout_s,
         pull_policy=spec.pull_policy,
         mounts=tuple(spec.mounts),
+        # a group's members reach each other at their node's address and reserved ports
+        host_network=record.distributed is not None,
     )
+
+
+def resource_use(spec: ExecutionSpec, record: ExecutionRecord, result: RunResult) -> ResourceUse:
+    """What the run of ``record`` used: the runtime's figures, and GPU-seconds, the GPU share
+    it held times the run's duration (0 for a step that asked for no GPU, None for one that
+    asked and was given none: run outside a cluster, what it used is unknown)."""
+    if not spec.gpus:
+        gpu_s: float | None = 0.0
+    elif not record.gpu_ids:
+        gpu_s = None
+    else:
+        gpu_s = round(spec.gpus * (result.ended_at - result.started_at).total_seconds(), 3)
+    return ResourceUse(result.cpu_s, result.peak_memory_mb, gpu_s)
 
 
 def input_entries(files: Iterable[InputFile]) -> tuple[dict[str, Any], ...]:
@@ -236,6 +285,19 @@ def run_failure(result: RunResult, out_of_memory: bool) -> FailureKind | None:
     if status is Status.ERROR and out_of_memory:
         return FailureKind.OOM
     return result.failure_kind or _KIND_OF_STATUS.get(status)
+
+
+def _log_outputs(
+    log_path: Path, skipped: Iterable[Mapping[str, str]], recorded: RecordedOutputs
+) -> None:
+    """Say in the log what became of the outputs: the user who expected a file, a property
+    or a dataset version reads why it is missing where they look first."""
+    notes = [f"output {item['path']} refused: {item['reason']}" for item in skipped]
+    notes += [f"warning: {text}" for text in recorded.warnings]
+    notes += [f"made dataset version {made['uri']}" for made in recorded.dataset_versions]
+    if notes:
+        with open(log_path, "a", encoding="utf-8") as handle:
+            handle.writelines(f"sweeper: {note}\n" for note in notes)
 
 
 class Executor:
@@ -304,6 +366,8 @@ class Executor:
             "valohai.execution-commit": spec.code_version,
         }
         (config / "execution.json").write_text(json.dumps(execution))
+        if record.distributed is not None:
+            write_distributed_config(config, record.distributed)
 
     # -- running -----------------------------------------------------------------------
 
@@ -337,6 +401,7 @@ class Executor:
         counter = None if raise_bad_input else self._allocate_counter()
         try:
             try:
+                spec, record = self._pinned(spec, record)
                 files, image_digest = self._prepare(spec, workdir)
             except SweeperError as exc:
                 if raise_bad_input:
@@ -354,6 +419,17 @@ class Executor:
             )
         finally:
             self.work_folders.ended(spec.code_archive, workdir)
+
+    def _pinned(
+        self, spec: ExecutionSpec, record: ExecutionRecord
+    ) -> tuple[ExecutionSpec, ExecutionRecord]:
+        """``spec`` and ``record`` with each ``dataset://NAME/latest`` input replaced by the
+        version it means now, so the record names the version the execution reads."""
+        pinned = pin_latest(spec.inputs, self.store)
+        if pinned is None:
+            return spec, record
+        spec = replace(spec, inputs=pinned)
+        return spec, replace(record, spec=spec.to_record())
 
     def _identified(
         self,
@@ -446,28 +522,28 @@ class Executor:
         with open(log_path, "a", encoding="utf-8", errors="replace") as handle:
             sink = _LogSink(handle, spec.secret_values(), metrics, on_metrics, echo)
             result = self._run_step(run_request(spec, record, workdir), sink, stop)
+        status, error, kind = stop.outcome(result, sink.out_of_memory)
         outputs, skipped = collect_outputs(self.store, record.id, workdir / "outputs")
-        if skipped:
-            # The user who expected a file reads why it is missing where they look first.
-            with open(log_path, "a", encoding="utf-8") as handle:
-                for item in skipped:
-                    handle.write(f"sweeper: output {item['path']} refused: {item['reason']}\n")
+        recorded = record_outputs(
+            self.store, workdir / "outputs", outputs, complete=status is Status.COMPLETE
+        )
+        _log_outputs(log_path, skipped, recorded)
         if remote_log:
             self.store.put_log(record.id, log_path)
-        status = Status(result.status)
-        if status is Status.STOPPED and stop.reason != Status.STOPPED:
-            status = stop.reason
         record = record.finished(
             status,
-            error=result.reason if status != Status.COMPLETE else None,
-            failure_kind=run_failure(result, sink.out_of_memory),
+            error=error,
+            failure_kind=kind,
             ended_at=utc_now(),
             exit_code=result.exit_code,
-            outputs=tuple(outputs),
+            outputs=recorded.outputs,
             outputs_skipped=tuple(skipped),
+            dataset_versions=recorded.dataset_versions,
+            warnings=recorded.warnings,
             metrics=metrics.summary,
             metrics_dropped=metrics.dropped,
             duration_s=round(time.monotonic() - started, 6),
+            usage=resource_use(spec, record, result),
         )
         return self._save(record, on_record, metrics.events)  # rewrites execution.json too
 

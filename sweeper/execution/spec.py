@@ -175,7 +175,9 @@ class ExecutionSpec:
             "commands": list(self.commands),
             "parameters": dict(self.parameters),
             "inputs": sorted(input_checksums),
-            "environment": self.masked_environment(),
+            # VH_SEED is a sweep trial's own seed (sweep/reproducible.py): a trial with the same
+            # parameters answers --reuse whatever its number
+            "environment": {k: v for k, v in self.masked_environment().items() if k != "VH_SEED"},
             "code_version": self.code_version,
             "runtime": self.runtime,
         }

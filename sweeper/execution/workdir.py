@@ -22,6 +22,7 @@ from typing import Any
 from sweeper.errors import StoreError
 from sweeper.execution.code import copy_tree_linked, extract_snapshot
 from sweeper.execution.ids import new_execution_id
+from sweeper.execution.properties import PROPERTIES_FILE
 from sweeper.store import RecordStore
 
 
@@ -177,7 +178,11 @@ class WorkFolders:
 def collect_outputs(
     store: RecordStore, execution_id: str, outputs: Path
 ) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
-    """The outputs folder's regular files, stored; and what was skipped, with why."""
+    """The outputs folder's regular files, stored; and what was skipped, with why.
+
+    The output properties file (:data:`~sweeper.execution.properties.PROPERTIES_FILE`) is
+    not an output: it is read into the outputs' ``properties`` instead.
+    """
     collected: list[dict[str, Any]] = []
     skipped: list[dict[str, str]] = []
     root = outputs.resolve()
@@ -191,6 +196,8 @@ def collect_outputs(
         for name in sorted(filenames):
             path = Path(dirpath) / name
             relative = path.relative_to(outputs).as_posix()
+            if relative == PROPERTIES_FILE:
+                continue
             why = _skip_reason(path, root)
             if why is not None:
                 skipped.append({"path": relative, "reason": why})

@@ -6,8 +6,8 @@ refuses, before anything runs, a pipeline that :meth:`sweeper.config.Pipeline.ch
 an error in, or a warning that blocks a run (edge types that cannot be joined, cycles,
 ``require-approval``, nodes pinned to another commit): the rules live in the config layer
 only, so ``sweep lint`` and ``sweep pipeline run`` give the same verdict and the same
-messages. A deployment node is resolved to no step: running it ends that node with "not
-supported" (its ``on-error`` decides the rest).
+messages. A deployment node is resolved to no step: it makes a version of its
+``deployment`` (:mod:`sweeper.pipeline.deploying`).
 
 Edges, as Valohai defines them (``[source, target]``, each ``node.type.key``):
 
@@ -18,6 +18,11 @@ Edges, as Valohai defines them (``[source, target]``, each ``node.type.key``):
 ``[a.metadata.acc, b.parameter.threshold]``            the latest value ``a`` printed
 ``[a.metadata.acc, b.environment-variable.ACC]``       the same, as an environment variable
 ``[a.dependency.x, b.dependency.x]``                   ordering only
+``[a.output.model*, d.file.predict.model]``            a deployment node's endpoint file
+``[d.deployment.id, b.parameter.name]``                what deployment node ``d`` deployed:
+                                                       ``id`` (the deployment's name),
+                                                       ``version_id``, ``version`` (``v3``),
+                                                       ``url.ENDPOINT`` (the version's URL)
 =====================================================  ====================================
 
 Output files are passed as ``execution://<id>/outputs/<path>`` URIs, which the inputs layer
@@ -38,8 +43,8 @@ from sweeper.errors import ConfigError, SweeperError
 from sweeper.record import ExecutionRecord
 from sweeper.status import Status
 
-#: What a deployment node ends with: sweeper runs steps, not deployments.
-DEPLOYMENT_UNSUPPORTED = "deployment nodes are not supported by sweeper (nothing was deployed)"
+#: Why a deployment node takes no ``-p`` or ``--input``: it runs no step.
+DEPLOYMENT_RUNS_NO_STEP = "a deployment node runs no step (it takes files through edges)"
 
 
 class PipelineError(SweeperError):
@@ -84,7 +89,7 @@ class NodePlan:
     def run_step(self) -> Step:
         """The step the node runs; :class:`PipelineError` for a deployment node, which runs none."""
         if self.step is None:
-            raise PipelineError(f'node "{self.name}": {DEPLOYMENT_UNSUPPORTED}')
+            raise PipelineError(f'node "{self.name}": {DEPLOYMENT_RUNS_NO_STEP}')
         return self.step
 
     @property
@@ -250,7 +255,7 @@ class PipelineGraph:
                 f'pipeline "{self.name}": {what}: node "{parts[0]}" does not exist; known nodes: {known}'
             )
         if self.plans[parts[0]].step is None:
-            raise PipelineError(f"{self._label(parts[0])}: {what}: {DEPLOYMENT_UNSUPPORTED}")
+            raise PipelineError(f"{self._label(parts[0])}: {what}: {DEPLOYMENT_RUNS_NO_STEP}")
         return parts[0], parts[2]
 
     def _typed_texts(self, node: str, parameter: Parameter, texts: Sequence[str], what: str) -> Any:
@@ -281,7 +286,9 @@ class PipelineGraph:
                 )
             step = self.plans[node].step
             if step is None:
-                raise PipelineError(f"{self._label(node)}: --input {key}: {DEPLOYMENT_UNSUPPORTED}")
+                raise PipelineError(
+                    f"{self._label(node)}: --input {key}: {DEPLOYMENT_RUNS_NO_STEP}"
+                )
             if name not in {i.name for i in step.inputs}:
                 known = ", ".join(i.name for i in step.inputs) or "(none)"
                 raise PipelineError(
@@ -293,10 +300,12 @@ class PipelineGraph:
 
 @dataclass
 class NodeOutcome:
-    """What a finished node offers downstream: its execution records and the best one."""
+    """What a finished node offers downstream: its execution records and the best one; for a
+    deployment node, the values of its ``deployment.KEY`` edges instead."""
 
     records: list[ExecutionRecord] = field(default_factory=list)
     best: ExecutionRecord | None = None
+    deployment: Mapping[str, str] = field(default_factory=dict)
 
     def flowing(self, mode: str) -> list[ExecutionRecord]:
         """The records whose outputs flow: the best one, or every complete one for ``append``."""
@@ -315,6 +324,8 @@ class EdgeValues:
     parameters: dict[str, Any] = field(default_factory=dict)
     inputs: dict[str, list[str]] = field(default_factory=dict)
     environment: dict[str, str] = field(default_factory=dict)
+    #: A deployment node's endpoint files, ``ENDPOINT.FILE`` -> ``EXEC_ID:OUTPUT``.
+    files: dict[str, str] = field(default_factory=dict)
 
 
 def matching_outputs(record: ExecutionRecord, pattern: str) -> list[dict[str, Any]]:
@@ -348,10 +359,16 @@ def resolve_edges(
             continue
         what = f'pipeline "{graph.name}": node "{name}": {describe_edge(edge)}'
         outcome = outcomes.get(edge.source_node)
+        if edge.source_type == "deployment":
+            _deployment_value(what, edge, plan, outcome or NodeOutcome(), values)
+            continue
         if outcome is None or not outcome.records:
             raise PipelineError(
                 f'{what}: node "{edge.source_node}" has no execution to take it from'
             )
+        if edge.target_type == "file":
+            values.files[edge.target_key] = _endpoint_file(what, edge, outcome)
+            continue
         if edge.target_type == "input":
             mode = plan.input_merge_mode(edge.target_key)
             uris = values.inputs.setdefault(edge.target_key, [])
@@ -359,17 +376,54 @@ def resolve_edges(
                 uris += _edge_files(what, edge, record)
             continue
         record = outcome.best or outcome.records[-1]
-        value = _edge_value(what, edge, record)
-        if edge.target_type == "parameter":
-            try:
-                values.parameters[edge.target_key] = plan.run_step.get_parameter(
-                    edge.target_key
-                ).validate(value)
-            except SweeperError as exc:
-                raise PipelineError(f"{what}: the value {value!r} does not fit: {exc}") from None
-        else:
-            values.environment[edge.target_key] = _env_text(value)
+        _put_value(what, edge, plan, _edge_value(what, edge, record), values)
     return values
+
+
+def _put_value(what: str, edge: Edge, plan: NodePlan, value: Any, values: EdgeValues) -> None:
+    """A value flowing into a parameter (typed by the step) or an environment variable."""
+    if edge.target_type == "parameter":
+        try:
+            values.parameters[edge.target_key] = plan.run_step.get_parameter(
+                edge.target_key
+            ).validate(value)
+        except SweeperError as exc:
+            raise PipelineError(f"{what}: the value {value!r} does not fit: {exc}") from None
+    elif edge.target_type == "environment-variable":
+        values.environment[edge.target_key] = _env_text(value)
+    else:
+        raise PipelineError(
+            f"{what}: a deployment value feeds a parameter or an environment variable, "
+            f"not a {edge.target_type}"
+        )
+
+
+def _deployment_value(
+    what: str, edge: Edge, plan: NodePlan, outcome: NodeOutcome, values: EdgeValues
+) -> None:
+    """``[d.deployment.KEY, ...]``: what deployment node ``d`` deployed (see the module)."""
+    if edge.source_key not in outcome.deployment:
+        known = ", ".join(outcome.deployment) or "none: it deployed nothing"
+        raise PipelineError(
+            f'{what}: deployment node "{edge.source_node}" has no value '
+            f'"{edge.source_key}" (it has: {known})'
+        )
+    _put_value(what, edge, plan, outcome.deployment[edge.source_key], values)
+
+
+def _endpoint_file(what: str, edge: Edge, outcome: NodeOutcome) -> str:
+    """``[a.output.model*, d.file.ENDPOINT.FILE]``: the one output that becomes the file, as
+    ``EXEC_ID:OUTPUT`` (pinned by its sha256 when the version is made)."""
+    if edge.source_type != "output":
+        raise PipelineError(f"{what}: an endpoint file comes from an output (a.output.NAME)")
+    record = outcome.best or outcome.records[-1]
+    uris = _edge_files(what, edge, record)
+    if len(uris) != 1:
+        raise PipelineError(
+            f'{what}: {len(uris)} outputs of node "{edge.source_node}" match '
+            f'"{edge.source_key}"; an endpoint file takes exactly one ({", ".join(uris)})'
+        )
+    return f"{record.id}:{uris[0].split('/outputs/', 1)[1]}"
 
 
 def _edge_files(what: str, edge: Edge, record: ExecutionRecord) -> list[str]:

@@ -10,6 +10,9 @@ complete); ``retry`` runs the node again, up to ``max_retries`` times, then stop
 Actions: ``when`` node-starting / node-complete / node-error, ``if`` expressions over the
 node's metadata and parameters (all must hold), ``then`` stop-pipeline (status
 ``stopped``), error-pipeline (status ``error``) or noop.
+
+A deployment node runs no execution: :class:`~sweeper.pipeline.deploy_policy.DeployingPolicy`
+adds them (:mod:`sweeper.pipeline.deploying` says where and how they deploy).
 """
 
 from __future__ import annotations
@@ -20,13 +23,14 @@ from typing import Any, cast
 from sweeper.cluster import recovery
 from sweeper.cluster.actors import ResourceShape
 from sweeper.cluster.controller import ControllerView, Launch, Policy
+from sweeper.cluster.distributed import GroupSlot
 from sweeper.config import Node
-from sweeper.errors import SweeperError
+from sweeper.errors import InputError, SweeperError
 from sweeper.execution.ids import new_execution_id
+from sweeper.execution.inputs import pin_latest
 from sweeper.execution.runner import ExecutionContext
 from sweeper.execution.spec import SpecTemplate
 from sweeper.pipeline.graph import (
-    DEPLOYMENT_UNSUPPORTED,
     NodeOutcome,
     NodePlan,
     PipelineError,
@@ -37,7 +41,7 @@ from sweeper.pipeline.graph import (
 from sweeper.pipeline.plan import PipelinePlan
 from sweeper.pipeline.result import PipelineResult
 from sweeper.pipeline.state import Child, NodeState, PipelineState, utc_now
-from sweeper.pipeline.tasks import stops_task, task_variants, task_verdict
+from sweeper.pipeline.tasks import group_size, stops_task, task_variants, task_verdict
 from sweeper.record import ExecutionRecord
 from sweeper.status import Status
 from sweeper.store import RecordStore
@@ -105,7 +109,8 @@ class PipelinePolicy(Policy):
         self._view = view
         self._cpus = view.cluster.largest("CPU") or 1.0
         if self.plan.resuming:
-            _recover(self.state, self.store)
+            groups = {n for n, p in self.graph.plans.items() if group_size(p) is not None}
+            _recover(self.state, self.store, groups)
             self.state.status, self.state.error = Status.RUNNING, None
         self._save(row=True)
         self._event(f"pipeline run {self.plan.run_id} of {self.graph.name}")
@@ -191,14 +196,11 @@ class PipelinePolicy(Policy):
     def _start(self, name: str) -> None:
         plan = self.graph.plans[name]
         node = self.state.nodes[name]
-        if plan.step is None:  # a deployment node: it fails alone, its on-error decides the rest
-            node.started_at = utc_now()
-            self._finish_node(name, Status.ERROR, DEPLOYMENT_UNSUPPORTED)
-            self._after_error(name, DEPLOYMENT_UNSUPPORTED, {}, {})
-            return
         node.status = Status.RUNNING
         node.started_at = node.started_at or utc_now()
         node.error = None
+        if plan.step is None:
+            return self._start_deployment(name)
         try:
             parameters = self._prepare(plan, node)
         except PipelineError as exc:
@@ -214,13 +216,17 @@ class PipelinePolicy(Policy):
         if all(c.status == Status.COMPLETE for c in node.children):
             self._node_done(name)  # finished while a killed driver was away
 
+    def _start_deployment(self, name: str) -> None:
+        """A deployment node starts: what :class:`DeployingPolicy` does (it runs no step)."""
+        raise PipelineError(f'node "{name}": this policy runs no deployment node')
+
     def _prepare(self, plan: NodePlan, node: NodeState) -> dict[str, Any]:
         """Resolve a starting node's edges: its template, limit and children; its parameters."""
         name = plan.name
         outcomes = {p: self._outcome(p) for p in self.graph.predecessors(name)}
         edges = resolve_edges(self.graph, name, outcomes)
         parameters = {**self.plan.values[name], **edges.parameters}
-        inputs = merge_inputs(plan, self.plan.cli_inputs[name], edges.inputs)
+        inputs = _pin(merge_inputs(plan, self.plan.cli_inputs[name], edges.inputs), self.store)
         if not node.children:
             variants = task_variants(plan, parameters) if plan.is_task else [parameters]
             node.children = [Child(index=i, parameters=v) for i, v in enumerate(variants)]
@@ -286,6 +292,7 @@ class PipelinePolicy(Policy):
             ),
             execution_id=child.execution_id,
             reuse=self.plan.reuse,
+            group=_group_slot(self.plan.run_id, plan, child),
         )
 
     def _retries(self, plan: NodePlan, child: Child) -> bool:
@@ -295,6 +302,7 @@ class PipelinePolicy(Policy):
             and plan.node.on_error == "retry"
             and self._halted is None
             and child.retries < self.plan.options.max_retries
+            and group_size(plan) is None  # a group member never runs again alone
         )
 
     def _child_done(self, name: str) -> None:
@@ -484,17 +492,43 @@ def _node_limit(plan: NodePlan, cpus: float) -> int:
     task = plan.task
     if not plan.is_task:
         return 1
+    size = group_size(plan)
+    if size is not None:  # every member at once, or none
+        return size
     cap = (task.maximum_queued_executions or task.execution_batch_size) if task else None
     step_cpus = ResourceShape.of_step(plan.run_step).cpus
     return int(cap or max(1, cpus // max(step_cpus, 1e-9)))
 
 
-def _recover(state: PipelineState, store: RecordStore) -> None:
+def _pin(inputs: Mapping[str, list[str]], store: RecordStore) -> dict[str, list[str]]:
+    """``inputs`` with each ``dataset://NAME/latest`` as the version it means as the node
+    starts: after its upstream nodes (one may have made it), and one version for all of its
+    executions (a task's children start at different times). No such version yet: left as
+    it is, so each execution records that error as it starts."""
+    try:
+        pinned = pin_latest(inputs, store)
+    except InputError:
+        return dict(inputs)
+    return dict(inputs) if pinned is None else {k: list(v) for k, v in pinned.items()}
+
+
+def _group_slot(run_id: str, plan: NodePlan, child: Child) -> GroupSlot | None:
+    """A distributed task node's child is member ``index`` of the node's group (one per try)."""
+    size = group_size(plan)
+    if size is None:
+        return None
+    # a group the cluster cannot hold fails its node alone; the node's on-error decides the rest
+    return GroupSlot(
+        f"task-{run_id}-{plan.name}-{child.attempt}", size, child.index, fails_alone=True
+    )
+
+
+def _recover(state: PipelineState, store: RecordStore, groups: set[str]) -> None:
     """Keep complete nodes and executions of a resumed run; make everything else run again.
 
     A child whose execution completed while the driver was away is kept; one left unfinished
     is settled through :mod:`sweeper.cluster.recovery` (finished as ``crashed``) and runs
-    again as its next attempt.
+    again as its next attempt. A node of ``groups`` (distributed) is kept only whole.
     """
     for node in state.nodes.values():
         if node.status == Status.COMPLETE:
@@ -509,4 +543,16 @@ def _recover(state: PipelineState, store: RecordStore) -> None:
                 if record is not None:
                     recovery.crash(store, record, RESUME_REASON)
                 child.again(retry=False)
+        if node.name in groups and any(c.status != Status.COMPLETE for c in node.children):
+            _regroup(node)
         node.reset()
+
+
+def _regroup(node: NodeState) -> None:
+    """A distributed node left half-finished runs again whole, as one new group: every member
+    a new execution (a lone member would wait for peers that are gone, as Valohai runs a
+    group as one unit); the earlier executions' records stay as history."""
+    attempt = max(c.attempt for c in node.children) + 1
+    for child in node.children:
+        child.status, child.attempt = Status.PENDING, attempt
+        child.retries, child.reused_from = 0, None

@@ -21,6 +21,7 @@ class NodeResult:
 
     ``execution_id`` is the execution whose outputs flow downstream (a task node's best
     one); ``execution_ids`` every execution the node ran last (one per variant of a task).
+    A deployment node runs none: ``version_id`` is the version it made.
     """
 
     name: str
@@ -31,6 +32,7 @@ class NodeResult:
     best_execution_id: str | None = None
     reused_from: str | None = None
     error: str | None = None
+    version_id: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The node as ``pipeline run --json`` prints it."""
@@ -43,6 +45,8 @@ class NodeResult:
         if self.type == "task":
             data["execution_ids"] = list(self.execution_ids)
             data["best_execution_id"] = self.best_execution_id
+        if self.type == "deployment":
+            data["version_id"] = self.version_id
         if self.error:
             data["error"] = self.error
         return data

@@ -5,8 +5,9 @@
 :class:`~sweeper.pipeline.policy.PipelinePolicy` that decides it: which node is ready, what
 its edges give it, what its ``on-error`` and ``actions`` say. Each execution runs on a Ray
 actor that holds its step's CPUs and GPUs, so independent nodes (and the variants of a task
-node) run concurrently as far as the cluster allows. :func:`resume_plan` plans a saved run
-again, with the options and code it was started with.
+node) run concurrently as far as the cluster allows. A pipeline with deployment nodes runs
+on the Ray they deploy to (:mod:`sweeper.pipeline.deploying`). :func:`resume_plan` plans a
+saved run again, with the options and code it was started with.
 """
 
 from __future__ import annotations
@@ -14,6 +15,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from sweeper.cluster.controller import Controller
+from sweeper.deploy.place import join
+from sweeper.pipeline.deploy_policy import DeployingPolicy
+from sweeper.pipeline.deploying import deployment_place
 from sweeper.pipeline.plan import PipelinePlan
 from sweeper.pipeline.policy import PipelinePolicy
 from sweeper.pipeline.result import PipelineResult
@@ -30,12 +34,21 @@ def run_plan(
     :class:`~sweeper.pipeline.graph.PipelineError` (after recording the run as ``error``)
     when an edge cannot be resolved at run time, e.g. a metadata key the source never printed.
     """
-    policy = PipelinePolicy(plan, store, on_event=on_event)
+    options = plan.options
+    place = deployment_place(plan.graph, options.address)
+    policy = (
+        PipelinePolicy(plan, store, on_event=on_event)
+        if place is None
+        else DeployingPolicy(plan, store, place, on_event=on_event)
+    )
     if not policy.finished:
-        options = plan.options
+        if place is not None:
+            join(place)
+            if on_event is not None:
+                on_event(f"deploying on {place.describe()}")
         controller = Controller(
             store,
-            address=options.address,
+            address=place.address if place else options.address,
             runtime=options.runtime,
             fresh_actors=options.fresh_actors,
         )

@@ -76,6 +76,8 @@ class NodeState:
     error: str | None = None
     started_at: str | None = None
     ended_at: str | None = None
+    #: The version a deployment node made (its unique id; deployment nodes run no execution).
+    version_id: str | None = None
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> NodeState:
@@ -130,6 +132,7 @@ class NodeState:
             best_execution_id=self.best_execution_id if task else None,
             reused_from=chosen.reused_from if chosen else None,
             error=self.error or None,
+            version_id=self.version_id,
         )
 
 

@@ -25,8 +25,19 @@ def _is_axis(value: Any, parameter: Parameter) -> bool:
     return isinstance(value, list) and parameter.multiple in (None, "none")
 
 
+def group_size(plan: NodePlan) -> int | None:
+    """A distributed task node's member count (all start together); None for other nodes."""
+    task = plan.task
+    if not plan.is_task or task is None or task.type != "distributed":
+        return None
+    return int(task.execution_count or 1)
+
+
 def task_variants(plan: NodePlan, fixed: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Every parameter combination the task node runs, in order (at least one)."""
+    """Every parameter combination the task node runs, in order (at least one).
+
+    A distributed task's members all run its one parameter set.
+    """
     step = plan.run_step
     base: dict[str, Any] = {}
     axes: dict[str, list[Any]] = {}
@@ -43,6 +54,14 @@ def task_variants(plan: NodePlan, fixed: Mapping[str, Any]) -> list[dict[str, An
         else [{}]
     )
     variants = [{**base, **s, **g} for s in (sets or [{}]) for g in grid]
+    size = group_size(plan)
+    if size is not None:
+        if len(variants) != 1:
+            raise PipelineError(
+                f'node "{plan.name}": task "{plan.task.name if plan.task else ""}" is distributed: '
+                f"its members run one parameter set, not {len(variants)}"
+            )
+        return [dict(variants[0]) for _ in range(size)]
     if (
         task is not None
         and task.execution_count
@@ -148,6 +167,14 @@ def stops_task(plan: NodePlan, record: ExecutionRecord) -> bool:
         return False
 
 
+def _group_failure(first: ExecutionRecord) -> str:
+    """Why a distributed group failed: its first failed member's error (a group that was
+    never placed has no member ids: its error says why)."""
+    if first.member_id is None:
+        return str(first.error)
+    return f"member {first.member_id} failed: {first.error}"
+
+
 def task_verdict(
     plan: NodePlan, records: Sequence[ExecutionRecord], *, halted: bool
 ) -> tuple[Status, str | None, ExecutionRecord | None]:
@@ -161,6 +188,8 @@ def task_verdict(
     best = best_record(plan, records)
     if halted and not complete:
         return Status.STOPPED, "the pipeline stopped", None
+    if failed and group_size(plan) is not None:  # a group completes only as a whole
+        return Status.ERROR, _group_failure(failed[0]), best
     if not complete:
         return Status.ERROR, f"none of its {len(records)} executions completed", None
     if best is None:

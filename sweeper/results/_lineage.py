@@ -88,6 +88,8 @@ class _Graph:
         self.producers: dict[str, list[str]] = {}
         self.consumers: dict[str, list[str]] = {}
         self.datum_rows: dict[str, Mapping[str, Any]] = {}
+        #: datum id -> the deployment versions serving it
+        self.served: dict[str, list[Mapping[str, Any]]] = {}
         for row in artifacts:
             datum = datum_id(row)
             self.datum_rows.setdefault(datum, row)
@@ -111,12 +113,19 @@ def build_lineage(
     root_kind: str,
     artifacts: Iterable[Mapping[str, Any]],
     executions: Mapping[str, Mapping[str, Any]],
+    served: Iterable[Mapping[str, Any]] = (),
 ) -> Lineage:
     """The lineage of an execution id or datum id over the artifacts rows.
 
     ``executions`` maps execution ids to attributes (step, status, counter) for the nodes.
+    ``served`` are the files deployment versions serve (``deployment``, ``version``,
+    ``status``, ``sha256``, ``name``): a datum's downstream shows each version serving it
+    (a node of kind ``deployment``, id ``deployment NAME VERSION``, edge ``serves``).
     """
-    walk = _Walk(_Graph(artifacts), executions)
+    graph = _Graph(artifacts)
+    for row in served:
+        graph.served.setdefault(blob_uri(str(row["sha256"])), []).append(row)
+    walk = _Walk(graph, executions)
     walk.node(root, root_kind)
     upstream = walk.breadth_first(root, walk.up)
     downstream = walk.breadth_first(root, walk.down)
@@ -138,6 +147,8 @@ class _Walk:
             return
         if kind == "execution":
             attrs = dict(self.executions.get(node_id, {}))
+        elif kind == "deployment":
+            attrs = {}
         else:
             row = self.graph.datum_rows.get(node_id, {})
             attrs = {k: row.get(k) for k in ("name", "size", "uri") if row.get(k) is not None}
@@ -188,7 +199,17 @@ class _Walk:
                 name = _input_name(graph, consumer, current)
                 self.edges[LineageEdge(current, consumer, "input", name)] = None
                 found.append((consumer, "execution"))
+            found += self._served(current)
         return found
+
+    def _served(self, datum: str) -> list[tuple[str, str]]:
+        """The deployment versions serving ``datum``; the ``serves`` edges are kept."""
+        versions = []
+        for row in self.graph.served.get(datum, []):
+            version = f"deployment {row['deployment']} {row['version']} [{row['status']}]"
+            self.edges[LineageEdge(datum, version, "serves", row.get("name"))] = None
+            versions.append((version, "deployment"))
+        return versions
 
     def _output(self, producer: str, datum: str) -> tuple[str, str]:
         """Keep the edge of ``producer`` making ``datum``; the producer to walk on to."""

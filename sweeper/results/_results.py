@@ -12,7 +12,7 @@ import pyarrow as pa
 from sweeper.errors import StoreError
 from sweeper.record import ExecutionRecord
 from sweeper.status import Status
-from sweeper.store import Store, parse_blob_uri
+from sweeper.store import Store, dataset_versions, parse_blob_uri
 from sweeper.store._schema import ID_COLUMNS, METRIC_PREFIX, PARAM_PREFIX
 
 from ._lineage import Lineage, build_lineage, datum_id
@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from sweeper.sweep.failures import FailureGroup
+    from sweeper.sweep.result import SweepResult
 
     from .replay import Replay
 
@@ -47,6 +48,11 @@ def _decode(text: Any) -> Any:
         return json.loads(text)
     except ValueError:
         return text
+
+
+def _properties(text: Any) -> Any:
+    """An output's properties (a dict), or None where there are none (pandas gives NaN)."""
+    return _decode(text) if isinstance(text, str) else None
 
 
 class Results:
@@ -102,11 +108,34 @@ class Results:
         return df.reset_index(drop=True)
 
     def artifacts(self, execution_id: str | None = None) -> pd.DataFrame:
-        """Inputs and outputs of executions, one row each."""
+        """Inputs and outputs of executions, one row each; ``properties`` decoded (a dict for
+        an output with properties, else None)."""
         df = self._frame("artifacts")
         if execution_id is not None:
             df = df[df["execution_id"] == self._record(execution_id).id]
-        return df.reset_index(drop=True)
+        df = df.reset_index(drop=True)
+        df["properties"] = df["properties"].astype(object).map(_properties)
+        return df
+
+    def datasets(self, name: str | None = None) -> list[dict[str, Any]]:
+        """The dataset versions (of dataset ``name``), by name, oldest first.
+
+        Each is ``{uri, name, version, made_by, created_at, size, files: [{path, sha256,
+        size}], used_by: [execution ids that took it as an input]}``. An unknown ``name``
+        raises :class:`StoreError`.
+        """
+        versions = dataset_versions(self.store, name)
+        if name is not None and not versions:
+            raise StoreError(f"no dataset {name!r} in the store {self.store.location}")
+        used: dict[str, list[str]] = {}
+        columns = ["execution_id", "direction", "uri"]
+        for row in self.store.read_dataset("artifacts", columns=columns).to_pylist():
+            uri = row["uri"] or ""
+            if row["direction"] == "input" and uri.startswith("dataset://"):
+                users = used.setdefault(uri, [])
+                if row["execution_id"] not in users:
+                    users.append(row["execution_id"])
+        return [{**v.to_dict(), "used_by": used.get(v.uri, [])} for v in versions]
 
     def _latest(self, dataset: str) -> pd.DataFrame:
         df = self._frame(dataset)
@@ -194,6 +223,13 @@ class Results:
 
         return replay_sweep(self, sweep_id, pruner)
 
+    def status(self, sweep_id: str) -> SweepResult:
+        """How a sweep stands now, also while it runs: what ``sweep status --json`` prints
+        (``to_dict()``), with its ``forecast`` (time to finish, CPU-/GPU-hours) and budget."""
+        from sweeper.sweep.summary import sweep_summary  # Optuna: not for `sweep ls`
+
+        return sweep_summary(self.store, sweep_id)
+
     def failures(self, sweep_id: str) -> list[FailureGroup]:
         """A sweep's failed trials grouped by reason, most common first, each with its count
         and one example execution id (what ``sweep status`` prints)."""
@@ -245,4 +281,15 @@ class Results:
         attrs = {
             row.pop("execution_id"): row for row in table.to_pylist() if row.get("execution_id")
         }
-        return build_lineage(root, kind, artifacts, attrs)
+        return build_lineage(root, kind, artifacts, attrs, self._served())
+
+    def _served(self) -> list[dict[str, Any]]:
+        """The files deployment versions serve, one row each (for :meth:`lineage`)."""
+        deployments = self.store.deployments
+        return [
+            {**file, "deployment": name, "version": version, "status": data.get("status")}
+            for name in deployments.names()
+            for version in deployments.version_names(name)
+            if (data := deployments.get(name, version)) is not None
+            for file in data.get("files", ())
+        ]

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from sweeper.errors import SweeperError
 from sweeper.record import FailureKind
@@ -70,6 +70,9 @@ class RunRequest:
     job_id: str | None = None
     #: The step's declared bind mounts (source, destination, read-only); Docker only.
     mounts: tuple[tuple[str, str, bool], ...] = ()
+    #: Run on the node's own network (a distributed task's member, which listens on its
+    #: node's address); only the Docker runtime has another.
+    host_network: bool = False
 
     def script(self) -> str:
         """The commands as one ``sh -e`` script: newlines keep multi-line commands intact."""
@@ -93,6 +96,12 @@ class RunResult:
     infrastructure failed: a Docker error, the container was killed or removed from outside;
     ``failure_kind`` is ``infrastructure``). ``failure_kind`` is None unless the run failed.
     ``exit_code`` follows the shell: 128 + N when a signal N ended the step.
+
+    ``cpu_s`` is the CPU time (user + system, seconds) the step's processes used, and
+    ``peak_memory_mb`` their peak memory (MiB), each None where the runtime could not tell:
+    the local runtime's are the step's process tree as the kernel accounts it when a process
+    is reaped (see :class:`~sweeper.runtime.LocalRuntime`), the Docker runtime's the
+    container's cgroup.
     """
 
     status: Status
@@ -103,6 +112,16 @@ class RunResult:
     image_digest: str | None = None
     host: str | None = None
     failure_kind: FailureKind | None = None
+    cpu_s: float | None = None
+    peak_memory_mb: float | None = None
+
+    @classmethod
+    def ended(
+        cls, verdict: Verdict | None, exit_code: int | None, started_at: datetime, **fields: Any
+    ) -> RunResult:
+        """A run that ends now as ``verdict`` says (None: complete); ``fields`` as named."""
+        status, reason, kind = verdict if verdict is not None else (COMPLETE, None, None)
+        return cls(status, exit_code, reason, started_at, utcnow(), failure_kind=kind, **fields)
 
 
 class Runtime(ABC):

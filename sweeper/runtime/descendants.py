@@ -17,12 +17,18 @@ in a session a process of the run created, carries the run's token, or descends 
 that does. Only those are signalled. Adopted processes of the run are reaped here, so the
 long-lived process collects no zombies. A process that leaves the session *and* clears its
 environment is still found while an ancestor of the run lives, not after.
+
+What the run's processes used is counted as they are reaped (:meth:`RunProcesses.reaped`):
+``wait4`` reports a process's CPU time and peak RSS together with those of every process it
+waited for, so the shell and the adopted orphans together cover the whole tree. The peak
+is the largest single process's, not the sum of processes that ran at once.
 """
 
 from __future__ import annotations
 
 import ctypes
 import os
+import resource
 import secrets
 import threading
 from collections import defaultdict
@@ -141,6 +147,10 @@ class RunProcesses:
         self._sessions: set[int] = set()
         self._started: int | None = None  # the shell's start time, read by the first scan
         self._entry = f"{TOKEN_VARIABLE}={self.token}".encode()
+        self._cpu_s = 0.0
+        self._peak_kb = 0
+        # A peak at or below this may be the starter's (see reaped): not the run's own.
+        self._unknown_below_kb = 0
         with _runs_lock:
             _runs += 1
             if _runs == 1:
@@ -201,10 +211,34 @@ class RunProcesses:
         for zombie in zombies:
             if self._adopted(zombie):
                 try:
-                    os.waitpid(zombie.pid, os.WNOHANG)
+                    pid, _, usage = os.wait4(zombie.pid, os.WNOHANG)
                 except ChildProcessError:
-                    pass
+                    continue
+                if pid:
+                    self.reaped(usage)
         return living
+
+    def reaped(self, usage: resource.struct_rusage, *, started_here: bool = False) -> None:
+        """Count a reaped process of the run (with what it waited for) from its ``wait4``.
+
+        ``started_here``: the process was started by this process (the shell). The kernel
+        carries the high-water mark of the memory a process replaces when it execs into
+        its own, so the shell's peak is at least this process's at the time: a peak that
+        is not above this process's own cannot be told from it.
+        """
+        self._cpu_s += usage.ru_utime + usage.ru_stime
+        if started_here:
+            own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+            if usage.ru_maxrss <= own:
+                self._unknown_below_kb = max(self._unknown_below_kb, own)
+                return
+        self._peak_kb = max(self._peak_kb, usage.ru_maxrss)
+
+    def usage(self) -> tuple[float, float | None]:
+        """CPU seconds (user + system) and peak RSS (MiB, None where unknown) of the
+        processes of the run reaped so far."""
+        peak = self._peak_kb / 1024 if self._peak_kb > self._unknown_below_kb else None
+        return self._cpu_s, peak
 
     def signal(self, sig: int) -> list[int]:
         """Send ``sig`` to every living process of the run but its shell; those it was sent to."""

@@ -23,7 +23,6 @@ from docker.types import DeviceRequest
 from sweeper.errors import RuntimeUnavailableError, SweeperError
 from sweeper.record import FailureKind
 from sweeper.runtime.base import (
-    COMPLETE,
     CRASHED,
     STOPPED,
     RunRequest,
@@ -37,7 +36,9 @@ from sweeper.runtime.docker_container import (
     DOCKER_ERRORS,
     EXIT_MARKER,
     RUN_LABEL,
+    USAGE_LINES,
     ContainerRun,
+    ShellExit,
     explain,
 )
 from sweeper.runtime.docker_network import NetworkHolder, NetworkHolders
@@ -224,8 +225,9 @@ class DockerRuntime(Runtime):
             "stdin_open": False,
             "tty": False,
         }
-        if network is not None:
-            options["network_mode"] = network.network_mode
+        network_mode = _network_mode(request, network)
+        if network_mode is not None:
+            options["network_mode"] = network_mode
         if request.cpus is not None:
             options["nano_cpus"] = int(request.cpus * 1e9)
         if request.memory_mb is not None:
@@ -249,14 +251,15 @@ class DockerRuntime(Runtime):
             uid, gid = self.output_owner
             on_exit.append(f"chown -R {uid}:{gid} {MOUNT_POINT}/outputs >/dev/null 2>&1 || true")
         # The exit line (see ContainerRun._line): the memory cgroup's oom_kill count
-        # (v2, else v1), "-" when neither file has one. Own line: the output may lack a
-        # final newline.
+        # (v2, else v1), "-" when neither file has one, and the cgroup's CPU time and memory
+        # peak. Own line: the output may lack a final newline.
         on_exit += [
             "o=-",
             "for f in /sys/fs/cgroup/memory.events /sys/fs/cgroup/memory/memory.oom_control; "
             'do if [ -r "$f" ]; then while read -r k v; do '
             'if [ "$k" = oom_kill ]; then o="$v"; fi; done < "$f"; fi; done',
-            f'printf "\\n{EXIT_MARKER}{run_token} %s %s\\n" "$s" "$o"',
+            *USAGE_LINES,
+            f'printf "\\n{EXIT_MARKER}{run_token} %s %s %s %s\\n" "$s" "$o" "$c" "$m"',
             'exit "$s"',
         ]
         lines.append(f"trap '{'; '.join(on_exit)}' EXIT")
@@ -280,7 +283,11 @@ class DockerRuntime(Runtime):
             return self._result(
                 (STOPPED, "stopped before it started", None), None, started_at, digest
             )
-        network = self.network.take(client, image.id) if self.network is not None else None
+        network = (
+            self.network.take(client, image.id)
+            if self.network is not None and not request.host_network
+            else None
+        )
         run = ContainerRun(
             client,
             request,
@@ -303,7 +310,9 @@ class DockerRuntime(Runtime):
                     self.network.give_back(network)
                 else:
                     network.close()  # it failed the run's create: gone or going
-        return self._result(verdict, exit_code, run.started_at or started_at, digest)
+        return self._result(
+            verdict, exit_code, run.started_at or started_at, digest, run.shell_exit
+        )
 
     def _result(
         self,
@@ -311,11 +320,18 @@ class DockerRuntime(Runtime):
         exit_code: int | None,
         started_at: datetime,
         digest: str | None,
+        shell_exit: ShellExit | None = None,
     ) -> RunResult:
-        """The result of a run that ended as ``verdict`` says (None: complete)."""
-        status, reason, kind = verdict if verdict is not None else (COMPLETE, None, None)
-        return RunResult(
-            status, exit_code, reason, started_at, utcnow(), digest, self._host, failure_kind=kind
+        """The result of a run that ended as ``verdict`` says (None: complete), with the
+        container's figures from its shell's exit line (none where it printed none)."""
+        return RunResult.ended(
+            verdict,
+            exit_code,
+            started_at,
+            image_digest=digest,
+            host=self._host,
+            cpu_s=shell_exit.cpu_s if shell_exit is not None else None,
+            peak_memory_mb=shell_exit.peak_memory_mb if shell_exit is not None else None,
         )
 
 
@@ -363,6 +379,18 @@ def _removed(container: Any) -> bool:
     except DOCKER_ERRORS:
         return False
     return True
+
+
+def _network_mode(request: RunRequest, network: NetworkHolder | None) -> str | None:
+    """The container's ``network_mode``: the node's own network for a distributed member.
+
+    A member listens on its node's address and the port reserved for it, which the other
+    members were given: published ports would need the port inside to equal the one outside
+    anyway, and NCCL or gloo open more ports than the one announced.
+    """
+    if request.host_network:
+        return "host"
+    return network.network_mode if network is not None else None
 
 
 def _gpu_environment(gpu_ids: tuple[str, ...]) -> dict[str, str]:

@@ -37,8 +37,23 @@ from sweeper.runtime.output import LineSplitter
 #: A label unique to one run, to find a container whose creation was interrupted.
 RUN_LABEL = "sweeper.run"
 #: The start of the line the step's shell prints as it exits: the run's token, its exit
-#: status and the container's OOM kill count ("-" where the cgroup does not tell).
+#: status, the container's OOM kill count, CPU time (ns) and peak memory (bytes) ("-"
+#: where the cgroup does not tell).
 EXIT_MARKER = "sweeper-exit-"
+#: Exit-trap lines that set ``c`` to the container cgroup's CPU time (ns) and ``m`` to its
+#: memory high-water mark (bytes; page cache included, as the cgroup counts it), cgroup v2
+#: else v1, "-" where neither has it. Read by the step's shell as it exits: every command
+#: of the step has ended by then, and the daemon removes the container right after.
+USAGE_LINES = (
+    "c=-",
+    "m=-",
+    "if [ -r /sys/fs/cgroup/cpu.stat ]; then while read -r k v; do "
+    'if [ "$k" = usage_usec ]; then c="${v}000"; fi; done < /sys/fs/cgroup/cpu.stat; '
+    "elif [ -r /sys/fs/cgroup/cpuacct/cpuacct.usage ]; then "
+    "read -r c < /sys/fs/cgroup/cpuacct/cpuacct.usage || c=-; fi",
+    "for f in /sys/fs/cgroup/memory.peak /sys/fs/cgroup/memory/memory.max_usage_in_bytes; "
+    'do if [ -r "$f" ]; then read -r m < "$f" || m=-; break; fi; done',
+)
 STOP_CHECK_S = 0.05
 #: Output chunks read ahead of the line handling (each as the daemon sent it).
 CHUNKS_QUEUED = 64
@@ -86,8 +101,8 @@ class ContainerRun:
         self.chunks: queue.Queue[object] = queue.Queue(maxsize=CHUNKS_QUEUED)
         self.started_at: datetime | None = None
         self.verdict: Verdict | None = None
-        #: (exit status, OOM kill count or None) as the step's shell printed them.
-        self.shell_exit: tuple[int, int | None] | None = None
+        #: What the step's shell printed as it exited (None: it printed nothing).
+        self.shell_exit: ShellExit | None = None
         self.held_blank = False
         self.exited = False
 
@@ -199,7 +214,8 @@ class ContainerRun:
             pass  # it has exited already, or is gone: the output stream ends either way
 
     def _outcome(self) -> tuple[Verdict | None, int | None]:
-        if self.verdict is None and self.shell_exit == (0, 0):
+        shell_exit = self.shell_exit
+        if self.verdict is None and shell_exit is not None and shell_exit.clean:
             # The output has ended and the shell said it exits 0 with no OOM kill: nothing the
             # daemon could add changes the outcome, and it removes the container itself.
             self.exited = True
@@ -354,12 +370,41 @@ def _pump(stream: Iterator[bytes], chunks: queue.Queue[object]) -> None:
         chunks.put(_END)
 
 
-def _parse_exit(text: str) -> tuple[int, int | None] | None:
-    """``"STATUS OOMKILLS"`` of the shell's exit line; None if it is not that."""
+@dataclass(frozen=True)
+class ShellExit:
+    """The step's shell's exit line: its exit status and the container cgroup's figures
+    (None where the cgroup did not tell)."""
+
+    status: int
+    oom_kills: int | None
+    cpu_s: float | None = None
+    peak_memory_mb: float | None = None
+
+    @property
+    def clean(self) -> bool:
+        """Exit status 0 and no OOM kill: the run is complete without asking the daemon."""
+        return self.status == 0 and self.oom_kills == 0
+
+
+def _parse_exit(text: str) -> ShellExit | None:
+    """``"STATUS OOMKILLS CPU_NS PEAK_BYTES"`` of the shell's exit line; None if it is not.
+
+    >>> _parse_exit("0 0 1500000000 209715200")
+    ShellExit(status=0, oom_kills=0, cpu_s=1.5, peak_memory_mb=200.0)
+    >>> _parse_exit("3 - - -")
+    ShellExit(status=3, oom_kills=None, cpu_s=None, peak_memory_mb=None)
+    """
     parts = text.split()
-    if len(parts) != 2 or not parts[0].isdigit():
+    if len(parts) != 4 or not parts[0].isdigit():
         return None
-    return int(parts[0]), int(parts[1]) if parts[1].isdigit() else None
+    status, oom, cpu_ns, peak = (int(p) if p.isdigit() else None for p in parts)
+    assert status is not None
+    return ShellExit(
+        status,
+        oom,
+        None if cpu_ns is None else round(cpu_ns / 1e9, 3),
+        None if peak is None else round(peak / 2**20, 1),
+    )
 
 
 def _signal_name(value: str) -> str:

@@ -15,7 +15,6 @@ from datetime import datetime
 
 from sweeper.record import FailureKind
 from sweeper.runtime.base import (
-    COMPLETE,
     CRASHED,
     ERROR,
     STOPPED,
@@ -52,6 +51,13 @@ class LocalRuntime(Runtime):
     daemon, ``setsid``): while a run goes on this process is a child subreaper, so that they
     stay in its tree, and the step's environment carries a token that tells them from any other
     process (see :mod:`sweeper.runtime.descendants`). The image is ignored.
+
+    The result's ``cpu_s`` is the CPU time of every process of the run that was reaped (by
+    the shell, a process of the run, or here): the whole tree, short-lived processes
+    included. ``peak_memory_mb`` is the largest peak RSS of one of them (not the sum of
+    processes that ran at once), None for a step that never used more memory than the
+    process that runs it: the kernel hands a starting program the peak of the memory it
+    replaces, so a smaller peak cannot be told from that.
 
     >>> import threading
     >>> from pathlib import Path
@@ -112,7 +118,7 @@ class LocalRuntime(Runtime):
                 if process.returncode is None:
                     _kill_group(process.pid, signal.SIGKILL)
                     _kill_all(processes)
-                    process.wait()
+                    _reap(process, processes)
                 assert process.stdout is not None
                 process.stdout.close()
         finally:
@@ -129,15 +135,25 @@ class LocalRuntime(Runtime):
                 verdict = (CRASHED, reason, FailureKind.INFRASTRUCTURE)
         if verdict is None and exit_code != 0:
             verdict = (ERROR, *exit_failure(exit_code))
-        return self._result(verdict, exit_code, started_at)
+        return self._result(verdict, exit_code, started_at, processes)
 
     def _result(
-        self, verdict: Verdict | None, exit_code: int | None, started_at: datetime
+        self,
+        verdict: Verdict | None,
+        exit_code: int | None,
+        started_at: datetime,
+        processes: RunProcesses | None = None,
     ) -> RunResult:
-        """The result of a run that ended as ``verdict`` says (None: complete)."""
-        status, reason, kind = verdict if verdict is not None else (COMPLETE, None, None)
-        return RunResult(
-            status, exit_code, reason, started_at, utcnow(), host=self._host, failure_kind=kind
+        """The result of a run that ended as ``verdict`` says (None: complete), with what
+        the reaped ``processes`` used (none: nothing ran)."""
+        cpu_s, peak_mb = processes.usage() if processes is not None else (None, None)
+        return RunResult.ended(
+            verdict,
+            exit_code,
+            started_at,
+            host=self._host,
+            cpu_s=None if cpu_s is None else round(cpu_s, 3),
+            peak_memory_mb=None if peak_mb is None else round(peak_mb, 1),
         )
 
 
@@ -214,7 +230,7 @@ class _Supervisor:
         finally:
             if pidfd is not None:
                 os.close(pidfd)
-        process.wait()
+        _reap(process, self.processes)
         return self.verdict
 
     def _ended(self, now: float, eof: bool) -> bool:
@@ -302,6 +318,19 @@ def _kill_all(processes: RunProcesses) -> None:
     deadline = time.monotonic() + KILL_WAIT_S
     while processes.signal(signal.SIGKILL) and time.monotonic() < deadline:
         time.sleep(0.01)  # a killed process takes a moment to become a zombie to reap
+
+
+def _reap(process: subprocess.Popen[bytes], processes: RunProcesses) -> None:
+    """Wait for the run's shell (``wait4``, not ``Popen.wait``: its usage comes with it)."""
+    if process.returncode is not None:
+        return
+    try:
+        _, status, usage = os.wait4(process.pid, 0)
+    except ChildProcessError:
+        process.wait()  # reaped behind our back (SIGCHLD ignored): Popen knows what to say
+        return
+    process.returncode = os.waitstatus_to_exitcode(status)
+    processes.reaped(usage, started_here=True)
 
 
 def _kill_group(pgid: int, sig: int) -> None:

@@ -24,11 +24,12 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
-import pyarrow.fs as pafs
-
-from sweeper.errors import StoreError
+if TYPE_CHECKING:
+    # pyarrow is imported where a store first needs it: an execution actor opens its store
+    # and runs a step long before it writes a Parquet row (see tests/store/test_store_imports.py).
+    import pyarrow.fs as pafs
 
 TEMP_PREFIX = "."
 """Temporary files start with this; every listing in the store ignores them."""
@@ -52,7 +53,11 @@ class Backend(ABC):
 
     location: str
     local_path: Path | None
-    filesystem: pafs.FileSystem
+
+    @property
+    @abstractmethod
+    def filesystem(self) -> pafs.FileSystem:
+        """The pyarrow filesystem that reads and writes the Parquet parts."""
 
     @abstractmethod
     def fs_path(self, rel: str) -> str:
@@ -114,7 +119,8 @@ class Backend(ABC):
         return self.size(rel) is not None
 
 
-def _new_temp_name(name: str) -> str:
+def new_temp_name(name: str) -> str:
+    """A temporary name for a file on its way to ``name`` (listings ignore it)."""
     return f"{TEMP_PREFIX}{name}.{uuid.uuid4().hex}.tmp"
 
 
@@ -125,7 +131,15 @@ class LocalBackend(Backend):
         self.root = root
         self.location = location
         self.local_path = root
-        self.filesystem = pafs.LocalFileSystem()
+        self._filesystem: pafs.FileSystem | None = None
+
+    @property
+    def filesystem(self) -> pafs.FileSystem:
+        if self._filesystem is None:
+            import pyarrow.fs as pafs
+
+            self._filesystem = pafs.LocalFileSystem()
+        return self._filesystem
 
     def _p(self, rel: str) -> Path:
         return self.root / rel
@@ -143,7 +157,7 @@ class LocalBackend(Backend):
     def atomic_writer(self, rel: str, *, durable: bool = True) -> Iterator[BinaryIO]:
         target = self._p(rel)
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.parent / _new_temp_name(target.name)
+        tmp = target.parent / new_temp_name(target.name)
         try:
             with open(tmp, "wb") as fh:
                 yield fh
@@ -204,119 +218,10 @@ class LocalBackend(Backend):
 
 def _atomic_local_copy(src: Path, dest: Path) -> None:
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.parent / _new_temp_name(dest.name)
+    tmp = dest.parent / new_temp_name(dest.name)
     try:
         shutil.copyfile(src, tmp)
         os.replace(tmp, dest)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-
-
-class ArrowBackend(Backend):
-    """A store on any pyarrow filesystem, typically an object store (s3://bucket/prefix)."""
-
-    def __init__(self, fs: pafs.FileSystem, root: str, location: str) -> None:
-        self.filesystem = fs
-        self.root = root.rstrip("/")
-        self.location = location
-        self.local_path = None
-
-    def fs_path(self, rel: str) -> str:
-        return f"{self.root}/{rel}" if rel else self.root
-
-    def _info(self, rel: str) -> pafs.FileInfo:
-        return self.filesystem.get_file_info(self.fs_path(rel))
-
-    def read_bytes(self, rel: str) -> bytes | None:
-        try:
-            with self.filesystem.open_input_stream(self.fs_path(rel)) as fh:
-                return bytes(fh.read())
-        except FileNotFoundError:
-            return None
-        except OSError:
-            if self._info(rel).type == pafs.FileType.NotFound:
-                return None
-            raise
-
-    @contextmanager
-    def atomic_writer(self, rel: str, *, durable: bool = True) -> Iterator[BinaryIO]:
-        # An object appears only once its upload is complete, and then it is stored.
-        path = self.fs_path(rel)
-        try:
-            with self.filesystem.open_output_stream(path) as out:
-                yield out  # type: ignore[misc]
-        except BaseException:
-            # Closing the stream on the way out published what it had: take it back down.
-            # (A killed process never closes it, and an unfinished upload stays invisible.)
-            _quiet_delete(self.filesystem, path)
-            raise
-
-    def download(self, rel: str, dest: Path) -> None:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.parent / _new_temp_name(dest.name)
-        try:
-            with self.filesystem.open_input_stream(self.fs_path(rel)) as src, open(tmp, "wb") as fh:
-                while chunk := src.read(8 << 20):
-                    fh.write(chunk)
-            os.replace(tmp, dest)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-
-    def size(self, rel: str) -> int | None:
-        info = self._info(rel)
-        if info.type != pafs.FileType.File:
-            return None
-        return int(info.size or 0)
-
-    def _list(self, rel_dir: str) -> list[pafs.FileInfo]:
-        selector = pafs.FileSelector(self.fs_path(rel_dir), allow_not_found=True, recursive=False)
-        return list(self.filesystem.get_file_info(selector))
-
-    def list_files(self, rel_dir: str) -> list[FileEntry]:
-        return [
-            FileEntry(i.base_name, int(i.size or 0))
-            for i in self._list(rel_dir)
-            if i.type == pafs.FileType.File and not is_temporary(i.base_name)
-        ]
-
-    def list_dirs(self, rel_dir: str) -> list[str]:
-        return [i.base_name for i in self._list(rel_dir) if i.type == pafs.FileType.Directory]
-
-    def delete(self, rel: str) -> None:
-        _quiet_delete(self.filesystem, self.fs_path(rel))
-
-    def move(self, src: str, dst: str) -> None:
-        self.filesystem.move(self.fs_path(src), self.fs_path(dst))
-
-    def root_state(self) -> str:
-        try:
-            entries = self._list("")
-        except OSError as exc:
-            raise StoreError(f"cannot read store at {self.location}: {exc}") from exc
-        return "nonempty" if entries else "missing"
-
-
-def _quiet_delete(fs: pafs.FileSystem, path: str) -> None:
-    try:
-        fs.delete_file(path)
-    except (FileNotFoundError, OSError):
-        pass
-
-
-def open_backend(location: str | os.PathLike[str]) -> Backend:
-    """A backend for a local path, a file:// URI or any URI pyarrow.fs understands."""
-    text = os.fspath(location)
-    if "://" in text and not text.startswith("file://"):
-        try:
-            fs, root = pafs.FileSystem.from_uri(text)
-        except (ValueError, OSError) as exc:
-            raise StoreError(f"cannot open store location {text}: {exc}") from exc
-        if isinstance(fs, pafs.LocalFileSystem):
-            return LocalBackend(Path(root), text)
-        return ArrowBackend(fs, root, text)
-    if text.startswith("file://"):
-        text = text[len("file://") :]
-    root = Path(text).expanduser().absolute()
-    return LocalBackend(root, os.fspath(location))

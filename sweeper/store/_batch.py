@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 #: Datasets in the order they are written: ``executions`` last.
-ORDER = ("metrics", "artifacts", "executions")
+ORDER = ("metrics", "artifacts", "dataset_versions", "executions")
 #: A flush happens at once when this many executions are waiting (bounds memory).
 MAX_EXECUTIONS = 1000
 

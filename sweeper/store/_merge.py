@@ -21,8 +21,8 @@ from dataclasses import dataclass
 import pyarrow as pa
 
 from ._backend import Backend
+from ._format import ID_COLUMNS
 from ._parts import Parts
-from ._schema import ID_COLUMNS
 
 #: The folders whose files are copied as they are (datasets are merged by rows).
 FILE_FOLDERS = ("blobs", "executions", "sweeps", "pipelines")

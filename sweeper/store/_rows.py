@@ -24,13 +24,15 @@ from ._schema import (
     METRICS,
     PARAM_PREFIX,
     TIMESTAMP,
+    USAGE_COLUMNS,
     schema_for,
 )
 
 JSON_COLUMNS = {
-    "executions": {"command", "parameters", "metrics", "gpu_ids"},
+    "executions": {"command", "parameters", "metrics", "gpu_ids", "warnings"},
     "sweeps": {"metrics", "directions", "search_space"},
     "pipeline_runs": {"nodes"},
+    "artifacts": {"properties"},
 }
 """Columns that hold a Python object as JSON text."""
 
@@ -193,6 +195,13 @@ def execution_row(record: Mapping[str, Any]) -> dict[str, Any]:
     """The executions row of one record: fixed columns plus param.* and metric.* columns."""
     row: dict[str, Any] = {name: record.get(name) for name in EXECUTIONS.names}
     row["execution_id"] = record["id"]
+    # a distributed member's group, from the distributed.json it was given
+    config = (record.get("distributed") or {}).get("config") or {}
+    row["group_id"] = config.get("group_name")
+    row["member_id"] = None if config.get("member_id") is None else str(config["member_id"])
+    usage = record.get("usage")
+    if isinstance(usage, Mapping):  # the record's ``usage``: one column per figure
+        row.update((name, usage.get(name)) for name in USAGE_COLUMNS)
     for name, value in (record.get("parameters") or {}).items():
         row[PARAM_PREFIX + str(name)] = value
     for name, value in (record.get("metrics") or {}).items():

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-FORMAT = "sweeper-store"
-SCHEMA_VERSION = 1
-MARKER = "sweeper-store.json"
+# The marker and ID_COLUMNS live in _format (no pyarrow); results reads ID_COLUMNS here.
+from ._format import ID_COLUMNS as ID_COLUMNS
 
 PARAM_PREFIX = "param."
 METRIC_PREFIX = "metric."
@@ -49,8 +48,16 @@ EXECUTIONS = pa.schema(
         ("metrics_dropped", pa.int64()),
         ("outputs_skipped", pa.string()),
         ("failure_kind", pa.string()),
+        ("warnings", pa.string()),
+        ("group_id", pa.string()),
+        ("member_id", pa.string()),
+        ("cpu_s", pa.float64()),
+        ("peak_memory_mb", pa.float64()),
+        ("gpu_s", pa.float64()),
     ]
 )
+#: The executions columns of a record's ``usage`` (what the step used).
+USAGE_COLUMNS = ("cpu_s", "peak_memory_mb", "gpu_s")
 
 METRICS = pa.schema(
     [
@@ -73,6 +80,7 @@ ARTIFACTS = pa.schema(
         ("sha256", pa.string()),
         ("size", pa.int64()),
         ("producer_execution_id", pa.string()),
+        ("properties", pa.string()),
     ]
 )
 
@@ -105,17 +113,29 @@ PIPELINE_RUNS = pa.schema(
     ]
 )
 
+DATASET_VERSIONS = pa.schema(
+    [
+        ("name", pa.string()),
+        ("version", pa.string()),
+        ("file", pa.string()),
+        ("sha256", pa.string()),
+        ("size", pa.int64()),
+        ("execution_id", pa.string()),
+        ("created_at", TIMESTAMP),
+    ]
+)
+"""One row per file of each dataset version; ``execution_id`` made it, ``created_at`` is
+when that execution ended."""
+
 SCHEMAS: dict[str, pa.Schema] = {
     "executions": EXECUTIONS,
     "metrics": METRICS,
     "artifacts": ARTIFACTS,
     "sweeps": SWEEPS,
     "pipeline_runs": PIPELINE_RUNS,
+    "dataset_versions": DATASET_VERSIONS,
 }
 """The datasets every store has; :meth:`Store.write_rows` may add others."""
-
-ID_COLUMNS = {"sweeps": "sweep_id", "pipeline_runs": "pipeline_run_id"}
-"""Datasets that log a row per status change; readers keep the latest row per id."""
 
 
 def schema_for(dataset: str) -> pa.Schema:

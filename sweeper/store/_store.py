@@ -12,22 +12,25 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import pyarrow as pa
-
 from sweeper.errors import StoreError
 from sweeper.record import ExecutionRecord
 from sweeper.status import Status
 
-from . import _counter, _lookup
-from ._backend import Backend, open_backend
-from ._batch import RowBuffer
+from . import _counter
+from ._backend import Backend
+from ._batch import ORDER, RowBuffer
 from ._blobs import Blobs
-from ._compact import compact_dataset
-from ._merge import MergeCounts
-from ._merge import merge as merge_stores
-from ._parts import Parts, check_dataset_name
-from ._rows import artifact_rows, execution_row, metric_rows, metrics_table, rows_to_table
-from ._schema import FORMAT, ID_COLUMNS, MARKER, SCHEMA_VERSION, SCHEMAS
+from ._format import FORMAT, ID_COLUMNS, MARKER, SCHEMA_VERSION
+from ._open import open_backend
+
+# The modules that build and read Arrow tables are imported by the methods that use them:
+# an execution actor opens its store, runs a step and writes execution.json without
+# pyarrow (~0.3 s of imports in each of many actors); it loads with the first Parquet row.
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from ._deployments import Deployments
+    from ._merge import MergeCounts
 
 
 def _check_relpath(relpath: str) -> str:
@@ -108,6 +111,13 @@ class Store:
 
     def __repr__(self) -> str:
         return f"Store({self.location!r})"
+
+    @property
+    def deployments(self) -> Deployments:
+        """The deployment versions and aliases kept here (see ``_deployments``)."""
+        from ._deployments import Deployments
+
+        return Deployments(self.backend)
 
     # -- counter and blobs -----------------------------------------------------------------
 
@@ -390,6 +400,9 @@ class Store:
         killed midway) execution.json is left as it is and only the datasets that have no
         row of the execution yet are written, so nothing is written twice.
         """
+        from ._datasets import DATASET, version_rows
+        from ._rows import artifact_rows, execution_row, metric_rows
+
         execution_id = str(data["id"])
         if missing_only:
             if self.has_rows("executions", execution_id):
@@ -403,11 +416,16 @@ class Store:
         artifacts = artifact_rows(data)
         if artifacts and not (missing_only and self.has_rows("artifacts", execution_id)):
             rows["artifacts"] = artifacts
+        versions = version_rows(
+            execution_id, data.get("ended_at"), data.get("dataset_versions") or []
+        )
+        if versions and not (missing_only and self.has_rows(DATASET, execution_id)):
+            rows[DATASET] = versions
         rows["executions"] = [execution_row(data)]
         if self._buffer is not None and not missing_only:
             self._buffer.add(rows)  # execution.json is written: the rows can wait
             return
-        for dataset in ("metrics", "artifacts", "executions"):
+        for dataset in ORDER:
             if rows.get(dataset):
                 self._write_part(dataset, rows[dataset])
 
@@ -432,6 +450,9 @@ class Store:
         return pending
 
     def _write_part(self, dataset: str, rows: Sequence[Mapping[str, Any]]) -> None:
+        from ._parts import Parts
+        from ._rows import metrics_table
+
         if dataset == "metrics":
             Parts(self.backend, dataset).write(metrics_table(rows))
         else:
@@ -458,6 +479,9 @@ class Store:
 
     def write_rows(self, dataset: str, rows: Sequence[Mapping[str, Any]]) -> None:
         """Append rows to a dataset as one new part (``updated_at`` defaults to now)."""
+        from ._parts import Parts, check_dataset_name
+        from ._rows import rows_to_table
+
         check_dataset_name(dataset)
         if not rows:
             return
@@ -468,14 +492,20 @@ class Store:
 
     def read_dataset(self, name: str, columns: list[str] | None = None) -> pa.Table:
         """Every row of a dataset, damaged parts reported and skipped."""
+        from ._parts import Parts
+
         return Parts(self.backend, name).table(columns)
 
     def datasets(self) -> list[str]:
         """The datasets this store has (the standard ones, plus any written)."""
+        from ._schema import SCHEMAS
+
         return sorted(set(SCHEMAS) | set(self.backend.list_dirs("datasets")))
 
     def damaged_parts(self) -> list[str]:
         """Paths (relative to the root) of part files that cannot be read."""
+        from ._parts import Parts
+
         damaged = []
         for name in self.datasets():
             parts = Parts(self.backend, name)
@@ -492,6 +522,9 @@ class Store:
 
     def compact(self, dataset: str | None = None) -> int:
         """Merge small parts (of one dataset, or all); the number of part files removed."""
+        from ._compact import compact_dataset
+        from ._parts import check_dataset_name
+
         names = [check_dataset_name(dataset)] if dataset else self.datasets()
         return sum(compact_dataset(self.backend, name) for name in names)
 
@@ -500,22 +533,30 @@ class Store:
 
         Merging the same source twice adds nothing the second time (see ``_merge``).
         """
+        from ._merge import merge as merge_stores
+
         return merge_stores(source.backend, self.backend, source.datasets())
 
     # -- lookups ---------------------------------------------------------------------------
 
     def find_execution(self, ref: str) -> dict[str, Any]:
         """The record of an execution: full id, unique prefix, ``#12`` or ``latest``."""
+        from . import _lookup
+
         return _lookup.find_execution(self, ref)
 
     def find_completed(self, spec_hash: str) -> dict[str, Any] | None:
         """The latest ``complete`` execution with this spec hash (for ``--reuse``)."""
+        from . import _lookup
+
         return _lookup.latest_completed(self, [spec_hash]).get(spec_hash)
 
     def latest_records_by_spec_hash(
         self, spec_hashes: Iterable[str] | None = None
     ) -> dict[str, dict[str, Any]]:
         """For each spec hash (all when None), the record of its latest complete execution."""
+        from . import _lookup
+
         return _lookup.latest_completed(self, spec_hashes)
 
 

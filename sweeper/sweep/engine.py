@@ -24,10 +24,12 @@ from sweeper.cluster.controller import Controller
 from sweeper.status import Status
 from sweeper.store import RecordStore
 from sweeper.sweep.failures import RESOURCE_CLASSES, describe
+from sweeper.sweep.forecasting_policy import ForecastingPolicy
 from sweeper.sweep.history import trial_distributions
 from sweeper.sweep.outcomes import adopt_executions
 from sweeper.sweep.plan import SweepPlan
-from sweeper.sweep.policy import Progress, SweepPolicy
+from sweeper.sweep.policy import Progress
+from sweeper.sweep.reproducible import WindowedPruner
 from sweeper.sweep.result import SweepResult
 from sweeper.sweep.samplers import make_pruner, make_sampler
 from sweeper.sweep.state import SweepState
@@ -60,7 +62,7 @@ def run_plan(
         storage = study_storage(store, plan.sweep_id, options.storage, writer=True)
         return open_plan_study(plan, store, storage)
 
-    policy = SweepPolicy(plan, store, open_driver_study, on_progress=on_progress)
+    policy = ForecastingPolicy(plan, store, open_driver_study, on_progress=on_progress)
     # before Ray starts: a second driver of this sweep is refused at once
     with sole_driver(store, plan.sweep_id):
         try:
@@ -83,7 +85,7 @@ def open_plan_study(plan: SweepPlan, store: RecordStore, storage: Any) -> optuna
         sampler=make_sampler(
             plan.sampler, plan.space, seed=plan.seed, objectives=len(plan.metrics)
         ),
-        pruner=make_pruner(plan.pruner, objectives=len(plan.metrics)),
+        pruner=_pruner(plan),
         metrics=plan.metrics,
         directions=plan.directions,
     )
@@ -93,6 +95,12 @@ def open_plan_study(plan: SweepPlan, store: RecordStore, storage: Any) -> optuna
         distributions = trial_distributions(plan.space)
         adopt_executions(study, storage, store, distributions, created_at)
     return study
+
+
+def _pruner(plan: SweepPlan) -> optuna.pruners.BasePruner:
+    """The plan's pruner; reproducible, one that sees only what each trial's ask saw."""
+    pruner = make_pruner(plan.pruner, objectives=len(plan.metrics))
+    return WindowedPruner(pruner) if plan.reproducible else pruner
 
 
 def _failure(plan: SweepPlan, result: SweepResult, counted_failures: int) -> str:

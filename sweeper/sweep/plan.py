@@ -24,11 +24,13 @@ from optuna.distributions import CategoricalDistribution
 from sweeper.config import Config, Expression, Step, Task
 from sweeper.errors import SweeperError
 from sweeper.execution.ids import new_execution_id
-from sweeper.execution.inputs import resolve_inputs
+from sweeper.execution.inputs import BlobStore, pin_latest, resolve_inputs
 from sweeper.execution.spec import MASK, SpecTemplate, is_secret_name
+from sweeper.forecast.straggler import check_factor
 from sweeper.record import guess_direction
 from sweeper.status import Status
 from sweeper.store import RecordStore
+from sweeper.sweep.budget import Budget
 from sweeper.sweep.choices import VALUE_FREE_SAMPLERS
 from sweeper.sweep.history import resolve_sources
 from sweeper.sweep.samplers import make_pruner, make_sampler
@@ -63,6 +65,16 @@ class SweepOptions:
     inputs: dict[str, list[str]] = field(default_factory=dict)
     environment: dict[str, str] = field(default_factory=dict)
     pull_policy: str = "missing"
+    #: Trials' parameters a function of the seed and earlier results only, whatever the
+    #: timing (:mod:`sweeper.sweep.reproducible`). None: on when ``seed`` is given.
+    reproducible: bool | None = None
+    #: ``--budget`` (``wall_s``: all runs together), ``--budget-cpu-hours`` (``cpu_hours``),
+    #: ``--budget-gpu-hours`` (``gpu_hours``): :class:`~sweeper.sweep.budget.Budget`'s fields.
+    budget: dict[str, float] = field(default_factory=dict)
+    #: ``--target``: a value of the metric to reach (the forecast's chance of it).
+    target: float | None = None
+    #: ``--straggler-factor``: stop a trial past this many times its forecast duration.
+    straggler_factor: float | None = None
 
     def to_dict(self, secret_names: frozenset[str] = frozenset()) -> dict[str, Any]:
         """JSON-able form; values of secret variables are masked (``resume -e`` gives them again).
@@ -109,6 +121,9 @@ class SweepPlan:
     resume: bool = False
     #: A line for the user when the metric to rank by was not given on the command line.
     objective_note: str | None = None
+    #: Results told in the order trials were asked, each asked after the one ``parallel``
+    #: before it was told (:mod:`sweeper.sweep.reproducible`).
+    reproducible: bool = False
 
     @property
     def objective(self) -> str:
@@ -148,6 +163,11 @@ class SweepPlan:
         }
 
 
+def _reproducible(options: SweepOptions) -> bool:
+    """``--reproducible``/``--free-order`` as given; else reproducible when seeded."""
+    return options.seed is not None if options.reproducible is None else options.reproducible
+
+
 def plan_sweep(
     options: SweepOptions,
     *,
@@ -169,7 +189,8 @@ def plan_sweep(
         raise SweeperError(f'task "{task.name}" is for step "{task.step}", not "{step.name}"')
     metrics, directions, note = _objective(options, config, step, task, resume=resume)
     space = resolve_space(step, options.specs, task)
-    template = _template(options, step, project_dir, code_version, code_archive)
+    options = pin_options(options, step, project_dir, store)
+    template = spec_template(options, step, project_dir, code_version, code_archive)
     sampler, trials = _search(options, space, task, objectives=len(metrics))
     sweep_id = sweep_id or new_execution_id()
     warm = options.warm_start and not resume
@@ -195,10 +216,39 @@ def plan_sweep(
         reuse=options.reuse,
         resume=resume,
         objective_note=note,
+        reproducible=_reproducible(options),
     )
 
 
-def _template(
+def check_forecast_options(options: SweepOptions, metrics: tuple[str, ...]) -> None:
+    """A :class:`SweeperError` for a budget or target that cannot work."""
+    Budget.of(options.budget)
+    if options.straggler_factor is not None:
+        check_factor(options.straggler_factor)
+    if options.target is not None and len(metrics) != 1:
+        raise SweeperError(
+            "--target needs the one metric it is a value of: name it with --metric NAME"
+        )
+
+
+def pin_options(
+    options: SweepOptions, step: Step, project_dir: Path, store: BlobStore
+) -> SweepOptions:
+    """``options`` with each ``dataset://NAME/latest`` input (given or a default) as the
+    version it means now, as ``--input`` values.
+
+    Every trial, and a ``resume`` (which reads the saved options), then reads the version
+    that was newest when the sweep was planned, not one made while it runs.
+    """
+    given = resolve_inputs(step.inputs, options.inputs, project_dir=project_dir)
+    pinned = pin_latest(given, store)
+    if pinned is None:
+        return options
+    changed = {name: list(uris) for name, uris in pinned.items() if list(uris) != given[name]}
+    return replace(options, inputs={**options.inputs, **changed})
+
+
+def spec_template(
     options: SweepOptions,
     step: Step,
     project_dir: Path,
@@ -255,6 +305,7 @@ def _objective(
     for direction in directions:
         if direction not in ("minimize", "maximize"):
             raise SweeperError(f'--direction must be minimize or maximize, not "{direction}"')
+    check_forecast_options(options, tuple(metrics))
     return tuple(metrics), tuple(directions), note
 
 

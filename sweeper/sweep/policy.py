@@ -12,7 +12,7 @@ import math
 import os
 import time
 from collections import Counter
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -24,15 +24,18 @@ from sweeper.cluster import recovery
 from sweeper.cluster.actors import ResourceShape
 from sweeper.cluster.connect import ClusterInfo
 from sweeper.cluster.controller import ControllerView, Launch, Policy
+from sweeper.cluster.distributed import bundles_per_node
 from sweeper.errors import SweeperError
-from sweeper.execution.runner import ExecutionContext
+from sweeper.forecast import Forecast
 from sweeper.record import ExecutionRecord, MetricEvent
 from sweeper.status import Status
 from sweeper.store import RecordStore
 from sweeper.sweep.failures import CLASS_ATTR, RESOURCE_CLASSES, read_log_tail
 from sweeper.sweep.history import REUSED_ATTR, TrialCache, trial_distributions, warm_start
-from sweeper.sweep.outcomes import Outcome, result_outcome, resumed_outcome, tell
+from sweeper.sweep.left_running import rerun_in_order, settle_left_running
+from sweeper.sweep.outcomes import Outcome, result_outcome, tell
 from sweeper.sweep.plan import SweepPlan
+from sweeper.sweep.reproducible import TOLD_BELOW_ATTR, InOrder, reseed, trial_launch
 from sweeper.sweep.result import SweepResult, TrialSummary, WarmStart
 from sweeper.sweep.state import (
     COUNTED_OUTCOMES,
@@ -40,6 +43,7 @@ from sweeper.sweep.state import (
     complete_trials,
     outcome_counts,
     own_best,
+    sweep_resources,
     sweep_result,
 )
 
@@ -53,6 +57,8 @@ class Progress:
     counts: dict[str, int]
     best_value: Any
     started: float
+    #: When the rest is expected to finish (set by a forecasting policy).
+    forecast: Forecast | None = None
 
     @property
     def done(self) -> int:
@@ -159,6 +165,10 @@ class SweepPolicy(Policy):
         self._freed: list[float] = []
         self._refilled = 0  # slots refilled by asked_ahead whose results are still to be told
         self.slot_idle_s = 0.0
+        #: Reproducible mode: trials asked and not told, results held until their turn
+        #: (made once the number of slots is known).
+        self.order: InOrder | None = None
+        self._next_number = 0  # the number of the next trial the study will ask
 
     @property
     def study(self) -> optuna.Study:
@@ -174,15 +184,21 @@ class SweepPolicy(Policy):
         return [self.shape]
 
     def slots(self, cluster: ClusterInfo) -> int | None:
-        """``--parallel``, else as many trials as fit on the largest node; at most ``--trials``.
+        """``--parallel``, else as many trials as fit on the largest node; at most ``--trials``
+        and at most as many as the whole cluster holds at once.
 
-        The controller starts this many actors before the first trial (none left idle).
+        The controller starts this many actors first (an actor the cluster has no room for
+        would hold its trial to the end). The reproducible window is ``--parallel`` still.
         """
         cpus = self.shape.cpus
-        slots = self.plan.parallel or max(
-            1, int(cluster.largest("CPU") // max(cpus, 1e-9)) if cpus else 1
+        wanted = min(
+            self.plan.trials,
+            self.plan.parallel
+            or max(1, int(cluster.largest("CPU") // max(cpus, 1e-9)) if cpus else 1),
         )
-        self._slots = min(slots, self.plan.trials)
+        self._slots = min(wanted, max(1, sum(bundles_per_node(cluster, self.shape))))
+        if self.plan.reproducible:
+            self.order = InOrder(window=wanted)
         return self._slots
 
     def start(self, view: ControllerView) -> None:
@@ -209,6 +225,7 @@ class SweepPolicy(Policy):
         self.store.write_rows(
             "sweeps", [plan.row(Status.RUNNING, created_at=self.state.created_at)]
         )
+        self._next_number = len(study.get_trials(deepcopy=False))
         self._recover()
         if plan.resume:  # rows a killed actor held are rebuilt from the records
             recovery.restore_rows(self.store, finished_ids(self.study))
@@ -220,10 +237,19 @@ class SweepPolicy(Policy):
         """Trials up to ``free`` (the one asked ahead first), never beyond ``--trials``.
 
         A trial the store answers (``--reuse``) takes no slot: another is asked in its place.
+        Reproducible: see :meth:`_ask_in_order`.
         """
-        launches = self._take_ready(free)
+        if self.order is not None:
+            launches = self._ask_in_order(view, free)
+        else:
+            launches = self._take_ready(free)
         # those taken are not in flight yet, hence the len(launches) in the room
-        while len(launches) < free and not view.stopping and self._room(view) - len(launches) > 0:
+        while (
+            self.order is None
+            and len(launches) < free
+            and not view.stopping
+            and self._room(view) - len(launches) > 0
+        ):
             launch = self._launch(view)
             if launch is not None:
                 launches.append(launch)
@@ -255,6 +281,7 @@ class SweepPolicy(Policy):
         """Ask the next trial while every slot is busy (pre-ask); report progress."""
         if (
             not view.stopping
+            and self.order is None  # reproducible: a trial is asked in its turn, not ahead
             and not self._ready
             # a sequential sweep (one slot) lets every trial see every result before it
             and self._slots is not None
@@ -276,19 +303,16 @@ class SweepPolicy(Policy):
         """Report the first metric to Optuna as intermediate values; prune when it says so."""
         trial = _trial(key)
         step = self._steps.get(key, 0)
-        metric = self.plan.metrics[0]
-        for event in events:
-            value = event["values"].get(metric)
-            if (
-                isinstance(value, bool)
-                or not isinstance(value, (int, float))
-                or not math.isfinite(value)
-            ):
-                continue
-            trial.report(float(value), step)
+        pruned = False
+        for value in _numbers(events, self.plan.metrics[0]):
+            trial.report(value, step)
             step += 1
+            # reproducible: judged at every step, not at whichever step a poll happens to end
+            pruned = self.order is not None and trial.should_prune()
+            if pruned:
+                break
         self._steps[key] = step
-        if step and trial.should_prune():
+        if pruned or (self.order is None and step and trial.should_prune()):
             view.stop(key, Status.PRUNED)
 
     def on_result(self, view: ControllerView, key: Hashable, record: ExecutionRecord) -> None:
@@ -298,10 +322,18 @@ class SweepPolicy(Policy):
         else:
             self._freed.append(time.monotonic())
         self._steps.pop(key, None)
-        self._settle(view, _trial(key), record)
+        if self.order is None:
+            self._settle(view, _trial(key), record)
+            return
+        self.order.hold(key, record)
+        self._release(view)
 
     def end(self, view: ControllerView, status: Status) -> Status:
         """Save how the sweep ended (``sweep.json``, a ``sweeps`` row); compact a long one."""
+        if self.order is not None:  # results held for their turn: told now, in order
+            self.order.discard([launch.key for launch in self._ready])
+            for key, record in self.order.drain():
+                self._settle(view, _trial(key), record)
         for launch in self._ready:  # asked ahead but never run: not a trial of the sweep
             trial = _trial(launch.key)
             trial.set_user_attr("outcome", Status.SKIPPED)
@@ -324,8 +356,27 @@ class SweepPolicy(Policy):
     # -- trials --------------------------------------------------------------------------
 
     def _room(self, view: ControllerView) -> int:
-        """How many more trials may be asked: ``--trials`` less those done, running, asked."""
+        """How many more trials may be asked: ``--trials`` less those done, running, asked
+        (reproducible: less those asked and not told, wherever they are)."""
+        if self.order is not None:  # also those whose result the controller holds this turn
+            return self.plan.trials - self.tally.done - self.order.untold
         return self.plan.trials - self.tally.done - len(view.in_flight) - len(self._ready)
+
+    def _ask_in_order(self, view: ControllerView, free: int) -> list[Launch]:
+        """Reproducible: the window filled at once (the first trials, or those a resumed
+        driver must ask before it tells what it holds), whatever the free slots; then the
+        results whose turn has come; up to ``free`` of the trials so asked start now.
+
+        Past the first window a trial is asked only by :meth:`_release`, right after the
+        trial ``window`` before it is told: never when a slot happens to free up.
+        """
+        assert self.order is not None
+        while self.order.has_room() and not view.stopping and self._room(view) > 0:
+            launch = self._launch(view, ahead=True)
+            if launch is not None:  # None: the store answered it, held for its turn
+                self._ready.append(launch)
+        self._release(view)
+        return self._take_ready(free)
 
     def _take_ready(self, free: int) -> list[Launch]:
         """Up to ``free`` trials asked ahead; each runs now (until then status says waiting)."""
@@ -342,17 +393,16 @@ class SweepPolicy(Policy):
         that until then ``sweep status`` counts it as waiting, not running.
         """
         plan = self.plan
+        if self.order is not None:
+            reseed(self.study, plan, self._next_number)
+            self._next_number += 1
         trial = self.study.ask(trial_distributions(plan.space))
-        launch = Launch(
-            key=trial,
-            spec=plan.template.build({**plan.space.fixed, **trial.params}),
-            context=ExecutionContext(
-                sweep_id=plan.sweep_id,
-                trial_number=trial.number,
-                attempt=int(trial.user_attrs.get("attempt", 1)),
-            ),
-            reuse=plan.reuse,
-        )
+        if self.order is not None:
+            oldest = self.order.oldest()
+            told_below = _trial(oldest).number if oldest is not None else trial.number
+            trial.set_user_attr(TOLD_BELOW_ATTR, told_below)
+            self.order.add(trial)
+        launch = trial_launch(plan, trial)
         # attempt and retry_of were set when the retry was enqueued; the execution id is what
         # resume needs to find this trial's record.
         if not ahead:
@@ -362,9 +412,24 @@ class SweepPolicy(Policy):
             if answered is not None:
                 trial.set_user_attr("execution_id", launch.execution_id)
                 trial.set_user_attr(REUSED_ATTR, answered.reused_from)
-                self._settle(view, trial, answered)
+                if self.order is not None:
+                    self.order.hold(trial, answered)  # told in its turn (_release)
+                else:
+                    self._settle(view, trial, answered)
                 return None
         return launch
+
+    def _release(self, view: ControllerView) -> None:
+        """Reproducible: tell the results whose turn has come, oldest first, asking the next
+        trial after each tell (before the next result is told), while there is room."""
+        assert self.order is not None
+        while (turn := self.order.next_ready()) is not None:
+            key, record = turn
+            self._settle(view, _trial(key), record)
+            if not view.stopping and self._room(view) > 0 and self.order.has_room():
+                launch = self._launch(view, ahead=True)
+                if launch is not None:  # None: the store answered it, held for its turn
+                    self._ready.append(launch)
 
     def _settle(self, view: ControllerView, trial: optuna.Trial, record: ExecutionRecord) -> None:
         """Tell Optuna what the trial's record means; end the sweep when it must end."""
@@ -376,18 +441,9 @@ class SweepPolicy(Policy):
             log_text=partial(self._log_tail, record),
         )
         self._tell(trial, outcome)
-        if outcome.status is Status.COMPLETE and self._stop_condition_met(record):
+        if outcome.status is Status.COMPLETE and _stop_condition_met(self.plan, record):
             view.stop_all()
         self._check_failures(view)
-
-    def _stop_condition_met(self, record: ExecutionRecord) -> bool:
-        condition = self.plan.stop_condition
-        if condition is None:
-            return False
-        try:
-            return bool(condition.evaluate(record.metrics, record.parameters))
-        except Exception:  # a metric it names was never printed: the sweep goes on
-            return False
 
     def _check_failures(self, view: ControllerView) -> None:
         limit = self.plan.max_failures
@@ -410,38 +466,31 @@ class SweepPolicy(Policy):
     # -- recovery ------------------------------------------------------------------------
 
     def _recover(self) -> None:
-        """Settle trials left RUNNING by a killed driver: re-tell finished ones, re-run the rest."""
-        study = self.study
-        for frozen in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            execution_id = frozen.user_attrs.get("execution_id")
-            # settle: rows a killed writer never wrote are written, a container it left removed
-            record = recovery.settle(self.store, execution_id) if execution_id else None
-            outcome = resumed_outcome(
-                record,
-                frozen,
-                metrics=self.plan.metrics,
-                max_retries=self.plan.max_retries,
-                log_text=partial(self._log_tail, record) if record is not None else lambda: "",
-            )
-            if outcome.status is Status.INTERRUPTED and record is not None:
-                reason = "the sweep driver stopped while it ran; re-run on resume"
-                recovery.crash(self.store, record, reason)
-            self._tell(optuna.Trial(study, frozen._trial_id), outcome)
+        """Settle trials left RUNNING by a killed driver: re-tell finished ones, re-run the rest
+        (reproducible: in the order they were asked, see :func:`~sweeper.sweep.left_running.rerun_in_order`)."""
+        if self.order is not None:
+            asked_with = trial_distributions(self.plan.space)
+            for trial in rerun_in_order(self.study, self.store, self.order, asked_with):
+                self._ready.append(trial_launch(self.plan, trial))
+            return
+        left = settle_left_running(self.study, self.store, self.plan, self._log_tail)
+        for trial, outcome in left:
+            self._tell(trial, outcome)
 
     # -- results -------------------------------------------------------------------------
 
     def _result(self, status: Status) -> SweepResult:
         """How the sweep ended, from its study and what the policy kept on the side."""
-        plan = self.plan
         saved = self.state.data.get("warm_start")  # a resumed sweep's, from sweep.json
         return sweep_result(
             self.study,
-            plan.sweep_id,
-            plan.metrics,
-            plan.directions,
+            self.plan.sweep_id,
+            self.plan.metrics,
+            self.plan.directions,
             status=status,
             warm_start=self.warm_start or (WarmStart.from_dict(saved) if saved else None),
-            complete=complete_trials(self.study, plan.metrics),
+            complete=complete_trials(self.study, self.plan.metrics),
+            resources=sweep_resources(self.store, self.plan.sweep_id),
         )
 
 
@@ -459,6 +508,24 @@ def compact(store: RecordStore) -> None:
             store.compact(dataset)
         except SweeperError:
             pass  # another process is compacting it; its result serves us as well
+
+
+def _numbers(events: list[MetricEvent], metric: str) -> Iterator[float]:
+    """The finite numbers ``metric`` took in ``events``, in order (booleans are not numbers)."""
+    for event in events:
+        value = event["values"].get(metric)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            yield float(value)
+
+
+def _stop_condition_met(plan: SweepPlan, record: ExecutionRecord) -> bool:
+    """Whether the task's stop condition holds for a complete trial's record."""
+    if plan.stop_condition is None:
+        return False
+    try:
+        return bool(plan.stop_condition.evaluate(record.metrics, record.parameters))
+    except Exception:  # a metric it names was never printed: the sweep goes on
+        return False
 
 
 def _trial(key: Hashable) -> optuna.Trial:

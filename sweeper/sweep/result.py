@@ -6,10 +6,11 @@ Optuna here: ``sweep status`` and the API's users import these without the sweep
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from sweeper.forecast import Forecast
 from sweeper.status import Status
 from sweeper.sweep.failures import FailureGroup
 
@@ -77,6 +78,56 @@ class WarmStart:
 
 
 @dataclass(frozen=True)
+class ResourceTotals:
+    """What a sweep's executions used together: CPU- and GPU-seconds summed, the largest peak
+    memory of one execution, and how many executions had figures (``measured``; executions
+    recorded before figures existed, and those answered from the store, have none).
+
+    >>> rows = [{"cpu_s": 1.5, "gpu_s": 0.0, "peak_memory_mb": 210.0}, {"cpu_s": None}]
+    >>> ResourceTotals.of(rows).to_dict()
+    {'cpu_s': 1.5, 'gpu_s': 0.0, 'peak_memory_mb_max': 210.0, 'measured': 1}
+    """
+
+    cpu_s: float = 0.0
+    gpu_s: float = 0.0
+    peak_memory_mb_max: float | None = None
+    measured: int = 0
+
+    @classmethod
+    def of(cls, rows: Iterable[Mapping[str, Any]]) -> ResourceTotals:
+        """The totals of executions rows (or record ``usage`` mappings): ``cpu_s``,
+        ``gpu_s``, ``peak_memory_mb``, each None where unknown."""
+        cpu = gpu = 0.0
+        peaks: list[float] = []
+        measured = 0
+        for row in rows:
+            figures = [row.get(name) for name in ("cpu_s", "gpu_s", "peak_memory_mb")]
+            if all(value is None for value in figures):
+                continue
+            measured += 1
+            cpu += figures[0] or 0.0
+            gpu += figures[1] or 0.0
+            if figures[2] is not None:
+                peaks.append(figures[2])
+        return cls(round(cpu, 3), round(gpu, 3), max(peaks, default=None), measured)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``resources`` entry of the ``sweep --json`` and ``sweep status --json`` summaries."""
+        return asdict(self)
+
+    def describe(self) -> str:
+        """One line for the end of a sweep and ``sweep status``."""
+        if not self.measured:
+            return "resources: not measured"
+        peak = self.peak_memory_mb_max
+        memory = f", peak memory {peak:.1f} MB" if peak is not None else ""
+        return (
+            f"resources: cpu {self.cpu_s:.2f} s, gpu {self.gpu_s:.2f} s{memory} "
+            f"({self.measured} executions)"
+        )
+
+
+@dataclass(frozen=True)
 class SweepResult:
     """How a sweep ended: ``to_dict()`` is the summary ``sweep --json`` prints.
 
@@ -87,7 +138,8 @@ class SweepResult:
     ``warm_start`` says what a warm start added and why the rest did not fit. ``failure``
     says why the sweep failed, when it did (too many failed trials, none completed), and
     ``complete`` holds the sweep's own complete trials in trial order; neither is part of
-    the summary. ``trials_asked`` (``sweep status``) is, when set.
+    the summary. ``trials_asked`` (``sweep status``) is, when set. ``resources`` sums what
+    the sweep's executions used.
     """
 
     sweep_id: str
@@ -101,6 +153,10 @@ class SweepResult:
     warm_start: WarmStart | None = None
     complete: tuple[TrialSummary, ...] = ()
     trials_asked: int | None = None
+    resources: ResourceTotals = field(default_factory=ResourceTotals)
+    #: When the rest is expected to finish, and its budget (limits, spent, why it stopped).
+    forecast: Forecast | None = None
+    budget: Mapping[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The ``sweep --json`` summary (``sweep status --json`` adds ``trials_asked``)."""
@@ -117,9 +173,14 @@ class SweepResult:
             "failure_classes": dict(self.failure_classes),
             "reused": self.reused,
             "status": str(self.status),
+            "resources": self.resources.to_dict(),
         }
         if self.trials_asked is not None:
             summary["trials_asked"] = self.trials_asked
         if self.warm_start is not None:
             summary["warm_start"] = self.warm_start.to_dict()
+        if self.forecast is not None:
+            summary["forecast"] = self.forecast.to_dict()
+        if self.budget is not None:
+            summary["budget"] = dict(self.budget)
         return summary

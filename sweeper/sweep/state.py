@@ -19,7 +19,7 @@ from optuna.trial import TrialState
 from sweeper.status import Status
 from sweeper.store import RecordStore
 from sweeper.sweep.failures import class_counts, study_failures
-from sweeper.sweep.result import SweepResult, TrialSummary, WarmStart
+from sweeper.sweep.result import ResourceTotals, SweepResult, TrialSummary, WarmStart
 
 #: Outcomes that count towards a sweep's ``--trials``.
 COUNTED_OUTCOMES = (Status.COMPLETE, Status.ERROR, Status.PRUNED)
@@ -114,6 +114,7 @@ def sweep_result(
     warm_start: WarmStart | None = None,
     complete: tuple[TrialSummary, ...] = (),
     trials_asked: int | None = None,
+    resources: ResourceTotals | None = None,
 ) -> SweepResult:
     """Counts, best trial(s) and failure reasons of a study, as a :class:`SweepResult`.
 
@@ -143,7 +144,19 @@ def sweep_result(
         warm_start=warm_start,
         complete=complete,
         trials_asked=trials_asked,
+        resources=resources or ResourceTotals(),
     )
+
+
+def sweep_resources(store: RecordStore, sweep_id: str) -> ResourceTotals:
+    """What the sweep's executions used together, from their executions rows (every attempt
+    counts: a failed one used what it used)."""
+    columns = ["execution_id", "sweep_id", "cpu_s", "gpu_s", "peak_memory_mb"]
+    last: dict[str, dict[str, Any]] = {}
+    for row in store.read_dataset("executions", columns=columns).to_pylist():
+        if row["sweep_id"] == sweep_id:
+            last[row["execution_id"]] = row  # an id's last row is its final one
+    return ResourceTotals.of(last.values())
 
 
 class SweepState:

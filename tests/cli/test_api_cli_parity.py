@@ -20,7 +20,9 @@ from tests.conftest import EXAMPLE, sweep_cli
 pytestmark = [pytest.mark.usefixtures("no_ray_left"), pytest.mark.timeout(900)]
 
 #: What differs between two executions of the same spec by nature.
-PER_EXECUTION = {"id", "counter", "created_at", "started_at", "ended_at", "duration_s", "host"}
+PER_EXECUTION = {
+    "id", "counter", "created_at", "started_at", "ended_at", "duration_s", "host", "usage",
+}  # fmt: skip
 
 
 def test_sweep_run_json_and_sweeper_run_agree(tmp_path: Path) -> None:

@@ -194,19 +194,23 @@ def test_help_lists_each_command_with_its_own_short_help() -> None:
     """The table in main.py says what each command's own help says, at any terminal width."""
     from sweeper.cli import (
         commands_dashboard,
+        commands_deploy,
         commands_exec,
         commands_pipeline,
         commands_results,
         commands_sweep,
+        commands_verify,
         main,
     )
 
     modules = (
         commands_dashboard,
+        commands_deploy,
         commands_exec,
         commands_pipeline,
         commands_results,
         commands_sweep,
+        commands_verify,
     )
     assert {c.name for m in modules for c in m.COMMANDS} == set(main.COMMANDS)
     ctx = click.Context(main.cli)

@@ -392,6 +392,16 @@ def check_pipeline(ran: Ran, project: Path, config: Config, earlier: list[Ran]) 
     assert len(run_ids) == 1, ran.fail(f"executions of runs {run_ids}")
 
 
+def check_verify(ran: Ran, project: Path, config: Config, earlier: list[Ran]) -> None:
+    """``sweep verify EXEC``: one re-run, of the same step and parameters as the execution."""
+    assert len(ran.added) == 1, ran.fail(f"{len(ran.added)} executions, not 1")
+    (row,) = ran.added
+    original = next(r for e in reversed(earlier) for r in reversed(e.added))
+    assert (row["step"], parameters(row)) == (original["step"], parameters(original)), ran.fail(
+        str(row)
+    )
+
+
 def check_read(ran: Ran, project: Path, config: Config, earlier: list[Ran]) -> None:
     """A command that reads the store: adds nothing, reports what the store holds."""
     assert not ran.added, ran.fail(f"it added {len(ran.added)} executions")
@@ -495,6 +505,8 @@ def check_effects(ran: Ran, project: Path, earlier: list[Ran]) -> None:
         check_pipeline(ran, project, config, earlier)
     elif words[1] in config.steps or words[1] == "sweep":
         check_sweep(ran, project, config, earlier)
+    elif words[1] == "verify":
+        check_verify(ran, project, config, earlier)
     else:
         check_read(ran, project, config, earlier)
 

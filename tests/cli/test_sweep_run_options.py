@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from sweeper.sweep.reproducible import trial_seed
 from tests.cli import test_sweep_options
 from tests.cli.test_sweep_options import records, sweep, sweep_json
 
@@ -274,7 +275,9 @@ def test_input_and_env_reach_every_trial(make_project, ray_head: str, tmp_path: 
         assert row["metrics"]["data"] == "42" and row["metrics"]["mark"] == "hello there"
         (given,) = row["inputs"]
         assert given["name"] == "data" and given["uri"] == data.as_uri()
-        assert row["environment"] == {"MARK": "hello there"}
+        # and the trial's own seed (no --seed: derived from the sweep's id), recorded too
+        seed = str(trial_seed(summary["sweep_id"], row["trial_number"]))
+        assert row["environment"] == {"MARK": "hello there", "VH_SEED": seed}
 
 
 def test_a_bad_input_fails_the_sweep_before_any_trial(

@@ -46,8 +46,8 @@ class FakeActor:
     """An execution actor: ``stop`` is logged, ``take_events`` hands out an events ref."""
 
     def __init__(self, cluster: FakeCluster, key: Hashable, execution_id: str) -> None:
-        self.stop = _Method(lambda reason=Status.STOPPED: cluster.stop(key, reason))
-        self.take_events = _Method(lambda: Ref(key, execution_id, events=True))
+        self.stop = _Method(lambda reason=Status.STOPPED, *_: cluster.stop(key, reason))
+        self.take_events = _Method(lambda *_: Ref(key, execution_id, events=True))
 
 
 @dataclass

@@ -25,8 +25,8 @@ def test_top_level_items_are_ordered_by_name(full: Config) -> None:
 
 
 def test_what_sweeper_cannot_run_is_a_warning(full: Config) -> None:
-    # The endpoint is valid (checked, not run); the pipeline's approval and deployment node
-    # are accepted by Valohai, so they are warnings, not errors; sweeper's own extensions
+    # The endpoint is valid; the pipeline's approval is accepted by Valohai, so it is a
+    # warning, not an error (its deployment node runs: no warning); sweeper's own extensions
     # are accepted with a warning that Valohai refuses them.
     assert [str(w).split(": warning: ")[1] for w in full.warnings] == [
         'input "images": edge-merge-mode on an input is a sweeper extension: the Valohai '
@@ -36,8 +36,6 @@ def test_what_sweeper_cannot_run_is_a_warning(full: Config) -> None:
         'pipeline "train-and-evaluate": node "evaluate": the action then: require-approval is '
         "not supported by sweeper (there is no one to approve); use stop-pipeline or remove "
         "the action",
-        'pipeline "train-and-evaluate": node "deploy": deployment nodes are not run by sweeper; '
-        "a run stops at this node (not supported) and its on-error decides the rest",
     ]
 
 

@@ -294,7 +294,10 @@ def test_docstring_examples_run(module: ModuleType) -> None:
 # -- what Executor.run stores ------------------------------------------------------------
 
 #: The keys of execution.json, in the order the executor wrote them before ExecutionRecord.
-STORED_KEYS = list(FULL)
+#: What a run writes: every key of a full record, and what the step used (``usage``, written
+#: only when set: every run sets it) after its duration.
+_AFTER = list(FULL).index("duration_s") + 1
+STORED_KEYS = [*list(FULL)[:_AFTER], "usage", *list(FULL)[_AFTER:]]
 
 RUN_STEP = """
 - step:

@@ -76,12 +76,14 @@ class FakeView:
 class Driver:
     """A policy with its view, store and plan, and the actor's part (records) played by hand."""
 
-    def __init__(self, plan: SweepPlan, store: Store) -> None:
+    def __init__(self, plan: SweepPlan, store: Store, cpus: float = 8) -> None:
         self.plan = plan
         self.store = store
-        self.view = FakeView()
+        self.view = FakeView(cpus)
         storage = study_storage(store, plan.sweep_id, None, writer=True)
         self.policy = SweepPolicy(plan, store, lambda: open_plan_study(plan, store, storage))
+        if plan.parallel:  # as the controller does: the slots are known before the start
+            self.policy.slots(self.view.cluster)
         self.policy.start(self.view)
 
     @property

@@ -14,7 +14,10 @@ defaults) into those files, one module per kind of URI:
   environment variables;
 - ``datum://<sha256>``, a blob in the store, and ``execution://<id>/outputs/<path>``, an
   output of an earlier execution (:mod:`.datum`); these record which execution produced
-  the file.
+  the file;
+- ``dataset://NAME/VERSION``, every file of a dataset version, its maker recorded as their
+  producer, and ``dataset://NAME/latest``, the newest version, which :func:`pin_latest`
+  turns into that version's URI before the execution is recorded (:mod:`.dataset`).
 
 On a cluster whose nodes may not see the driver's disk, the driver puts the local files of an
 execution's inputs into the store first (:class:`InputStager`) and hands the node their
@@ -46,6 +49,7 @@ into the cache) and a function listing the files a URI names, one name in
 from sweeper.execution.inputs.base import BlobStore, InputFile, InputLike, StagedFile
 from sweeper.execution.inputs.cache import InputCache
 from sweeper.execution.inputs.core import InputStager, fetch_inputs, resolve_inputs
+from sweeper.execution.inputs.dataset import pin_latest
 from sweeper.execution.inputs.uris import SUPPORTED_SCHEMES
 
 __all__ = [
@@ -57,5 +61,6 @@ __all__ = [
     "InputStager",
     "StagedFile",
     "fetch_inputs",
+    "pin_latest",
     "resolve_inputs",
 ]

@@ -25,6 +25,7 @@ from sweeper.execution.inputs.base import (
     StagingStore,
 )
 from sweeper.execution.inputs.cache import InputCache
+from sweeper.execution.inputs.dataset import dataset_sources
 from sweeper.execution.inputs.datum import datum_source, execution_sources, staged_sources
 from sweeper.execution.inputs.http import http_source
 from sweeper.execution.inputs.local import LocalSource, local_sources
@@ -241,6 +242,8 @@ class _Lister:
             return [datum_source(name, uri, self._need_store(name, uri))]
         if found == "execution":
             return execution_sources(name, uri, self._need_store(name, uri))
+        if found == "dataset":
+            return dataset_sources(name, uri, self._need_store(name, uri))
         assert found is not None
         return self.objects.sources(name, uri, found)
 

@@ -9,9 +9,10 @@ from pathlib import Path, PurePosixPath
 
 from sweeper.errors import InputError
 
-#: Schemes pyarrow.fs opens; anything else (besides local paths, http, datum, execution) is refused.
+#: Schemes pyarrow.fs opens; anything else (besides local paths, http, datum, execution,
+#: dataset) is refused.
 ARROW_SCHEMES = ("s3", "gs", "gcs", "hdfs", "viewfs", "abfs", "abfss")
-SUPPORTED_SCHEMES = ("file", "http", "https", *ARROW_SCHEMES, "datum", "execution")
+SUPPORTED_SCHEMES = ("file", "http", "https", *ARROW_SCHEMES, "datum", "execution", "dataset")
 
 _SCHEME_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 

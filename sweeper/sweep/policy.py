@@ -469,8 +469,7 @@ class SweepPolicy(Policy):
         """Settle trials left RUNNING by a killed driver: re-tell finished ones, re-run the rest
         (reproducible: in the order they were asked, see :func:`~sweeper.sweep.left_running.rerun_in_order`)."""
         if self.order is not None:
-            asked_with = trial_distributions(self.plan.space)
-            for trial in rerun_in_order(self.study, self.store, self.order, asked_with):
+            for trial in rerun_in_order(self.study, self.store, self.order, self.plan):
                 self._ready.append(trial_launch(self.plan, trial))
             return
         left = settle_left_running(self.study, self.store, self.plan, self._log_tail)

@@ -14,6 +14,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import optuna
 import pytest
 
 from sweeper.cluster.controller import Launch
@@ -153,21 +154,38 @@ def identity(spec: ExecutionSpec) -> str:
     return spec.spec_hash([], None)
 
 
-def test_a_trial_whose_ask_the_kill_cut_short_is_not_run(project: Path, tmp_path: Path) -> None:
-    """A database storage writes a trial and then each of its parameters: a driver killed in
-    between leaves a running trial without them, which must not run (with what parameters?)."""
+class Killed(BaseException):
+    """The driver's process ending where it stands (as with kill -9: nothing runs after)."""
+
+
+def test_a_trial_whose_ask_the_kill_cut_short_gets_the_parameters_it_was_being_given(
+    project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A storage writes a trial and then each of its parameters: a driver killed in between
+    leaves a running trial without them. The resumed sweep gives it what the killed driver
+    was giving it, and goes on as the uninterrupted sweep."""
+    whole = sweep(project, tmp_path, "whole", first_asked)
     store = Store.open(tmp_path / "cut", create=True)
     plan = make_plan(project, store, trials=16, sampler="tpe", seed=7, parallel=3)
     killed = Driver(plan, store)
-    play(killed, last_asked, parallel=3, stop_after=4)
-    cut = killed.study.ask()  # the trial exists, its parameters were never written
+    sample = optuna.samplers.TPESampler.sample_relative
+
+    def die_inside_the_ask_of_trial_12(self: Any, study: Any, trial: Any, space: Any) -> Any:
+        if trial.number == 12:  # past TPE's 10 startup trials: the model decides
+            raise Killed("kill -9 inside the ask of trial 12")
+        return sample(self, study, trial, space)
+
+    monkeypatch.setattr(
+        optuna.samplers.TPESampler, "sample_relative", die_inside_the_ask_of_trial_12
+    )
+    with pytest.raises(Killed, match="inside the ask"):
+        play(killed, last_asked, parallel=3)
+    monkeypatch.undo()
+    cut = killed.study.get_trials(deepcopy=False)[-1]
+    assert (cut.number, cut.params, cut.state.name) == (12, {}, "RUNNING")
+
     saved = SweepOptions(**store.get_sweep(plan.sweep_id)["options"])
     resumed = Driver(make_plan(project, store, saved, sweep_id=plan.sweep_id, resume=True), store)
     play(resumed, shuffled(5), parallel=3)
     resumed.policy.end(resumed.view, Status.COMPLETE)
-    trials = resumed.study.get_trials(deepcopy=False)
-    complete = [t for t in trials if t.state.name == "COMPLETE"]
-    assert len(complete) == 16
-    assert all("x" in t.params for t in complete)
-    assert trials[cut.number].state.name == "FAIL"
-    assert trials[cut.number].user_attrs["outcome"] == Status.INTERRUPTED
+    assert asked(resumed) == whole

@@ -95,6 +95,7 @@ def test_a_sweep_sums_what_its_executions_used(burn_project: Path, local_ray: No
         runtime="local",
         gpus_per_trial=0.5,
         specs={"cpu": ["0.6"], "mb": ["20,40,800"]},
+        sampler="grid",  # each of the three sizes once (sampled, all three missed 800 MB 30% of the time)
     )
     summary = sweep.run()
     assert summary["trials"]["complete"] == 3

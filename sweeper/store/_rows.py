@@ -25,6 +25,7 @@ from ._schema import (
     PARAM_PREFIX,
     TIMESTAMP,
     USAGE_COLUMNS,
+    empty_table,
     schema_for,
 )
 
@@ -147,7 +148,7 @@ def rows_to_table(dataset: str, rows: Sequence[Mapping[str, Any]]) -> pa.Table:
         fields.append(pa.field(name, type_))
     table_schema = pa.schema(fields)
     if not rows:
-        return table_schema.empty_table()
+        return empty_table(table_schema)
     if len(rows) <= FEW_ROWS and "pandas" not in sys.modules:
         return _json_table(table_schema, columns)
     arrays = [pa.array(values, type=f.type) for f, values in zip(fields, columns, strict=True)]

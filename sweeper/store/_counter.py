@@ -27,6 +27,7 @@ On storage without consistent listing the remote counter is best effort.
 from __future__ import annotations
 
 import functools
+import json
 import os
 import random
 import time
@@ -43,6 +44,10 @@ EPOCH = "counter/epoch"
 CLAIMS = "counter/claims"
 #: Where Linux says which boot of the kernel is running (a new id at every boot).
 BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
+
+#: Seconds before the epoch whose execution folders a rebuild still reads (file systems
+#: that keep times to the second or two).
+CLOCK_MARGIN_S = 60.0
 
 #: What rebuilds the highest number used from the records: given the time (the store's
 #: file system clock) since which records may hold numbers the value does not know of, or
@@ -140,3 +145,31 @@ def _allocate_by_claim(backend: Backend, recover: Callable[[], int]) -> int:
             return candidate
         candidate += 1
         time.sleep(random.uniform(0, 0.05))
+
+
+def recorded_max(backend: Backend, since: float | None) -> int:
+    """The highest number in the ``execution.json`` of the execution folders changed since
+    ``since`` (a time of the store's file system; None, or a remote store: every folder).
+
+    A record is written after its number was taken, and writing it (a rename into its
+    folder) changes the folder's time; :data:`CLOCK_MARGIN_S` covers coarse clocks.
+    """
+    highest = 0
+    local = backend.local_path
+    for name in backend.list_dirs("executions"):
+        if name.startswith("."):
+            continue
+        if since is not None and local is not None:
+            try:
+                if (local / "executions" / name).stat().st_mtime < since - CLOCK_MARGIN_S:
+                    continue
+            except OSError:
+                continue  # removed meanwhile
+        try:
+            data = json.loads(backend.read_bytes(f"executions/{name}/execution.json") or b"{}")
+        except (ValueError, UnicodeDecodeError):
+            continue  # an unfinished record cut by a crash: it holds no number
+        number = data.get("counter") if isinstance(data, dict) else None
+        if isinstance(number, int) and not isinstance(number, bool):
+            highest = max(highest, number)
+    return highest

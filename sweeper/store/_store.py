@@ -33,11 +33,6 @@ if TYPE_CHECKING:
     from ._merge import MergeCounts
 
 
-#: Seconds before the counter's epoch whose execution folders a rebuild of the counter still
-#: reads (file systems that keep times to the second or two; see ``_counter``).
-COUNTER_CLOCK_MARGIN_S = 60.0
-
-
 def _check_relpath(relpath: str) -> str:
     path = posixpath.normpath(relpath.replace("\\", "/"))
     if path.startswith("/") or path == ".." or path.startswith("../") or path == ".":
@@ -131,39 +126,16 @@ class Store:
         return _counter.allocate(self.backend, self._max_counter)
 
     def _max_counter(self, since: float | None = None) -> int:
-        """The highest execution number the records hold: those of the execution folders
-        changed since ``since`` (a time of the store's file system; None: every folder),
+        """The highest execution number the records hold (see ``_counter.recorded_max``),
         and the ``executions`` rows (read only when the dataset has parts: a new store's
         first number imports no Parquet reader)."""
-        highest = self._max_recorded_counter(since)
+        highest = _counter.recorded_max(self.backend, since)
         if self.backend.list_files("datasets/executions"):
             import pyarrow.compute as pc
 
             table = self.read_dataset("executions", columns=["counter"])
             if table.num_rows:
                 highest = max(highest, int(pc.max(table["counter"]).as_py() or 0))
-        return highest
-
-    def _max_recorded_counter(self, since: float | None) -> int:
-        """The highest number in the execution.json of the folders changed since ``since``.
-
-        A record is written after its number was taken, and writing it (a rename into its
-        folder) changes the folder's time; the margin covers coarse file system clocks.
-        """
-        highest = 0
-        local = self.local_path
-        for name in self.backend.list_dirs("executions"):
-            if since is not None and local is not None:
-                try:
-                    changed = (local / "executions" / name).stat().st_mtime
-                except OSError:
-                    continue  # removed meanwhile
-                if changed < since - COUNTER_CLOCK_MARGIN_S:
-                    continue
-            data = self.record_json(name) if not name.startswith(".") else None
-            number = data.get("counter") if data else None
-            if isinstance(number, int) and not isinstance(number, bool):
-                highest = max(highest, number)
         return highest
 
     def put_file(self, path: str | os.PathLike[str]) -> tuple[str, int]:

@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ._backend import Backend
-from ._schema import schema_for
+from ._schema import empty_table, schema_for
 from ._unify import concat
 
 log = logging.getLogger(__name__)
@@ -186,5 +186,5 @@ class Parts:
             base = pa.schema([f for f in base if f.name in columns])
         tables = [p.table for p in snapshot.live if p.table is not None]
         if not tables:
-            return base.empty_table()
+            return empty_table(base)
         return concat(tables, base)

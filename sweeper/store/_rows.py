@@ -25,6 +25,7 @@ from ._schema import (
     PARAM_PREFIX,
     TIMESTAMP,
     USAGE_COLUMNS,
+    empty_table,
     schema_for,
 )
 
@@ -147,7 +148,7 @@ def rows_to_table(dataset: str, rows: Sequence[Mapping[str, Any]]) -> pa.Table:
         fields.append(pa.field(name, type_))
     table_schema = pa.schema(fields)
     if not rows:
-        return table_schema.empty_table()
+        return empty_table(table_schema)
     if len(rows) <= FEW_ROWS and "pandas" not in sys.modules:
         return _json_table(table_schema, columns)
     arrays = [pa.array(values, type=f.type) for f, values in zip(fields, columns, strict=True)]
@@ -156,10 +157,12 @@ def rows_to_table(dataset: str, rows: Sequence[Mapping[str, Any]]) -> pa.Table:
 
 #: Up to this many rows, a process that has not imported pandas builds its table with
 #: Arrow's JSON reader: ``pa.array`` imports pandas the first time it runs (pyarrow looks
-#: for pandas objects), a fifth of a second of CPU that the sweep driver, which writes one
-#: ``sweeps`` row at its start and one at its end, would pay for nothing. Larger batches
-#: keep ``pa.array``, several times faster per row.
-FEW_ROWS = 4
+#: for pandas objects), a fifth of a second of CPU that the sweep driver (one ``sweeps``
+#: row at its start, one at its end) and each sweep actor (a batch of rows every 2 s)
+#: would pay for nothing. The reader takes about twice ``pa.array``'s time per row (5 ms
+#: against 2.5 ms for the 60 executions and 60 metric rows of a 2-s batch): below this
+#: many rows that is less than the import; larger batches keep ``pa.array``.
+FEW_ROWS = 2000
 
 
 def _json_table(schema: pa.Schema, columns: list[list[Any]]) -> pa.Table:

@@ -141,3 +141,11 @@ SCHEMAS: dict[str, pa.Schema] = {
 def schema_for(dataset: str) -> pa.Schema:
     """The base schema of a dataset (an empty one for a dataset the store does not know)."""
     return SCHEMAS.get(dataset, pa.schema([]))
+
+
+def empty_table(schema: pa.Schema) -> pa.Table:
+    """A table of ``schema`` with no rows, as ``schema.empty_table()`` makes it, without
+    pandas: ``empty_table`` builds each column with ``pa.array``, whose first call imports
+    pandas (a fifth of a second of CPU) in a driver that reads an empty dataset at its start."""
+    columns = [pa.nulls(0, field.type) for field in schema]
+    return pa.Table.from_batches([pa.RecordBatch.from_arrays(columns, schema=schema)])

@@ -125,12 +125,18 @@ class Store:
         """The next execution number of this store (see ``_counter`` for the guarantees)."""
         return _counter.allocate(self.backend, self._max_counter)
 
-    def _max_counter(self) -> int:
-        import pyarrow.compute as pc
+    def _max_counter(self, since: float | None = None) -> int:
+        """The highest execution number the records hold (see ``_counter.recorded_max``),
+        and the ``executions`` rows (read only when the dataset has parts: a new store's
+        first number imports no Parquet reader)."""
+        highest = _counter.recorded_max(self.backend, since)
+        if self.backend.list_files("datasets/executions"):
+            import pyarrow.compute as pc
 
-        table = self.read_dataset("executions", columns=["counter"])
-        value = pc.max(table["counter"]).as_py() if table.num_rows else None
-        return int(value or 0)
+            table = self.read_dataset("executions", columns=["counter"])
+            if table.num_rows:
+                highest = max(highest, int(pc.max(table["counter"]).as_py() or 0))
+        return highest
 
     def put_file(self, path: str | os.PathLike[str]) -> tuple[str, int]:
         """Store a file's content once; (sha256, size)."""

@@ -4,8 +4,12 @@ A :class:`~sweeper.sweep.policy.SweepPolicy` whose progress carries the forecast
 rest (:mod:`sweeper.forecast`), which asks no more trials once one more would go beyond its
 budget (:mod:`sweeper.sweep.budget`) and then ends ``stopped``, saying why, and which stops
 a trial that runs ``--straggler-factor`` times longer than its parameters' forecast duration
-(:mod:`sweeper.forecast.straggler`) as a ``time_limit`` failure. The forecast is worked out
-again when a trial ends, and at most every :data:`REFRESH_S` seconds between.
+(:mod:`sweeper.forecast.straggler`) as a ``time_limit`` failure. With a budget the forecast is
+worked out again when a trial ends (the next ask must see what the budget leaves), and at
+most every :data:`REFRESH_S` seconds between; without one it only informs the progress line,
+and is worked out at most every :data:`REFRESH_S` seconds, in :meth:`ForecastingPolicy.tick`,
+after the freed slots were filled: never between a result and the trial its slot runs next
+(a forecast of a long sweep simulates all its trials, milliseconds each time).
 """
 
 from __future__ import annotations
@@ -93,14 +97,15 @@ class ForecastingPolicy(SweepPolicy):
         super().tick(view)
 
     def on_result(self, view: ControllerView, key: Hashable, record: ExecutionRecord) -> None:
-        """Tell the trial's end; learn its duration; forecast again."""
+        """Tell the trial's end; learn its duration; forecast again if there is a budget."""
         super().on_result(view, key, record)
         self._run_started.pop(key, None)
         trial = forecasting.finished_trial(record, self.metric)
         if trial is not None:
             self.finished.append(trial)
             self._model = None
-        self._refresh(view)
+        if self.budget.any:
+            self._refresh(view)
 
     def end(self, view: ControllerView, status: Status) -> Status:
         """End as the sweep does (``stopped`` when the budget ended it); save what it spent."""

@@ -58,7 +58,11 @@ def events(count: int) -> list[dict[str, Any]]:
 
 def write_executions(location: str, count: int) -> list[tuple[str, int]]:
     """Append ``count`` executions, each with a counter from the store; (id, counter) pairs."""
-    store = Store.open(location)
+    return write_executions_to(Store.open(location), count)
+
+
+def write_executions_to(store: Store, count: int) -> list[tuple[str, int]]:
+    """:func:`write_executions` with a store already open (rows buffered, say)."""
     written = []
     for _ in range(count):
         number = store.allocate_counter()
@@ -83,6 +87,13 @@ def write_forever(location: str) -> None:
         store.write_execution(make_record(number), events(50))
 
 
+def number_forever(location: str) -> None:
+    """Take a number and record an execution with it, until killed."""
+    store = Store.open(location)
+    while True:
+        store.write_execution(make_record(store.allocate_counter()), events(2))
+
+
 def hang_before_rename(location: str, ready: str) -> None:
     """Start writing one execution row and stop just before the part is published."""
     import os
@@ -105,5 +116,7 @@ def hang_before_rename(location: str, ready: str) -> None:
 if __name__ == "__main__":
     if sys.argv[1] == "forever":
         write_forever(sys.argv[2])
+    elif sys.argv[1] == "numbered":
+        number_forever(sys.argv[2])
     elif sys.argv[1] == "hang":
         hang_before_rename(sys.argv[2], sys.argv[3])

@@ -9,6 +9,7 @@ import optuna
 from sweeper.errors import SweeperError
 from sweeper.sweep.choices import PRUNERS, SAMPLERS
 from sweeper.sweep.space import SearchSpace
+from sweeper.sweep.tpe import SweepTPESampler
 
 # Optuna's INFO lines ("A new study created...") are not sweeper's output; set here too, not
 # only in the engine, for the commands that use Optuna without it (`sweep replay`).
@@ -27,12 +28,25 @@ class AskTellGridSampler(optuna.samplers.GridSampler):
 
 
 def make_sampler(
-    name: str, space: SearchSpace, *, seed: int | None, objectives: int
+    name: str,
+    space: SearchSpace,
+    *,
+    seed: int | None,
+    objectives: int,
+    previous: optuna.samplers.BaseSampler | None = None,
 ) -> optuna.samplers.BaseSampler:
-    """Build the sampler ``name``; parallel TPE uses the constant liar to avoid duplicates."""
+    """Build the sampler ``name``; parallel TPE uses the constant liar to avoid duplicates.
+
+    TPE is Optuna's, with the finished trials it reads kept between asks
+    (:class:`~sweeper.sweep.tpe.SweepTPESampler`: the same suggestions). ``previous``: the
+    sampler this one replaces in the same study (reseeded for a trial), whose kept trials
+    it takes over.
+    """
     name = name.lower()
     if name == "tpe":
-        return optuna.samplers.TPESampler(seed=seed, constant_liar=True, multivariate=True)
+        if isinstance(previous, SweepTPESampler):
+            return previous.reseeded(seed)
+        return SweepTPESampler(seed=seed, constant_liar=True, multivariate=True)
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if name == "grid":

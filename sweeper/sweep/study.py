@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-from optuna.storages import JournalStorage
+from optuna.storages import JournalStorage, RDBStorage
 from optuna.storages.journal import BaseJournalBackend, JournalFileBackend
 from optuna.storages.journal._file import get_lock_file
 from optuna.study import StudyDirection
@@ -41,6 +41,7 @@ from sweeper.errors import StoreError, SweeperError
 from sweeper.store import RecordStore
 from sweeper.store._locks import file_lock
 from sweeper.sweep.failures import FailureGroup, study_failures
+from sweeper.sweep.indexed_storage import IndexedCachedStorage, IndexedJournalStorage
 
 #: The lock file a sweep's driver holds while it runs (next to its journal).
 DRIVER_LOCK = "driver.lock"
@@ -148,7 +149,7 @@ class StoreJournal(BaseJournalBackend):
         self._dirty = False
 
 
-class CopiedStorage(JournalStorage):
+class CopiedStorage(IndexedJournalStorage):
     """The study storage of a :class:`StoreJournal`: a copy of the store's journal."""
 
     def __init__(self, journal: StoreJournal) -> None:
@@ -191,15 +192,19 @@ def study_storage(
     """The Optuna storage of a sweep: ``--storage`` when given, else a journal in the store.
 
     ``writer``: the sweep's driver, inside :func:`sole_driver` (a :class:`DriverJournal`, or
-    a :class:`CopiedStorage` that copies itself back to an object store).
+    a :class:`CopiedStorage` that copies itself back to an object store), whose storage
+    reads its trials through an index (:mod:`sweeper.sweep.indexed_storage`).
     """
     if storage_url:
-        return storage_url
+        # Optuna's own cache of the database (what the URL gives), read through an index
+        return IndexedCachedStorage(RDBStorage(storage_url)) if writer else storage_url
     if store.local_path is None:  # an object store: a local copy of the store's journal
         push_every_s = PUSH_EVERY_S if writer else None
         return CopiedStorage(StoreJournal(store, sweep_id, push_every_s=push_every_s))
     path = str(store.sweep_journal(sweep_id))
-    return JournalStorage(DriverJournal(path) if writer else JournalFile(path))
+    if writer:
+        return IndexedJournalStorage(DriverJournal(path))
+    return JournalStorage(JournalFile(path))
 
 
 def is_copy(storage: Any) -> bool:

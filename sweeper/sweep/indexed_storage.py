@@ -29,6 +29,8 @@ from optuna._typing import JSONSerializable
 from optuna.distributions import BaseDistribution
 from optuna.storages import JournalStorage
 from optuna.storages._cached_storage import _CachedStorage
+from optuna.storages._rdb import models
+from optuna.storages._rdb.storage import _create_scoped_session
 from optuna.trial import FrozenTrial, TrialState
 
 #: A set of states asked for, as a key (None: every state).
@@ -120,8 +122,8 @@ class IndexedCachedStorage(_CachedStorage):
     per ask, each of six queries. A sweep's trials have one writer, its driver
     (:func:`~sweeper.sweep.study.sole_driver`), so after the study's first read this cache
     applies each of its writes to its copy of the trial as the database stores it (values
-    through JSON, as Optuna reads them back; a trial whose state changed is read back once,
-    for the times the database gave it) and answers reads without asking again. Every
+    through JSON, as Optuna reads them back; the times a state change gave a trial read back
+    in one query) and answers reads without asking again. Every
     write still goes to the database first, in the same transactions as Optuna's: what a
     ``kill -9`` leaves there is what it would have left.
     """
@@ -208,12 +210,25 @@ class IndexedCachedStorage(_CachedStorage):
     def set_trial_state_values(
         self, trial_id: int, state: TrialState, values: Sequence[float] | None = None
     ) -> bool:
-        """Optuna's write; the trial is then read back (the database set its times)."""
+        """Optuna's write, then the same on the cached trial, with the times the database
+        gave it (read back in one query)."""
         changed = super().set_trial_state_values(trial_id, state, values)
-        if changed:
-            fresh = self._backend.get_trial(trial_id)
-            self._mirror(trial_id, lambda trial: None, fresh)
-        return changed
+        if not changed:
+            return False
+        with _create_scoped_session(self._backend.scoped_session) as session:
+            row = models.TrialModel.find_or_raise_by_id(trial_id, session)
+            started, completed = row.datetime_start, row.datetime_complete
+        stored = None if values is None else [_as_stored_value(v) for v in values]
+
+        def change(trial: FrozenTrial) -> None:
+            trial.state = state
+            if stored is not None:
+                trial.values = stored
+            trial.datetime_start = started
+            trial.datetime_complete = completed
+
+        self._mirror(trial_id, change)
+        return True
 
     def delete_study(self, study_id: int) -> None:
         """Optuna's, and what this cache keeps of the study with it."""
@@ -221,24 +236,25 @@ class IndexedCachedStorage(_CachedStorage):
         self._loaded.discard(study_id)
         super().delete_study(study_id)
 
-    def _mirror(
-        self,
-        trial_id: int,
-        change: Callable[[FrozenTrial], None],
-        fresh: FrozenTrial | None = None,
-    ) -> None:
-        """Apply ``change`` to a copy of the cached trial (or put ``fresh`` in its place)."""
+    def _mirror(self, trial_id: int, change: Callable[[FrozenTrial], None]) -> None:
+        """Apply ``change`` to a copy of the cached trial, which then takes its place."""
         with self._lock:
             found = self._trial_id_to_study_id_and_number.get(trial_id)
             if found is None or found[0] not in self._loaded:
                 return  # not kept: Optuna's reads fetch it from the database
             trials = self._studies[found[0]].trials
-            if fresh is None:
-                fresh = copy.copy(trials[found[1]])
-                change(fresh)
-            trials[found[1]] = fresh
+            trial = copy.copy(trials[found[1]])
+            change(trial)
+            trials[found[1]] = trial
 
 
 def _as_stored(value: Any) -> Any:
     """An attribute's value as the database gives it back (Optuna stores it as JSON)."""
     return json.loads(json.dumps(value))
+
+
+def _as_stored_value(value: float) -> float:
+    """An objective value as the database gives it back (infinities have a form of their own)."""
+    return models.TrialValueModel.stored_repr_to_value(
+        *models.TrialValueModel.value_to_stored_repr(value)
+    )

@@ -16,15 +16,16 @@ of ``TPESampler._sample``: same seed, same trials, same suggestions (the tests c
 two). What is not the common case (several objectives, a custom ``gamma``) is left to
 Optuna's own code.
 
-In the reproducible mode a sweep seeds a new sampler for every trial; :meth:`SweepTPESampler.
-reseeded` gives it the kept trials and the search space of the sampler before it, which
-are functions of the study alone, not of the seed.
+In the reproducible mode a sweep seeds a new sampler for every trial;
+:meth:`SweepTPESampler.reseeded` gives it what the sampler before it kept (the search space
+and the finished trials of each study it sampled: functions of the study, not of the seed).
 """
 
 from __future__ import annotations
 
 import bisect
 import math
+import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +34,8 @@ import optuna
 from optuna.distributions import BaseDistribution
 from optuna.samplers._tpe.parzen_estimator import _ParzenEstimator
 from optuna.samplers._tpe.sampler import default_gamma
+from optuna.search_space import IntersectionSearchSpace
+from optuna.storages import BaseStorage
 from optuna.study import Study, StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
@@ -51,7 +54,6 @@ class FinishedTrials:
     trials in number order is a sort by ``(key, number)``).
     """
 
-    study_key: tuple[int, int]
     space: dict[str, BaseDistribution]
     minimize: bool
     numbers: list[int] = field(default_factory=list)
@@ -93,31 +95,54 @@ class FinishedTrials:
         return sorted(chosen)
 
 
+@dataclass
+class StudyMemo:
+    """What a TPE sampler keeps of one study: its search space, its finished trials."""
+
+    search_space: IntersectionSearchSpace = field(
+        default_factory=lambda: IntersectionSearchSpace(include_pruned=True)
+    )
+    finished: FinishedTrials | None = None
+
+
 class SweepTPESampler(optuna.samplers.TPESampler):
     """:class:`~optuna.samplers.TPESampler`, with its finished trials kept between asks."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._finished: FinishedTrials | None = None
+        # by storage and study id: a sampler reseeded for a trial also samples a replayed
+        # copy of the study (resume after a kill inside an ask), which has its own
+        self._memos: weakref.WeakKeyDictionary[BaseStorage, dict[int, StudyMemo]] = (
+            weakref.WeakKeyDictionary()
+        )
 
     def reseeded(self, seed: int | None) -> SweepTPESampler:
-        """A sampler as new with ``seed``, that keeps this one's finished trials and search
-        space (the study's, not the seed's)."""
+        """A sampler as new with ``seed``, that keeps what this one kept of its studies
+        (their search spaces and finished trials: the studies', not the seed's)."""
         fresh = SweepTPESampler(
             seed=seed, constant_liar=self._constant_liar, multivariate=self._multivariate
         )
-        fresh._finished = self._finished
-        fresh._search_space = self._search_space
+        fresh._memos = self._memos
         return fresh
+
+    def _memo(self, study: Study) -> StudyMemo:
+        studies = self._memos.setdefault(study._storage, {})
+        return studies.setdefault(study._study_id, StudyMemo())
+
+    def infer_relative_search_space(
+        self, study: Study, trial: FrozenTrial
+    ) -> dict[str, BaseDistribution]:
+        """Optuna's, from the search space kept for ``study``."""
+        self._search_space = self._memo(study).search_space
+        return super().infer_relative_search_space(study, trial)
 
     def _sample_relative(
         self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
     ) -> dict[str, Any]:
         """Optuna's, without reading every trial to count the finished ones once enough have."""
-        kept = self._finished
+        kept = self._memo(study).finished
         if (
             kept is not None
-            and kept.study_key == _study_key(study)
             and kept.space == search_space
             and len(kept.seen) >= self._n_startup_trials
         ):
@@ -162,12 +187,11 @@ class SweepTPESampler(optuna.samplers.TPESampler):
         sampled on its own)."""
         if study._is_multi_objective() or self._gamma not in (None, default_gamma):
             return None
-        kept = self._finished
-        key = _study_key(study)
-        if kept is None or kept.study_key != key:
+        memo = self._memo(study)
+        if memo.finished is None:
             minimize = study.direction == StudyDirection.MINIMIZE
-            kept = self._finished = FinishedTrials(key, dict(search_space), minimize)
-        return kept if kept.space == search_space else None
+            memo.finished = FinishedTrials(dict(search_space), minimize)
+        return memo.finished if memo.finished.space == search_space else None
 
     def _rows(
         self,
@@ -207,10 +231,6 @@ class SweepTPESampler(optuna.samplers.TPESampler):
         if not isinstance(mpe, _ParzenEstimator):
             raise RuntimeError("_parzen_estimator_cls must override _ParzenEstimator.")
         return mpe
-
-
-def _study_key(study: Study) -> tuple[int, int]:
-    return (id(study._storage), study._study_id)
 
 
 def _violation(trial: FrozenTrial) -> float:

@@ -73,8 +73,10 @@ def _play(
 def _kept(study: optuna.Study) -> int:
     """How many finished trials sweeper's sampler kept (it did not leave it to Optuna's code)."""
     sampler = study.sampler
-    assert isinstance(sampler, SweepTPESampler) and sampler._finished is not None
-    return len(sampler._finished.seen)
+    assert isinstance(sampler, SweepTPESampler)
+    kept = sampler._memo(study).finished
+    assert kept is not None
+    return len(kept.seen)
 
 
 def _finish(study: optuna.Study, trial: optuna.Trial, roll: float) -> None:
@@ -114,6 +116,29 @@ def test_a_sampler_reseeded_for_every_trial_suggests_as_a_fresh_optuna_one() -> 
     asked, study = _play(_sweeper, trials=80, reseed=True)
     assert asked == expected
     assert _kept(study) > 50
+
+
+def test_a_replayed_copy_of_the_study_is_sampled_apart_from_the_study() -> None:
+    # resume after a kill inside an ask: the ask is replayed on an in-memory copy of the
+    # study, by a sampler reseeded from the study's own (see left_running.finish_ask)
+    def replay(make: Callable[[int], optuna.samplers.BaseSampler]) -> list[dict[str, Any]]:
+        storage = optuna.storages.InMemoryStorage()
+        optuna.create_study(storage=storage)  # the sweep's study is not the first one
+        study = optuna.create_study(storage=storage, sampler=make(1))
+        for _ in range(20):
+            trial = study.ask(SPACE)
+            study.tell(trial, _loss(trial.params))
+        copy = optuna.create_study(sampler=study.sampler)
+        copy.add_trials(study.get_trials(deepcopy=False)[:-3])
+        sampler = copy.sampler
+        copy.sampler = sampler.reseeded(5) if isinstance(sampler, SweepTPESampler) else make(5)
+        asked = [copy.ask(SPACE).params]
+        sampler = study.sampler  # the resumed sweep goes on, reseeded for its next trial
+        study.sampler = sampler.reseeded(6) if isinstance(sampler, SweepTPESampler) else make(6)
+        asked.append(study.ask(SPACE).params)
+        return asked
+
+    assert replay(_sweeper) == replay(_optuna)
 
 
 def test_several_objectives_are_left_to_optunas_code() -> None:

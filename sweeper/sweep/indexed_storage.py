@@ -22,19 +22,20 @@ from __future__ import annotations
 import bisect
 import copy
 import json
-from collections.abc import Callable, Container, Iterable, Sequence
+from collections.abc import Callable, Container, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any, cast
 
 from optuna._typing import JSONSerializable
 from optuna.distributions import BaseDistribution
-from optuna.storages import JournalStorage
+from optuna.storages import BaseStorage, JournalStorage
 from optuna.storages._cached_storage import _CachedStorage
-from optuna.storages._rdb import models
-from optuna.storages._rdb.storage import _create_scoped_session
 from optuna.trial import FrozenTrial, TrialState
 
 #: A set of states asked for, as a key (None: every state).
 StatesKey = frozenset[TrialState] | None
+#: How to read a study's trial by its number.
+TrialAt = Callable[[int], FrozenTrial]
 
 
 def _number(trial: FrozenTrial) -> int:
@@ -55,7 +56,7 @@ class TrialIndex:
         #: Finished trials of each set of states asked for so far, in number order.
         self.finished: dict[StatesKey, list[FrozenTrial]] = {None: []}
 
-    def update(self, count: int, trial_at: Callable[[int], FrozenTrial]) -> None:
+    def update(self, count: int, trial_at: TrialAt) -> None:
         """Read the trials added since the last update and those not finished then."""
         for number in range(self.count, count):
             self.open[number] = trial_at(number)
@@ -83,8 +84,9 @@ class TrialIndex:
         return out
 
 
-class IndexedJournalStorage(JournalStorage):
-    """Optuna's journal storage whose ``get_all_trials`` reads a :class:`TrialIndex`."""
+class IndexedReads(BaseStorage):
+    """``get_all_trials`` through a :class:`TrialIndex` per study, for a storage that says
+    how to read its trials (:meth:`_reading`)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -97,24 +99,38 @@ class IndexedJournalStorage(JournalStorage):
         states: Container[TrialState] | None = None,
     ) -> list[FrozenTrial]:
         """Optuna's answer: the study's trials in ``states``, in number order."""
-        with self._thread_lock:
-            self._sync_with_backend()
-            replay = self._replay_result
-            if study_id not in replay._study_id_to_trial_ids:  # Optuna's KeyError
-                return super().get_all_trials(study_id, deepcopy, states)
-            ids = replay._study_id_to_trial_ids[study_id]
+        with self._reading(study_id) as (count, trial_at):
             index = self._indexes.setdefault(study_id, TrialIndex())
-            index.update(len(ids), lambda number: replay._trials[ids[number]])
+            index.update(count, trial_at)
             trials = index.trials(states)
         return copy.deepcopy(trials) if deepcopy else trials
 
     def delete_study(self, study_id: int) -> None:
-        """Optuna's, and the study's index with it."""
+        """The storage's, and the study's index with it."""
         self._indexes.pop(study_id, None)
-        super().delete_study(study_id)
+        # the storage's own (this class comes before it in the storages below)
+        super().delete_study(study_id)  # type: ignore[safe-super]
+
+    def _reading(self, study_id: int) -> AbstractContextManager[tuple[int, TrialAt]]:
+        """While held, the study's trials as they stand: how many, and how to read one."""
+        raise NotImplementedError
 
 
-class IndexedCachedStorage(_CachedStorage):
+class IndexedJournalStorage(IndexedReads, JournalStorage):
+    """Optuna's journal storage whose ``get_all_trials`` reads a :class:`TrialIndex`."""
+
+    @contextmanager
+    def _reading(self, study_id: int) -> Iterator[tuple[int, TrialAt]]:
+        with self._thread_lock:
+            self._sync_with_backend()
+            replay = self._replay_result
+            ids = replay._study_id_to_trial_ids.get(study_id)
+            if ids is None:
+                raise KeyError(f"no study with id {study_id}")  # as Optuna's
+            yield len(ids), lambda number: replay._trials[ids[number]]
+
+
+class IndexedCachedStorage(IndexedReads, _CachedStorage):
     """Optuna's cache of a database storage, kept up to date by the driver's own writes.
 
     Optuna's cache asks the database for the new and the unfinished trials at every read
@@ -123,33 +139,24 @@ class IndexedCachedStorage(_CachedStorage):
     (:func:`~sweeper.sweep.study.sole_driver`), so after the study's first read this cache
     applies each of its writes to its copy of the trial as the database stores it (values
     through JSON, as Optuna reads them back; the times a state change gave a trial read back
-    in one query) and answers reads without asking again. Every
-    write still goes to the database first, in the same transactions as Optuna's: what a
-    ``kill -9`` leaves there is what it would have left.
+    in one query) and answers reads without asking again. Every write still goes to the
+    database first, in the same transactions as Optuna's: what a ``kill -9`` leaves there
+    is what it would have left.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._indexes: dict[int, TrialIndex] = {}
         #: Studies read in full once, whose cached trials this process keeps up to date.
         self._loaded: set[int] = set()
 
-    def get_all_trials(
-        self,
-        study_id: int,
-        deepcopy: bool = True,
-        states: Container[TrialState] | None = None,
-    ) -> list[FrozenTrial]:
-        """Optuna's answer: the study's trials in ``states``, in number order."""
+    @contextmanager
+    def _reading(self, study_id: int) -> Iterator[tuple[int, TrialAt]]:
         if study_id not in self._loaded:
             self._read_trials_from_remote_storage(study_id)  # every trial, the first time
             self._loaded.add(study_id)
         with self._lock:
             cached = self._studies[study_id].trials
-            index = self._indexes.setdefault(study_id, TrialIndex())
-            index.update(len(cached), cached.__getitem__)
-            trials = index.trials(states)
-        return copy.deepcopy(trials) if deepcopy else trials
+            yield len(cached), cached.__getitem__
 
     def get_trial(self, trial_id: int) -> FrozenTrial:
         """The cached trial once its study was read (kept up to date), else Optuna's read."""
@@ -169,43 +176,25 @@ class IndexedCachedStorage(_CachedStorage):
         """Optuna's write, then the same on the cached trial."""
         super().set_trial_param(trial_id, param_name, param_value_internal, distribution)
         value = distribution.to_external_repr(param_value_internal)
-
-        def change(trial: FrozenTrial) -> None:
-            trial.params = {**trial.params, param_name: value}
-            trial.distributions = {**trial.distributions, param_name: distribution}
-
-        self._mirror(trial_id, change)
+        self._mirror(trial_id, _set_in("params", param_name, value))
+        self._mirror(trial_id, _set_in("distributions", param_name, distribution))
 
     def set_trial_user_attr(self, trial_id: int, key: str, value: Any) -> None:
         """Optuna's write, then the same on the cached trial (the value as read back)."""
         super().set_trial_user_attr(trial_id, key, value)
-        stored = _as_stored(value)
-
-        def change(trial: FrozenTrial) -> None:
-            trial.user_attrs = {**trial.user_attrs, key: stored}
-
-        self._mirror(trial_id, change)
+        self._mirror(trial_id, _set_in("user_attrs", key, _as_stored(value)))
 
     def set_trial_system_attr(self, trial_id: int, key: str, value: JSONSerializable) -> None:
         """Optuna's write, then the same on the cached trial (the value as read back)."""
         super().set_trial_system_attr(trial_id, key, value)
-        stored = _as_stored(value)
-
-        def change(trial: FrozenTrial) -> None:
-            trial.system_attrs = {**trial.system_attrs, key: stored}
-
-        self._mirror(trial_id, change)
+        self._mirror(trial_id, _set_in("system_attrs", key, _as_stored(value)))
 
     def set_trial_intermediate_value(
         self, trial_id: int, step: int, intermediate_value: float
     ) -> None:
         """Optuna's write, then the same on the cached trial."""
         super().set_trial_intermediate_value(trial_id, step, intermediate_value)
-
-        def change(trial: FrozenTrial) -> None:
-            trial.intermediate_values = {**trial.intermediate_values, step: intermediate_value}
-
-        self._mirror(trial_id, change)
+        self._mirror(trial_id, _set_in("intermediate_values", step, intermediate_value))
 
     def set_trial_state_values(
         self, trial_id: int, state: TrialState, values: Sequence[float] | None = None
@@ -215,6 +204,9 @@ class IndexedCachedStorage(_CachedStorage):
         changed = super().set_trial_state_values(trial_id, state, values)
         if not changed:
             return False
+        from optuna.storages._rdb import models  # SQLAlchemy: not for every sweeper command
+        from optuna.storages._rdb.storage import _create_scoped_session
+
         with _create_scoped_session(self._backend.scoped_session) as session:
             row = models.TrialModel.find_or_raise_by_id(trial_id, session)
             started, completed = row.datetime_start, row.datetime_complete
@@ -231,8 +223,7 @@ class IndexedCachedStorage(_CachedStorage):
         return True
 
     def delete_study(self, study_id: int) -> None:
-        """Optuna's, and what this cache keeps of the study with it."""
-        self._indexes.pop(study_id, None)
+        """The storage's, and what this cache keeps of the study with it."""
         self._loaded.discard(study_id)
         super().delete_study(study_id)
 
@@ -248,6 +239,15 @@ class IndexedCachedStorage(_CachedStorage):
             trials[found[1]] = trial
 
 
+def _set_in(field: str, key: Any, value: Any) -> Callable[[FrozenTrial], None]:
+    """A change that sets ``key`` in a trial's dictionary ``field`` (``params``, ...)."""
+
+    def change(trial: FrozenTrial) -> None:
+        setattr(trial, field, {**getattr(trial, field), key: value})
+
+    return change
+
+
 def _as_stored(value: Any) -> Any:
     """An attribute's value as the database gives it back (Optuna stores it as JSON)."""
     return json.loads(json.dumps(value))
@@ -255,6 +255,8 @@ def _as_stored(value: Any) -> Any:
 
 def _as_stored_value(value: float) -> float:
     """An objective value as the database gives it back (infinities have a form of their own)."""
+    from optuna.storages._rdb import models
+
     return models.TrialValueModel.stored_repr_to_value(
         *models.TrialValueModel.value_to_stored_repr(value)
     )

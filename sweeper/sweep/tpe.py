@@ -136,6 +136,22 @@ class SweepTPESampler(optuna.samplers.TPESampler):
         self._search_space = self._memo(study).search_space
         return super().infer_relative_search_space(study, trial)
 
+    def sample_relative(
+        self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
+    ) -> dict[str, Any]:
+        """Optuna's, less the copy of the values it writes to the trial's system attributes.
+
+        That copy is for the constant liar of other processes asking the same study while
+        this ask has not yet given the trial its values. A sweep has one asker, its driver,
+        and its ask gives the trial every value before anything else reads the study (a
+        resume gives a trial cut short by a kill its values first, see
+        :func:`~sweeper.sweep.left_running.finish_ask`): the copy was never read, and cost a
+        database write per trial.
+        """
+        if self._group:
+            return super().sample_relative(study, trial, search_space)
+        return self._sample_relative(study, trial, search_space)
+
     def _sample_relative(
         self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
     ) -> dict[str, Any]:
@@ -157,7 +173,7 @@ class SweepTPESampler(optuna.samplers.TPESampler):
         if kept is None:
             return super()._sample(study, trial, search_space)
         states = [*LEARNED, TrialState.RUNNING] if self._constant_liar else list(LEARNED)
-        trials = study._get_trials(deepcopy=False, states=states, use_cache=not self._constant_liar)
+        trials = study.get_trials(deepcopy=False, states=states)
         running = []
         for other in trials:
             if other.state == TrialState.RUNNING:
@@ -174,7 +190,7 @@ class SweepTPESampler(optuna.samplers.TPESampler):
         )
         samples_below = mpe_below.sample(self._rng.rng, self._n_ei_candidates)
         acq_func_vals = self._compute_acquisition_func(samples_below, mpe_below, mpe_above)
-        ret = optuna.samplers.TPESampler._compare(samples_below, acq_func_vals)
+        ret = self._compare(samples_below, acq_func_vals)
         for param_name, dist in search_space.items():
             ret[param_name] = dist.to_external_repr(ret[param_name])
         return ret
@@ -185,7 +201,7 @@ class SweepTPESampler(optuna.samplers.TPESampler):
         """The kept trials of ``study`` for ``search_space``; None where Optuna's own code runs:
         several objectives, a custom ``gamma``, another space than the kept one (a parameter
         sampled on its own)."""
-        if study._is_multi_objective() or self._gamma not in (None, default_gamma):
+        if len(study.directions) > 1 or self._gamma not in (None, default_gamma):
             return None
         memo = self._memo(study)
         if memo.finished is None:

@@ -21,6 +21,7 @@ from optuna.distributions import (
     FloatDistribution,
     IntDistribution,
 )
+from optuna.samplers._tpe.sampler import _RELATIVE_PARAMS_KEY as RELATIVE
 from optuna.trial import TrialState
 
 from sweeper.sweep.reproducible import trial_seed
@@ -108,6 +109,8 @@ def test_suggestions_are_optunas_own(direction: str) -> None:
     asked, study = _play(_sweeper, trials=120, direction=direction)
     assert asked == expected
     assert _kept(study) > 80
+    # the values are not copied to system attributes for other askers: a sweep has one
+    assert not [k for t in study.trials for k in t.system_attrs if k.startswith(RELATIVE)]
 
 
 def test_a_sampler_reseeded_for_every_trial_suggests_as_a_fresh_optuna_one() -> None:

@@ -147,6 +147,23 @@ class Timings:
         return out
 
 
+def _samplers() -> list[type]:
+    """TPE, random, and the samplers built on them (sweeper's TPE, where it has one)."""
+    import optuna
+
+    try:
+        import sweeper.sweep.samplers  # noqa: F401  (defines sweeper's own, if any)
+    except ImportError:
+        pass
+    found: list[type] = []
+    todo: list[type] = [optuna.samplers.TPESampler, optuna.samplers.RandomSampler]
+    while todo:
+        cls = todo.pop()
+        found.append(cls)
+        todo.extend(cls.__subclasses__())
+    return found
+
+
 def install(path: Path) -> Timings:
     """Patch Optuna in this process; write the summary to ``path`` when the process exits."""
     import optuna
@@ -176,7 +193,7 @@ def install(path: Path) -> Timings:
         return ask(self, *args, **kwargs)
 
     optuna.Study.ask = counted_ask  # type: ignore[method-assign]
-    for cls in (optuna.samplers.TPESampler, optuna.samplers.RandomSampler):
+    for cls in _samplers():
         for name in SAMPLER_METHODS:
             if name in cls.__dict__:
                 setattr(cls, name, timings.sampler(name, cls.__dict__[name]))

@@ -56,9 +56,9 @@ class FinishedTrials:
 
     space: dict[str, BaseDistribution]
     minimize: bool
-    numbers: list[int] = field(default_factory=list)
+    numbers: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
     rows: np.ndarray = field(default_factory=lambda: np.empty((0, 0)))
-    usable: list[bool] = field(default_factory=list)
+    usable: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=bool))
     complete: list[tuple[float, int]] = field(default_factory=list)
     pruned: list[tuple[tuple[float, float], int]] = field(default_factory=list)
     infeasible: list[tuple[float, int]] = field(default_factory=list)
@@ -79,10 +79,10 @@ class FinishedTrials:
             bisect.insort(self.complete, (value if self.minimize else -value, number))
         else:
             bisect.insort(self.pruned, (_pruned_score(trial, self.minimize), number))
-        at = bisect.bisect(self.numbers, number)
-        self.numbers.insert(at, number)
+        at = int(np.searchsorted(self.numbers, number, side="right"))
+        self.numbers = np.insert(self.numbers, at, number)
         whole = self.space.keys() <= params.keys()
-        self.usable.insert(at, whole)
+        self.usable = np.insert(self.usable, at, whole)
         row = [d.to_internal_repr(params[n]) if whole else math.nan for n, d in self.space.items()]
         self.rows = np.insert(self.rows, at, np.asarray(row, dtype=float), axis=0)
 
@@ -173,14 +173,7 @@ class SweepTPESampler(optuna.samplers.TPESampler):
         if kept is None:
             return super()._sample(study, trial, search_space)
         states = [*LEARNED, TrialState.RUNNING] if self._constant_liar else list(LEARNED)
-        trials = study.get_trials(deepcopy=False, states=states)
-        running = []
-        for other in trials:
-            if other.state == TrialState.RUNNING:
-                if other.number != trial.number:
-                    running.append(other)
-            elif other.number not in kept.seen:
-                kept.add(other, self._get_params(other, study))
+        running = self._take_new(study, kept, states, trial.number)
         if self._gamma is None:
             self._gamma = default_gamma
         below = kept.below(self._gamma(len(kept.seen)))
@@ -194,6 +187,30 @@ class SweepTPESampler(optuna.samplers.TPESampler):
         for param_name, dist in search_space.items():
             ret[param_name] = dist.to_external_repr(ret[param_name])
         return ret
+
+    def _take_new(
+        self, study: Study, kept: FinishedTrials, states: list[TrialState], asking: int
+    ) -> list[FrozenTrial]:
+        """Keep the trials that finished since the last ask; the running ones but ``asking``.
+
+        Every kept trial is still among the study's (finished trials stay), so the others
+        number ``len(trials) - len(kept.seen)``: they are looked for from the newest back,
+        and the walk stops once all are found (a few trials back, unless one runs long).
+        """
+        trials = study.get_trials(deepcopy=False, states=states)
+        missing = len(trials) - len(kept.seen)
+        running: list[FrozenTrial] = []
+        for other in reversed(trials):
+            if missing <= 0:
+                break
+            if other.number in kept.seen:
+                continue
+            missing -= 1
+            if other.state != TrialState.RUNNING:
+                kept.add(other, self._get_params(other, study))
+            elif other.number != asking:
+                running.append(other)
+        return running[::-1]
 
     def _kept(
         self, study: Study, search_space: dict[str, BaseDistribution]
@@ -220,10 +237,10 @@ class SweepTPESampler(optuna.samplers.TPESampler):
     ) -> np.ndarray:
         """The observations of ``below`` or (``above``) of every other kept trial and the
         ``running`` ones: whole rows only, in trial-number order (``_get_internal_repr``)."""
-        numbers = np.asarray(kept.numbers, dtype=np.int64)
+        numbers = kept.numbers
         in_below = np.zeros(len(numbers), dtype=bool)
         in_below[np.searchsorted(numbers, below)] = True
-        mask = np.asarray(kept.usable, dtype=bool) & (~in_below if above else in_below)
+        mask = kept.usable & (~in_below if above else in_below)
         rows, at = kept.rows[mask], numbers[mask]
         whole = [
             (t.number, params)

@@ -53,6 +53,8 @@ class Args:
     cpus_per_trial: float | None = None
     #: sweeper only: join the warm head of `sweep up` kept in this SWEEPER_HOME.
     warm_home: Path | None = None
+    #: sweeper only: the study's Optuna storage URL (`--storage`); None: the store's journal.
+    storage: str | None = None
 
 
 def parse_args(description: str) -> Args:
@@ -78,6 +80,7 @@ def parse_args(description: str) -> Args:
     )
     parser.add_argument("--cpus-per-trial", type=float, default=None)
     parser.add_argument("--warm-home", type=Path, default=None)
+    parser.add_argument("--storage", default=None, help="sweeper: `sweep --storage URL`.")
     ns = parser.parse_args()
     ns.workdir.mkdir(parents=True, exist_ok=True)
     return Args(**vars(ns))

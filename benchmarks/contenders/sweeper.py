@@ -6,9 +6,12 @@ the study. A watcher thread notes the moment Ray is up (``ray.is_initialized()``
 every 2 ms), so that the Ray start-up (``ray_init_s``: from the CLI's call to Ray being up,
 the work done meanwhile included) can be reported apart from the sweep loop (``loop_s``:
 from Ray being up to the sweep's end). Set ``BENCH_PROFILE=FILE`` to write a cProfile of
-the driver's sweep to FILE. Reports the sweep's slot idle time (``sweep.json``), the part
-files of each dataset and, with ``--query``, the wall time of ``sweep ls --sort
--metric.loss --limit 10`` and ``results.best()`` over the store as the sweep left it.
+the driver's sweep to FILE, and ``BENCH_OPTUNA_TIMES=FILE`` to write the driver's time per
+trial in Optuna's storage and in the sampler to FILE
+(:mod:`benchmarks.contenders.optuna_timing`). Reports the sweep's slot idle time
+(``sweep.json``), the part files of each dataset and, with ``--query``, the wall time of
+``sweep ls --sort -metric.loss --limit 10`` and ``results.best()`` over the store as the
+sweep left it.
 """
 
 from __future__ import annotations
@@ -55,6 +58,13 @@ def main() -> None:
         argv.append("--free-order")
     if args.cpus_per_trial is not None:
         argv += ["--cpus-per-trial", str(args.cpus_per_trial)]
+    if args.storage is not None:
+        argv += ["--storage", args.storage]
+    times_path = os.environ.get("BENCH_OPTUNA_TIMES")
+    if times_path:  # the driver's time in Optuna's storage and in the sampler, per trial
+        from benchmarks.contenders.optuna_timing import install
+
+        install(Path(times_path))
     if args.warm_home is not None:
         # the harness keeps every contender off a running head: this one joins its own
         os.environ["SWEEPER_HOME"] = str(args.warm_home)

@@ -84,7 +84,11 @@ def reseed(study: optuna.Study, plan: SweepPlan, number: int) -> None:
     if plan.seed is None or plan.sampler not in RESEEDED_SAMPLERS:
         return
     study.sampler = make_sampler(
-        plan.sampler, plan.space, seed=trial_seed(plan.seed, number), objectives=len(plan.metrics)
+        plan.sampler,
+        plan.space,
+        seed=trial_seed(plan.seed, number),
+        objectives=len(plan.metrics),
+        previous=study.sampler,  # what it kept of the study's finished trials, not its seed
     )
 
 

@@ -9,6 +9,7 @@ import optuna
 from sweeper.errors import SweeperError
 from sweeper.sweep.choices import PRUNERS, SAMPLERS
 from sweeper.sweep.space import SearchSpace
+from sweeper.sweep.tpe import SweepTPESampler
 
 # Optuna's INFO lines ("A new study created...") are not sweeper's output; set here too, not
 # only in the engine, for the commands that use Optuna without it (`sweep replay`).
@@ -27,27 +28,25 @@ class AskTellGridSampler(optuna.samplers.GridSampler):
 
 
 def make_sampler(
-    name: str, space: SearchSpace, *, seed: int | None, objectives: int
+    name: str,
+    space: SearchSpace,
+    *,
+    seed: int | None,
+    objectives: int,
+    previous: optuna.samplers.BaseSampler | None = None,
 ) -> optuna.samplers.BaseSampler:
-    """Build the sampler ``name``; parallel TPE uses the constant liar to avoid duplicates."""
+    """Build the sampler ``name``; parallel TPE uses the constant liar to avoid duplicates.
+
+    ``previous``: the sampler this one replaces (reseeded for a trial), whose kept trials
+    TPE takes over (:class:`~sweeper.sweep.tpe.SweepTPESampler`, Optuna's suggestions).
+    """
     name = name.lower()
     if name == "tpe":
-        return optuna.samplers.TPESampler(seed=seed, constant_liar=True, multivariate=True)
+        return _tpe(seed, previous)
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if name == "grid":
-        grid: dict[str, list[Any]] = dict(space.grid or {})
-        for pname, dist in space.distributions.items():
-            choices = getattr(dist, "choices", None)
-            if choices is None:
-                raise SweeperError(
-                    f'the grid sampler needs a list of values for "{pname}", not a range: '
-                    f"give -p {pname}=a,b,c or use a grid_search task"
-                )
-            grid[pname] = list(choices)
-        if not grid:
-            raise SweeperError("the grid sampler needs at least one parameter with several values")
-        return AskTellGridSampler(grid, seed=seed)
+        return _grid(space, seed)
     if name == "cmaes":
         if objectives > 1:
             raise SweeperError(
@@ -73,6 +72,27 @@ def make_sampler(
     if name == "qmc":
         return optuna.samplers.QMCSampler(seed=seed, warn_independent_sampling=False)
     raise SweeperError(f'unknown sampler "{name}"; choose one of {", ".join(SAMPLERS)}')
+
+
+def _grid(space: SearchSpace, seed: int | None) -> AskTellGridSampler:
+    grid: dict[str, list[Any]] = dict(space.grid or {})
+    for pname, dist in space.distributions.items():
+        choices = getattr(dist, "choices", None)
+        if choices is None:
+            raise SweeperError(
+                f'the grid sampler needs a list of values for "{pname}", not a range: '
+                f"give -p {pname}=a,b,c or use a grid_search task"
+            )
+        grid[pname] = list(choices)
+    if not grid:
+        raise SweeperError("the grid sampler needs at least one parameter with several values")
+    return AskTellGridSampler(grid, seed=seed)
+
+
+def _tpe(seed: int | None, previous: optuna.samplers.BaseSampler | None) -> SweepTPESampler:
+    if isinstance(previous, SweepTPESampler):
+        return previous.reseeded(seed)
+    return SweepTPESampler(seed=seed, constant_liar=True, multivariate=True)
 
 
 def make_pruner(name: str, *, objectives: int) -> optuna.pruners.BasePruner:

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-from optuna.storages import JournalStorage
+from optuna.storages import JournalStorage, RDBStorage
 from optuna.storages.journal import BaseJournalBackend, JournalFileBackend
 from optuna.storages.journal._file import get_lock_file
 from optuna.study import StudyDirection
@@ -41,6 +41,7 @@ from sweeper.errors import StoreError, SweeperError
 from sweeper.store import RecordStore
 from sweeper.store._locks import file_lock
 from sweeper.sweep.failures import FailureGroup, study_failures
+from sweeper.sweep.indexed_storage import IndexedCachedStorage, IndexedJournalStorage
 
 #: The lock file a sweep's driver holds while it runs (next to its journal).
 DRIVER_LOCK = "driver.lock"
@@ -148,7 +149,7 @@ class StoreJournal(BaseJournalBackend):
         self._dirty = False
 
 
-class CopiedStorage(JournalStorage):
+class CopiedStorage(IndexedJournalStorage):
     """The study storage of a :class:`StoreJournal`: a copy of the store's journal."""
 
     def __init__(self, journal: StoreJournal) -> None:
@@ -191,15 +192,49 @@ def study_storage(
     """The Optuna storage of a sweep: ``--storage`` when given, else a journal in the store.
 
     ``writer``: the sweep's driver, inside :func:`sole_driver` (a :class:`DriverJournal`, or
-    a :class:`CopiedStorage` that copies itself back to an object store).
+    a :class:`CopiedStorage` that copies itself back to an object store), whose storage
+    reads its trials through an index (:mod:`sweeper.sweep.indexed_storage`).
     """
     if storage_url:
-        return storage_url
+        if not writer:
+            return storage_url
+        # Optuna's own cache of the database (what the URL gives), kept by the driver
+        return IndexedCachedStorage(RDBStorage(driver_database_url(storage_url)))
     if store.local_path is None:  # an object store: a local copy of the store's journal
         push_every_s = PUSH_EVERY_S if writer else None
         return CopiedStorage(StoreJournal(store, sweep_id, push_every_s=push_every_s))
     path = str(store.sweep_journal(sweep_id))
-    return JournalStorage(DriverJournal(path) if writer else JournalFile(path))
+    if writer:
+        return IndexedJournalStorage(DriverJournal(path))
+    return JournalStorage(JournalFile(path))
+
+
+#: What the driver's PostgreSQL sessions set (libpq ``options``): see :func:`driver_database_url`.
+POSTGRES_DRIVER_OPTIONS = "-c synchronous_commit=off"
+
+
+def driver_database_url(url: str) -> str:
+    """The driver's URL of a ``--storage`` database: PostgreSQL commits without waiting for
+    their flush to disk.
+
+    Optuna commits every write (about five per trial) and PostgreSQL then waits for its
+    log to reach the disk: most of a write's time on a local server. With
+    ``synchronous_commit=off`` (for the driver's own sessions only) a commit returns once
+    the server has it; the server writes it to disk a fraction of a second later whatever
+    the client does, so a ``kill -9`` of the driver loses nothing. Only a crash of the
+    database server itself can drop the last commits, as a power loss can drop the last
+    lines of the journal (:class:`JournalFile`); the database stays consistent and resume
+    settles by the execution records. Other databases' URLs are left as they are.
+    """
+    if not url.startswith(("postgresql:", "postgresql+", "postgres:")):
+        return url
+    from sqlalchemy.engine import make_url  # not for every sweeper command
+
+    parsed = make_url(url)
+    given = parsed.query.get("options")
+    given = " ".join(given) if isinstance(given, tuple) else given
+    options = f"{given} {POSTGRES_DRIVER_OPTIONS}" if given else POSTGRES_DRIVER_OPTIONS
+    return parsed.update_query_dict({"options": options}).render_as_string(hide_password=False)
 
 
 def is_copy(storage: Any) -> bool:

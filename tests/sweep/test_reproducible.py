@@ -14,7 +14,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import optuna
 import pytest
 
 from sweeper.cluster.controller import Launch
@@ -23,6 +22,7 @@ from sweeper.status import Status
 from sweeper.store import Store
 from sweeper.sweep.plan import SweepOptions
 from sweeper.sweep.reproducible import SEED_ENV, trial_seed
+from sweeper.sweep.tpe import SweepTPESampler
 from tests.sweep.test_policy import STEP, Driver, make_plan
 
 #: Picks which of the running launches finishes next.
@@ -168,16 +168,14 @@ def test_a_trial_whose_ask_the_kill_cut_short_gets_the_parameters_it_was_being_g
     store = Store.open(tmp_path / "cut", create=True)
     plan = make_plan(project, store, trials=16, sampler="tpe", seed=7, parallel=3)
     killed = Driver(plan, store)
-    sample = optuna.samplers.TPESampler.sample_relative
+    sample = SweepTPESampler.sample_relative  # the sweep's TPE
 
     def die_inside_the_ask_of_trial_12(self: Any, study: Any, trial: Any, space: Any) -> Any:
         if trial.number == 12:  # past TPE's 10 startup trials: the model decides
             raise Killed("kill -9 inside the ask of trial 12")
         return sample(self, study, trial, space)
 
-    monkeypatch.setattr(
-        optuna.samplers.TPESampler, "sample_relative", die_inside_the_ask_of_trial_12
-    )
+    monkeypatch.setattr(SweepTPESampler, "sample_relative", die_inside_the_ask_of_trial_12)
     with pytest.raises(Killed, match="inside the ask"):
         play(killed, last_asked, parallel=3)
     monkeypatch.undo()

@@ -199,7 +199,7 @@ def study_storage(
         if not writer:
             return storage_url
         # Optuna's own cache of the database (what the URL gives), kept by the driver
-        return IndexedCachedStorage(RDBStorage(driver_database_url(storage_url)))
+        return IndexedCachedStorage(RDBStorage(storage_url))
     if store.local_path is None:  # an object store: a local copy of the store's journal
         push_every_s = PUSH_EVERY_S if writer else None
         return CopiedStorage(StoreJournal(store, sweep_id, push_every_s=push_every_s))
@@ -207,34 +207,6 @@ def study_storage(
     if writer:
         return IndexedJournalStorage(DriverJournal(path))
     return JournalStorage(JournalFile(path))
-
-
-#: What the driver's PostgreSQL sessions set (libpq ``options``): see :func:`driver_database_url`.
-POSTGRES_DRIVER_OPTIONS = "-c synchronous_commit=off"
-
-
-def driver_database_url(url: str) -> str:
-    """The driver's URL of a ``--storage`` database: PostgreSQL commits without waiting for
-    their flush to disk.
-
-    Optuna commits every write (about five per trial) and PostgreSQL then waits for its
-    log to reach the disk: most of a write's time on a local server. With
-    ``synchronous_commit=off`` (for the driver's own sessions only) a commit returns once
-    the server has it; the server writes it to disk a fraction of a second later whatever
-    the client does, so a ``kill -9`` of the driver loses nothing. Only a crash of the
-    database server itself can drop the last commits, as a power loss can drop the last
-    lines of the journal (:class:`JournalFile`); the database stays consistent and resume
-    settles by the execution records. Other databases' URLs are left as they are.
-    """
-    if not url.startswith(("postgresql:", "postgresql+", "postgres:")):
-        return url
-    from sqlalchemy.engine import make_url  # not for every sweeper command
-
-    parsed = make_url(url)
-    given = parsed.query.get("options")
-    given = " ".join(given) if isinstance(given, tuple) else given
-    options = f"{given} {POSTGRES_DRIVER_OPTIONS}" if given else POSTGRES_DRIVER_OPTIONS
-    return parsed.update_query_dict({"options": options}).render_as_string(hide_password=False)
 
 
 def is_copy(storage: Any) -> bool:

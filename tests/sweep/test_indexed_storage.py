@@ -171,28 +171,3 @@ def test_the_sweeps_driver_uses_the_indexed_storages(tmp_path: Path) -> None:
     # readers (status, plots) keep Optuna's own
     assert study_storage(store, "s1", "sqlite:///x.db") == "sqlite:///x.db"
     assert type(study_storage(store, "s1", None)) is JournalStorage
-
-
-def test_the_drivers_postgresql_sessions_commit_without_waiting_for_the_disk(
-    tmp_path: Path,
-) -> None:
-    url = os.environ.get("SWEEPER_TEST_POSTGRES_URL", "")
-    if not url:
-        pytest.fail(
-            "no PostgreSQL server: run `bash scripts/test` or set SWEEPER_TEST_POSTGRES_URL"
-        )
-    store = Store.open(tmp_path / "store", create=True)
-    given = f"{url}?options=-csearch_path%3Dpublic"  # options of the user's URL are kept
-    for storage_url in (url, given):
-        driver = study_storage(store, "s1", storage_url, writer=True)
-        assert isinstance(driver, IndexedCachedStorage)
-        engine = driver._backend.engine
-        try:
-            with engine.connect() as connection:
-                assert connection.exec_driver_sql("SHOW synchronous_commit").scalar() == "off"
-                path = connection.exec_driver_sql("SHOW search_path").scalar()
-        finally:
-            engine.dispose()
-        assert (path == "public") is (storage_url == given)
-    # the readers' sessions are the server's own
-    assert study_storage(store, "s1", url) == url

@@ -52,6 +52,7 @@ STORAGE_METHODS = (
     "get_trial_user_attrs",
     "get_trial_system_attrs",
     "check_trial_is_updatable",
+    "write_waiting",  # sweeper's grouped writes to a database (sweeper.sweep.indexed_storage)
 )
 SAMPLER_METHODS = (
     "infer_relative_search_space",

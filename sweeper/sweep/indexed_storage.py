@@ -13,8 +13,19 @@ The answer is what Optuna's own ``get_all_trials`` returns: the same trials, in 
 order. :class:`IndexedJournalStorage` is the driver's journal storage;
 :class:`IndexedCachedStorage` (``--storage`` a database) also keeps its cache up to date
 with the driver's own writes instead of asking the database again (a sweep's trials have
-one writer). Readers (``sweep status``, plots) keep Optuna's storages. Nothing here changes
-what is written, nor when: kill -9 and resume see the same study.
+one writer). Readers (``sweep status``, plots) keep Optuna's storages.
+
+The driver's writes to a database are also fewer and lighter. Optuna spends a transaction
+on each write, with ORM lookups of the trial before it, and counts the study's trials in
+the database to number a new one (a count that grows with the study). Inside
+:func:`grouped_writes` the trials' writes (parameters, attributes, a tell) wait and go to
+the database in one transaction when the block ends, or earlier, just before any write that
+cannot wait (a new trial); they are plain inserts and updates of Optuna's tables, and a new
+trial's number is the count the cache holds. An ask is then two transactions (the new
+trial; its parameters and attributes) and a tell one. The rows are Optuna's, as Optuna
+writes them, and in their order, so what a ``kill -9`` leaves in the database is a state it
+could have left before (a group lands whole or not at all): resume sees the same study.
+The journal writes as it always did.
 """
 
 from __future__ import annotations
@@ -23,11 +34,14 @@ import bisect
 import copy
 import json
 from collections.abc import Callable, Container, Iterable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from datetime import datetime
 from typing import Any, cast
 
+import optuna
+
 from optuna._typing import JSONSerializable
-from optuna.distributions import BaseDistribution
+from optuna.distributions import BaseDistribution, check_distribution_compatibility
 from optuna.storages import BaseStorage, JournalStorage
 from optuna.storages._cached_storage import _CachedStorage
 from optuna.trial import FrozenTrial, TrialState
@@ -138,16 +152,46 @@ class IndexedCachedStorage(IndexedReads, _CachedStorage):
     per ask, each of six queries. A sweep's trials have one writer, its driver
     (:func:`~sweeper.sweep.study.sole_driver`), so after the study's first read this cache
     applies each of its writes to its copy of the trial as the database stores it (values
-    through JSON, as Optuna reads them back; the times a state change gave a trial read back
-    in one query) and answers reads without asking again. Every write still goes to the
-    database first, in the same transactions as Optuna's: what a ``kill -9`` leaves there
-    is what it would have left.
+    through JSON, as Optuna reads them back) and answers reads without asking again. Every
+    write goes to the database, in Optuna's transactions, or grouped (:meth:`grouped`).
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         #: Studies read in full once, whose cached trials this process keeps up to date.
         self._loaded: set[int] = set()
+        #: Inside :meth:`grouped`: the writes waiting for the group's transaction.
+        self._waiting: list[Callable[[Any], None]] | None = None
+
+    @contextmanager
+    def grouped(self) -> Iterator[None]:
+        """Hold the trials' writes made inside, then write them in one transaction.
+
+        A write that cannot wait (a new trial, an intermediate value, a study's attribute)
+        first writes those held before it, so the database sees every write in its order.
+        Nested blocks belong to the outermost one. The held writes are written also when
+        the block raises: each had been written at once before.
+        """
+        if self._waiting is not None:
+            yield
+            return
+        self._waiting = []
+        try:
+            yield
+        finally:
+            self.write_waiting()
+            self._waiting = None
+
+    def write_waiting(self) -> None:
+        """Write the held writes in one transaction (none held: nothing)."""
+        if not self._waiting:
+            return
+        from optuna.storages._rdb.storage import _create_scoped_session
+
+        writes, self._waiting[:] = list(self._waiting), []
+        with _create_scoped_session(self._backend.scoped_session) as session:
+            for write in writes:
+                write(session)
 
     @contextmanager
     def _reading(self, study_id: int) -> Iterator[tuple[int, TrialAt]]:
@@ -166,6 +210,57 @@ class IndexedCachedStorage(IndexedReads, _CachedStorage):
                 return self._studies[found[0]].trials[found[1]]
         return super().get_trial(trial_id)
 
+    def create_new_trial(self, study_id: int, template_trial: FrozenTrial | None = None) -> int:
+        """A new running trial, after the writes held before it.
+
+        Once the study is kept, the new trial's number is the count of trials the cache
+        holds (the driver is the only writer) and the trial is one insert; Optuna's own
+        locks the study's row and counts its trials in the database (a count that grows
+        with the study). An enqueued trial (a template) is Optuna's.
+        """
+        self.write_waiting()
+        if template_trial is not None or not _plain_writes(self._backend):
+            return super().create_new_trial(study_id, template_trial)
+        with self._lock:
+            if study_id not in self._loaded:
+                number = None
+            else:
+                number = len(self._studies[study_id].trials)
+        if number is None:
+            return super().create_new_trial(study_id, template_trial)
+        from optuna.storages._rdb import models
+        from optuna.storages._rdb.storage import _create_scoped_session
+        from sqlalchemy import insert
+
+        trials = models.TrialModel.__table__
+        started = datetime.now()
+        statement = (
+            insert(trials)
+            .values(
+                study_id=study_id, number=number, state=TrialState.RUNNING, datetime_start=started
+            )
+            .returning(trials.c.trial_id)
+        )
+        with _create_scoped_session(self._backend.scoped_session) as session:
+            trial_id = int(session.execute(statement).scalar_one())
+        trial = FrozenTrial(
+            number=number,
+            state=TrialState.RUNNING,
+            value=None,
+            values=None,
+            datetime_start=started,
+            datetime_complete=None,
+            params={},
+            distributions={},
+            user_attrs={},
+            system_attrs={},
+            intermediate_values={},
+            trial_id=trial_id,
+        )
+        with self._lock:
+            self._add_trials_to_cache(study_id, [trial])
+        return trial_id
+
     def set_trial_param(
         self,
         trial_id: int,
@@ -173,43 +268,66 @@ class IndexedCachedStorage(IndexedReads, _CachedStorage):
         param_value_internal: float,
         distribution: BaseDistribution,
     ) -> None:
-        """Optuna's write, then the same on the cached trial."""
-        super().set_trial_param(trial_id, param_name, param_value_internal, distribution)
+        """Optuna's write (held, in a group), then the same on the cached trial."""
+        previous = self._held_distribution(trial_id, param_name)
+        if previous is None:
+            self.write_waiting()
+            super().set_trial_param(trial_id, param_name, param_value_internal, distribution)
+        else:
+            check_distribution_compatibility(previous, distribution)
+            self._hold(_param_write(trial_id, param_name, param_value_internal, distribution))
         value = distribution.to_external_repr(param_value_internal)
         self._mirror(trial_id, _set_in("params", param_name, value))
         self._mirror(trial_id, _set_in("distributions", param_name, distribution))
 
     def set_trial_user_attr(self, trial_id: int, key: str, value: Any) -> None:
-        """Optuna's write, then the same on the cached trial (the value as read back)."""
-        super().set_trial_user_attr(trial_id, key, value)
-        self._mirror(trial_id, _set_in("user_attrs", key, _as_stored(value)))
+        """Optuna's write (held, in a group), then the same on the cached trial."""
+        self._set_attr(trial_id, "user_attrs", key, value)
 
     def set_trial_system_attr(self, trial_id: int, key: str, value: JSONSerializable) -> None:
-        """Optuna's write, then the same on the cached trial (the value as read back)."""
-        super().set_trial_system_attr(trial_id, key, value)
-        self._mirror(trial_id, _set_in("system_attrs", key, _as_stored(value)))
+        """Optuna's write (held, in a group), then the same on the cached trial."""
+        self._set_attr(trial_id, "system_attrs", key, value)
 
     def set_trial_intermediate_value(
         self, trial_id: int, step: int, intermediate_value: float
     ) -> None:
         """Optuna's write, then the same on the cached trial."""
+        self.write_waiting()
         super().set_trial_intermediate_value(trial_id, step, intermediate_value)
         self._mirror(trial_id, _set_in("intermediate_values", step, intermediate_value))
+
+    def set_study_user_attr(self, study_id: int, key: str, value: Any) -> None:
+        """Optuna's, after the writes held before it."""
+        self.write_waiting()
+        super().set_study_user_attr(study_id, key, value)
+
+    def set_study_system_attr(self, study_id: int, key: str, value: JSONSerializable) -> None:
+        """Optuna's, after the writes held before it."""
+        self.write_waiting()
+        super().set_study_system_attr(study_id, key, value)
 
     def set_trial_state_values(
         self, trial_id: int, state: TrialState, values: Sequence[float] | None = None
     ) -> bool:
-        """Optuna's write, then the same on the cached trial, with the times the database
-        gave it (read back in one query)."""
-        changed = super().set_trial_state_values(trial_id, state, values)
-        if not changed:
-            return False
+        """Optuna's write (held, in a group), then the same on the cached trial, with the
+        times the database gave it."""
         from optuna.storages._rdb import models  # SQLAlchemy: not for every sweeper command
-        from optuna.storages._rdb.storage import _create_scoped_session
 
-        with _create_scoped_session(self._backend.scoped_session) as session:
-            row = models.TrialModel.find_or_raise_by_id(trial_id, session)
-            started, completed = row.datetime_start, row.datetime_complete
+        cached = self._held_trial(trial_id)
+        if cached is None or not state.is_finished():
+            self.write_waiting()
+            changed = super().set_trial_state_values(trial_id, state, values)
+            if not changed:
+                return False
+            from optuna.storages._rdb.storage import _create_scoped_session
+
+            with _create_scoped_session(self._backend.scoped_session) as session:
+                row = models.TrialModel.find_or_raise_by_id(trial_id, session)
+                started, completed = row.datetime_start, row.datetime_complete
+        else:
+            self.check_trial_is_updatable(trial_id, cached.state)
+            started, completed = cached.datetime_start, datetime.now()
+            self._hold(_state_write(self, trial_id, state, values, completed))
         stored = None if values is None else [_as_stored_value(v) for v in values]
 
         def change(trial: FrozenTrial) -> None:
@@ -224,8 +342,56 @@ class IndexedCachedStorage(IndexedReads, _CachedStorage):
 
     def delete_study(self, study_id: int) -> None:
         """The storage's, and what this cache keeps of the study with it."""
+        self.write_waiting()
         self._loaded.discard(study_id)
         super().delete_study(study_id)
+
+    def _set_attr(self, trial_id: int, field: str, key: str, value: Any) -> None:
+        """A user or system attribute: Optuna's write, or held, then the cached trial's."""
+        from optuna.storages._rdb import models
+
+        model = models.TrialUserAttributeModel
+        if field == "system_attrs":
+            model = models.TrialSystemAttributeModel
+        cached = self._held_trial(trial_id)
+        if cached is None:
+            self.write_waiting()
+            if field == "user_attrs":
+                super().set_trial_user_attr(trial_id, key, value)
+            else:
+                super().set_trial_system_attr(trial_id, key, value)
+        else:
+            self.check_trial_is_updatable(trial_id, cached.state)
+            self._hold(_attr_write(self._backend, model, trial_id, key, value))
+        self._mirror(trial_id, _set_in(field, key, _as_stored(value)))
+
+    def _held_trial(self, trial_id: int) -> FrozenTrial | None:
+        """The cached trial when a write to it can be held (in a group, its study kept)."""
+        if self._waiting is None or not _plain_writes(self._backend):
+            return None
+        with self._lock:
+            found = self._trial_id_to_study_id_and_number.get(trial_id)
+            if found is None or found[0] not in self._loaded:
+                return None
+            return self._studies[found[0]].trials[found[1]]
+
+    def _held_distribution(self, trial_id: int, name: str) -> BaseDistribution | None:
+        """The study's distribution of a parameter, when a write of it can be held.
+
+        Optuna checks a parameter's distribution against the study's first; the first
+        time a parameter is written, Optuna's own write does (and the cache keeps it).
+        """
+        cached = self._held_trial(trial_id)
+        if cached is None:
+            return None
+        self.check_trial_is_updatable(trial_id, cached.state)
+        with self._lock:
+            study_id, _ = self._trial_id_to_study_id_and_number[trial_id]
+            return self._studies[study_id].param_distribution.get(name)
+
+    def _hold(self, write: Callable[[Any], None]) -> None:
+        assert self._waiting is not None
+        self._waiting.append(write)
 
     def _mirror(self, trial_id: int, change: Callable[[FrozenTrial], None]) -> None:
         """Apply ``change`` to a copy of the cached trial, which then takes its place."""
@@ -237,6 +403,97 @@ class IndexedCachedStorage(IndexedReads, _CachedStorage):
             trial = copy.copy(trials[found[1]])
             change(trial)
             trials[found[1]] = trial
+
+
+def grouped_writes(study: optuna.Study) -> AbstractContextManager[None]:
+    """The study's trial writes made inside, in one database transaction (see the module)."""
+    storage = study._storage
+    if isinstance(storage, IndexedCachedStorage):
+        return storage.grouped()
+    return nullcontext()
+
+
+def _plain_writes(backend: Any) -> bool:
+    """Whether the group's statements suit the database: PostgreSQL and SQLite (an upsert
+    in their dialect, the new row's id given back by the insert). Others get Optuna's."""
+    return backend.engine.name in ("postgresql", "sqlite")
+
+
+# A group's writes: SQLAlchemy Core statements on Optuna's tables (its schema, its JSON and
+# value forms), without the ORM lookups of the trial that Optuna makes before each write
+# (the cache knows the trial; the sweep's driver is the study's only writer).
+
+
+def _param_write(
+    trial_id: int, name: str, value_internal: float, distribution: BaseDistribution
+) -> Callable[[Any], None]:
+    """Optuna's ``set_trial_param`` (the distribution checked against the study's first)."""
+    from optuna.distributions import distribution_to_json
+    from optuna.storages._rdb import models
+    from sqlalchemy import insert
+
+    statement = insert(models.TrialParamModel.__table__).values(
+        trial_id=trial_id,
+        param_name=name,
+        param_value=value_internal,
+        distribution_json=distribution_to_json(distribution),
+    )
+    return lambda session: session.execute(statement)
+
+
+def _attr_write(
+    backend: Any, model: Any, trial_id: int, key: str, value: Any
+) -> Callable[[Any], None]:
+    """Optuna's ``set_trial_user_attr`` / ``set_trial_system_attr``: an upsert of the JSON."""
+    value_json = json.dumps(value)  # not JSON: the error at the call, as Optuna's
+    table = model.__table__
+    if backend.engine.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:  # SQLite (writes are held on these two only: _plain_writes)
+        from sqlalchemy.dialects.sqlite import insert
+    statement = insert(table).values(trial_id=trial_id, key=key, value_json=value_json)
+    statement = statement.on_conflict_do_update(
+        index_elements=[table.c.trial_id, table.c.key],
+        set_={"value_json": statement.excluded.value_json},
+    )
+    return lambda session: session.execute(statement)
+
+
+def _state_write(
+    storage: BaseStorage,
+    trial_id: int,
+    state: TrialState,
+    values: Sequence[float] | None,
+    completed: datetime,
+) -> Callable[[Any], None]:
+    """Optuna's ``set_trial_state_values`` to a finished state: the values, then the state
+    and the time, on a trial that is not finished in the database (else Optuna's error).
+
+    ``completed``: the time the tell was made (the cached trial gets the same).
+    """
+    from optuna.storages._rdb import models
+    from sqlalchemy import insert, update
+
+    rows = [
+        dict(zip(("value", "value_type"), models.TrialValueModel.value_to_stored_repr(v)))
+        | {"trial_id": trial_id, "objective": objective}
+        for objective, v in enumerate(values or ())
+    ]
+    trials = models.TrialModel.__table__
+    change = (
+        update(trials)
+        .where(trials.c.trial_id == trial_id)
+        .where(trials.c.state.in_([TrialState.RUNNING, TrialState.WAITING]))
+        .values(state=state, datetime_complete=completed)
+    )
+
+    def write(session: Any) -> None:
+        if rows:
+            session.execute(insert(models.TrialValueModel.__table__), rows)
+        if session.execute(change).rowcount != 1:
+            storage.check_trial_is_updatable(trial_id, TrialState.COMPLETE)  # raises
+
+    return write
 
 
 def _set_in(field: str, key: Any, value: Any) -> Callable[[FrozenTrial], None]:

@@ -41,6 +41,7 @@ from optuna.trial import TrialState, create_trial
 from sweeper.errors import StoreError
 from sweeper.execution.ids import new_execution_id
 from sweeper.record import ExecutionRecord
+from sweeper.sweep.indexed_storage import grouped_writes
 from sweeper.status import Status
 from sweeper.store import RecordStore
 from sweeper.sweep.failures import (
@@ -175,7 +176,17 @@ def resumed_outcome(
 
 
 def tell(study: optuna.Study, trial: optuna.Trial, outcome: Outcome) -> None:
-    """Tell Optuna how ``trial`` ended, keep why in its user attributes, enqueue its re-run."""
+    """Tell Optuna how ``trial`` ended, keep why in its user attributes, enqueue its re-run.
+
+    The attributes and the tell go to a database study in one transaction.
+    """
+    with grouped_writes(study):
+        _tell(study, trial, outcome)
+    if outcome.rerun is not None:
+        study.enqueue_trial(trial.params, user_attrs=dict(outcome.rerun))
+
+
+def _tell(study: optuna.Study, trial: optuna.Trial, outcome: Outcome) -> None:
     if outcome.status != DEFAULT_OUTCOMES.get(outcome.state):
         trial.set_user_attr("outcome", outcome.status)
     if outcome.reason is not None:
@@ -190,8 +201,6 @@ def tell(study: optuna.Study, trial: optuna.Trial, outcome: Outcome) -> None:
         study.tell(trial, list(outcome.values or [UNRANKED_VALUE]))
     else:
         study.tell(trial, state=outcome.state)
-    if outcome.rerun is not None:
-        study.enqueue_trial(trial.params, user_attrs=dict(outcome.rerun))
 
 
 def _why(record: ExecutionRecord, log_text: str, reason: str | None = None) -> tuple[str, str]:

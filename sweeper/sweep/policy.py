@@ -32,6 +32,7 @@ from sweeper.status import Status
 from sweeper.store import RecordStore
 from sweeper.sweep.failures import CLASS_ATTR, RESOURCE_CLASSES, read_log_tail
 from sweeper.sweep.history import REUSED_ATTR, TrialCache, trial_distributions, warm_start
+from sweeper.sweep.indexed_storage import grouped_writes
 from sweeper.sweep.left_running import rerun_in_order, settle_left_running
 from sweeper.sweep.outcomes import Outcome, result_outcome, tell
 from sweeper.sweep.plan import SweepPlan
@@ -382,16 +383,34 @@ class SweepPolicy(Policy):
         """Up to ``free`` trials asked ahead; each runs now (until then status says waiting)."""
         launches = self._ready[:free]
         del self._ready[:free]
-        for ahead in launches:
-            _trial(ahead.key).set_user_attr("execution_id", ahead.execution_id)
+        with grouped_writes(self.study):
+            for ahead in launches:
+                _trial(ahead.key).set_user_attr("execution_id", ahead.execution_id)
         return launches
 
     def _launch(self, view: ControllerView, *, ahead: bool = False) -> Launch | None:
         """Ask Optuna for a trial: its launch, or None when the store answered it (``--reuse``).
 
         ``ahead``: asked while every slot is busy; its execution id is saved when it runs, so
-        that until then ``sweep status`` counts it as waiting, not running.
+        that until then ``sweep status`` counts it as waiting, not running. The trial's
+        writes (its parameters and attributes) go to a database study in one transaction.
         """
+        with grouped_writes(self.study):
+            trial, launch = self._ask(ahead=ahead)
+        if self.cache is not None:
+            answered = self.cache.answer(launch.spec, launch.execution_id, launch.context)
+            if answered is not None:
+                trial.set_user_attr("execution_id", launch.execution_id)
+                trial.set_user_attr(REUSED_ATTR, answered.reused_from)
+                if self.order is not None:
+                    self.order.hold(trial, answered)  # told in its turn (_release)
+                else:
+                    self._settle(view, trial, answered)
+                return None
+        return launch
+
+    def _ask(self, *, ahead: bool) -> tuple[optuna.Trial, Launch]:
+        """A new trial (reseeded for its number when in order) and its launch."""
         plan = self.plan
         if self.order is not None:
             reseed(self.study, plan, self._next_number)
@@ -407,17 +426,7 @@ class SweepPolicy(Policy):
         # resume needs to find this trial's record.
         if not ahead:
             trial.set_user_attr("execution_id", launch.execution_id)
-        if self.cache is not None:
-            answered = self.cache.answer(launch.spec, launch.execution_id, launch.context)
-            if answered is not None:
-                trial.set_user_attr("execution_id", launch.execution_id)
-                trial.set_user_attr(REUSED_ATTR, answered.reused_from)
-                if self.order is not None:
-                    self.order.hold(trial, answered)  # told in its turn (_release)
-                else:
-                    self._settle(view, trial, answered)
-                return None
-        return launch
+        return trial, launch
 
     def _release(self, view: ControllerView) -> None:
         """Reproducible: tell the results whose turn has come, oldest first, asking the next

@@ -10,6 +10,7 @@ The database runs on SQLite and on the suite's PostgreSQL server.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import uuid
@@ -25,7 +26,11 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
 from sweeper.store import Store
-from sweeper.sweep.indexed_storage import IndexedCachedStorage, IndexedJournalStorage
+from sweeper.sweep.indexed_storage import (
+    IndexedCachedStorage,
+    IndexedJournalStorage,
+    grouped_writes,
+)
 from sweeper.sweep.study import study_storage
 from sweeper.sweep.tpe import SweepTPESampler
 
@@ -100,7 +105,10 @@ def _name() -> str:
     return f"indexed-{uuid.uuid4().hex[:12]}"
 
 
-def test_reads_match_optunas_storage_step_by_step(storages: Storages) -> None:
+@pytest.mark.parametrize("grouped", [False, True], ids=["each-write", "grouped"])
+def test_reads_match_optunas_storage_step_by_step(storages: Storages, grouped: bool) -> None:
+    """``grouped``: each ask and each tell with its attributes in one group, as the driver
+    makes them (a database study writes a group in one transaction)."""
     driver, fresh = storages
     name = _name()
     study = optuna.create_study(
@@ -108,36 +116,43 @@ def test_reads_match_optunas_storage_step_by_step(storages: Storages) -> None:
         storage=driver,
         sampler=SweepTPESampler(seed=1, constant_liar=True, multivariate=True),
     )
+    group = (lambda: grouped_writes(study)) if grouped else contextlib.nullcontext
     reader = fresh()
     events = random.Random(3)
     in_flight: list[optuna.Trial] = []
     study.enqueue_trial({"x": 0.5, "n": 2})
     for number in range(40):
-        trial = study.ask(SPACE)
-        trial.set_user_attr("execution_id", f"e{number}")
-        trial.set_user_attr("slot", (number % 2, "a"))  # read back as a list while it runs
+        with group():
+            trial = study.ask(SPACE)
+            trial.set_user_attr("execution_id", f"e{number}")
+            trial.set_user_attr("slot", (number % 2, "a"))  # read back as a list while it runs
         in_flight.append(trial)
         if len(in_flight) < 2:
             continue
         done = in_flight.pop(events.randrange(len(in_flight)))
-        roll = events.random()
-        if roll < 0.1:
-            study.tell(done, float("inf"))  # stored in a form of its own
-        elif roll < 0.6:
-            study.tell(done, done.params["x"] ** 2)
-        elif roll < 0.75:
-            done.report(0.3, 0)
-            done.report(float("nan"), 1)
-            study.tell(done, state=TrialState.PRUNED)
-        elif roll < 0.85:
-            done.set_constraint("resources", 1.0)
-            done.set_user_attr("outcome", "error")
-            study.tell(done, state=TrialState.PRUNED)
-        else:
-            study.tell(done, state=TrialState.FAIL)
-            study.enqueue_trial(done.params, user_attrs={"retry_of": done.number})
+        with group():
+            _end(study, done, events.random())
         _same_reads(driver, reader, name)
     _same_reads(driver, fresh(), name)  # a reader that never read before: everything at once
+
+
+def _end(study: optuna.Study, done: optuna.Trial, roll: float) -> None:
+    """Tell one of the ways a trial ends, chosen by ``roll``."""
+    if roll < 0.1:
+        study.tell(done, float("inf"))  # stored in a form of its own
+    elif roll < 0.6:
+        study.tell(done, done.params["x"] ** 2)
+    elif roll < 0.75:
+        done.report(0.3, 0)
+        done.report(float("nan"), 1)
+        study.tell(done, state=TrialState.PRUNED)
+    elif roll < 0.85:
+        done.set_constraint("resources", 1.0)
+        done.set_user_attr("outcome", "error")
+        study.tell(done, state=TrialState.PRUNED)
+    else:
+        study.tell(done, state=TrialState.FAIL)
+        study.enqueue_trial(done.params, user_attrs={"retry_of": done.number})
 
 
 def test_a_resumed_driver_reads_what_the_killed_one_left(storages: Storages) -> None:
@@ -171,3 +186,49 @@ def test_the_sweeps_driver_uses_the_indexed_storages(tmp_path: Path) -> None:
     # readers (status, plots) keep Optuna's own
     assert study_storage(store, "s1", "sqlite:///x.db") == "sqlite:///x.db"
     assert type(study_storage(store, "s1", None)) is JournalStorage
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Storages]:
+    """The driver's storage of a database and fresh readers of it."""
+    yield from storages.__wrapped__(request, tmp_path)  # type: ignore[attr-defined]
+
+
+def test_a_group_lands_in_one_transaction_in_the_order_written(database: Storages) -> None:
+    """Until the group ends, another process sees none of its writes; a new trial asked
+    inside first writes those held before it; then every write is there."""
+    driver, fresh = database
+    name = _name()
+    study = optuna.create_study(study_name=name, storage=driver)
+    study.ask(SPACE)  # the study is read once: its trials are kept from here on
+    reader = fresh()
+    study_id = reader.get_study_id_from_name(name)
+    with grouped_writes(study):
+        first = study.ask(SPACE)
+        first.set_user_attr("execution_id", "e1")
+        seen = reader.get_all_trials(study_id)[first.number]
+        assert (seen.params, seen.user_attrs) == ({}, {})  # held
+        study.tell(first, 0.5)
+        assert reader.get_all_trials(study_id)[first.number].state is TrialState.RUNNING
+        second = study.ask(SPACE)  # a new trial cannot wait: what was held goes first
+        landed = reader.get_all_trials(study_id)[first.number]
+        assert landed.state is TrialState.COMPLETE and landed.user_attrs == {"execution_id": "e1"}
+        second.set_user_attr("execution_id", "e2")
+        assert reader.get_all_trials(study_id)[second.number].user_attrs == {}
+    assert reader.get_all_trials(study_id)[second.number].user_attrs == {"execution_id": "e2"}
+    _same_reads(driver, fresh(), name)
+
+
+def test_a_group_refuses_what_optuna_refuses(database: Storages) -> None:
+    """A finished trial cannot change, nor a parameter its distribution, inside a group."""
+    driver, _ = database
+    study = optuna.create_study(study_name=_name(), storage=driver)
+    done = study.ask(SPACE)
+    study.tell(done, 1.0)
+    with grouped_writes(study):
+        with pytest.raises(optuna.exceptions.UpdateFinishedTrialError, match="already finished"):
+            driver.set_trial_user_attr(done._trial_id, "late", 1)
+        with pytest.raises(ValueError, match="different distribution kind"):
+            study.ask().suggest_int("x", 0, 3)  # a float in the study's first trial
+        with pytest.raises(optuna.exceptions.UpdateFinishedTrialError, match="already finished"):
+            driver.set_trial_state_values(done._trial_id, TrialState.COMPLETE, [2.0])

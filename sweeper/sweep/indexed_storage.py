@@ -20,9 +20,10 @@ on each write, with ORM lookups of the trial before it, and counts the study's t
 the database to number a new one (a count that grows with the study). Inside
 :func:`grouped_writes` the trials' writes (parameters, attributes, a tell) wait and go to
 the database in one transaction when the block ends, or earlier, just before any write that
-cannot wait (a new trial); they are plain inserts and updates of Optuna's tables, and a new
-trial's number is the count the cache holds. An ask is then two transactions (the new
-trial; its parameters and attributes) and a tell one. The rows are Optuna's, as Optuna
+cannot wait, such as an enqueued trial; they are plain inserts and updates of Optuna's
+tables. A new trial is one insert, numbered by the count the cache holds, in the same
+transaction as the writes held before it: with ``--seed`` a tell and the ask after it share
+one. An ask's parameters and attributes are one more. The rows are Optuna's, as Optuna
 writes them, and in their order, so what a ``kill -9`` leaves in the database is a state it
 could have left before (a group lands whole or not at all): resume sees the same study.
 The journal writes as it always did.
@@ -184,14 +185,20 @@ class IndexedCachedStorage(IndexedReads, _CachedStorage):
 
     def write_waiting(self) -> None:
         """Write the held writes in one transaction (none held: nothing)."""
-        if not self._waiting:
-            return
+        if self._waiting:
+            self._transaction(None)
+
+    def _transaction(self, last: Callable[[Any], Any] | None) -> Any:
+        """The held writes, then ``last`` (its answer returned), in one transaction."""
         from optuna.storages._rdb.storage import _create_scoped_session
 
-        writes, self._waiting[:] = list(self._waiting), []
+        writes = list(self._waiting or ())
+        if self._waiting:
+            self._waiting.clear()
         with _create_scoped_session(self._backend.scoped_session) as session:
             for write in writes:
                 write(session)
+            return None if last is None else last(session)
 
     @contextmanager
     def _reading(self, study_id: int) -> Iterator[tuple[int, TrialAt]]:
@@ -211,25 +218,19 @@ class IndexedCachedStorage(IndexedReads, _CachedStorage):
         return super().get_trial(trial_id)
 
     def create_new_trial(self, study_id: int, template_trial: FrozenTrial | None = None) -> int:
-        """A new running trial, after the writes held before it.
+        """A new running trial, after the writes held before it (in the same transaction).
 
         Once the study is kept, the new trial's number is the count of trials the cache
         holds (the driver is the only writer) and the trial is one insert; Optuna's own
         locks the study's row and counts its trials in the database (a count that grows
         with the study). An enqueued trial (a template) is Optuna's.
         """
-        self.write_waiting()
-        if template_trial is not None or not _plain_writes(self._backend):
-            return super().create_new_trial(study_id, template_trial)
         with self._lock:
-            if study_id not in self._loaded:
-                number = None
-            else:
-                number = len(self._studies[study_id].trials)
-        if number is None:
+            number = len(self._studies[study_id].trials) if study_id in self._loaded else None
+        if template_trial is not None or number is None or not _plain_writes(self._backend):
+            self.write_waiting()
             return super().create_new_trial(study_id, template_trial)
         from optuna.storages._rdb import models
-        from optuna.storages._rdb.storage import _create_scoped_session
         from sqlalchemy import insert
 
         trials = models.TrialModel.__table__
@@ -241,8 +242,7 @@ class IndexedCachedStorage(IndexedReads, _CachedStorage):
             )
             .returning(trials.c.trial_id)
         )
-        with _create_scoped_session(self._backend.scoped_session) as session:
-            trial_id = int(session.execute(statement).scalar_one())
+        trial_id = int(self._transaction(lambda session: session.execute(statement).scalar_one()))
         trial = FrozenTrial(
             number=number,
             state=TrialState.RUNNING,
@@ -411,6 +411,14 @@ def grouped_writes(study: optuna.Study) -> AbstractContextManager[None]:
     if isinstance(storage, IndexedCachedStorage):
         return storage.grouped()
     return nullcontext()
+
+
+def write_held(study: optuna.Study) -> None:
+    """Write now what a group around this call holds (before a write elsewhere that must
+    come after it, such as the store's)."""
+    storage = study._storage
+    if isinstance(storage, IndexedCachedStorage):
+        storage.write_waiting()
 
 
 def _plain_writes(backend: Any) -> bool:

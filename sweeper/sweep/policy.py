@@ -32,7 +32,7 @@ from sweeper.status import Status
 from sweeper.store import RecordStore
 from sweeper.sweep.failures import CLASS_ATTR, RESOURCE_CLASSES, read_log_tail
 from sweeper.sweep.history import REUSED_ATTR, TrialCache, trial_distributions, warm_start
-from sweeper.sweep.indexed_storage import grouped_writes
+from sweeper.sweep.indexed_storage import grouped_writes, write_held
 from sweeper.sweep.left_running import rerun_in_order, settle_left_running
 from sweeper.sweep.outcomes import Outcome, result_outcome, tell
 from sweeper.sweep.plan import SweepPlan
@@ -397,6 +397,7 @@ class SweepPolicy(Policy):
         """
         with grouped_writes(self.study):
             trial, launch = self._ask(ahead=ahead)
+        write_held(self.study)  # also in a group around: the trial is written before it runs
         if self.cache is not None:
             answered = self.cache.answer(launch.spec, launch.execution_id, launch.context)
             if answered is not None:
@@ -434,11 +435,13 @@ class SweepPolicy(Policy):
         assert self.order is not None
         while (turn := self.order.next_ready()) is not None:
             key, record = turn
-            self._settle(view, _trial(key), record)
-            if not view.stopping and self._room(view) > 0 and self.order.has_room():
-                launch = self._launch(view, ahead=True)
-                if launch is not None:  # None: the store answered it, held for its turn
-                    self._ready.append(launch)
+            # a database study writes the tell with the next trial's creation, in one go
+            with grouped_writes(self.study):
+                self._settle(view, _trial(key), record)
+                if not view.stopping and self._room(view) > 0 and self.order.has_room():
+                    launch = self._launch(view, ahead=True)
+                    if launch is not None:  # None: the store answered it, held for its turn
+                        self._ready.append(launch)
 
     def _settle(self, view: ControllerView, trial: optuna.Trial, record: ExecutionRecord) -> None:
         """Tell Optuna what the trial's record means; end the sweep when it must end."""

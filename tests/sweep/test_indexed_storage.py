@@ -20,6 +20,7 @@ from typing import Any
 
 import optuna
 import pytest
+import sqlalchemy
 from optuna.distributions import FloatDistribution, IntDistribution
 from optuna.storages import JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend
@@ -210,9 +211,12 @@ def test_a_group_lands_in_one_transaction_in_the_order_written(database: Storage
         assert (seen.params, seen.user_attrs) == ({}, {})  # held
         study.tell(first, 0.5)
         assert reader.get_all_trials(study_id)[first.number].state is TrialState.RUNNING
-        second = study.ask(SPACE)  # a new trial cannot wait: what was held goes first
+        second = study.ask(SPACE)  # a new trial: what was held goes first, in its transaction
         landed = reader.get_all_trials(study_id)[first.number]
         assert landed.state is TrialState.COMPLETE and landed.user_attrs == {"execution_id": "e1"}
+        assert reader.get_all_trials(study_id)[second.number].params == {}  # held
+        study.enqueue_trial({"x": 0.1}, user_attrs={"retry_of": first.number})  # Optuna's
+        assert reader.get_all_trials(study_id)[second.number].params == second.params
         second.set_user_attr("execution_id", "e2")
         assert reader.get_all_trials(study_id)[second.number].user_attrs == {}
     assert reader.get_all_trials(study_id)[second.number].user_attrs == {"execution_id": "e2"}
@@ -232,3 +236,20 @@ def test_a_group_refuses_what_optuna_refuses(database: Storages) -> None:
             study.ask().suggest_int("x", 0, 3)  # a float in the study's first trial
         with pytest.raises(optuna.exceptions.UpdateFinishedTrialError, match="already finished"):
             driver.set_trial_state_values(done._trial_id, TrialState.COMPLETE, [2.0])
+
+
+def test_a_new_trial_is_written_after_the_writes_held_before_it(database: Storages) -> None:
+    """When the writes held before a new trial cannot be written, neither is the trial: the
+    database never holds an ask without the tell the driver made before it."""
+    driver, fresh = database
+    name = _name()
+    study = optuna.create_study(study_name=name, storage=driver)
+    first = study.ask(SPACE)
+    with pytest.raises(sqlalchemy.exc.IntegrityError, match="(?i)unique"):
+        with grouped_writes(study):
+            # held: a second value of a parameter the database has (it refuses it)
+            driver.set_trial_param(first._trial_id, "x", 0.25, SPACE["x"])
+            study.tell(first, 0.5)
+            study.ask(SPACE)
+    (stored,) = fresh().get_all_trials(fresh().get_study_id_from_name(name))
+    assert (stored.state, stored.params) == (TrialState.RUNNING, first.params)

@@ -40,7 +40,6 @@ from datetime import datetime
 from typing import Any, cast
 
 import optuna
-
 from optuna._typing import JSONSerializable
 from optuna.distributions import BaseDistribution, check_distribution_compatibility
 from optuna.storages import BaseStorage, JournalStorage
@@ -455,10 +454,10 @@ def _attr_write(
     """Optuna's ``set_trial_user_attr`` / ``set_trial_system_attr``: an upsert of the JSON."""
     value_json = json.dumps(value)  # not JSON: the error at the call, as Optuna's
     table = model.__table__
-    if backend.engine.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:  # SQLite (writes are held on these two only: _plain_writes)
-        from sqlalchemy.dialects.sqlite import insert
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    # SQLite otherwise: writes are held on these two only (_plain_writes)
+    insert: Any = postgresql.insert if backend.engine.name == "postgresql" else sqlite.insert
     statement = insert(table).values(trial_id=trial_id, key=key, value_json=value_json)
     statement = statement.on_conflict_do_update(
         index_elements=[table.c.trial_id, table.c.key],
@@ -482,11 +481,12 @@ def _state_write(
     from optuna.storages._rdb import models
     from sqlalchemy import insert, update
 
-    rows = [
-        dict(zip(("value", "value_type"), models.TrialValueModel.value_to_stored_repr(v)))
-        | {"trial_id": trial_id, "objective": objective}
-        for objective, v in enumerate(values or ())
-    ]
+    rows = []
+    for objective, v in enumerate(values or ()):
+        stored, kind = models.TrialValueModel.value_to_stored_repr(v)
+        rows.append(
+            {"trial_id": trial_id, "objective": objective, "value": stored, "value_type": kind}
+        )
     trials = models.TrialModel.__table__
     change = (
         update(trials)

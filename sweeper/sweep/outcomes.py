@@ -41,7 +41,6 @@ from optuna.trial import TrialState, create_trial
 from sweeper.errors import StoreError
 from sweeper.execution.ids import new_execution_id
 from sweeper.record import ExecutionRecord
-from sweeper.sweep.indexed_storage import grouped_writes
 from sweeper.status import Status
 from sweeper.store import RecordStore
 from sweeper.sweep.failures import (
@@ -52,6 +51,7 @@ from sweeper.sweep.failures import (
     failure_class,
     failure_reason,
 )
+from sweeper.sweep.indexed_storage import grouped_writes
 from sweeper.sweep.space import admits
 from sweeper.sweep.state import DEFAULT_OUTCOMES
 

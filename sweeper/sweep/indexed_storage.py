@@ -42,6 +42,7 @@ from typing import Any, cast
 import optuna
 from optuna._typing import JSONSerializable
 from optuna.distributions import BaseDistribution, check_distribution_compatibility
+from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import BaseStorage, JournalStorage
 from optuna.storages._cached_storage import _CachedStorage
 from optuna.trial import FrozenTrial, TrialState
@@ -210,11 +211,8 @@ class IndexedCachedStorage(IndexedReads, _CachedStorage):
 
     def get_trial(self, trial_id: int) -> FrozenTrial:
         """The cached trial once its study was read (kept up to date), else Optuna's read."""
-        with self._lock:
-            found = self._trial_id_to_study_id_and_number.get(trial_id)
-            if found is not None and found[0] in self._loaded:
-                return self._studies[found[0]].trials[found[1]]
-        return super().get_trial(trial_id)
+        kept = self._kept(trial_id)
+        return kept if kept is not None else super().get_trial(trial_id)
 
     def create_new_trial(self, study_id: int, template_trial: FrozenTrial | None = None) -> int:
         """A new running trial, after the writes held before it (in the same transaction).
@@ -347,11 +345,6 @@ class IndexedCachedStorage(IndexedReads, _CachedStorage):
 
     def _set_attr(self, trial_id: int, field: str, key: str, value: Any) -> None:
         """A user or system attribute: Optuna's write, or held, then the cached trial's."""
-        from optuna.storages._rdb import models
-
-        model = models.TrialUserAttributeModel
-        if field == "system_attrs":
-            model = models.TrialSystemAttributeModel
         cached = self._held_trial(trial_id)
         if cached is None:
             self.write_waiting()
@@ -361,18 +354,25 @@ class IndexedCachedStorage(IndexedReads, _CachedStorage):
                 super().set_trial_system_attr(trial_id, key, value)
         else:
             self.check_trial_is_updatable(trial_id, cached.state)
-            self._hold(_attr_write(self._backend, model, trial_id, key, value))
+            self._hold(_attr_write(self._backend, field, trial_id, key, value))
         self._mirror(trial_id, _set_in(field, key, _as_stored(value)))
 
     def _held_trial(self, trial_id: int) -> FrozenTrial | None:
         """The cached trial when a write to it can be held (in a group, its study kept)."""
         if self._waiting is None or not _plain_writes(self._backend):
             return None
+        return self._kept(trial_id)
+
+    def _kept(self, trial_id: int) -> FrozenTrial | None:
+        """The cached trial, when its study is kept up to date here (else None)."""
         with self._lock:
             found = self._trial_id_to_study_id_and_number.get(trial_id)
             if found is None or found[0] not in self._loaded:
                 return None
             return self._studies[found[0]].trials[found[1]]
+
+    def _study_of(self, trial_id: int) -> int:
+        return self._trial_id_to_study_id_and_number[trial_id][0]
 
     def _held_distribution(self, trial_id: int, name: str) -> BaseDistribution | None:
         """The study's distribution of a parameter, when a write of it can be held.
@@ -385,8 +385,7 @@ class IndexedCachedStorage(IndexedReads, _CachedStorage):
             return None
         self.check_trial_is_updatable(trial_id, cached.state)
         with self._lock:
-            study_id, _ = self._trial_id_to_study_id_and_number[trial_id]
-            return self._studies[study_id].param_distribution.get(name)
+            return self._studies[self._study_of(trial_id)].param_distribution.get(name)
 
     def _hold(self, write: Callable[[Any], None]) -> None:
         assert self._waiting is not None
@@ -449,12 +448,18 @@ def _param_write(
 
 
 def _attr_write(
-    backend: Any, model: Any, trial_id: int, key: str, value: Any
+    backend: Any, field: str, trial_id: int, key: str, value: Any
 ) -> Callable[[Any], None]:
-    """Optuna's ``set_trial_user_attr`` / ``set_trial_system_attr``: an upsert of the JSON."""
-    value_json = json.dumps(value)  # not JSON: the error at the call, as Optuna's
-    table = model.__table__
+    """Optuna's ``set_trial_user_attr`` / ``set_trial_system_attr`` (``field``: ``user_attrs``
+    or ``system_attrs``): an upsert of the JSON."""
+    from optuna.storages._rdb import models
     from sqlalchemy.dialects import postgresql, sqlite
+
+    value_json = json.dumps(value)  # not JSON: the error at the call, as Optuna's
+    model = models.TrialUserAttributeModel
+    if field == "system_attrs":
+        model = models.TrialSystemAttributeModel
+    table = model.__table__
 
     # SQLite otherwise: writes are held on these two only (_plain_writes)
     insert: Any = postgresql.insert if backend.engine.name == "postgresql" else sqlite.insert
@@ -498,8 +503,11 @@ def _state_write(
     def write(session: Any) -> None:
         if rows:
             session.execute(insert(models.TrialValueModel.__table__), rows)
-        if session.execute(change).rowcount != 1:
-            storage.check_trial_is_updatable(trial_id, TrialState.COMPLETE)  # raises
+        if session.execute(change).rowcount != 1:  # finished in the database: Optuna's error
+            number = storage.get_trial(trial_id).number
+            raise UpdateFinishedTrialError(
+                f"Trial#{number} has already finished and can not be updated."
+            )
 
     return write
 

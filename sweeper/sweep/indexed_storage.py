@@ -180,8 +180,10 @@ class IndexedCachedStorage(IndexedReads, _CachedStorage):
         try:
             yield
         finally:
-            self.write_waiting()
-            self._waiting = None
+            try:
+                self.write_waiting()
+            finally:
+                self._waiting = None  # also when the database refused the group
 
     def write_waiting(self) -> None:
         """Write the held writes in one transaction (none held: nothing)."""

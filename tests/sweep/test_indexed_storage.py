@@ -253,3 +253,21 @@ def test_a_new_trial_is_written_after_the_writes_held_before_it(database: Storag
             study.ask(SPACE)
     (stored,) = fresh().get_all_trials(fresh().get_study_id_from_name(name))
     assert (stored.state, stored.params) == (TrialState.RUNNING, first.params)
+
+
+def test_a_group_the_database_refuses_raises_and_the_next_writes_land(database: Storages) -> None:
+    """A trial another process finished refuses the group's tell with Optuna's error; the
+    driver's writes after it go to the database again."""
+    driver, fresh = database
+    name = _name()
+    study = optuna.create_study(study_name=name, storage=driver)
+    trial = study.ask(SPACE)
+    fresh().set_trial_state_values(trial._trial_id, TrialState.FAIL)
+    with pytest.raises(optuna.exceptions.UpdateFinishedTrialError, match="already finished"):
+        with grouped_writes(study):
+            study.tell(trial, 1.0)
+    later = study.ask(SPACE)
+    with grouped_writes(study):
+        later.set_user_attr("execution_id", "e2")
+    stored = fresh().get_all_trials(fresh().get_study_id_from_name(name))
+    assert [t.user_attrs for t in stored] == [{}, {"execution_id": "e2"}]
